@@ -1,0 +1,360 @@
+//! `MigrationJob`: what to migrate where, and the progress the worker reports.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::common::{SecretKeyRef, TlsConfig};
+use crate::source::default_port;
+
+/// A migration from one MigrationSource into a MySQL-compatible target (TiDB or MySQL/MariaDB).
+#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[kube(
+    group = "ferry.dev",
+    version = "v1alpha1",
+    kind = "MigrationJob",
+    namespaced,
+    status = "MigrationJobStatus",
+    shortname = "mj",
+    shortname = "mjob",
+    category = "ferry",
+    printcolumn = r#"{"name":"Stage","type":"string","jsonPath":".status.stage"}"#,
+    printcolumn = r#"{"name":"Phase","type":"string","jsonPath":".status.phase"}"#,
+    printcolumn = r#"{"name":"Progress","type":"string","jsonPath":".status.full.percent"}"#,
+    printcolumn = r#"{"name":"Lag","type":"string","jsonPath":".status.incremental.lagSeconds"}"#,
+    printcolumn = r#"{"name":"Tier","type":"string","jsonPath":".spec.tier","priority":1}"#,
+    printcolumn = r#"{"name":"Position","type":"string","jsonPath":".status.position","priority":1}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+#[serde(rename_all = "camelCase")]
+pub struct MigrationJobSpec {
+    /// Human-readable job name. Starts with a letter, under 60 characters of letters, digits,
+    /// `_` and `-` (the rule of TiDB Cloud's Data Migration).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub display_name: Option<String>,
+    /// The MigrationSource (same namespace) to migrate from. Cannot change once set.
+    pub source_ref: SourceRef,
+    /// The server to migrate into. Cannot change once set.
+    pub target: Target,
+    /// Full (copy existing data, then stop), Incremental (replay the binlog only) or
+    /// FullAndIncremental (copy, then replay until you cut over). Cannot change once set.
+    pub mode: MigrationMode,
+    /// Where incremental replication starts (Incremental mode only; FullAndIncremental starts at
+    /// the snapshot of the full copy). Absent: the source's current position.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub incremental: Option<IncrementalSpec>,
+    /// What to migrate. Absent: every user schema. The schemas mysql, information_schema,
+    /// performance_schema and sys are never migrated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub objects: Option<ObjectSelection>,
+    /// Size of the worker: small, medium, large or xlarge. Sets its CPU, memory and concurrency.
+    #[serde(default)]
+    pub tier: Tier,
+    /// Stop the worker and keep the checkpoint; set back to false to resume.
+    #[serde(default)]
+    pub paused: bool,
+    /// How long safe mode lasts after resuming from an abrupt stop (INSERT as REPLACE, UPDATE as
+    /// DELETE + REPLACE), as a duration such as `60s` or `2m`.
+    #[serde(default = "default_safe_mode_duration")]
+    pub safe_mode_duration: String,
+    /// Set to a new value (a timestamp is handy) to restart a failed job, replacing target rows
+    /// that conflict with the source's (TiDB Cloud's "Restart").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restart_request: Option<String>,
+}
+
+/// The default safe mode duration of the reference product.
+pub fn default_safe_mode_duration() -> String {
+    "60s".to_string()
+}
+
+/// Reference to a MigrationSource in the job's namespace.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+pub struct SourceRef {
+    /// Name of the MigrationSource.
+    pub name: String,
+}
+
+/// The server a job migrates into.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Target {
+    /// Host name or IP address of the target (TiDB, MySQL or MariaDB).
+    pub host: String,
+    /// TCP port of the target (TiDB listens on 4000 by default).
+    #[serde(default = "default_port")]
+    pub port: i32,
+    /// User Ferry writes as. Needs CREATE, SELECT, INSERT, UPDATE, DELETE, ALTER, DROP, INDEX
+    /// and CREATE VIEW.
+    pub user: String,
+    /// Secret key holding the user's password.
+    pub password_secret_ref: SecretKeyRef,
+    /// TLS settings; absent means Disabled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsConfig>,
+}
+
+/// What a job does.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum MigrationMode {
+    /// Copy the existing data, then complete.
+    Full,
+    /// Replay the source's binlog from a start position, until stopped.
+    Incremental,
+    /// Copy the existing data, then replay the binlog from the copy's snapshot, until stopped.
+    FullAndIncremental,
+}
+
+impl MigrationMode {
+    /// Whether the job copies existing data.
+    pub fn copies_existing_data(self) -> bool {
+        matches!(self, Self::Full | Self::FullAndIncremental)
+    }
+
+    /// Whether the job replays the binlog.
+    pub fn replicates(self) -> bool {
+        matches!(self, Self::Incremental | Self::FullAndIncremental)
+    }
+}
+
+/// Settings of the incremental stage.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub struct IncrementalSpec {
+    /// First binlog position to replay: `file` and `pos`, or `gtidSet`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start: Option<BinlogPosition>,
+}
+
+/// A position in the source's binary log.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BinlogPosition {
+    /// Binlog file name, such as `mysql-bin.000042`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
+    /// Byte offset in `file`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pos: Option<i64>,
+    /// GTID set: MySQL `uuid:1-100,...` or MariaDB `domain-server-seq,...`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gtid_set: Option<String>,
+}
+
+impl BinlogPosition {
+    /// `file:pos` when both are known.
+    pub fn file_pos(&self) -> Option<String> {
+        Some(format!("{}:{}", self.file.as_ref()?, self.pos?))
+    }
+}
+
+/// Which objects a job migrates: either whole databases or single tables.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub struct ObjectSelection {
+    /// Whole databases (schemas) to migrate, tables created in them later included.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub databases: Vec<String>,
+    /// Single tables to migrate; tables created later are not included.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tables: Vec<TableRef>,
+}
+
+/// A table by database and name.
+#[derive(
+    Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, JsonSchema,
+)]
+pub struct TableRef {
+    /// Database (schema) of the table.
+    pub database: String,
+    /// Table name.
+    pub table: String,
+}
+
+/// Size of a job's worker. The operator maps each tier to CPU, memory and concurrency.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, Hash, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Tier {
+    /// 1 CPU, 4 copy connections.
+    #[default]
+    Small,
+    /// 2 CPUs, 8 copy connections.
+    Medium,
+    /// 4 CPUs, 16 copy connections.
+    Large,
+    /// 8 CPUs, 32 copy connections.
+    Xlarge,
+}
+
+impl Tier {
+    /// Connections used for the full copy and parallel apply when nothing overrides it.
+    pub fn default_concurrency(self) -> usize {
+        match self {
+            Self::Small => 4,
+            Self::Medium => 8,
+            Self::Large => 16,
+            Self::Xlarge => 32,
+        }
+    }
+}
+
+/// Where a job is in its life.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum Stage {
+    /// Checking source and target.
+    Precheck,
+    /// Copying existing data.
+    Full,
+    /// Replaying the binlog.
+    Incremental,
+    /// Done (Full mode).
+    Completed,
+}
+
+/// What the job is doing now.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum Phase {
+    /// Accepted, waiting to run.
+    Pending,
+    /// Working.
+    Running,
+    /// Stopped by `spec.paused`; the checkpoint is kept.
+    Paused,
+    /// Stopped by an error; see `lastError`.
+    Failed,
+    /// Finished (Full mode).
+    Completed,
+}
+
+/// Progress of a migration job, as reported by its worker and operator.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MigrationJobStatus {
+    /// Precheck, Full, Incremental or Completed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stage: Option<Stage>,
+    /// Pending, Running, Paused, Failed or Completed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<Phase>,
+    /// Ready, Prechecked, Paused, Failed and others, one per type.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+    /// Result of every precheck item.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub precheck: Vec<PrecheckItem>,
+    /// Progress of the existing-data copy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub full: Option<FullProgress>,
+    /// State of binlog replication.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub incremental: Option<IncrementalStatus>,
+    /// Binlog position the target has reached, as `file:pos`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub position: Option<String>,
+    /// The error that stopped the job last.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<JobError>,
+    /// The `spec.restartRequest` value already acted on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_restart_request: Option<String>,
+    /// Name of the worker pod running the job.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub worker_pod: Option<String>,
+    /// The `metadata.generation` the status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+}
+
+/// Result of one precheck item.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PrecheckItem {
+    /// Stable identifier of the check, such as `binlog_format`.
+    pub name: String,
+    /// Pass, Warning or Failure.
+    pub result: CheckResult,
+    /// What was observed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed: Option<String>,
+    /// Why the item matters when it does not pass.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// What to do about it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remedy: Option<String>,
+}
+
+/// Outcome of a precheck item.
+#[derive(
+    Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, JsonSchema,
+)]
+pub enum CheckResult {
+    /// Nothing to do.
+    Pass,
+    /// The job can run, but read the reason.
+    Warning,
+    /// The job cannot run until the remedy is applied.
+    Failure,
+}
+
+/// Progress of the existing-data copy.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct FullProgress {
+    /// Tables completely copied.
+    pub tables_done: i64,
+    /// Tables to copy.
+    pub tables_total: i64,
+    /// Rows copied so far.
+    pub rows: i64,
+    /// Bytes copied so far (row data as sent to the target).
+    pub bytes: i64,
+    /// Recent copy throughput.
+    pub bytes_per_second: i64,
+    /// Estimated share done, 0 to 100, as text (such as `42.5%`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub percent: Option<String>,
+    /// Estimated seconds left.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eta_seconds: Option<i64>,
+    /// Binlog position of the consistent snapshot the copy reads.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot: Option<BinlogPosition>,
+}
+
+/// State of binlog replication.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct IncrementalStatus {
+    /// Last source position whose changes are committed on the target.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub applied: Option<BinlogPosition>,
+    /// The source's current binlog position.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_head: Option<BinlogPosition>,
+    /// Seconds between the newest applied event's source time and now.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lag_seconds: Option<i64>,
+    /// Bytes of binlog between the applied position and the source head.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lag_bytes: Option<i64>,
+    /// Recent apply throughput in row changes per second.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rows_per_second: Option<i64>,
+    /// Safe mode lasts until this time (RFC 3339); absent when off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub safe_mode_until: Option<String>,
+}
+
+/// An error that stopped a job.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct JobError {
+    /// Stage the job was in.
+    pub stage: Stage,
+    /// What went wrong and what to do.
+    pub message: String,
+    /// Whether running again may succeed without a change by the user.
+    pub retryable: bool,
+    /// When it happened (RFC 3339).
+    pub time: String,
+}

@@ -1,0 +1,26 @@
+//! Ferry's Kubernetes API, group `ferry.dev`, version `v1alpha1`.
+//!
+//! `MigrationSource` describes a MySQL-compatible server to migrate from; `MigrationJob` says what
+//! to move where and carries the progress the worker reports. The operator, the worker and the
+//! standalone `ferry` command all speak these types; `crd` turns them into the CustomResource-
+//! Definitions (with validation rules the derive cannot express) and `validation` checks a
+//! document against those definitions without an API server.
+
+pub mod common;
+pub mod crd;
+pub mod job;
+pub mod source;
+pub mod validation;
+
+pub use common::{SecretKeyRef, TlsConfig, TlsMode};
+pub use job::{MigrationJob, MigrationJobSpec, MigrationJobStatus};
+pub use source::{MigrationSource, MigrationSourceSpec, MigrationSourceStatus};
+
+/// API group of every Ferry resource.
+pub const GROUP: &str = "ferry.dev";
+/// API version of every Ferry resource.
+pub const VERSION: &str = "v1alpha1";
+/// `apiVersion` as it appears in manifests.
+pub const API_VERSION: &str = "ferry.dev/v1alpha1";
+/// Schemas that are never migrated, whatever the selection says.
+pub const SYSTEM_SCHEMAS: [&str; 4] = ["mysql", "information_schema", "performance_schema", "sys"];

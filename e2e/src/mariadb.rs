@@ -1,0 +1,314 @@
+//! Throwaway MariaDB servers from Debian's `mariadb-server`.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use mysql_async::prelude::Queryable;
+use mysql_async::{Conn, Opts, OptsBuilder};
+
+use crate::{HarnessError, Result, io_err, ports::free_port};
+
+/// What a server is for; decides its binlog settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Binary log on, ROW format, FULL row image, GTIDs (MariaDB's are always on), server_id set.
+    Source,
+    /// No binary log.
+    Target,
+}
+
+/// How to start a server. `extra_args` go to `mariadbd` after the role's own settings, so a test
+/// can override them (`--binlog-format=STATEMENT`, `--skip-log-bin`, TLS files, ...).
+#[derive(Debug, Clone)]
+pub struct MariaDbOptions {
+    pub role: Role,
+    pub extra_args: Vec<String>,
+}
+
+impl MariaDbOptions {
+    pub fn new(role: Role) -> Self {
+        Self { role, extra_args: Vec::new() }
+    }
+
+    pub fn arg(mut self, arg: impl Into<String>) -> Self {
+        self.extra_args.push(arg.into());
+        self
+    }
+}
+
+/// A running MariaDB server. Root logs in over TCP without a password.
+pub struct MariaDb {
+    child: Child,
+    dir: tempfile::TempDir,
+    port: u16,
+    role: Role,
+}
+
+const START_TIMEOUT: Duration = Duration::from_secs(60);
+const START_ATTEMPTS: usize = 3;
+
+impl MariaDb {
+    /// A source server: binlog on in ROW format with full row images.
+    pub async fn source() -> Result<Self> {
+        Self::start(MariaDbOptions::new(Role::Source)).await
+    }
+
+    /// A target server: no binlog.
+    pub async fn target() -> Result<Self> {
+        Self::start(MariaDbOptions::new(Role::Target)).await
+    }
+
+    /// Starts a server as `options` say, retrying on another port if the chosen one was taken.
+    pub async fn start(options: MariaDbOptions) -> Result<Self> {
+        let mut last_error = None;
+        for _ in 0..START_ATTEMPTS {
+            match Self::start_once(&options).await {
+                Ok(server) => return Ok(server),
+                Err(e) => last_error = Some(e),
+            }
+        }
+        Err(last_error.expect("at least one attempt"))
+    }
+
+    async fn start_once(options: &MariaDbOptions) -> Result<Self> {
+        let dir = tempfile::Builder::new()
+            .prefix("ferry-mariadb-")
+            .tempdir()
+            .map_err(io_err("create server directory"))?;
+        let data = dir.path().join("data");
+        copy_dir(template_datadir()?, &data)?;
+        let port = free_port().map_err(io_err("find a free port"))?;
+        let log = std::fs::File::create(dir.path().join("error.log"))
+            .map_err(io_err("create error log"))?;
+        let child = Command::new(mariadbd())
+            .arg("--no-defaults")
+            .args(server_args(dir.path(), port, options))
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .map_err(io_err("start mariadbd (is mariadb-server installed? run dev/setup.sh)"))?;
+        let mut server = Self { child, dir, port, role: options.role };
+        server.wait_ready().await?;
+        Ok(server)
+    }
+
+    async fn wait_ready(&mut self) -> Result<()> {
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Err(HarnessError::Start(format!(
+                    "mariadbd exited with {status}; its log:\n{}",
+                    self.error_log()
+                )));
+            }
+            if let Ok(conn) = Conn::new(self.opts()).await {
+                drop(conn.disconnect().await);
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err(HarnessError::Start(format!(
+                    "mariadbd did not answer within {START_TIMEOUT:?}; its log:\n{}",
+                    self.error_log()
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// The server's error log, for failure messages.
+    pub fn error_log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("error.log")).unwrap_or_default()
+    }
+
+    pub fn host(&self) -> &'static str {
+        "127.0.0.1"
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
+    /// The server's own directory (data, socket, logs); test certificates can go here too.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Connection options for root.
+    pub fn opts(&self) -> Opts {
+        self.opts_for("root", "")
+    }
+
+    /// Connection options for another user.
+    pub fn opts_for(&self, user: &str, password: &str) -> Opts {
+        OptsBuilder::default()
+            .ip_or_hostname(self.host())
+            .tcp_port(self.port)
+            .user(Some(user))
+            .pass(Some(password))
+            .prefer_socket(false)
+            .into()
+    }
+
+    /// A new root connection.
+    pub async fn conn(&self) -> Result<Conn> {
+        Ok(Conn::new(self.opts()).await?)
+    }
+
+    /// Runs statements (separated by `;`) as root.
+    pub async fn exec(&self, sql: &str) -> Result<()> {
+        let mut conn = self.conn().await?;
+        conn.query_drop(sql).await?;
+        conn.disconnect().await?;
+        Ok(())
+    }
+
+    /// Runs a query as root and returns the first column of each row as text.
+    pub async fn query_strings(&self, sql: &str) -> Result<Vec<Option<String>>> {
+        let mut conn = self.conn().await?;
+        let rows: Vec<Option<String>> = conn.query(sql).await?;
+        conn.disconnect().await?;
+        Ok(rows)
+    }
+
+    /// Creates a user with a password and the given privileges on `*.*` (e.g. "ALL PRIVILEGES").
+    pub async fn create_user(&self, user: &str, password: &str, privileges: &str) -> Result<()> {
+        self.exec(&format!(
+            "CREATE USER '{user}'@'%' IDENTIFIED BY '{password}'; \
+             GRANT {privileges} ON *.* TO '{user}'@'%'"
+        ))
+        .await
+    }
+
+    /// Loads a SQL file (many statements) as root.
+    pub async fn load_sql_file(&self, path: &Path) -> Result<()> {
+        let sql =
+            std::fs::read_to_string(path).map_err(io_err(format!("read {}", path.display())))?;
+        self.exec(&sql).await
+    }
+}
+
+impl Drop for MariaDb {
+    fn drop(&mut self) {
+        // The data is thrown away, so there is nothing to shut down cleanly.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn server_args(dir: &Path, port: u16, options: &MariaDbOptions) -> Vec<String> {
+    let path = |name: &str| dir.join(name).display().to_string();
+    let mut args = vec![
+        format!("--datadir={}", path("data")),
+        format!("--socket={}", path("mysqld.sock")),
+        format!("--pid-file={}", path("mysqld.pid")),
+        format!("--port={port}"),
+        "--bind-address=127.0.0.1".into(),
+        "--user=root".into(),
+        "--skip-name-resolve".into(),
+        "--innodb-buffer-pool-size=64M".into(),
+        "--innodb-log-file-size=48M".into(),
+        "--innodb-flush-log-at-trx-commit=2".into(),
+        "--max-connections=500".into(),
+        "--character-set-server=utf8mb4".into(),
+        "--collation-server=utf8mb4_general_ci".into(),
+    ];
+    match options.role {
+        Role::Source => args.extend([
+            format!("--log-bin={}", path("binlog/mysql-bin")),
+            format!("--server-id={}", 1 + (port as u32 % 100_000)),
+            "--binlog-format=ROW".into(),
+            "--binlog-row-image=FULL".into(),
+            "--expire-logs-days=7".into(),
+        ]),
+        Role::Target => args.push("--skip-log-bin".into()),
+    }
+    if options.role == Role::Source {
+        let _ = std::fs::create_dir_all(dir.join("binlog"));
+    }
+    args.extend(options.extra_args.iter().cloned());
+    args
+}
+
+fn mariadbd() -> PathBuf {
+    ["/usr/sbin/mariadbd", "/usr/sbin/mysqld"]
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.exists())
+        .unwrap_or_else(|| PathBuf::from("mariadbd"))
+}
+
+/// An initialized, never-started data directory, made once per MariaDB version and machine and
+/// copied for each server (mariadb-install-db takes seconds; a copy takes milliseconds). It lives
+/// in `~/.cache/ferry/` so that test processes share it and nothing piles up in /tmp.
+fn template_datadir() -> Result<&'static Path> {
+    static TEMPLATE: OnceLock<std::result::Result<PathBuf, String>> = OnceLock::new();
+    let template = TEMPLATE.get_or_init(|| init_template().map_err(|e| e.to_string()));
+    match template {
+        Ok(dir) => Ok(dir.as_path()),
+        Err(e) => Err(HarnessError::Start(e.clone())),
+    }
+}
+
+fn init_template() -> Result<PathBuf> {
+    let version = Command::new(mariadbd()).arg("--version").output().map_err(io_err(
+        "run mariadbd --version (is mariadb-server installed? run dev/setup.sh)",
+    ))?;
+    let version: String = String::from_utf8_lossy(&version.stdout)
+        .split_whitespace()
+        .nth(2)
+        .unwrap_or("unknown")
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '.' || *c == '-')
+        .collect();
+    let cache = crate::cache_dir();
+    let template = cache.join(format!("mariadb-template-{version}"));
+    if template.join("mysql").exists() {
+        return Ok(template);
+    }
+    std::fs::create_dir_all(&cache).map_err(io_err("create the cache directory"))?;
+    let staging = tempfile::Builder::new()
+        .prefix("mariadb-template-staging-")
+        .tempdir_in(&cache)
+        .map_err(io_err("create template directory"))?;
+    let output = Command::new("mariadb-install-db")
+        .arg("--no-defaults")
+        .arg(format!("--datadir={}", staging.path().display()))
+        .args(["--auth-root-authentication-method=normal", "--skip-test-db", "--user=root"])
+        .output()
+        .map_err(io_err(
+            "run mariadb-install-db (is mariadb-server installed? run dev/setup.sh)",
+        ))?;
+    if !output.status.success() {
+        return Err(HarnessError::Start(format!(
+            "mariadb-install-db failed: {}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        )));
+    }
+    // Another process may have won the race; either template is as good.
+    let staged = staging.keep();
+    if std::fs::rename(&staged, &template).is_err() {
+        let _ = std::fs::remove_dir_all(&staged);
+    }
+    Ok(template)
+}
+
+fn copy_dir(from: &Path, to: &Path) -> Result<()> {
+    let status = Command::new("cp")
+        .arg("-a")
+        .arg(from)
+        .arg(to)
+        .status()
+        .map_err(io_err("copy the template data directory"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(HarnessError::Start(format!("cp -a {} {} failed", from.display(), to.display())))
+    }
+}
