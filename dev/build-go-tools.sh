@@ -1,0 +1,132 @@
+#!/usr/bin/env bash
+# Builds the Go programs the test harness runs as real processes, from the Go module proxy:
+#   tidb-server                                  (github.com/pingcap/tidb/cmd/tidb-server)
+#   kube-apiserver, kube-controller-manager      (k8s.io/kubernetes/cmd/...)
+# into ${FERRY_CACHE_DIR:-~/.cache/ferry}/bin/<name>-<version>. A binary that is already there
+# is not built again, so a second run costs nothing.
+#
+# Usage: dev/build-go-tools.sh [tidb|kube|all]   (default: all)
+#
+# Needs: Go >= 1.25 (found on PATH or at /usr/local/go/bin), network access to the Go module
+# proxy, curl and unzip. The module source is unpacked into a temporary directory outside the
+# repository and built there as the main module, with the replace lines the upstream go.mod
+# needs rewritten to module versions (upstream points some of them at nested directories that
+# a module zip does not contain).
+set -euo pipefail
+
+# --- versions ---------------------------------------------------------------------------------
+# TiDB: a master pseudo-version plus the parser module it is built with. Both must be served by
+# the module proxy; see the note in the README of e2e/ (or the issue) about why this pair.
+TIDB_VERSION="v1.1.0-beta.0.20260724063146-0a6cfba9f749"
+TIDB_PARSER_VERSION="v0.0.0-20260715060322-10292a4f8697"
+# Kubernetes: k8s.io/kubernetes vX.Y.Z, whose staging modules are published as v0.Y.Z.
+KUBE_VERSION="v1.34.4"
+
+CACHE_DIR="${FERRY_CACHE_DIR:-$HOME/.cache/ferry}"
+BIN_DIR="$CACHE_DIR/bin"
+PROXY="${GOPROXY_URL:-https://proxy.golang.org}"
+mkdir -p "$BIN_DIR"
+
+if ! command -v go >/dev/null 2>&1; then
+    export PATH="$PATH:/usr/local/go/bin"
+fi
+command -v go >/dev/null 2>&1 || { echo "build-go-tools: no 'go' on PATH or in /usr/local/go/bin" >&2; exit 1; }
+
+export GOFLAGS="-trimpath -mod=mod"
+export GOPROXY="${GOPROXY:-https://proxy.golang.org,direct}"
+# The checksum database is not reachable from every machine that can reach the proxy; module
+# hashes are still checked against the go.sum shipped in the upstream module wherever it
+# lists them.
+export GOSUMDB="${GOSUMDB:-off}"
+export CGO_ENABLED="${CGO_ENABLED:-0}"
+
+log() { echo "build-go-tools: $*" >&2; }
+
+# fetch_module <module path> <version> <dest dir>: downloads the module zip from the proxy and
+# unpacks it into <dest dir> (writable, unlike the Go module cache).
+fetch_module() {
+    local mod="$1" ver="$2" dest="$3" zip
+    zip="$(mktemp --suffix=.zip)"
+    # Module paths are case-encoded in proxy URLs (upper case -> !lower); ours are lower case.
+    log "downloading $mod@$ver"
+    curl -fsSL --retry 3 -o "$zip" "$PROXY/$mod/@v/$ver.zip"
+    local unz
+    unz="$(mktemp -d)"
+    unzip -q "$zip" -d "$unz"
+    rm -f "$zip"
+    mv "$unz/$mod@$ver" "$dest"
+    rm -rf "$unz"
+    chmod -R u+w "$dest"
+}
+
+report() {
+    local name="$1" out="$2" start="$3"
+    local secs=$(( $(date +%s) - start ))
+    log "built $name in ${secs}s: $out ($(du -h "$out" | cut -f1))"
+}
+
+build_tidb() {
+    local out="$BIN_DIR/tidb-server-$TIDB_VERSION"
+    if [[ -x "$out" ]]; then log "tidb-server present: $out"; return 0; fi
+    local start work
+    start=$(date +%s)
+    work="$(mktemp -d -t ferry-tidb-build.XXXXXX)"
+    fetch_module github.com/pingcap/tidb "$TIDB_VERSION" "$work/tidb"
+    cd "$work/tidb"
+    # Upstream replaces the parser with ./pkg/parser, a nested module the zip leaves out.
+    go mod edit -dropreplace github.com/pingcap/tidb/pkg/parser \
+        -require "github.com/pingcap/tidb/pkg/parser@$TIDB_PARSER_VERSION"
+    local vpkg=github.com/pingcap/tidb/pkg/util/versioninfo
+    log "building tidb-server (this takes a long time on few cores)"
+    nice -n 5 go build \
+        -ldflags "-s -w -X '$vpkg.TiDBReleaseVersion=$TIDB_VERSION' -X '$vpkg.TiDBGitHash=${TIDB_VERSION##*-}' -X '$vpkg.TiDBEdition=Community'" \
+        -o "$out.tmp" ./cmd/tidb-server
+    mv "$out.tmp" "$out"
+    cd /
+    rm -rf "$work"
+    report tidb-server "$out" "$start"
+}
+
+build_kube() {
+    local apiserver="$BIN_DIR/kube-apiserver-$KUBE_VERSION"
+    local kcm="$BIN_DIR/kube-controller-manager-$KUBE_VERSION"
+    if [[ -x "$apiserver" && -x "$kcm" ]]; then log "kube binaries present: $apiserver $kcm"; return 0; fi
+    local start work
+    start=$(date +%s)
+    work="$(mktemp -d -t ferry-kube-build.XXXXXX)"
+    fetch_module k8s.io/kubernetes "$KUBE_VERSION" "$work/kubernetes"
+    cd "$work/kubernetes"
+    # Upstream maps every k8s.io/* staging module to ./staging/src/k8s.io/<name>, which the module
+    # zip leaves out; map each to its published v0.Y.Z release instead.
+    local staging_ver="v0.${KUBE_VERSION#v1.}"
+    local mods
+    mods="$(go mod edit -json | python3 -c 'import json,sys; print("\n".join(r["Old"]["Path"] for r in json.load(sys.stdin).get("Replace") or [] if r["New"]["Path"].startswith("./staging/")))')"
+    local args=()
+    for m in $mods; do
+        args+=(-replace "$m=$m@$staging_ver" -require "$m@$staging_ver")
+    done
+    go mod edit "${args[@]}"
+    local vpkg=k8s.io/component-base/version
+    local ld="-s -w -X '$vpkg.gitVersion=$KUBE_VERSION' -X '$vpkg.gitMajor=1' -X '$vpkg.gitMinor=$(echo "$KUBE_VERSION" | cut -d. -f2)' -X '$vpkg.gitTreeState=clean' -X '$vpkg.buildDate=1970-01-01T00:00:00Z'"
+    ld="$ld -X 'k8s.io/client-go/pkg/version.gitVersion=$KUBE_VERSION'"
+    log "building kube-apiserver"
+    nice -n 5 go build -ldflags "$ld" -o "$apiserver.tmp" ./cmd/kube-apiserver
+    mv "$apiserver.tmp" "$apiserver"
+    report kube-apiserver "$apiserver" "$start"
+    local start2
+    start2=$(date +%s)
+    log "building kube-controller-manager"
+    nice -n 5 go build -ldflags "$ld" -o "$kcm.tmp" ./cmd/kube-controller-manager
+    mv "$kcm.tmp" "$kcm"
+    report kube-controller-manager "$kcm" "$start2"
+    cd /
+    rm -rf "$work"
+}
+
+what="${1:-all}"
+case "$what" in
+    tidb) build_tidb ;;
+    kube) build_kube ;;
+    all) build_tidb; build_kube ;;
+    *) echo "usage: $0 [tidb|kube|all]" >&2; exit 2 ;;
+esac

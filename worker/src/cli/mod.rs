@@ -1,0 +1,77 @@
+//! The `ferry` command line.
+
+mod binlog;
+mod migrate;
+mod precheck;
+mod validate;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+/// Ferry moves a live MySQL-compatible database into TiDB: existing data, then the binlog.
+#[derive(Parser)]
+#[command(name = "ferry", version, about)]
+pub struct Cli {
+    /// Log format on standard error.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "FERRY_LOG_FORMAT")]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Check a manifest (Secrets, MigrationSource, MigrationJob) as the API server would.
+    Validate {
+        /// Multi-document YAML file.
+        #[arg(short = 'f', long = "file")]
+        file: PathBuf,
+    },
+    /// Run a MigrationJob from a manifest in this process.
+    Migrate(migrate::Args),
+    /// Check source and target for a MigrationJob without migrating anything.
+    Precheck(precheck::Args),
+    /// Work with binlog files.
+    Binlog {
+        #[command(subcommand)]
+        command: binlog::Command,
+    },
+}
+
+/// Parses the arguments, runs the command and turns its result into the exit code:
+/// 0 success, 1 failure (the reason on standard error), 2 bad usage.
+pub async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_format);
+    let result = match cli.command {
+        Command::Validate { file } => validate::run(&file),
+        Command::Migrate(args) => migrate::run(args).await,
+        Command::Precheck(args) => precheck::run(args).await,
+        Command::Binlog { command } => binlog::run(command).await,
+    };
+    match result {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("FERRY_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}

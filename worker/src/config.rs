@@ -1,0 +1,146 @@
+//! A job resolved for the engine: the API objects with their Secrets read and defaults applied.
+
+use std::fmt;
+use std::time::Duration;
+
+use ferry_crds::TlsMode;
+use ferry_crds::job::{BinlogPosition, MigrationMode, ObjectSelection, Tier};
+use ferry_crds::source::SourceType;
+
+/// Everything the engine needs to run one job.
+#[derive(Clone, Debug)]
+pub struct JobConfig {
+    /// `namespace/name` of the MigrationJob; names the checkpoint rows in `ferry_meta`.
+    pub id: JobId,
+    pub source_type: SourceType,
+    pub source: Endpoint,
+    pub target: Endpoint,
+    pub mode: MigrationMode,
+    /// Absent: every user schema.
+    pub objects: Option<ObjectSelection>,
+    pub tier: Tier,
+    /// Connections used to copy and to apply in parallel.
+    pub concurrency: usize,
+    pub safe_mode_duration: Duration,
+    /// Incremental mode: where to start (absent: the source's current position).
+    pub incremental_start: Option<BinlogPosition>,
+    /// The user asked to restart: replace target rows that conflict with the source's.
+    pub replace_conflicts: bool,
+}
+
+/// Identifies a job; also the key of its checkpoints.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct JobId {
+    pub namespace: String,
+    pub name: String,
+}
+
+impl fmt::Display for JobId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.namespace, self.name)
+    }
+}
+
+/// A server to connect to, with its credentials and TLS material.
+#[derive(Clone, Debug)]
+pub struct Endpoint {
+    pub host: String,
+    pub port: u16,
+    pub user: String,
+    pub password: Password,
+    pub tls: TlsMaterial,
+}
+
+impl Endpoint {
+    /// `user@host:port`, for messages; never includes the password.
+    pub fn describe(&self) -> String {
+        format!("{}@{}:{}", self.user, self.host, self.port)
+    }
+}
+
+/// A password that never shows in `Debug` or `Display` output.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Password(String);
+
+impl Password {
+    pub fn new(secret: impl Into<String>) -> Self {
+        Self(secret.into())
+    }
+
+    /// The secret itself, for the login handshake only.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Password {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Password(***)")
+    }
+}
+
+/// TLS mode with the PEM material its Secrets hold.
+#[derive(Clone, Debug, Default)]
+pub struct TlsMaterial {
+    pub mode: TlsMode,
+    pub ca_pem: Option<Vec<u8>>,
+    pub client_cert_pem: Option<Vec<u8>>,
+    pub client_key_pem: Option<Password>,
+}
+
+/// Parses a Kubernetes-style duration (`60s`, `1m30s`, `500ms`, `2h`).
+pub fn parse_duration(text: &str) -> Option<Duration> {
+    let mut total = Duration::ZERO;
+    let mut rest = text.trim();
+    if rest.is_empty() {
+        return None;
+    }
+    while !rest.is_empty() {
+        let number_len = rest.find(|c: char| !(c.is_ascii_digit() || c == '.'))?;
+        let value: f64 = rest[..number_len].parse().ok()?;
+        rest = &rest[number_len..];
+        let (unit_seconds, unit_len) = if rest.starts_with("ms") {
+            (0.001, 2)
+        } else if rest.starts_with('s') {
+            (1.0, 1)
+        } else if rest.starts_with('m') {
+            (60.0, 1)
+        } else if rest.starts_with('h') {
+            (3600.0, 1)
+        } else {
+            return None;
+        };
+        total += Duration::from_secs_f64(value * unit_seconds);
+        rest = &rest[unit_len..];
+    }
+    Some(total)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse_like_kubernetes() {
+        assert_eq!(parse_duration("60s"), Some(Duration::from_secs(60)));
+        assert_eq!(parse_duration("1m30s"), Some(Duration::from_secs(90)));
+        assert_eq!(parse_duration("500ms"), Some(Duration::from_millis(500)));
+        assert_eq!(parse_duration("2h"), Some(Duration::from_secs(7200)));
+        assert_eq!(parse_duration("60"), None);
+        assert_eq!(parse_duration("s"), None);
+        assert_eq!(parse_duration(""), None);
+    }
+
+    #[test]
+    fn passwords_do_not_print() {
+        let endpoint = Endpoint {
+            host: "db".into(),
+            port: 3306,
+            user: "u".into(),
+            password: Password::new("hunter2"),
+            tls: TlsMaterial::default(),
+        };
+        assert!(!format!("{endpoint:?}").contains("hunter2"));
+        assert_eq!(endpoint.describe(), "u@db:3306");
+    }
+}

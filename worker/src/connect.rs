@@ -1,0 +1,114 @@
+//! Connections to source and target, with every TLS mode of the API and bounded waits.
+
+use std::time::Duration;
+
+use ferry_crds::TlsMode;
+use mysql_async::{
+    ClientIdentity, Conn, Opts, OptsBuilder, Pool, PoolConstraints, PoolOpts, SslOpts,
+};
+
+use crate::config::{Endpoint, TlsMaterial};
+
+/// How long a connection attempt may take before it is reported as unreachable.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// Why a server could not be reached. Messages name the endpoint, never the password.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    #[error(
+        "cannot reach the {role} {endpoint} within {timeout:?}: check the host and port, firewalls \
+         and security groups, and that the server is running"
+    )]
+    Timeout { role: &'static str, endpoint: String, timeout: Duration },
+    #[error("cannot connect to the {role} {endpoint}: {source}{hint}")]
+    Failed { role: &'static str, endpoint: String, hint: &'static str, source: mysql_async::Error },
+    #[error("the {role} TLS settings are incomplete: {message}")]
+    TlsConfig { role: &'static str, message: String },
+}
+
+impl ConnectError {
+    /// Whether trying again later may succeed without the user changing anything.
+    pub fn retryable(&self) -> bool {
+        match self {
+            Self::Timeout { .. } => true,
+            Self::Failed { source, .. } => matches!(source, mysql_async::Error::Io(_)),
+            Self::TlsConfig { .. } => false,
+        }
+    }
+}
+
+/// Connection options for an endpoint.
+pub fn opts(endpoint: &Endpoint, role: &'static str) -> Result<OptsBuilder, ConnectError> {
+    let builder = OptsBuilder::default()
+        .ip_or_hostname(endpoint.host.clone())
+        .tcp_port(endpoint.port)
+        .user(Some(endpoint.user.clone()))
+        .pass(Some(endpoint.password.expose().to_string()))
+        .prefer_socket(false)
+        .tcp_keepalive(Some(Duration::from_secs(30)))
+        .ssl_opts(ssl_opts(&endpoint.tls, role)?);
+    Ok(builder)
+}
+
+/// One connection, failing within [`CONNECT_TIMEOUT`] with a message that says what to check.
+pub async fn connect(endpoint: &Endpoint, role: &'static str) -> Result<Conn, ConnectError> {
+    let opts: Opts = opts(endpoint, role)?.into();
+    match tokio::time::timeout(CONNECT_TIMEOUT, Conn::new(opts)).await {
+        Err(_) => Err(ConnectError::Timeout {
+            role,
+            endpoint: endpoint.describe(),
+            timeout: CONNECT_TIMEOUT,
+        }),
+        Ok(Err(source)) => Err(ConnectError::Failed {
+            role,
+            endpoint: endpoint.describe(),
+            hint: hint_for(&source),
+            source,
+        }),
+        Ok(Ok(conn)) => Ok(conn),
+    }
+}
+
+/// A pool of up to `max` connections. Connect once with [`connect`] first to fail fast.
+pub fn pool(endpoint: &Endpoint, role: &'static str, max: usize) -> Result<Pool, ConnectError> {
+    let constraints = PoolConstraints::new(0, max.max(1)).expect("0 <= max");
+    let builder =
+        opts(endpoint, role)?.pool_opts(PoolOpts::default().with_constraints(constraints));
+    Ok(Pool::new(builder))
+}
+
+fn ssl_opts(tls: &TlsMaterial, role: &'static str) -> Result<Option<SslOpts>, ConnectError> {
+    let missing = |what: &str| ConnectError::TlsConfig {
+        role,
+        message: format!("mode {:?} needs {what}", tls.mode),
+    };
+    let mut ssl = match tls.mode {
+        TlsMode::Disabled => return Ok(None),
+        TlsMode::ServerAuth | TlsMode::Mutual => {
+            let ca = tls.ca_pem.clone().ok_or_else(|| missing("a CA certificate"))?;
+            SslOpts::default().with_root_certs(vec![ca.into()]).with_disable_built_in_roots(true)
+        }
+        // The reference product's "client certificate" option: the server is not verified.
+        TlsMode::ClientCert => SslOpts::default().with_danger_accept_invalid_certs(true),
+    };
+    if tls.mode.presents_client_cert() {
+        let cert = tls.client_cert_pem.clone().ok_or_else(|| missing("a client certificate"))?;
+        let key = tls.client_key_pem.as_ref().ok_or_else(|| missing("a client key"))?;
+        let key = key.expose().as_bytes().to_vec();
+        ssl = ssl.with_client_identity(Some(ClientIdentity::new(cert.into(), key.into())));
+    }
+    Ok(Some(ssl))
+}
+
+fn hint_for(error: &mysql_async::Error) -> &'static str {
+    let text = error.to_string();
+    if text.contains("Access denied") {
+        " (check the user and the password in the referenced Secret)"
+    } else if text.contains("certificate") || text.contains("Tls") || text.contains("TLS") {
+        " (check the TLS mode and the CA/client certificates in the referenced Secrets)"
+    } else if text.contains("refused") {
+        " (nothing listens there: check the host and port)"
+    } else {
+        ""
+    }
+}

@@ -1,0 +1,20 @@
+//! Ferry's data plane: the engine that prechecks, copies existing data and replays the binlog,
+//! and the standalone `ferry` command around it.
+//!
+//! The engine knows nothing about Kubernetes: it takes a [`config::JobConfig`] and reports
+//! through [`report::StatusReporter`], whose sinks are a file, the console or (in a worker pod)
+//! the MigrationJob status.
+
+pub mod cli;
+pub mod config;
+pub mod connect;
+pub mod engine;
+pub mod error;
+pub mod full;
+pub mod incremental;
+pub mod manifest;
+pub mod precheck;
+pub mod report;
+pub mod sql;
+
+pub use error::{Error, Result};
