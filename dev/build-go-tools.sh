@@ -19,6 +19,9 @@ set -euo pipefail
 # the module proxy; see the note in the README of e2e/ (or the issue) about why this pair.
 TIDB_VERSION="v1.1.0-beta.0.20260724063146-0a6cfba9f749"
 TIDB_PARSER_VERSION="v0.0.0-20260715060322-10292a4f8697"
+# What `SELECT VERSION()` reports after "8.0.11-TiDB-" (upstream's Makefile puts `git describe`
+# there; a master build between v8.5 and v9.0 is labelled as a v9.0.0 pre-release here).
+TIDB_RELEASE_VERSION="v9.0.0-master.20260724-0a6cfba9f749"
 # Kubernetes: k8s.io/kubernetes vX.Y.Z, whose staging modules are published as v0.Y.Z.
 KUBE_VERSION="v1.34.4"
 
@@ -79,7 +82,7 @@ build_tidb() {
     local vpkg=github.com/pingcap/tidb/pkg/util/versioninfo
     log "building tidb-server (this takes a long time on few cores)"
     nice -n 5 go build \
-        -ldflags "-s -w -X '$vpkg.TiDBReleaseVersion=$TIDB_VERSION' -X '$vpkg.TiDBGitHash=${TIDB_VERSION##*-}' -X '$vpkg.TiDBEdition=Community'" \
+        -ldflags "-s -w -X 'github.com/pingcap/tidb/pkg/parser/mysql.TiDBReleaseVersion=$TIDB_RELEASE_VERSION' -X '$vpkg.TiDBGitHash=${TIDB_VERSION##*-}' -X '$vpkg.TiDBEdition=Community'" \
         -o "$out.tmp" ./cmd/tidb-server
     mv "$out.tmp" "$out"
     cd /

@@ -37,12 +37,16 @@ pub fn schema_of(crd: &CustomResourceDefinition) -> Value {
 }
 
 /// Every problem of `document` (a whole object with apiVersion, kind, metadata, spec) against
-/// `crd`. `metadata` is left to the caller: the CRD schema does not describe it.
+/// `crd`. `apiVersion`, `kind` and `metadata` are left to the caller, as the CRD schema does
+/// not describe them.
 pub fn validate(crd: &CustomResourceDefinition, document: &Value) -> Vec<Problem> {
     let schema = schema_of(crd);
     let mut body = document.clone();
     if let Some(object) = body.as_object_mut() {
-        object.remove("metadata");
+        // The API server handles these itself; the CRD schema describes only the rest.
+        for key in ["apiVersion", "kind", "metadata"] {
+            object.remove(key);
+        }
     }
     let mut problems = unknown_fields(&schema, &body, "");
     problems.extend(schema_problems(&schema, &body));
