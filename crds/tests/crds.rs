@@ -145,9 +145,11 @@ fn a_valid_job_has_no_problems() {
     assert_eq!(job_problems(|_| {}), Vec::<String>::new());
 }
 
+type SpecChange = Box<dyn FnOnce(&mut Value)>;
+
 #[test]
 fn invalid_jobs_are_rejected_with_the_field_named() {
-    let cases: Vec<(&str, Box<dyn FnOnce(&mut Value)>)> = vec![
+    let cases: Vec<(&str, SpecChange)> = vec![
         ("displayName", Box::new(|s| s["displayName"] = json!("9starts-with-digit"))),
         ("displayName", Box::new(|s| s["displayName"] = json!("a".repeat(60)))),
         ("tier", Box::new(|s| s["tier"] = json!("huge"))),
