@@ -5,6 +5,7 @@
 
 pub mod compare;
 pub mod mariadb;
+pub mod podman;
 mod ports;
 
 pub use compare::{TableDigest, assert_same_tables, database_digests};
