@@ -15,13 +15,18 @@
 set -euo pipefail
 
 # --- versions ---------------------------------------------------------------------------------
-# TiDB: a master pseudo-version plus the parser module it is built with. Both must be served by
-# the module proxy; see the note in the README of e2e/ (or the issue) about why this pair.
-TIDB_VERSION="v1.1.0-beta.0.20260724063146-0a6cfba9f749"
-TIDB_PARSER_VERSION="v0.0.0-20260715060322-10292a4f8697"
+# TiDB: a tidb module pseudo-version plus the parser module it is built with (upstream builds the
+# parser from the nested ./pkg/parser module, which the module zip leaves out). Every module the
+# pair needs must be served by the module proxy; the proxy used here serves only versions it has
+# cached, which rules out, for example, the v1.1.0-beta.0.20260625145450-3e4ee9fc99e7 master
+# commit (its parser, kvproto, tipb and client-go versions are refused with 403). This pair is the
+# one another public project pins for the v8.5.6 release commit, and all of its requirements are
+# served.
+TIDB_VERSION="v1.1.0-beta.0.20260413061245-ae18096e0237"
+TIDB_PARSER_VERSION="v0.0.0-20260331085336-4e0b702f38a8"
 # What `SELECT VERSION()` reports after "8.0.11-TiDB-" (upstream's Makefile puts `git describe`
-# there; a master build between v8.5 and v9.0 is labelled as a v9.0.0 pre-release here).
-TIDB_RELEASE_VERSION="v9.0.0-master.20260724-0a6cfba9f749"
+# there).
+TIDB_RELEASE_VERSION="v8.5.6"
 # Kubernetes: k8s.io/kubernetes vX.Y.Z, whose staging modules are published as v0.Y.Z.
 KUBE_VERSION="v1.34.4"
 

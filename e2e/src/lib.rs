@@ -4,13 +4,17 @@
 //! removed when its handle drops, so tests can run side by side and leave nothing behind.
 
 pub mod compare;
+#[path = "kube/mod.rs"]
+pub mod kube_harness;
 pub mod mariadb;
 pub mod podman;
 mod ports;
+pub mod tidb;
 
 pub use compare::{TableDigest, assert_same_tables, database_digests};
 pub use compare::{quote, table_digest, table_rows};
 pub use mariadb::{MariaDb, MariaDbOptions, Role};
+pub use tidb::{SqlServer, TIDB_VERSION, Target, TargetKind, TiDb, start_target};
 
 /// Errors of the harness; tests usually just `?` them.
 #[derive(Debug, thiserror::Error)]
