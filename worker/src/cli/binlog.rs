@@ -1,7 +1,16 @@
-//! `ferry binlog ...`.
+//! `ferry binlog decode [--verbose] FILE...`: prints the events of local binlog or relay-log
+//! files; with `--verbose`, row changes in the pseudo-SQL form of `mysqlbinlog --verbose`.
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
+
+use chrono::NaiveDate;
+use mysql_async::Value;
+use mysql_async::consts::ColumnType;
+
+use crate::incremental::event::{Decoded, Decoder, RowChange, RowKind};
+use crate::incremental::file::{BinlogFile, FileError};
 
 #[derive(clap::Subcommand)]
 pub enum Command {
@@ -16,8 +25,180 @@ pub enum Command {
     },
 }
 
+/// Why decoding stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeCliError {
+    #[error(transparent)]
+    File(#[from] FileError),
+    #[error("writing the output: {0}")]
+    Output(std::io::Error),
+}
+
 pub async fn run(command: Command) -> crate::Result<ExitCode> {
-    match command {
-        Command::Decode { .. } => Err(crate::incremental::IncrementalError::NotImplemented.into()),
+    let Command::Decode { verbose, files } = command;
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    for path in files {
+        if let Err(e) = decode_file(&path, verbose, &mut out) {
+            let _ = out.flush();
+            eprintln!("error: {e}");
+            return Ok(ExitCode::FAILURE);
+        }
     }
+    if let Err(e) = out.flush() {
+        eprintln!("error: writing the output: {e}");
+        return Ok(ExitCode::FAILURE);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn decode_file(
+    path: &std::path::Path,
+    verbose: bool,
+    out: &mut impl Write,
+) -> Result<(), DecodeCliError> {
+    let mut file = BinlogFile::open(path)?;
+    let mut decoder = Decoder::new();
+    decoder.file = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let w = |e| DecodeCliError::Output(e);
+    writeln!(out, "# file {}", path.display()).map_err(w)?;
+    while let Some((pos, bytes)) = file.next_raw()? {
+        let event = file.parse(&decoder, pos, &bytes)?;
+        let header = event.header();
+        let decoded = decoder
+            .decode(&event)
+            .map_err(|source| FileError::Decode { path: file.path().to_string(), source })?;
+        writeln!(out, "# at {pos}").map_err(w)?;
+        writeln!(
+            out,
+            "#{} server id {}  end_log_pos {}  type {}  {}",
+            header.timestamp(),
+            header.server_id(),
+            header.log_pos(),
+            header.event_type_raw(),
+            summary(&decoded)
+        )
+        .map_err(w)?;
+        if verbose && let Decoded::Rows(change) = &decoded {
+            write_rows(out, change).map_err(w)?;
+        }
+    }
+    Ok(())
+}
+
+fn summary(decoded: &Decoded) -> String {
+    match decoded {
+        Decoded::Rotate { file, pos } => format!("Rotate to {file}  pos: {pos}"),
+        Decoded::MariaGtid { gtid, standalone } => {
+            format!("GTID {gtid}{}", if *standalone { " (standalone)" } else { "" })
+        }
+        Decoded::MysqlGtid(Some(g)) => format!("GTID {g}"),
+        Decoded::MysqlGtid(None) => "Anonymous GTID".into(),
+        Decoded::Begin => "Query BEGIN".into(),
+        Decoded::Commit => "Commit".into(),
+        Decoded::Query { schema, sql } => format!("Query  schema: {schema}  {sql}"),
+        Decoded::Annotate(sql) => format!("Annotate_rows: {sql}"),
+        Decoded::GtidList(list) => format!(
+            "Gtid list [{}]",
+            list.iter().map(|g| g.to_string()).collect::<Vec<_>>().join(",")
+        ),
+        Decoded::Rows(c) => {
+            format!("{:?}_rows: `{}`.`{}` rows: {}", c.kind, c.database, c.table, c.rows.len())
+        }
+        Decoded::Heartbeat => "Heartbeat".into(),
+        Decoded::Other => String::new(),
+    }
+}
+
+/// Writes rows as `mysqlbinlog --verbose` does.
+fn write_rows(out: &mut impl Write, change: &RowChange) -> std::io::Result<()> {
+    let table = format!("`{}`.`{}`", change.database, change.table);
+    for (before, after) in &change.rows {
+        match change.kind {
+            RowKind::Insert => {
+                writeln!(out, "### INSERT INTO {table}")?;
+                writeln!(out, "### SET")?;
+                write_image(out, change, after.as_deref())?;
+            }
+            RowKind::Update => {
+                writeln!(out, "### UPDATE {table}")?;
+                writeln!(out, "### WHERE")?;
+                write_image(out, change, before.as_deref())?;
+                writeln!(out, "### SET")?;
+                write_image(out, change, after.as_deref())?;
+            }
+            RowKind::Delete => {
+                writeln!(out, "### DELETE FROM {table}")?;
+                writeln!(out, "### WHERE")?;
+                write_image(out, change, before.as_deref())?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn write_image(
+    out: &mut impl Write,
+    change: &RowChange,
+    image: Option<&[Option<Value>]>,
+) -> std::io::Result<()> {
+    for (i, cell) in image.unwrap_or_default().iter().enumerate() {
+        let Some(value) = cell else { continue };
+        let column_type =
+            change.column_types.get(i).copied().unwrap_or(ColumnType::MYSQL_TYPE_NULL);
+        writeln!(out, "###   @{}={}", i + 1, format_value(column_type, value))?;
+    }
+    Ok(())
+}
+
+/// A value as mysqlbinlog prints it: numbers bare, strings quoted with non-printable bytes as
+/// `\xNN`, DATE with colons, TIMESTAMP as seconds since the epoch.
+fn format_value(column_type: ColumnType, value: &Value) -> String {
+    use ColumnType::*;
+    match value {
+        Value::NULL => "NULL".into(),
+        Value::Int(n) => n.to_string(),
+        Value::UInt(n) => n.to_string(),
+        Value::Float(f) => format!("{f}"),
+        Value::Double(f) => format!("{f}"),
+        Value::Bytes(b) if matches!(column_type, MYSQL_TYPE_NEWDECIMAL | MYSQL_TYPE_DECIMAL) => {
+            String::from_utf8_lossy(b).into_owned()
+        }
+        Value::Bytes(b) => quote_bytes(b),
+        Value::Date(y, m, d, h, mi, s, us) => match column_type {
+            MYSQL_TYPE_DATE | MYSQL_TYPE_NEWDATE => format!("'{y:04}:{m:02}:{d:02}'"),
+            MYSQL_TYPE_TIMESTAMP | MYSQL_TYPE_TIMESTAMP2 => {
+                let epoch = NaiveDate::from_ymd_opt(i32::from(*y), u32::from(*m), u32::from(*d))
+                    .and_then(|date| date.and_hms_opt(u32::from(*h), u32::from(*mi), u32::from(*s)))
+                    .map(|t| t.and_utc().timestamp())
+                    .unwrap_or(0);
+                if *us > 0 { format!("{epoch}.{us:06}") } else { epoch.to_string() }
+            }
+            _ if *us > 0 => format!("'{y:04}-{m:02}-{d:02} {h:02}:{mi:02}:{s:02}.{us:06}'"),
+            _ => format!("'{y:04}-{m:02}-{d:02} {h:02}:{mi:02}:{s:02}'"),
+        },
+        Value::Time(neg, days, h, m, s, us) => {
+            let hours = u32::from(*h) + days * 24;
+            let sign = if *neg { "-" } else { "" };
+            if *us > 0 {
+                format!("'{sign}{hours:02}:{m:02}:{s:02}.{us:06}'")
+            } else {
+                format!("'{sign}{hours:02}:{m:02}:{s:02}'")
+            }
+        }
+    }
+}
+
+fn quote_bytes(bytes: &[u8]) -> String {
+    let mut text = String::from("'");
+    for &b in bytes {
+        match b {
+            b'\'' => text.push_str("\\'"),
+            b'\\' => text.push_str("\\\\"),
+            0x20..=0x7e => text.push(b as char),
+            _ => text.push_str(&format!("\\x{b:02x}")),
+        }
+    }
+    text.push('\'');
+    text
 }

@@ -1,0 +1,257 @@
+//! Applies decoded row changes and DDL to the target.
+//!
+//! Rows go by primary key, else by a unique key over NOT NULL columns, else by the full row image
+//! with `LIMIT 1` (so a duplicate row is changed once). In safe mode and when replacing conflicts,
+//! INSERT becomes an upsert and an UPDATE that moves a key deletes the old key first; upserts
+//! rather than REPLACE keep ON DELETE CASCADE foreign keys from deleting child rows.
+
+use std::sync::Arc;
+
+use mysql_async::prelude::Queryable;
+use mysql_async::{Conn, Params, Value};
+
+use super::IncrementalError;
+use super::event::{Cell, RowChange, RowKind};
+use super::schema::{ColumnInfo, SchemaCache, TableSchema};
+use crate::error::SqlContext;
+use crate::sql::quote_ident;
+
+/// How INSERT and UPDATE are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Plain statements: a duplicate key is a conflict that stops the job.
+    Exact,
+    /// Upserts: safe mode, or the restart request that replaces conflicting rows.
+    Upsert,
+}
+
+/// A target connection that applies changes.
+pub struct Applier {
+    pub conn: Conn,
+    schemas: SchemaCache,
+}
+
+impl Applier {
+    /// Prepares the session: UTC (TIMESTAMP values arrive as UTC instants) and a SQL mode that
+    /// stores what the source stored (explicit zeros in AUTO_INCREMENT columns, zero dates).
+    pub async fn new(mut conn: Conn) -> crate::Result<Self> {
+        conn.query_drop(
+            "SET SESSION time_zone = '+00:00', \
+             SESSION sql_mode = 'NO_AUTO_VALUE_ON_ZERO,NO_ENGINE_SUBSTITUTION'",
+        )
+        .await
+        .sql("prepare the target session for replication")?;
+        Ok(Self { conn, schemas: SchemaCache::default() })
+    }
+
+    /// Forgets table schemas (after DDL).
+    pub fn schema_changed(&mut self) {
+        self.schemas.clear();
+    }
+
+    /// Applies the rows of one rows event; returns how many rows it changed.
+    pub async fn apply(&mut self, change: &RowChange, mode: Mode) -> crate::Result<u64> {
+        let schema =
+            self.schemas.get(&mut self.conn, &change.database, &change.table).await?.ok_or_else(
+                || IncrementalError::MissingTable {
+                    table: crate::sql::qualified(&change.database, &change.table),
+                },
+            )?;
+        if schema.columns.len() != change.column_types.len() {
+            return Err(IncrementalError::SchemaMismatch {
+                table: schema.name(),
+                binlog: change.column_types.len(),
+                target: schema.columns.len(),
+            }
+            .into());
+        }
+        for (before, after) in &change.rows {
+            let before = before.as_ref().map(|r| target_values(&schema, r));
+            let after = after.as_ref().map(|r| target_values(&schema, r));
+            match (change.kind, before, after) {
+                (RowKind::Insert, _, Some(after)) => self.insert(&schema, &after, mode).await?,
+                (RowKind::Delete, Some(before), _) => self.delete(&schema, &before).await?,
+                (RowKind::Update, Some(before), Some(after)) => {
+                    self.update(&schema, &before, &after, mode).await?
+                }
+                _ => {
+                    return Err(IncrementalError::BadRowImage { table: schema.name() }.into());
+                }
+            }
+        }
+        Ok(change.rows.len() as u64)
+    }
+
+    async fn insert(
+        &mut self,
+        schema: &TableSchema,
+        row: &[Cell],
+        mode: Mode,
+    ) -> crate::Result<()> {
+        let columns = writable(schema, row);
+        let names: Vec<String> =
+            columns.iter().map(|&i| quote_ident(&schema.columns[i].name)).collect();
+        let marks: Vec<String> = columns.iter().map(|&i| placeholder(&schema.columns[i])).collect();
+        let mut sql = format!(
+            "INSERT INTO {} ({}) VALUES ({})",
+            schema.name(),
+            names.join(", "),
+            marks.join(", ")
+        );
+        if mode == Mode::Upsert && !names.is_empty() {
+            let set: Vec<String> = names.iter().map(|n| format!("{n} = VALUES({n})")).collect();
+            sql.push_str(" ON DUPLICATE KEY UPDATE ");
+            sql.push_str(&set.join(", "));
+        }
+        let params = columns.iter().filter_map(|&i| row[i].clone()).collect();
+        self.exec(schema, &sql, params).await
+    }
+
+    async fn delete(&mut self, schema: &TableSchema, before: &[Cell]) -> crate::Result<()> {
+        let (condition, params) = row_condition(schema, before);
+        let sql = format!("DELETE FROM {} WHERE {condition}", schema.name());
+        self.exec(schema, &sql, params).await
+    }
+
+    async fn update(
+        &mut self,
+        schema: &TableSchema,
+        before: &[Cell],
+        after: &[Cell],
+        mode: Mode,
+    ) -> crate::Result<()> {
+        if mode == Mode::Upsert && schema.key.is_some() {
+            if key_values(schema, before) != key_values(schema, after) {
+                self.delete(schema, before).await?;
+            }
+            return self.insert(schema, after, Mode::Upsert).await;
+        }
+        let columns = writable(schema, after);
+        let set: Vec<String> = columns
+            .iter()
+            .map(|&i| {
+                format!(
+                    "{} = {}",
+                    quote_ident(&schema.columns[i].name),
+                    placeholder(&schema.columns[i])
+                )
+            })
+            .collect();
+        let (condition, where_params) = row_condition(schema, before);
+        let sql = format!("UPDATE {} SET {} WHERE {condition}", schema.name(), set.join(", "));
+        let mut params: Vec<Value> = columns.iter().filter_map(|&i| after[i].clone()).collect();
+        params.extend(where_params);
+        self.exec(schema, &sql, params).await
+    }
+
+    async fn exec(
+        &mut self,
+        schema: &TableSchema,
+        sql: &str,
+        params: Vec<Value>,
+    ) -> crate::Result<()> {
+        match self.conn.exec_drop(sql, Params::Positional(params)).await {
+            Ok(()) => Ok(()),
+            Err(mysql_async::Error::Server(e)) if e.code == 1062 => {
+                Err(IncrementalError::Conflict { table: schema.name(), message: e.message }.into())
+            }
+            Err(e) => Err(e).sql(format!("apply a row change to {}", schema.name())),
+        }
+    }
+}
+
+/// Columns the statement writes: present in the image and not generated.
+fn writable(schema: &TableSchema, row: &[Cell]) -> Vec<usize> {
+    (0..schema.columns.len())
+        .filter(|&i| !schema.columns[i].generated && row.get(i).is_some_and(|c| c.is_some()))
+        .collect()
+}
+
+fn placeholder(column: &ColumnInfo) -> String {
+    match &column.convert_charset {
+        // Bytes in the column's own charset: pass them through unconverted.
+        Some(charset) => format!("CONVERT(CAST(? AS BINARY) USING {charset})"),
+        None => "?".to_string(),
+    }
+}
+
+fn key_values<'a>(schema: &TableSchema, row: &'a [Cell]) -> Vec<&'a Cell> {
+    schema.key.iter().flatten().map(|&i| &row[i]).collect()
+}
+
+/// WHERE condition that finds the row: by key, else by the whole image (`<=>`, `LIMIT 1`).
+fn row_condition(schema: &TableSchema, row: &[Cell]) -> (String, Vec<Value>) {
+    let (columns, op): (Vec<usize>, &str) = match &schema.key {
+        Some(key) if key.iter().all(|&i| row.get(i).is_some_and(|c| c.is_some())) => {
+            (key.clone(), "=")
+        }
+        _ => (writable(schema, row), "<=>"),
+    };
+    let parts: Vec<String> = columns
+        .iter()
+        .map(|&i| {
+            format!(
+                "{} {op} {}",
+                quote_ident(&schema.columns[i].name),
+                placeholder(&schema.columns[i])
+            )
+        })
+        .collect();
+    let params = columns.iter().filter_map(|&i| row[i].clone()).collect();
+    let mut condition = if parts.is_empty() { "FALSE".to_string() } else { parts.join(" AND ") };
+    if op == "<=>" {
+        condition.push_str(" LIMIT 1");
+    }
+    (condition, params)
+}
+
+/// Values as the target must get them: unsigned integers the binlog gave as negative numbers
+/// (no signedness in the table map) are reinterpreted at the column's width.
+fn target_values(schema: &Arc<TableSchema>, row: &[Cell]) -> Vec<Cell> {
+    row.iter()
+        .zip(&schema.columns)
+        .map(|(cell, column)| cell.clone().map(|v| unsigned_fix(column, v)))
+        .collect()
+}
+
+fn unsigned_fix(column: &ColumnInfo, value: Value) -> Value {
+    let Value::Int(n) = value else { return value };
+    if !column.unsigned || n >= 0 {
+        return value;
+    }
+    let bits = match column.data_type.as_str() {
+        "tinyint" => 8,
+        "smallint" => 16,
+        "mediumint" => 24,
+        "int" | "integer" => 32,
+        _ => 64,
+    };
+    let mask = if bits == 64 { u64::MAX } else { (1u64 << bits) - 1 };
+    Value::UInt((n as u64) & mask)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn column(data_type: &str, unsigned: bool) -> ColumnInfo {
+        ColumnInfo {
+            name: "c".into(),
+            data_type: data_type.into(),
+            unsigned,
+            generated: false,
+            convert_charset: None,
+        }
+    }
+
+    #[test]
+    fn unsigned_values_get_their_width_back() {
+        assert_eq!(unsigned_fix(&column("bigint", true), Value::Int(-1)), Value::UInt(u64::MAX));
+        assert_eq!(unsigned_fix(&column("tinyint", true), Value::Int(-1)), Value::UInt(255));
+        assert_eq!(
+            unsigned_fix(&column("mediumint", true), Value::Int(-2)),
+            Value::UInt(16_777_214)
+        );
+        assert_eq!(unsigned_fix(&column("int", false), Value::Int(-1)), Value::Int(-1));
+    }
+}

@@ -1,0 +1,527 @@
+//! Binlog events to row changes, shared by replication and `ferry binlog decode`.
+//!
+//! mysql_common parses the standard events; this module adds what it lacks: CRC32 verification,
+//! MariaDB's own events (GTID, GTID list, annotate, binlog checkpoint), and the value fixes that
+//! its row decoder needs (YEAR 0, TIMESTAMP as a UTC instant, SET and BIT as numbers, MySQL's
+//! binary JSON as text). Unsigned integers need the table's schema and are fixed by the applier.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Datelike, Timelike};
+use mysql_async::Value;
+use mysql_async::binlog::events::{
+    Event, EventData, FormatDescriptionEvent, RowsEventData, TableMapEvent,
+};
+use mysql_async::binlog::value::BinlogValue;
+use mysql_async::binlog::{BinlogChecksumAlg, BinlogVersion, EventType};
+use mysql_async::consts::ColumnType;
+
+/// MariaDB event types mysql_common does not know.
+pub const MARIA_ANNOTATE_ROWS: u8 = 160;
+pub const MARIA_BINLOG_CHECKPOINT: u8 = 161;
+pub const MARIA_GTID: u8 = 162;
+pub const MARIA_GTID_LIST: u8 = 163;
+pub const MARIA_START_ENCRYPTION: u8 = 164;
+/// MariaDB's compressed query and rows events (`log_bin_compress=ON`).
+const MARIA_COMPRESSED_FIRST: u8 = 165;
+const MARIA_COMPRESSED_LAST: u8 = 171;
+
+/// MariaDB GTID event flag: the event group is a single statement with no COMMIT (DDL).
+const MARIA_FL_STANDALONE: u8 = 1;
+
+/// A binlog that cannot be decoded.
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    #[error(
+        "{file}:{pos}: event checksum mismatch (stored {stored:#010x}, computed {computed:#010x}): the binlog is corrupt"
+    )]
+    Checksum { file: String, pos: u64, stored: u32, computed: u32 },
+    #[error("{file}:{pos}: cannot decode event type {event_type}: {message}")]
+    Event { file: String, pos: u64, event_type: u8, message: String },
+    #[error(
+        "{file}:{pos}: rows event for table id {table_id} without its table map event: start \
+         replication at a transaction boundary"
+    )]
+    MissingTableMap { file: String, pos: u64, table_id: u64 },
+    #[error("{file}:{pos}: {what} is not supported: {remedy}")]
+    Unsupported { file: String, pos: u64, what: String, remedy: String },
+}
+
+/// A MariaDB GTID `domain-server-seq`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MariaGtid {
+    pub domain: u32,
+    pub server: u32,
+    pub seq: u64,
+}
+
+impl std::fmt::Display for MariaGtid {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}-{}-{}", self.domain, self.server, self.seq)
+    }
+}
+
+/// Kind of a row change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RowKind {
+    Insert,
+    Update,
+    Delete,
+}
+
+/// One column value of a row image: `None` when the image does not carry the column.
+pub type Cell = Option<Value>;
+
+/// A row image: one cell per column.
+pub type Image = Vec<Cell>;
+
+/// The rows of one rows event, decoded.
+#[derive(Debug, Clone)]
+pub struct RowChange {
+    pub database: String,
+    pub table: String,
+    pub kind: RowKind,
+    /// Binlog column types (the real type for ENUM and SET).
+    pub column_types: Vec<ColumnType>,
+    /// (before image, after image); inserts have no before image, deletes no after image.
+    pub rows: Vec<(Option<Image>, Option<Image>)>,
+}
+
+/// What one event means.
+#[derive(Debug)]
+pub enum Decoded {
+    /// Next events come from this file and position.
+    Rotate {
+        file: String,
+        pos: u64,
+    },
+    /// A MariaDB GTID: starts an event group (a transaction unless `standalone`).
+    MariaGtid {
+        gtid: MariaGtid,
+        standalone: bool,
+    },
+    /// A MySQL GTID (`uuid:gno`) or anonymous GTID: the next event group starts.
+    MysqlGtid(Option<String>),
+    /// `BEGIN`.
+    Begin,
+    /// Row changes of a table.
+    Rows(RowChange),
+    /// The transaction commits (XID or `COMMIT`).
+    Commit,
+    /// Any other statement: DDL and what else the server logs as a statement.
+    Query {
+        schema: String,
+        sql: String,
+    },
+    /// MariaDB annotate event: the statement that made the next rows events.
+    Annotate(String),
+    /// MariaDB GTID list at the start of a file: the binlog state then.
+    GtidList(Vec<MariaGtid>),
+    Heartbeat,
+    /// Format description, table map, checkpoint and other events with nothing to apply.
+    Other,
+}
+
+/// Decodes events in order, keeping the format description and table maps they need.
+pub struct Decoder {
+    fde: FormatDescriptionEvent<'static>,
+    tables: HashMap<u64, TableMapEvent<'static>>,
+    /// Current binlog file (from rotate events), for positions and messages.
+    pub file: String,
+    /// The server checksums its events: the rotate event it sends before the format
+    /// description carries a checksum the decoder cannot know about yet.
+    pub checksum_before_fde: bool,
+    seen_fde: bool,
+}
+
+impl Default for Decoder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Decoder {
+    pub fn new() -> Self {
+        Self {
+            fde: FormatDescriptionEvent::new(BinlogVersion::Version4),
+            tables: HashMap::new(),
+            file: String::new(),
+            checksum_before_fde: false,
+            seen_fde: false,
+        }
+    }
+
+    /// The format description to read the next event's bytes with (files only).
+    pub fn fde(&self) -> &FormatDescriptionEvent<'static> {
+        &self.fde
+    }
+
+    /// The table map event for `table_id`, if seen.
+    pub fn table_map(&self, table_id: u64) -> Option<&TableMapEvent<'static>> {
+        self.tables.get(&table_id)
+    }
+
+    /// Verifies the event's checksum and decodes it.
+    pub fn decode(&mut self, event: &Event) -> Result<Decoded, DecodeError> {
+        let header = event.header();
+        let pos = u64::from(header.log_pos());
+        verify_checksum(event, &self.file, pos)?;
+        let raw_type = header.event_type_raw();
+        let file = self.file.clone();
+        let fail = |message: String| DecodeError::Event {
+            file: file.clone(),
+            pos,
+            event_type: raw_type,
+            message,
+        };
+        match raw_type {
+            MARIA_GTID => return parse_maria_gtid(event).map_err(fail),
+            MARIA_GTID_LIST => return parse_maria_gtid_list(event.data()).map_err(fail),
+            MARIA_ANNOTATE_ROWS => {
+                return Ok(Decoded::Annotate(String::from_utf8_lossy(event.data()).into_owned()));
+            }
+            MARIA_BINLOG_CHECKPOINT => return Ok(Decoded::Other),
+            MARIA_START_ENCRYPTION => {
+                return Err(self.unsupported(
+                    pos,
+                    "an encrypted binlog",
+                    "turn off encrypt_binlog",
+                ));
+            }
+            MARIA_COMPRESSED_FIRST..=MARIA_COMPRESSED_LAST => {
+                return Err(self.unsupported(
+                    pos,
+                    "a compressed MariaDB binlog event",
+                    "set log_bin_compress=OFF on the source",
+                ));
+            }
+            t if t == EventType::TRANSACTION_PAYLOAD_EVENT as u8 => return Ok(Decoded::Other),
+            _ => {}
+        }
+        let data = event.read_data().map_err(|e| fail(e.to_string()))?;
+        let Some(data) = data else { return Ok(Decoded::Other) };
+        self.decode_data(data, pos).map_err(|e| match e {
+            Step::Fail(message) => fail(message),
+            Step::Error(e) => e,
+        })
+    }
+
+    fn decode_data(&mut self, data: EventData<'_>, pos: u64) -> Result<Decoded, Step> {
+        Ok(match data {
+            EventData::FormatDescriptionEvent(fde) => {
+                self.fde = fde.into_owned();
+                self.seen_fde = true;
+                Decoded::Other
+            }
+            EventData::RotateEvent(rotate) => {
+                let mut name = rotate.name_raw();
+                if !self.seen_fde && self.checksum_before_fde && name.len() > 4 {
+                    name = &name[..name.len() - 4];
+                }
+                let file = String::from_utf8_lossy(name).into_owned();
+                if !rotate.is_fake() {
+                    self.tables.clear();
+                }
+                self.file.clone_from(&file);
+                Decoded::Rotate { file, pos: rotate.position() }
+            }
+            EventData::TableMapEvent(tme) => {
+                self.tables.insert(tme.table_id(), tme.into_owned());
+                Decoded::Other
+            }
+            EventData::RowsEvent(rows) => Decoded::Rows(self.decode_rows(&rows, pos)?),
+            EventData::XidEvent(_) => Decoded::Commit,
+            EventData::QueryEvent(query) => {
+                let sql = query.query().into_owned();
+                match sql.trim() {
+                    "BEGIN" => Decoded::Begin,
+                    "COMMIT" => Decoded::Commit,
+                    _ => Decoded::Query { schema: query.schema().into_owned(), sql },
+                }
+            }
+            EventData::GtidEvent(gtid) => {
+                Decoded::MysqlGtid(Some(format!("{}:{}", format_uuid(&gtid.sid()), gtid.gno())))
+            }
+            EventData::AnonymousGtidEvent(_) => Decoded::MysqlGtid(None),
+            EventData::HeartbeatEvent => Decoded::Heartbeat,
+            EventData::RowsQueryEvent(q) => Decoded::Annotate(q.query().into_owned()),
+            _ => Decoded::Other,
+        })
+    }
+
+    fn decode_rows(&self, rows: &RowsEventData<'_>, pos: u64) -> Result<RowChange, Step> {
+        let table_id = rows.table_id();
+        let tme = self.tables.get(&table_id).ok_or_else(|| {
+            Step::Error(DecodeError::MissingTableMap { file: self.file.clone(), pos, table_id })
+        })?;
+        let kind = match rows {
+            RowsEventData::WriteRowsEventV1(_) | RowsEventData::WriteRowsEvent(_) => {
+                RowKind::Insert
+            }
+            RowsEventData::DeleteRowsEventV1(_) | RowsEventData::DeleteRowsEvent(_) => {
+                RowKind::Delete
+            }
+            RowsEventData::PartialUpdateRowsEvent(_) => {
+                return Err(Step::Error(self.unsupported(
+                    pos,
+                    "a partial JSON update event",
+                    "set binlog_row_value_options='' on the source",
+                )));
+            }
+            _ => RowKind::Update,
+        };
+        let column_types = real_column_types(tme)?;
+        let mut change = RowChange {
+            database: tme.database_name().into_owned(),
+            table: tme.table_name().into_owned(),
+            kind,
+            column_types,
+            rows: Vec::new(),
+        };
+        // mysql_common's row parser can panic on values it gets wrong (negative TIME(1|2) with a
+        // fraction); a panic here becomes an error naming the event.
+        let parsed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            rows.rows(tme).collect::<Vec<_>>()
+        }))
+        .map_err(|_| Step::Fail("the rows event holds a value the decoder cannot read".into()))?;
+        for row in parsed {
+            let (before, after) = row.map_err(|e| Step::Fail(format!("rows event: {e}")))?;
+            let before = before.map(|r| cells(r, tme, &change.column_types)).transpose()?;
+            let after = after.map(|r| cells(r, tme, &change.column_types)).transpose()?;
+            change.rows.push((before, after));
+        }
+        Ok(change)
+    }
+
+    fn unsupported(&self, pos: u64, what: &str, remedy: &str) -> DecodeError {
+        DecodeError::Unsupported {
+            file: self.file.clone(),
+            pos,
+            what: what.to_string(),
+            remedy: remedy.to_string(),
+        }
+    }
+}
+
+/// Internal: a message to wrap with the event's place, or a finished error.
+enum Step {
+    Fail(String),
+    Error(DecodeError),
+}
+
+fn verify_checksum(event: &Event, file: &str, pos: u64) -> Result<(), DecodeError> {
+    let Some(stored) = event.checksum() else { return Ok(()) };
+    let Ok(Some(BinlogChecksumAlg::BINLOG_CHECKSUM_ALG_CRC32)) = event.footer().get_checksum_alg()
+    else {
+        return Ok(());
+    };
+    let stored = u32::from_le_bytes(stored);
+    let computed = event.calc_checksum(BinlogChecksumAlg::BINLOG_CHECKSUM_ALG_CRC32);
+    if stored != computed {
+        return Err(DecodeError::Checksum { file: file.to_string(), pos, stored, computed });
+    }
+    Ok(())
+}
+
+fn parse_maria_gtid(event: &Event) -> Result<Decoded, String> {
+    let data = event.data();
+    if data.len() < 13 {
+        return Err(format!("MariaDB GTID event of {} bytes, expected at least 13", data.len()));
+    }
+    let seq = u64::from_le_bytes(data[0..8].try_into().map_err(|_| "short GTID")?);
+    let domain = u32::from_le_bytes(data[8..12].try_into().map_err(|_| "short GTID")?);
+    let flags = data[12];
+    let gtid = MariaGtid { domain, server: event.header().server_id(), seq };
+    Ok(Decoded::MariaGtid { gtid, standalone: flags & MARIA_FL_STANDALONE != 0 })
+}
+
+fn parse_maria_gtid_list(data: &[u8]) -> Result<Decoded, String> {
+    if data.len() < 4 {
+        return Err("MariaDB GTID list event shorter than its count".into());
+    }
+    let count = (u32::from_le_bytes([data[0], data[1], data[2], data[3]]) & 0x0fff_ffff) as usize;
+    let mut list = Vec::with_capacity(count.min(1024));
+    for i in 0..count {
+        let start = 4 + i * 16;
+        let chunk = data
+            .get(start..start + 16)
+            .ok_or_else(|| format!("MariaDB GTID list truncated at entry {i} of {count}"))?;
+        let word = |r: std::ops::Range<usize>| -> u32 {
+            u32::from_le_bytes([
+                chunk[r.start],
+                chunk[r.start + 1],
+                chunk[r.start + 2],
+                chunk[r.start + 3],
+            ])
+        };
+        let mut seq = [0u8; 8];
+        seq.copy_from_slice(&chunk[8..16]);
+        list.push(MariaGtid {
+            domain: word(0..4),
+            server: word(4..8),
+            seq: u64::from_le_bytes(seq),
+        });
+    }
+    Ok(Decoded::GtidList(list))
+}
+
+fn format_uuid(sid: &[u8; 16]) -> String {
+    let hex: String = sid.iter().map(|b| format!("{b:02x}")).collect();
+    format!("{}-{}-{}-{}-{}", &hex[0..8], &hex[8..12], &hex[12..16], &hex[16..20], &hex[20..32])
+}
+
+/// Column types with ENUM and SET unwrapped from the STRING type that carries them.
+fn real_column_types(tme: &TableMapEvent<'_>) -> Result<Vec<ColumnType>, Step> {
+    let count = tme.columns_count() as usize;
+    let mut types = Vec::with_capacity(count);
+    for i in 0..count {
+        let t = tme
+            .get_column_type(i)
+            .map_err(|e| Step::Fail(format!("table map column {i}: {e}")))?
+            .ok_or_else(|| Step::Fail(format!("table map has no type for column {i}")))?;
+        let meta = tme.get_column_metadata(i).unwrap_or(&[]);
+        let real = match (t, meta.first()) {
+            (ColumnType::MYSQL_TYPE_STRING, Some(&b)) if b == ColumnType::MYSQL_TYPE_ENUM as u8 => {
+                ColumnType::MYSQL_TYPE_ENUM
+            }
+            (ColumnType::MYSQL_TYPE_STRING, Some(&b)) if b == ColumnType::MYSQL_TYPE_SET as u8 => {
+                ColumnType::MYSQL_TYPE_SET
+            }
+            _ => t,
+        };
+        types.push(real);
+    }
+    Ok(types)
+}
+
+fn cells(
+    mut row: mysql_async::binlog::row::BinlogRow,
+    tme: &TableMapEvent<'_>,
+    types: &[ColumnType],
+) -> Result<Vec<Cell>, Step> {
+    let count = tme.columns_count() as usize;
+    let mut out = Vec::with_capacity(count);
+    for (i, column_type) in types.iter().enumerate().take(count) {
+        let cell = match row.take(i) {
+            None => None,
+            Some(value) => Some(fix_value(*column_type, value).map_err(Step::Fail)?),
+        };
+        out.push(cell);
+    }
+    Ok(out)
+}
+
+/// Turns mysql_common's value into the one the target must receive.
+fn fix_value(column_type: ColumnType, value: BinlogValue<'_>) -> Result<Value, String> {
+    let value = match value {
+        BinlogValue::Value(v) => v,
+        BinlogValue::Jsonb(j) => {
+            let json = serde_json::Value::try_from(j).map_err(|e| format!("JSON value: {e}"))?;
+            return Ok(Value::Bytes(json.to_string().into_bytes()));
+        }
+        BinlogValue::JsonDiff(_) => return Err("partial JSON updates are not supported".into()),
+    };
+    if value == Value::NULL {
+        return Ok(value);
+    }
+    Ok(match column_type {
+        ColumnType::MYSQL_TYPE_YEAR => year(value)?,
+        ColumnType::MYSQL_TYPE_TIMESTAMP | ColumnType::MYSQL_TYPE_TIMESTAMP2 => timestamp(value)?,
+        ColumnType::MYSQL_TYPE_SET => match value {
+            Value::Bytes(b) => Value::UInt(le_number(&b)),
+            other => other,
+        },
+        ColumnType::MYSQL_TYPE_BIT => match value {
+            Value::Bytes(b) => {
+                Value::UInt(b.iter().fold(0u64, |acc, x| (acc << 8) | u64::from(*x)))
+            }
+            other => other,
+        },
+        _ => value,
+    })
+}
+
+fn le_number(bytes: &[u8]) -> u64 {
+    bytes.iter().rev().fold(0u64, |acc, x| (acc << 8) | u64::from(*x))
+}
+
+/// mysql_common gives YEAR as the text of 1900 + the stored byte; byte 0 is year 0000.
+fn year(value: Value) -> Result<Value, String> {
+    match value {
+        Value::Bytes(b) => {
+            let text = String::from_utf8_lossy(&b);
+            let year: u64 = text.parse().map_err(|_| format!("YEAR value {text:?}"))?;
+            Ok(Value::UInt(if year == 1900 { 0 } else { year }))
+        }
+        other => Ok(other),
+    }
+}
+
+/// TIMESTAMP comes as seconds since the epoch (with a fraction); the target session runs in
+/// UTC, so the instant goes over as a UTC datetime. Zero is the zero timestamp.
+fn timestamp(value: Value) -> Result<Value, String> {
+    let (seconds, micros) = match &value {
+        Value::Int(s) => (*s, 0),
+        Value::UInt(s) => (*s as i64, 0),
+        Value::Bytes(b) => {
+            let text = String::from_utf8_lossy(b);
+            let (s, frac) = text.split_once('.').unwrap_or((&text, "0"));
+            let s: i64 = s.parse().map_err(|_| format!("TIMESTAMP value {text:?}"))?;
+            let mut frac = frac.to_string();
+            frac.truncate(6);
+            while frac.len() < 6 {
+                frac.push('0');
+            }
+            let us: u32 = frac.parse().map_err(|_| format!("TIMESTAMP value {text:?}"))?;
+            (s, us)
+        }
+        _ => return Ok(value),
+    };
+    if seconds == 0 && micros == 0 {
+        return Ok(Value::Date(0, 0, 0, 0, 0, 0, 0));
+    }
+    let t = DateTime::from_timestamp(seconds, micros * 1000)
+        .ok_or_else(|| format!("TIMESTAMP {seconds} out of range"))?;
+    Ok(Value::Date(
+        t.year() as u16,
+        t.month() as u8,
+        t.day() as u8,
+        t.hour() as u8,
+        t.minute() as u8,
+        t.second() as u8,
+        micros,
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn year_zero_and_timestamps_decode_exactly() {
+        assert_eq!(year(Value::Bytes(b"1900".to_vec())).ok(), Some(Value::UInt(0)));
+        assert_eq!(year(Value::Bytes(b"2155".to_vec())).ok(), Some(Value::UInt(2155)));
+        assert_eq!(
+            timestamp(Value::Bytes(b"1700000000.123000".to_vec())).ok(),
+            Some(Value::Date(2023, 11, 14, 22, 13, 20, 123000))
+        );
+        assert_eq!(
+            timestamp(Value::Bytes(b"0".to_vec())).ok(),
+            Some(Value::Date(0, 0, 0, 0, 0, 0, 0))
+        );
+    }
+
+    #[test]
+    fn set_and_bit_become_numbers() {
+        assert_eq!(le_number(&[0x01, 0x02]), 0x0201);
+        let bit =
+            fix_value(ColumnType::MYSQL_TYPE_BIT, BinlogValue::Value(Value::Bytes(vec![1, 0])));
+        assert_eq!(bit.ok(), Some(Value::UInt(256)));
+    }
+
+    #[test]
+    fn truncated_maria_events_are_errors() {
+        assert!(parse_maria_gtid_list(&[2, 0, 0, 0, 1]).is_err());
+        assert!(parse_maria_gtid_list(&[]).is_err());
+    }
+}

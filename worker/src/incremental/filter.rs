@@ -1,0 +1,357 @@
+//! Which binlog changes belong to the job: the object selection, and the tables a DDL statement
+//! touches (a small parser for the statements Ferry replicates; anything else is ignored).
+
+use ferry_crds::job::ObjectSelection;
+
+/// Schemas never migrated, plus Ferry's own.
+const SYSTEM_SCHEMAS: &[&str] =
+    &["mysql", "information_schema", "performance_schema", "sys", "ferry_meta"];
+
+/// The job's object selection.
+#[derive(Clone, Debug, Default)]
+pub struct Filter {
+    selection: Option<ObjectSelection>,
+}
+
+impl Filter {
+    pub fn new(selection: Option<ObjectSelection>) -> Self {
+        Self { selection }
+    }
+
+    /// Whether changes to `database`.`table` are replicated.
+    pub fn table(&self, database: &str, table: &str) -> bool {
+        if is_system(database) {
+            return false;
+        }
+        let Some(selection) = &self.selection else { return true };
+        if selection.databases.is_empty() && selection.tables.is_empty() {
+            return true;
+        }
+        selection.databases.iter().any(|d| d == database)
+            || selection.tables.iter().any(|t| t.database == database && t.table == table)
+    }
+
+    /// Whether a whole database is replicated (its CREATE/DROP DATABASE statements).
+    pub fn database(&self, database: &str) -> bool {
+        if is_system(database) {
+            return false;
+        }
+        let Some(selection) = &self.selection else { return true };
+        if selection.databases.is_empty() && selection.tables.is_empty() {
+            return true;
+        }
+        selection.databases.iter().any(|d| d == database)
+    }
+
+    /// What to do with a statement from the binlog.
+    pub fn ddl(&self, default_schema: &str, sql: &str) -> DdlDecision {
+        let Some(objects) = ddl_objects(default_schema, sql) else {
+            return DdlDecision::Ignore;
+        };
+        let selected: Vec<bool> = objects
+            .iter()
+            .map(|o| match o {
+                Object::Database(d) => self.database(d),
+                Object::Table(d, t) => self.table(d, t),
+            })
+            .collect();
+        if selected.iter().all(|s| *s) {
+            DdlDecision::Apply
+        } else if selected.iter().any(|s| *s) {
+            DdlDecision::Mixed
+        } else {
+            DdlDecision::Ignore
+        }
+    }
+}
+
+fn is_system(database: &str) -> bool {
+    SYSTEM_SCHEMAS.iter().any(|s| s.eq_ignore_ascii_case(database))
+}
+
+/// The outcome for one statement.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DdlDecision {
+    /// Replicated DDL on selected objects.
+    Apply,
+    /// Not DDL Ferry replicates, or only objects outside the selection.
+    Ignore,
+    /// Touches objects inside and outside the selection (a rename into or out of it): skipped
+    /// with a warning.
+    Mixed,
+}
+
+/// An object a DDL statement touches.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Object {
+    Database(String),
+    Table(String, String),
+}
+
+/// The objects of a replicated DDL statement, or `None` when the statement is not one.
+pub fn ddl_objects(default_schema: &str, sql: &str) -> Option<Vec<Object>> {
+    let tokens = tokenize(sql);
+    let mut t = Tokens { tokens: &tokens, at: 0 };
+    let table = |t: &mut Tokens<'_>| t.name(default_schema);
+    match t.word()?.as_str() {
+        "CREATE" => {
+            t.skip_words(&["OR", "REPLACE"]);
+            match t.word()?.as_str() {
+                "TABLE" => {
+                    t.skip_words(&["IF", "NOT", "EXISTS"]);
+                    let mut objects = vec![table(&mut t)?];
+                    // CREATE TABLE a LIKE b: b must be selected too for the copy to make sense.
+                    if t.peek_word().as_deref() == Some("LIKE") {
+                        t.at += 1;
+                        objects.push(table(&mut t)?);
+                    }
+                    Some(objects)
+                }
+                "DATABASE" | "SCHEMA" => {
+                    t.skip_words(&["IF", "NOT", "EXISTS"]);
+                    Some(vec![Object::Database(t.ident()?)])
+                }
+                "UNIQUE" | "FULLTEXT" | "SPATIAL" | "INDEX" => index_target(&mut t, default_schema),
+                _ => None,
+            }
+        }
+        "DROP" => match t.word()?.as_str() {
+            "TABLE" => {
+                t.skip_words(&["IF", "EXISTS"]);
+                let mut objects = vec![table(&mut t)?];
+                while t.eat(",") {
+                    objects.push(table(&mut t)?);
+                }
+                Some(objects)
+            }
+            "DATABASE" | "SCHEMA" => {
+                t.skip_words(&["IF", "EXISTS"]);
+                Some(vec![Object::Database(t.ident()?)])
+            }
+            "INDEX" => index_target(&mut t, default_schema),
+            _ => None,
+        },
+        "ALTER" => {
+            t.skip_words(&["ONLINE", "IGNORE"]);
+            if t.word()? != "TABLE" {
+                return None;
+            }
+            t.skip_words(&["IF", "EXISTS"]);
+            let mut objects = vec![table(&mut t)?];
+            while let Some(at) = t.find_word("RENAME") {
+                t.at = at + 1;
+                match t.peek_word().as_deref() {
+                    Some("COLUMN" | "INDEX" | "KEY") => continue,
+                    Some("TO" | "AS") => t.at += 1,
+                    _ => {}
+                }
+                objects.push(table(&mut t)?);
+            }
+            Some(objects)
+        }
+        "RENAME" => {
+            if t.word()? != "TABLE" {
+                return None;
+            }
+            let mut objects = Vec::new();
+            loop {
+                objects.push(table(&mut t)?);
+                if t.word()? != "TO" {
+                    return None;
+                }
+                objects.push(table(&mut t)?);
+                if !t.eat(",") {
+                    return Some(objects);
+                }
+            }
+        }
+        "TRUNCATE" => {
+            t.skip_words(&["TABLE"]);
+            Some(vec![table(&mut t)?])
+        }
+        _ => None,
+    }
+}
+
+fn index_target(t: &mut Tokens<'_>, default_schema: &str) -> Option<Vec<Object>> {
+    let at = t.find_word("ON")?;
+    t.at = at + 1;
+    Some(vec![t.name(default_schema)?])
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Token {
+    /// A bare word, upper-cased.
+    Word(String),
+    /// A backquoted identifier, unquoted.
+    Quoted(String),
+    Punct(char),
+}
+
+fn tokenize(sql: &str) -> Vec<Token> {
+    let chars: Vec<char> = sql.chars().collect();
+    let mut tokens = Vec::new();
+    let mut i = 0;
+    while i < chars.len() {
+        let c = chars[i];
+        if c.is_whitespace() {
+            i += 1;
+        } else if c == '/' && chars.get(i + 1) == Some(&'*') {
+            // Comments, including MariaDB's `/* generated by server */`.
+            i += 2;
+            while i < chars.len() && !(chars[i] == '*' && chars.get(i + 1) == Some(&'/')) {
+                i += 1;
+            }
+            i += 2;
+        } else if c == '`' {
+            let mut name = String::new();
+            i += 1;
+            while i < chars.len() {
+                if chars[i] == '`' {
+                    if chars.get(i + 1) == Some(&'`') {
+                        name.push('`');
+                        i += 2;
+                        continue;
+                    }
+                    break;
+                }
+                name.push(chars[i]);
+                i += 1;
+            }
+            i += 1;
+            tokens.push(Token::Quoted(name));
+        } else if c.is_alphanumeric() || c == '_' || c == '$' {
+            let start = i;
+            while i < chars.len()
+                && (chars[i].is_alphanumeric() || chars[i] == '_' || chars[i] == '$')
+            {
+                i += 1;
+            }
+            tokens.push(Token::Word(chars[start..i].iter().collect()));
+        } else if c == '\'' || c == '"' {
+            // String literals carry no names; skip them.
+            i += 1;
+            while i < chars.len() && chars[i] != c {
+                if chars[i] == '\\' {
+                    i += 1;
+                }
+                i += 1;
+            }
+            i += 1;
+            tokens.push(Token::Punct('\''));
+        } else {
+            tokens.push(Token::Punct(c));
+            i += 1;
+        }
+    }
+    tokens
+}
+
+struct Tokens<'a> {
+    tokens: &'a [Token],
+    at: usize,
+}
+
+impl Tokens<'_> {
+    fn peek_word(&self) -> Option<String> {
+        match self.tokens.get(self.at)? {
+            Token::Word(w) => Some(w.to_ascii_uppercase()),
+            _ => None,
+        }
+    }
+
+    fn word(&mut self) -> Option<String> {
+        let w = self.peek_word()?;
+        self.at += 1;
+        Some(w)
+    }
+
+    fn skip_words(&mut self, words: &[&str]) {
+        while let Some(w) = self.peek_word() {
+            if !words.contains(&w.as_str()) {
+                return;
+            }
+            self.at += 1;
+        }
+    }
+
+    fn eat(&mut self, punct: &str) -> bool {
+        let matches =
+            matches!(self.tokens.get(self.at), Some(Token::Punct(c)) if punct.starts_with(*c));
+        if matches {
+            self.at += 1;
+        }
+        matches
+    }
+
+    fn find_word(&self, word: &str) -> Option<usize> {
+        (self.at..self.tokens.len())
+            .find(|&i| matches!(&self.tokens[i], Token::Word(w) if w.eq_ignore_ascii_case(word)))
+    }
+
+    fn ident(&mut self) -> Option<String> {
+        let name = match self.tokens.get(self.at)? {
+            Token::Word(w) | Token::Quoted(w) => w.clone(),
+            Token::Punct(_) => return None,
+        };
+        self.at += 1;
+        Some(name)
+    }
+
+    /// `db.table` or `table` (in the default schema).
+    fn name(&mut self, default_schema: &str) -> Option<Object> {
+        let first = self.ident()?;
+        if self.eat(".") {
+            let table = self.ident()?;
+            return Some(Object::Table(first, table));
+        }
+        Some(Object::Table(default_schema.to_string(), first))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ferry_crds::job::TableRef;
+
+    fn table(d: &str, t: &str) -> Object {
+        Object::Table(d.into(), t.into())
+    }
+
+    #[test]
+    fn ddl_statements_name_their_tables() {
+        assert_eq!(ddl_objects("app", "CREATE TABLE t (id int)"), Some(vec![table("app", "t")]));
+        assert_eq!(
+            ddl_objects("app", "DROP TABLE IF EXISTS `a`,`other`.`b` /* generated by server */"),
+            Some(vec![table("app", "a"), table("other", "b")])
+        );
+        assert_eq!(
+            ddl_objects("", "RENAME TABLE app.a TO app.b, x TO y"),
+            Some(vec![table("app", "a"), table("app", "b"), table("", "x"), table("", "y")])
+        );
+        assert_eq!(
+            ddl_objects("app", "alter table t rename column a to b, rename to u"),
+            Some(vec![table("app", "t"), table("app", "u")])
+        );
+        assert_eq!(ddl_objects("app", "create index i on t (a)"), Some(vec![table("app", "t")]));
+        assert_eq!(ddl_objects("app", "TRUNCATE t"), Some(vec![table("app", "t")]));
+        assert_eq!(
+            ddl_objects("", "CREATE DATABASE IF NOT EXISTS `x`"),
+            Some(vec![Object::Database("x".into())])
+        );
+        assert_eq!(ddl_objects("app", "GRANT ALL ON *.* TO x"), None);
+        assert_eq!(ddl_objects("app", "CREATE USER x"), None);
+    }
+
+    #[test]
+    fn renames_out_of_the_selection_are_mixed() {
+        let filter = Filter::new(Some(ObjectSelection {
+            databases: vec![],
+            tables: vec![TableRef { database: "app".into(), table: "a".into() }],
+        }));
+        assert_eq!(filter.ddl("app", "RENAME TABLE a TO z"), DdlDecision::Mixed);
+        assert_eq!(filter.ddl("app", "ALTER TABLE a ADD c INT"), DdlDecision::Apply);
+        assert_eq!(filter.ddl("app", "ALTER TABLE q ADD c INT"), DdlDecision::Ignore);
+        assert_eq!(filter.ddl("mysql", "CREATE TABLE t (a int)"), DdlDecision::Ignore);
+    }
+}

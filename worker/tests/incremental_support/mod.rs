@@ -1,0 +1,191 @@
+//! Shared by the incremental tests: a source and a target, a manifest for an Incremental job, the
+//! `ferry migrate` process, and waiting for it to catch up.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use ferry_e2e::MariaDb;
+use mysql_async::prelude::Queryable;
+
+pub const PASSWORD: &str = "s3cret-pw";
+pub const JOB: &str = "default/inc";
+
+pub struct Setup {
+    pub source: MariaDb,
+    pub target: MariaDb,
+    pub dir: tempfile::TempDir,
+    runs: usize,
+}
+
+impl Setup {
+    pub async fn start() -> Setup {
+        let (source, target) = tokio::join!(MariaDb::source(), MariaDb::target());
+        let source = source.expect("start the source");
+        let target = target.expect("start the target");
+        source.create_user("ferry", PASSWORD, "ALL PRIVILEGES").await.expect("source user");
+        target.create_user("ferry", PASSWORD, "ALL PRIVILEGES").await.expect("target user");
+        let dir = tempfile::tempdir().expect("tempdir");
+        Setup { source, target, dir, runs: 0 }
+    }
+
+    /// Runs `sql` on both servers (the tables the job replicates into must exist on the target).
+    pub async fn both(&self, sql: &str) {
+        self.source.exec(sql).await.expect("source DDL");
+        self.target.exec(sql).await.expect("target DDL");
+    }
+
+    /// The source's current `(file, pos)`.
+    pub async fn source_head(&self) -> (String, u64) {
+        let mut conn = self.source.conn().await.expect("source conn");
+        let row: mysql_async::Row =
+            conn.query_first("SHOW MASTER STATUS").await.expect("status").expect("binlog on");
+        (row.get(0).expect("file"), row.get(1).expect("pos"))
+    }
+
+    /// Writes the manifest: Incremental mode from `start`, `extra` spec lines appended.
+    pub fn manifest(&self, start: &(String, u64), extra: &str) -> PathBuf {
+        let yaml = format!(
+            r#"apiVersion: v1
+kind: Secret
+metadata: {{name: creds}}
+stringData: {{password: {PASSWORD}}}
+---
+apiVersion: ferry.dev/v1alpha1
+kind: MigrationSource
+metadata: {{name: src}}
+spec:
+  type: MariaDB
+  host: 127.0.0.1
+  port: {sport}
+  user: ferry
+  passwordSecretRef: {{name: creds, key: password}}
+---
+apiVersion: ferry.dev/v1alpha1
+kind: MigrationJob
+metadata: {{name: inc, namespace: default}}
+spec:
+  sourceRef: {{name: src}}
+  target:
+    host: 127.0.0.1
+    port: {tport}
+    user: ferry
+    passwordSecretRef: {{name: creds, key: password}}
+  mode: Incremental
+  incremental:
+    start: {{file: {file}, pos: {pos}}}
+  objects:
+    databases: [app]
+{extra}
+"#,
+            sport = self.source.port(),
+            tport = self.target.port(),
+            file = start.0,
+            pos = start.1,
+        );
+        let path = self.dir.path().join("job.yaml");
+        std::fs::write(&path, yaml).expect("write manifest");
+        path
+    }
+
+    pub fn status_path(&self) -> PathBuf {
+        self.dir.path().join("status.json")
+    }
+
+    /// Starts `ferry migrate` on the manifest; its log goes to `run-N.log` in the test dir.
+    pub fn spawn(&mut self, manifest: &PathBuf, extra_args: &[&str]) -> Child {
+        self.runs += 1;
+        let log = std::fs::File::create(self.dir.path().join(format!("run-{}.log", self.runs)))
+            .expect("log file");
+        Command::new(env!("CARGO_BIN_EXE_ferry"))
+            .args(["migrate", "-f"])
+            .arg(manifest)
+            .arg("--status-file")
+            .arg(self.status_path())
+            .args(extra_args)
+            .env("FERRY_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("run ferry")
+    }
+
+    /// The log of run `n` (1-based).
+    pub fn log(&self, n: usize) -> String {
+        std::fs::read_to_string(self.dir.path().join(format!("run-{n}.log"))).unwrap_or_default()
+    }
+
+    pub fn last_log(&self) -> String {
+        self.log(self.runs)
+    }
+
+    pub fn status(&self) -> serde_json::Value {
+        let text = std::fs::read_to_string(self.status_path()).unwrap_or_default();
+        serde_json::from_str(&text).unwrap_or(serde_json::Value::Null)
+    }
+
+    /// The checkpoint row on the target: (file, pos, state).
+    pub async fn checkpoint(&self) -> Option<(String, u64, String)> {
+        let mut conn = self.target.conn().await.ok()?;
+        conn.exec_first(
+            "SELECT binlog_file, binlog_pos, state FROM ferry_meta.incremental_checkpoint WHERE job = ?",
+            (JOB,),
+        )
+        .await
+        .ok()
+        .flatten()
+    }
+
+    /// Waits until the checkpoint reaches the source's current position.
+    pub async fn wait_caught_up(&self, child: &mut Child, timeout: Duration) {
+        let head = self.source_head().await;
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some((file, pos, _)) = self.checkpoint().await
+                && (file > head.0 || (file == head.0 && pos >= head.1))
+            {
+                return;
+            }
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!("ferry exited with {status} before catching up:\n{}", self.last_log());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "not caught up with {head:?} within {timeout:?}: checkpoint {:?}\n{}",
+                self.checkpoint().await,
+                self.last_log()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    pub async fn assert_same(&self, database: &str) {
+        let mut s = self.source.conn().await.expect("source conn");
+        let mut t = self.target.conn().await.expect("target conn");
+        if let Err(e) = ferry_e2e::assert_same_tables(&mut s, &mut t, database).await {
+            panic!("{e}\nferry log:\n{}", self.last_log());
+        }
+    }
+}
+
+/// Sends SIGINT (Ctrl-C) and waits for a clean exit.
+pub fn interrupt(child: &mut Child) -> std::process::ExitStatus {
+    let _ = Command::new("kill").args(["-INT", &child.id().to_string()]).status();
+    wait_exit(child, Duration::from_secs(30))
+}
+
+/// Waits for the process to exit (killing it after `timeout`).
+pub fn wait_exit(child: &mut Child, timeout: Duration) -> std::process::ExitStatus {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            return status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("ferry did not exit within {timeout:?}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
