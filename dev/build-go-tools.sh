@@ -2,13 +2,14 @@
 # Builds the Go programs the test harness runs as real processes, from the Go module proxy:
 #   tidb-server                                  (github.com/pingcap/tidb/cmd/tidb-server)
 #   kube-apiserver, kube-controller-manager      (k8s.io/kubernetes/cmd/...)
+#   kubectl                                      (for people using ferry-lab; tests use kube-rs)
 # into ${FERRY_CACHE_DIR:-~/.cache/ferry}/bin/<name>-<version>. A binary that is already there
 # is not built again, so a second run costs nothing.
 #
 # Usage: dev/build-go-tools.sh [tidb|kube|all]   (default: all)
 #
 # Needs: Go >= 1.25 (found on PATH or at /usr/local/go/bin), network access to the Go module
-# proxy, curl and unzip. The module source is unpacked into a temporary directory outside the
+# proxy, curl, unzip and sed. The module source is unpacked into a temporary directory outside the
 # repository and built there as the main module, with the replace lines the upstream go.mod
 # needs rewritten to module versions (upstream points some of them at nested directories that
 # a module zip does not contain).
@@ -27,6 +28,12 @@ TIDB_PARSER_VERSION="v0.0.0-20260331085336-4e0b702f38a8"
 # What `SELECT VERSION()` reports after "8.0.11-TiDB-" (upstream's Makefile puts `git describe`
 # there).
 TIDB_RELEASE_VERSION="v8.5.6"
+# TiDB refuses to run when built by another Go minor than its own (pkg/util/hack checks the map
+# ABI at start-up and panics under go1.26), so it is built with the Go its go.mod names. That
+# toolchain is the module golang.org/toolchain on the module proxy; as the checksum database
+# may be unreachable, the zip is checked against this SHA-256 instead.
+TIDB_GO_TOOLCHAIN="go1.25.8"
+TIDB_GO_TOOLCHAIN_SHA256="8e788d62e01f4f22037f2d59c751a08b4fa5ca9c1baab8f1caee8612bc3e46d1"
 # Kubernetes: k8s.io/kubernetes vX.Y.Z, whose staging modules are published as v0.Y.Z.
 KUBE_VERSION="v1.34.4"
 
@@ -41,6 +48,8 @@ fi
 command -v go >/dev/null 2>&1 || { echo "build-go-tools: no 'go' on PATH or in /usr/local/go/bin" >&2; exit 1; }
 
 export GOFLAGS="-trimpath -mod=mod"
+# k8s.io/kubernetes ships a go.work; build each module on its own.
+export GOWORK=off
 export GOPROXY="${GOPROXY:-https://proxy.golang.org,direct}"
 # The checksum database is not reachable from every machine that can reach the proxy; module
 # hashes are still checked against the go.sum shipped in the upstream module wherever it
@@ -67,6 +76,36 @@ fetch_module() {
     chmod -R u+w "$dest"
 }
 
+# go_toolchain <goX.Y.Z> <sha256>: path of that Go's `go` command, unpacked once into the cache
+# from golang.org/toolchain on the module proxy.
+go_toolchain() {
+    local ver="$1" sum="$2" arch
+    case "$(uname -m)" in x86_64) arch=amd64 ;; aarch64) arch=arm64 ;; *) arch="$(uname -m)" ;; esac
+    local mod="golang.org/toolchain@v0.0.1-$ver.linux-$arch"
+    local root="$CACHE_DIR/go/$ver"
+    if [[ ! -x "$root/bin/go" ]]; then
+        log "downloading Go $ver"
+        local zip unz
+        zip="$(mktemp --suffix=.zip)"
+        curl -fsSL --retry 3 -o "$zip" "$PROXY/golang.org/toolchain/@v/v0.0.1-$ver.linux-$arch.zip"
+        if [[ "$arch" == amd64 ]] && ! echo "$sum  $zip" | sha256sum -c --quiet; then
+            echo "build-go-tools: $mod does not match its pinned SHA-256" >&2
+            rm -f "$zip"
+            exit 1
+        fi
+        unz="$(mktemp -d)"
+        unzip -q "$zip" -d "$unz"
+        rm -f "$zip"
+        chmod -R u+w "$unz"
+        chmod +x "$unz/$mod/bin/"* "$unz/$mod/pkg/tool/"*/*
+        mkdir -p "$(dirname "$root")"
+        rm -rf "$root"
+        mv "$unz/$mod" "$root"
+        rm -rf "$unz"
+    fi
+    echo "$root/bin/go"
+}
+
 report() {
     local name="$1" out="$2" start="$3"
     local secs=$(( $(date +%s) - start ))
@@ -82,11 +121,13 @@ build_tidb() {
     fetch_module github.com/pingcap/tidb "$TIDB_VERSION" "$work/tidb"
     cd "$work/tidb"
     # Upstream replaces the parser with ./pkg/parser, a nested module the zip leaves out.
-    go mod edit -dropreplace github.com/pingcap/tidb/pkg/parser \
+    local go125
+    go125="$(go_toolchain "$TIDB_GO_TOOLCHAIN" "$TIDB_GO_TOOLCHAIN_SHA256")"
+    GOTOOLCHAIN=local "$go125" mod edit -dropreplace github.com/pingcap/tidb/pkg/parser \
         -require "github.com/pingcap/tidb/pkg/parser@$TIDB_PARSER_VERSION"
     local vpkg=github.com/pingcap/tidb/pkg/util/versioninfo
     log "building tidb-server (this takes a long time on few cores)"
-    nice -n 5 go build \
+    GOTOOLCHAIN=local nice -n 5 "$go125" build \
         -ldflags "-s -w -X 'github.com/pingcap/tidb/pkg/parser/mysql.TiDBReleaseVersion=$TIDB_RELEASE_VERSION' -X '$vpkg.TiDBGitHash=${TIDB_VERSION##*-}' -X '$vpkg.TiDBEdition=Community'" \
         -o "$out.tmp" ./cmd/tidb-server
     mv "$out.tmp" "$out"
@@ -98,7 +139,11 @@ build_tidb() {
 build_kube() {
     local apiserver="$BIN_DIR/kube-apiserver-$KUBE_VERSION"
     local kcm="$BIN_DIR/kube-controller-manager-$KUBE_VERSION"
-    if [[ -x "$apiserver" && -x "$kcm" ]]; then log "kube binaries present: $apiserver $kcm"; return 0; fi
+    local kubectl="$BIN_DIR/kubectl-$KUBE_VERSION"
+    if [[ -x "$apiserver" && -x "$kcm" && -x "$kubectl" ]]; then
+        log "kube binaries present: $apiserver $kcm $kubectl"
+        return 0
+    fi
     local start work
     start=$(date +%s)
     work="$(mktemp -d -t ferry-kube-build.XXXXXX)"
@@ -108,7 +153,7 @@ build_kube() {
     # zip leaves out; map each to its published v0.Y.Z release instead.
     local staging_ver="v0.${KUBE_VERSION#v1.}"
     local mods
-    mods="$(go mod edit -json | python3 -c 'import json,sys; print("\n".join(r["Old"]["Path"] for r in json.load(sys.stdin).get("Replace") or [] if r["New"]["Path"].startswith("./staging/")))')"
+    mods="$(sed -nE 's#^[[:space:]]*(k8s\.io/[^[:space:]]+) => \./staging/.*#\1#p' go.mod)"
     local args=()
     for m in $mods; do
         args+=(-replace "$m=$m@$staging_ver" -require "$m@$staging_ver")
@@ -117,16 +162,17 @@ build_kube() {
     local vpkg=k8s.io/component-base/version
     local ld="-s -w -X '$vpkg.gitVersion=$KUBE_VERSION' -X '$vpkg.gitMajor=1' -X '$vpkg.gitMinor=$(echo "$KUBE_VERSION" | cut -d. -f2)' -X '$vpkg.gitTreeState=clean' -X '$vpkg.buildDate=1970-01-01T00:00:00Z'"
     ld="$ld -X 'k8s.io/client-go/pkg/version.gitVersion=$KUBE_VERSION'"
-    log "building kube-apiserver"
-    nice -n 5 go build -ldflags "$ld" -o "$apiserver.tmp" ./cmd/kube-apiserver
-    mv "$apiserver.tmp" "$apiserver"
-    report kube-apiserver "$apiserver" "$start"
-    local start2
-    start2=$(date +%s)
-    log "building kube-controller-manager"
-    nice -n 5 go build -ldflags "$ld" -o "$kcm.tmp" ./cmd/kube-controller-manager
-    mv "$kcm.tmp" "$kcm"
-    report kube-controller-manager "$kcm" "$start2"
+    local name out t
+    for name in kube-apiserver kube-controller-manager kubectl; do
+        out="$BIN_DIR/$name-$KUBE_VERSION"
+        [[ -x "$out" ]] && continue
+        t=$(date +%s)
+        log "building $name"
+        nice -n 5 go build -ldflags "$ld" -o "$out.tmp" "./cmd/$name"
+        mv "$out.tmp" "$out"
+        report "$name" "$out" "$t"
+    done
+    log "kube build total: $(( $(date +%s) - start ))s"
     cd /
     rm -rf "$work"
 }

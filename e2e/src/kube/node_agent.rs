@@ -125,6 +125,9 @@ struct Ctx {
     pki: super::certs::Pki,
     /// Process groups of running pods, killed when the agent drops.
     groups: Mutex<HashSet<i32>>,
+    /// UIDs of pods whose process ended for good: never started again, even if a stale watch
+    /// event still shows them Running.
+    finished: Mutex<HashSet<String>>,
     /// Running pod tasks by pod UID.
     pods: Mutex<HashMap<String, PodTask>>,
 }
@@ -170,6 +173,7 @@ impl NodeAgent {
             pki: plane.pki().clone(),
             groups: Mutex::new(HashSet::new()),
             pods: Mutex::new(HashMap::new()),
+            finished: Mutex::new(HashSet::new()),
         });
         let tasks = vec![tokio::spawn(bind_loop(ctx.clone())), tokio::spawn(run_loop(ctx.clone()))];
         tracing::info!(node = %node_name, dir = %dir.path().display(), "node agent started");
@@ -401,7 +405,8 @@ fn on_pod(ctx: &Arc<Ctx>, pod: Pod) {
         });
         return;
     }
-    if pods.contains_key(&uid) || phase == "Succeeded" || phase == "Failed" {
+    let finished = ctx.finished.lock().map(|f| f.contains(&uid)).unwrap_or(false);
+    if finished || pods.contains_key(&uid) || phase == "Succeeded" || phase == "Failed" {
         return;
     }
     let cancel = CancellationToken::new();
@@ -593,6 +598,9 @@ async fn run_pod(ctx: Arc<Ctx>, pod: Pod, cancel: CancellationToken) {
 }
 
 fn remove_task(ctx: &Ctx, uid: &str) {
+    if let Ok(mut finished) = ctx.finished.lock() {
+        finished.insert(uid.to_string());
+    }
     if let Ok(mut pods) = ctx.pods.lock() {
         pods.remove(uid);
     }
@@ -686,7 +694,14 @@ async fn prepare(
                     .map_err(io_err(format!("copy subPath {sub} to {}", target.display())))?;
             }
             None => {
-                let _ = std::fs::remove_file(&target);
+                // The admission-injected kube-api-access volume replaces the service
+                // account directory written above (it holds the same files).
+                if target.is_dir() && !target.is_symlink() {
+                    std::fs::remove_dir_all(&target)
+                        .map_err(io_err(format!("replace {}", target.display())))?;
+                } else {
+                    let _ = std::fs::remove_file(&target);
+                }
                 std::os::unix::fs::symlink(source, &target)
                     .map_err(io_err(format!("link {}", target.display())))?;
             }
@@ -1065,6 +1080,15 @@ async fn materialize_volume(
             if let Some(map) = &source.config_map {
                 let data = map_bytes(map.name.clone(), map.optional.unwrap_or(false)).await?;
                 write_items(&data, &map.items, path)?;
+            }
+            if let Some(downward) = &source.downward_api {
+                for item in downward.items.iter().flatten() {
+                    if let Some(field) = &item.field_ref {
+                        let value = field_value(pod, &field.field_path);
+                        let file = path.join(item.path.trim_start_matches('/'));
+                        write_file(&file, value.as_bytes())?;
+                    }
+                }
             }
             if let Some(token) = &source.service_account_token {
                 let t = request_token(ctx, pod, namespace, sa).await?;
