@@ -6,7 +6,7 @@
 use std::time::{Duration, Instant};
 
 use ferry_crds::{MigrationJob, MigrationSource};
-use ferry_e2e::kube_harness::{ControlPlane, NodeAgent};
+use ferry_e2e::kube_harness::{ControlPlane, ControlPlaneOptions, NodeAgent};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Pod, Secret};
 use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
@@ -324,5 +324,21 @@ async fn jobs_run_through_the_controller_manager_and_the_agent() -> anyhow::Resu
         anyhow::ensure!(Instant::now() < deadline, "the job's pod was not collected");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    Ok(())
+}
+
+#[tokio::test]
+async fn the_api_server_alone_serves_crds_and_rbac() -> anyhow::Result<()> {
+    let started = Instant::now();
+    let plane = ControlPlane::start_with(ControlPlaneOptions { controller_manager: false }).await?;
+    eprintln!("etcd + kube-apiserver ready after {:?}", started.elapsed());
+    plane.install_crds().await?;
+    let client = plane.client().await?;
+    let version = client.apiserver_version().await?;
+    assert_eq!(format!("v{}.{}", version.major, version.minor), "v1.34", "{version:?}");
+    // RBAC is on: the bootstrap roles exist.
+    let roles: Api<k8s_openapi::api::rbac::v1::ClusterRole> = Api::all(client);
+    assert!(roles.get_opt("cluster-admin").await?.is_some());
+    assert!(plane.kubeconfig().exists());
     Ok(())
 }
