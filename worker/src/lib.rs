@@ -12,6 +12,7 @@ pub mod engine;
 pub mod error;
 pub mod full;
 pub mod incremental;
+pub mod kube;
 pub mod manifest;
 pub mod precheck;
 pub mod report;

@@ -285,6 +285,37 @@ impl Manifest {
     }
 }
 
+/// Objects read from somewhere other than a file: the API server, in the operator and in a
+/// worker pod.
+impl Manifest {
+    /// A manifest of objects that already passed the API server's schema, with the
+    /// cross-references checked as [`Manifest::parse`] checks them (the job's source exists, every
+    /// Secret key referenced is present), so that [`Manifest::job_config`] can resolve a job.
+    pub fn from_objects(
+        secrets: Vec<Secret>,
+        sources: Vec<MigrationSource>,
+        jobs: Vec<MigrationJob>,
+    ) -> Result<Self, ManifestError> {
+        let manifest = Manifest { secrets, sources, jobs };
+        let problems = manifest.reference_problems();
+        if problems.is_empty() { Ok(manifest) } else { Err(ManifestError::Invalid(problems)) }
+    }
+
+    /// The endpoint of the source `namespace/name` of this manifest, its Secrets resolved;
+    /// `None` when the manifest has no such source.
+    pub fn source_endpoint(&self, namespace: &str, name: &str) -> Option<Endpoint> {
+        let source = self.source(namespace, name)?;
+        let lookup = SecretLookup { manifest: self, namespace: namespace.into() };
+        Some(lookup.endpoint(
+            &source.spec.host,
+            source.spec.port,
+            &source.spec.user,
+            &source.spec.password_secret_ref,
+            source.spec.tls.as_ref(),
+        ))
+    }
+}
+
 /// Reads Secret values for one namespace of a validated manifest.
 struct SecretLookup<'a> {
     manifest: &'a Manifest,

@@ -39,6 +39,8 @@ enum Command {
     Migrate(migrate::Args),
     /// Check source and target for a MigrationJob without migrating anything.
     Precheck(precheck::Args),
+    /// Run a MigrationJob inside its worker pod, reporting into the MigrationJob status.
+    Worker(crate::kube::Args),
     /// Work with binlog files.
     Binlog {
         #[command(subcommand)]
@@ -56,6 +58,7 @@ pub async fn main() -> ExitCode {
         Command::Migrate(args) => migrate::run(args).await,
         Command::Precheck(args) => precheck::run(args).await,
         Command::Binlog { command } => binlog::run(command).await,
+        Command::Worker(args) => crate::kube::run(args).await,
     };
     match result {
         Ok(code) => code,

@@ -1,0 +1,381 @@
+//! The worker pod of a job, and the ServiceAccount, Role and RoleBinding that let it read its
+//! own MigrationJob and MigrationSource and write its own status, nothing else.
+
+use std::collections::BTreeMap;
+
+use ferry_crds::job::MigrationJob;
+use ferry_crds::{SecretKeyRef, TlsConfig};
+use k8s_openapi::api::core::v1::{Pod, ServiceAccount};
+use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
+use kube::{Resource, ResourceExt};
+use serde_json::json;
+
+use crate::decisions::{NewWorker, PodState, Worker};
+use crate::tiers::{Tiers, parse_tier, tier_name};
+
+/// Label with the MigrationJob's UID on every object made for it (names can exceed the 63
+/// characters a label value allows; UIDs cannot).
+pub const JOB_UID_LABEL: &str = "ferry.dev/job-uid";
+pub const ATTEMPT_ANNOTATION: &str = "ferry.dev/attempt";
+pub const FAILURES_ANNOTATION: &str = "ferry.dev/failures";
+pub const TIER_ANNOTATION: &str = "ferry.dev/tier";
+pub const REPLACE_ANNOTATION: &str = "ferry.dev/replace-conflicts";
+/// Where the referenced Secret keys are mounted, as `<secret>/<key>`.
+pub const SECRETS_DIR: &str = ferry_worker::kube::DEFAULT_SECRETS_DIR;
+/// The `ferry` binary in the worker image.
+pub const WORKER_BINARY: &str = "/usr/local/bin/ferry";
+/// Time the worker gets after SIGTERM to save its checkpoint.
+pub const GRACE_PERIOD_SECONDS: i64 = 60;
+
+/// How worker pods are built, from the operator's settings.
+#[derive(Clone, Debug)]
+pub struct PodSettings {
+    pub image: String,
+    pub image_pull_policy: Option<String>,
+    pub tiers: Tiers,
+    /// `--status-interval` of the worker.
+    pub status_interval: String,
+}
+
+/// `<job>-worker-<attempt>`, shortened so that it stays a valid 63-character host name.
+pub fn pod_name(job: &str, attempt: u32) -> String {
+    let suffix = format!("-worker-{attempt}");
+    let keep = 63usize.saturating_sub(suffix.len());
+    let base: String = job.chars().take(keep).collect();
+    format!("{}{suffix}", base.trim_end_matches(['-', '.']))
+}
+
+/// The worker ServiceAccount of a job (also the name of its Role and RoleBinding).
+pub fn service_account_name(job: &str) -> String {
+    let name = format!("ferry-worker-{job}");
+    name.chars().take(253).collect()
+}
+
+fn labels(job: &MigrationJob) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        ("app.kubernetes.io/name".into(), "ferry-worker".into()),
+        ("app.kubernetes.io/part-of".into(), "ferry".into()),
+        ("app.kubernetes.io/managed-by".into(), "ferry-operator".into()),
+        (JOB_UID_LABEL.into(), job.uid().unwrap_or_default()),
+    ])
+}
+
+fn owner(job: &MigrationJob) -> serde_json::Value {
+    // The controller reference: garbage collection removes the pod, the ServiceAccount, the
+    // Role and the RoleBinding with the job, and pod events requeue the job.
+    json!(job.controller_owner_ref(&()))
+}
+
+/// Label selector of the objects made for a job.
+pub fn selector(job: &MigrationJob) -> String {
+    format!("{JOB_UID_LABEL}={}", job.uid().unwrap_or_default())
+}
+
+/// The worker pod for `new`.
+pub fn worker_pod(
+    job: &MigrationJob,
+    source_refs: &[&SecretKeyRef],
+    new: &NewWorker,
+    settings: &PodSettings,
+) -> Pod {
+    let name = job.name_any();
+    let tier = settings.tiers.get(job.spec.tier);
+    let mut args = vec![
+        "worker".to_string(),
+        "--namespace".into(),
+        job.namespace().unwrap_or_default(),
+        "--job".into(),
+        name.clone(),
+        "--concurrency".into(),
+        tier.concurrency.to_string(),
+        "--status-interval".into(),
+        settings.status_interval.clone(),
+    ];
+    if new.replace_conflicts {
+        args.push("--replace-conflicts".into());
+    }
+    let annotations = BTreeMap::from([
+        (ATTEMPT_ANNOTATION.to_string(), new.attempt.to_string()),
+        (FAILURES_ANNOTATION.to_string(), new.failures.to_string()),
+        (TIER_ANNOTATION.to_string(), tier_name(job.spec.tier).to_string()),
+        (REPLACE_ANNOTATION.to_string(), new.replace_conflicts.to_string()),
+    ]);
+    let refs: Vec<&SecretKeyRef> =
+        source_refs.iter().copied().chain(job_secret_refs(job)).collect();
+    let pod = json!({
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": pod_name(&name, new.attempt),
+            "namespace": job.namespace(),
+            "labels": labels(job),
+            "annotations": annotations,
+            "ownerReferences": [owner(job)],
+        },
+        "spec": {
+            "restartPolicy": "Never",
+            "serviceAccountName": service_account_name(&name),
+            "automountServiceAccountToken": true,
+            "enableServiceLinks": false,
+            "terminationGracePeriodSeconds": GRACE_PERIOD_SECONDS,
+            "securityContext": {
+                "runAsNonRoot": true,
+                "runAsUser": 65532,
+                "runAsGroup": 65532,
+                "fsGroup": 65532,
+                "seccompProfile": {"type": "RuntimeDefault"},
+            },
+            "containers": [{
+                "name": "worker",
+                "image": settings.image,
+                "imagePullPolicy": settings.image_pull_policy,
+                "command": [WORKER_BINARY],
+                "args": args,
+                "env": [
+                    {"name": ferry_worker::kube::SECRETS_DIR_ENV, "value": SECRETS_DIR},
+                    {"name": "FERRY_LOG_FORMAT", "value": "json"},
+                ],
+                "resources": {
+                    "requests": {"cpu": tier.cpu_request, "memory": tier.memory_request},
+                    "limits": {"cpu": tier.cpu_limit, "memory": tier.memory_limit},
+                },
+                "securityContext": {
+                    "allowPrivilegeEscalation": false,
+                    "readOnlyRootFilesystem": true,
+                    "capabilities": {"drop": ["ALL"]},
+                },
+                "terminationMessagePolicy": "FallbackToLogsOnError",
+                "volumeMounts": [
+                    {"name": "secrets", "mountPath": SECRETS_DIR, "readOnly": true},
+                    {"name": "tmp", "mountPath": "/tmp"},
+                ],
+            }],
+            "volumes": [
+                {"name": "secrets", "projected": {"defaultMode": 0o440, "sources": secret_sources(&refs)}},
+                {"name": "tmp", "emptyDir": {}},
+            ],
+        },
+    });
+    serde_json::from_value(pod).expect("the worker pod is a valid Pod")
+}
+
+/// Secret keys the job itself references (target password and TLS).
+pub fn job_secret_refs(job: &MigrationJob) -> impl Iterator<Item = &SecretKeyRef> {
+    let target = &job.spec.target;
+    std::iter::once(&target.password_secret_ref)
+        .chain(target.tls.iter().flat_map(TlsConfig::secret_refs))
+}
+
+/// One projected source per Secret, each key at `<secret>/<key>`, as the worker reads them.
+fn secret_sources(refs: &[&SecretKeyRef]) -> Vec<serde_json::Value> {
+    let mut by_secret: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for r in refs {
+        let keys = by_secret.entry(&r.name).or_default();
+        if !keys.contains(&r.key.as_str()) {
+            keys.push(&r.key);
+        }
+    }
+    by_secret
+        .into_iter()
+        .map(|(secret, keys)| {
+            let items: Vec<_> =
+                keys.iter().map(|k| json!({"key": k, "path": format!("{secret}/{k}")})).collect();
+            json!({"secret": {"name": secret, "items": items}})
+        })
+        .collect()
+}
+
+/// The worker's ServiceAccount, Role and RoleBinding: get on its own MigrationJob and
+/// MigrationSource, get and patch on its own MigrationJob's status (`resourceNames`).
+pub fn worker_rbac(job: &MigrationJob) -> (ServiceAccount, Role, RoleBinding) {
+    let name = service_account_name(&job.name_any());
+    let job_name = job.name_any();
+    let metadata = json!({
+        "name": name,
+        "namespace": job.namespace(),
+        "labels": labels(job),
+        "ownerReferences": [owner(job)],
+    });
+    let account = json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": metadata});
+    let role = json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "Role",
+        "metadata": metadata,
+        "rules": [
+            {"apiGroups": ["ferry.dev"], "resources": ["migrationjobs"],
+             "resourceNames": [job_name], "verbs": ["get"]},
+            {"apiGroups": ["ferry.dev"], "resources": ["migrationjobs/status"],
+             "resourceNames": [job_name], "verbs": ["get", "patch"]},
+            {"apiGroups": ["ferry.dev"], "resources": ["migrationsources"],
+             "resourceNames": [job.spec.source_ref.name], "verbs": ["get"]},
+        ],
+    });
+    let binding = json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "RoleBinding",
+        "metadata": metadata,
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
+        "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": job.namespace()}],
+    });
+    let parse = "the worker RBAC objects are valid";
+    (
+        serde_json::from_value(account).expect(parse),
+        serde_json::from_value(role).expect(parse),
+        serde_json::from_value(binding).expect(parse),
+    )
+}
+
+/// What decisions need to know about a worker pod.
+pub fn observe(pod: &Pod) -> Worker {
+    let annotation = |key: &str| pod.annotations().get(key).cloned();
+    let number = |key: &str| annotation(key).and_then(|v| v.parse().ok()).unwrap_or(0);
+    let status = pod.status.as_ref();
+    let container = status.and_then(|s| s.container_statuses.as_ref()).and_then(|c| c.first());
+    let terminated = container.and_then(|c| c.state.as_ref()).and_then(|s| s.terminated.as_ref());
+    let state = if pod.metadata.deletion_timestamp.is_some() {
+        PodState::Terminating
+    } else {
+        match status.and_then(|s| s.phase.as_deref()) {
+            Some("Running") => PodState::Running,
+            Some("Succeeded") => PodState::Succeeded,
+            Some("Failed") => PodState::Failed,
+            _ => PodState::Pending,
+        }
+    };
+    let seconds = |t: &k8s_openapi::apimachinery::pkg::apis::meta::v1::Time| t.0.as_second();
+    Worker {
+        name: pod.name_any(),
+        attempt: number(ATTEMPT_ANNOTATION),
+        failures: number(FAILURES_ANNOTATION),
+        tier: annotation(TIER_ANNOTATION).and_then(|t| parse_tier(&t)),
+        replace_conflicts: annotation(REPLACE_ANNOTATION).as_deref() == Some("true"),
+        state,
+        created: pod.metadata.creation_timestamp.as_ref().map(seconds),
+        started: status.and_then(|s| s.start_time.as_ref()).map(seconds),
+        finished: terminated.and_then(|t| t.finished_at.as_ref()).map(seconds),
+        exit_code: terminated.map(|t| t.exit_code),
+        message: terminated
+            .and_then(|t| t.message.clone().or_else(|| t.reason.clone()))
+            .or_else(|| status.and_then(|s| s.message.clone())),
+    }
+}
+
+/// The newest of a job's pods (highest attempt, then newest).
+pub fn newest(pods: &[Pod]) -> Option<&Pod> {
+    pods.iter().max_by_key(|p| {
+        let attempt: u32 =
+            p.annotations().get(ATTEMPT_ANNOTATION).and_then(|a| a.parse().ok()).unwrap_or(0);
+        (attempt, p.metadata.creation_timestamp.clone().map(|t| t.0))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ferry_crds::job::Tier;
+
+    fn job(tier: Tier) -> MigrationJob {
+        let mut job: MigrationJob = serde_json::from_value(json!({
+            "apiVersion": "ferry.dev/v1alpha1",
+            "kind": "MigrationJob",
+            "metadata": {"name": "copy", "namespace": "shop", "uid": "0000-1111"},
+            "spec": {
+                "sourceRef": {"name": "src"},
+                "target": {
+                    "host": "tidb", "port": 4000, "user": "root",
+                    "passwordSecretRef": {"name": "target", "key": "password"},
+                    "tls": {"mode": "ServerAuth", "caSecretRef": {"name": "target", "key": "ca.pem"}},
+                },
+                "mode": "Full",
+            },
+        }))
+        .expect("job");
+        job.spec.tier = tier;
+        job
+    }
+
+    fn settings() -> PodSettings {
+        PodSettings {
+            image: "ghcr.io/ferry/ferry:1".into(),
+            image_pull_policy: None,
+            tiers: Tiers::default(),
+            status_interval: "5s".into(),
+        }
+    }
+
+    #[test]
+    fn the_pod_is_sized_by_the_tier_and_gets_credentials_as_files() {
+        let new =
+            NewWorker { attempt: 2, failures: 1, replace_conflicts: true, restart_request: None };
+        let source_password = SecretKeyRef { name: "source".into(), key: "password".into() };
+        let pod = worker_pod(&job(Tier::Large), &[&source_password], &new, &settings());
+        assert_eq!(pod.metadata.name.as_deref(), Some("copy-worker-2"));
+        let spec = pod.spec.as_ref().expect("spec");
+        let c = &spec.containers[0];
+        let resources = c.resources.as_ref().expect("resources");
+        let limits = resources.limits.as_ref().expect("limits");
+        assert_eq!(limits["cpu"].0, "4");
+        assert_eq!(limits["memory"].0, "4Gi");
+        assert_eq!(resources.requests.as_ref().expect("requests")["cpu"].0, "2");
+        let args = c.args.clone().unwrap_or_default().join(" ");
+        assert!(
+            args.contains("--concurrency 16") && args.contains("--replace-conflicts"),
+            "{args}"
+        );
+        // No credential in arguments or plain environment values.
+        let text = serde_json::to_string(&pod).expect("json");
+        assert!(!text.contains("secretKeyRef"), "env from secrets is not used: {text}");
+        let volumes = spec.volumes.as_ref().expect("volumes");
+        let projected = volumes[0].projected.as_ref().expect("projected");
+        let paths: Vec<String> = projected
+            .sources
+            .iter()
+            .flatten()
+            .flat_map(|s| s.secret.as_ref().and_then(|s| s.items.clone()).unwrap_or_default())
+            .map(|i| i.path)
+            .collect();
+        assert_eq!(paths, ["source/password", "target/password", "target/ca.pem"]);
+        let security = c.security_context.as_ref().expect("security context");
+        assert_eq!(security.read_only_root_filesystem, Some(true));
+        assert_eq!(spec.restart_policy.as_deref(), Some("Never"));
+        assert_eq!(spec.service_account_name.as_deref(), Some("ferry-worker-copy"));
+        let owner = &pod.metadata.owner_references.as_ref().expect("owner")[0];
+        assert_eq!((owner.kind.as_str(), owner.controller), ("MigrationJob", Some(true)));
+    }
+
+    #[test]
+    fn observing_a_pod_reads_back_what_was_written() {
+        let new =
+            NewWorker { attempt: 3, failures: 2, replace_conflicts: false, restart_request: None };
+        let pod = worker_pod(&job(Tier::Medium), &[], &new, &settings());
+        let w = observe(&pod);
+        assert_eq!(
+            (w.attempt, w.failures, w.tier, w.replace_conflicts),
+            (3, 2, Some(Tier::Medium), false)
+        );
+        assert_eq!(w.state, PodState::Pending);
+    }
+
+    #[test]
+    fn names_stay_valid_host_names() {
+        let long = "a".repeat(80);
+        let name = pod_name(&long, 12);
+        assert_eq!(name.len(), 63);
+        assert!(name.ends_with("-worker-12"));
+    }
+
+    #[test]
+    fn the_worker_role_names_only_its_own_objects() {
+        let (_, role, binding) = worker_rbac(&job(Tier::Small));
+        let rules = role.rules.expect("rules");
+        for rule in &rules {
+            assert!(rule.resource_names.as_ref().is_some_and(|n| n.len() == 1), "{rule:?}");
+            assert!(rule.verbs.iter().all(|v| v == "get" || v == "patch"), "{rule:?}");
+        }
+        let status = rules
+            .iter()
+            .find(|r| r.resources.as_deref() == Some(&["migrationjobs/status".to_string()][..]));
+        assert_eq!(status.and_then(|r| r.resource_names.clone()), Some(vec!["copy".to_string()]));
+        assert_eq!(binding.role_ref.name, "ferry-worker-copy");
+    }
+}

@@ -1,0 +1,192 @@
+//! `ferry worker --namespace NS --job NAME`: runs one MigrationJob inside its worker pod.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ::kube::{Api, Client};
+use ferry_crds::job::MigrationJob;
+use ferry_crds::source::MigrationSource;
+use ferry_crds::{SecretKeyRef, TlsConfig};
+use tokio::signal::unix::{SignalKind, signal};
+use tokio_util::sync::CancellationToken;
+
+use super::{DEFAULT_SECRETS_DIR, EXIT_NOT_RETRYABLE, KubeSink};
+use crate::config::{JobConfig, parse_duration};
+use crate::engine::{self, JobContext, Outcome};
+use crate::manifest::{Manifest, Secret};
+use crate::report::StatusReporter;
+
+/// Environment variable naming the directory the Secret keys are mounted in.
+pub const SECRETS_DIR_ENV: &str = "FERRY_SECRETS_DIR";
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Namespace of the MigrationJob.
+    #[arg(long, env = "FERRY_JOB_NAMESPACE")]
+    namespace: String,
+    /// Name of the MigrationJob.
+    #[arg(long, env = "FERRY_JOB_NAME")]
+    job: String,
+    /// Directory holding the referenced Secret keys as `<secret>/<key>` files.
+    #[arg(long, env = SECRETS_DIR_ENV, default_value = DEFAULT_SECRETS_DIR)]
+    secrets_dir: PathBuf,
+    /// Connections for copying and applying (the operator sets it from the tier).
+    #[arg(long)]
+    concurrency: Option<usize>,
+    /// Replace target rows that conflict with the source's (set for a restart request).
+    #[arg(long)]
+    replace_conflicts: bool,
+    /// Least time between two status updates that are not stage changes or errors.
+    #[arg(long, default_value = "5s", value_parser = duration)]
+    status_interval: Duration,
+}
+
+fn duration(text: &str) -> Result<Duration, String> {
+    parse_duration(text).ok_or_else(|| format!("{text:?} is not a duration such as 5s or 1m"))
+}
+
+/// Why the worker could not start the job.
+#[derive(Debug, thiserror::Error)]
+enum SetupError {
+    #[error("cannot create a Kubernetes client (in-cluster or KUBECONFIG): {0}")]
+    Client(#[source] ::kube::Error),
+    #[error("cannot read {what}: {source}")]
+    Read {
+        what: String,
+        #[source]
+        source: ::kube::Error,
+    },
+    #[error(
+        "cannot read Secret key {name}/{key} from {path}: {source}; the operator mounts every \
+         referenced key there, so the Secret may have changed since the pod started"
+    )]
+    SecretFile { name: String, key: String, path: String, source: std::io::Error },
+    #[error(transparent)]
+    Manifest(#[from] crate::manifest::ManifestError),
+}
+
+/// Runs the job until it completes, fails, or SIGTERM asks it to stop (the checkpoint is kept).
+/// Exit codes: 0 completed or stopped, 1 failed (retryable), 3 failed (not retryable).
+pub async fn run(args: Args) -> crate::Result<ExitCode> {
+    let (config, job, api) = match setup(&args).await {
+        Ok(parts) => parts,
+        Err(e) => {
+            tracing::error!(job = %format!("{}/{}", args.namespace, args.job), "{e}");
+            eprintln!("error: {e}");
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    // Start from what earlier runs reported (progress survives a pause), without the error
+    // that stopped the last run: this run has not failed.
+    let mut previous = job.status.clone().unwrap_or_default();
+    previous.last_error = None;
+    let sink = KubeSink::new(api, args.job.clone());
+    let reporter = Arc::new(
+        StatusReporter::new(vec![Box::new(sink)], args.status_interval).with_status(previous),
+    );
+    let cancel = CancellationToken::new();
+    stop_on_sigterm(cancel.clone());
+    let ctx = JobContext { config, reporter, cancel };
+    match engine::run(&ctx).await {
+        Ok(Outcome::Completed) => eprintln!("job {} completed", ctx.config.id),
+        Ok(Outcome::Stopped) => eprintln!("job {} stopped; the checkpoint is saved", ctx.config.id),
+        Err(error) => {
+            eprintln!("error: {error}");
+            let code = if error.retryable() { 1 } else { EXIT_NOT_RETRYABLE };
+            return Ok(ExitCode::from(code));
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn setup(args: &Args) -> Result<(JobConfig, MigrationJob, Api<MigrationJob>), SetupError> {
+    let client = Client::try_default().await.map_err(SetupError::Client)?;
+    let jobs: Api<MigrationJob> = Api::namespaced(client.clone(), &args.namespace);
+    let job = jobs.get(&args.job).await.map_err(|source| SetupError::Read {
+        what: format!("MigrationJob {}/{}", args.namespace, args.job),
+        source,
+    })?;
+    let sources: Api<MigrationSource> = Api::namespaced(client, &args.namespace);
+    let source_name = &job.spec.source_ref.name;
+    let source = sources.get(source_name).await.map_err(|source| SetupError::Read {
+        what: format!("MigrationSource {}/{source_name}", args.namespace),
+        source,
+    })?;
+    let secrets = read_secrets(&args.secrets_dir, &args.namespace, &job, &source)?;
+    let manifest = Manifest::from_objects(secrets, vec![source], vec![job.clone()])?;
+    let mut config = manifest.job_config(Some(&args.job))?;
+    if let Some(concurrency) = args.concurrency {
+        config.concurrency = concurrency.max(1);
+    }
+    // Only a restart request replaces conflicting rows, not every later run of the job.
+    config.replace_conflicts = args.replace_conflicts;
+    Ok((config, job, jobs))
+}
+
+/// Every Secret key the job and its source reference, read from `<dir>/<secret>/<key>`.
+fn read_secrets(
+    dir: &Path,
+    namespace: &str,
+    job: &MigrationJob,
+    source: &MigrationSource,
+) -> Result<Vec<Secret>, SetupError> {
+    let mut by_name: BTreeMap<String, BTreeMap<String, Vec<u8>>> = BTreeMap::new();
+    for secret_ref in referenced_keys(job, source) {
+        let path = secret_file(dir, secret_ref);
+        let bytes = std::fs::read(&path).map_err(|source| SetupError::SecretFile {
+            name: secret_ref.name.clone(),
+            key: secret_ref.key.clone(),
+            path: path.display().to_string(),
+            source,
+        })?;
+        by_name.entry(secret_ref.name.clone()).or_default().insert(secret_ref.key.clone(), bytes);
+    }
+    Ok(by_name
+        .into_iter()
+        .map(|(name, data)| Secret { namespace: namespace.to_string(), name, data })
+        .collect())
+}
+
+/// Where the key of `secret_ref` is mounted under `dir`.
+pub fn secret_file(dir: &Path, secret_ref: &SecretKeyRef) -> PathBuf {
+    dir.join(&secret_ref.name).join(&secret_ref.key)
+}
+
+fn referenced_keys<'a>(
+    job: &'a MigrationJob,
+    source: &'a MigrationSource,
+) -> impl Iterator<Item = &'a SecretKeyRef> {
+    let tls = |t: Option<&'a TlsConfig>| t.into_iter().flat_map(TlsConfig::secret_refs);
+    std::iter::once(&source.spec.password_secret_ref)
+        .chain(tls(source.spec.tls.as_ref()))
+        .chain(std::iter::once(&job.spec.target.password_secret_ref))
+        .chain(tls(job.spec.target.tls.as_ref()))
+}
+
+/// SIGTERM (pod deletion: pause, restart, job deletion) or Ctrl-C stops the job at a
+/// checkpoint; a second one exits at once.
+fn stop_on_sigterm(cancel: CancellationToken) {
+    tokio::spawn(async move {
+        let mut term = match signal(SignalKind::terminate()) {
+            Ok(term) => term,
+            Err(e) => {
+                tracing::warn!("cannot watch for SIGTERM: {e}");
+                return;
+            }
+        };
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+        tracing::info!("stopping: saving the checkpoint");
+        cancel.cancel();
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+        std::process::exit(143);
+    });
+}
