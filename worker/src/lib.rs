@@ -15,6 +15,7 @@ pub mod incremental;
 pub mod kube;
 pub mod manifest;
 pub mod precheck;
+pub mod progress;
 pub mod report;
 pub mod sql;
 

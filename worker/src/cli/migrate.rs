@@ -9,6 +9,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::engine::{self, JobContext, Outcome};
 use crate::manifest::Manifest;
+use crate::progress::ConsoleSink;
 use crate::report::{FileSink, StatusReporter, StatusSink};
 
 #[derive(clap::Args)]
@@ -33,7 +34,7 @@ pub async fn run(args: Args) -> crate::Result<ExitCode> {
     if let Some(concurrency) = args.concurrency {
         config.concurrency = concurrency.max(1);
     }
-    let mut sinks: Vec<Box<dyn StatusSink>> = Vec::new();
+    let mut sinks: Vec<Box<dyn StatusSink>> = vec![Box::new(ConsoleSink::new())];
     if let Some(path) = args.status_file {
         sinks.push(Box::new(FileSink::new(path)));
     }

@@ -1,24 +1,225 @@
 //! The existing-data copy: consistent snapshot, schema, parallel chunked copy, checkpoints.
+//!
+//! One run: read the selected objects, create what the target lacks, open `concurrency`
+//! connections on one consistent snapshot (see [`snapshot`]), split every table into key
+//! ranges (saved in `ferry_meta` the first time, see [`chunk`]), and let as many workers copy
+//! the ranges not done yet (see [`copy`]), each range committed with its checkpoint.
+//!
+//! Resume: a new run cannot read the old snapshot again. Chunks done before are kept, the
+//! others are copied from a new snapshot, and the recorded start position stays the original
+//! one while the new snapshot's position is recorded as where safe mode may end: replaying the
+//! binlog from the original position in safe mode (REPLACE, DELETE + REPLACE) brings the
+//! chunks copied at either snapshot to the same state. A Full-only job that was resumed holds
+//! each chunk as of one of the snapshots (see docs/full-copy.md).
+
+mod chunk;
+mod copy;
+mod meta;
+mod objects;
+mod progress;
+mod schema;
+mod snapshot;
+mod value;
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::AtomicUsize;
+use std::time::Duration;
 
 use ferry_crds::job::BinlogPosition;
+use mysql_async::Conn;
 
+use crate::connect::connect;
 use crate::engine::JobContext;
+pub use meta::META_SCHEMA;
+use objects::Objects;
+use progress::Progress;
+use snapshot::Snapshot;
 
 /// Why the copy stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum FullError {
-    #[error("the existing-data copy is not implemented yet")]
-    NotImplemented,
+    #[error("object selection: {0}")]
+    Selection(String),
+    #[error("a copy worker stopped unexpectedly: {0}")]
+    Worker(String),
 }
 
 impl FullError {
     pub fn retryable(&self) -> bool {
-        false
+        matches!(self, Self::Worker(_))
     }
 }
 
 /// Copies the selected objects and returns the binlog position of the snapshot they were read
 /// at. Resumes from the checkpoint in the target's `ferry_meta`; returns at once if done.
-pub async fn run(_ctx: &JobContext) -> crate::Result<BinlogPosition> {
-    Err(FullError::NotImplemented.into())
+pub async fn run(ctx: &JobContext) -> crate::Result<BinlogPosition> {
+    let job = ctx.config.id.to_string();
+    let mut target = connect(&ctx.config.target, "target").await?;
+    meta::ensure_tables(&mut target).await?;
+    let saved = meta::load_snapshot(&mut target, &job).await?;
+    if let Some((snapshot, state)) = &saved
+        && state == "done"
+    {
+        tracing::info!(job = %job, "existing data already copied");
+        return Ok(snapshot.to_api());
+    }
+    let mut control = connect(&ctx.config.source, "source").await?;
+    let objects = objects::read(&mut control, ctx.config.objects.as_ref()).await?;
+    schema::copy(&mut control, &mut target, &objects).await?;
+    drop(control);
+
+    let workers = ctx.config.concurrency.max(1);
+    let (current, mut sources) = snapshot::open(&ctx.config.source, workers).await?;
+    let snapshot = match saved {
+        Some((first, _)) => resumed(first, &current),
+        None => current,
+    };
+    tracing::info!(job = %job, snapshot = ?snapshot, "reading the source at a consistent snapshot");
+    meta::save_snapshot(&mut target, &job, &snapshot, "copying").await?;
+    ctx.reporter.update(|s| s.full.get_or_insert_default().snapshot = Some(snapshot.to_api()));
+
+    let (chunks, progress) = plan(&job, &objects, &mut sources[0], &mut target).await?;
+    let complete = copy_all(ctx, &job, &objects, chunks, progress.clone(), sources).await?;
+    if complete {
+        meta::save_snapshot(&mut target, &job, &snapshot, "done").await?;
+        meta::clear_chunks(&mut target, &job).await?;
+    }
+    report(ctx, &progress, complete, &snapshot).await;
+    ctx.reporter.publish().await;
+    Ok(snapshot.to_api())
+}
+
+/// The first snapshot's position stays the start; the data read now may be as late as the new
+/// snapshot, so safe mode must last until at least there.
+fn resumed(first: Snapshot, current: &Snapshot) -> Snapshot {
+    let now = current.safe_until.clone().or_else(|| current.file.clone().zip(current.pos));
+    let safe_until = [first.safe_until.clone(), now].into_iter().flatten().max();
+    tracing::warn!(
+        start = ?first.file.clone().zip(first.pos),
+        safe_until = ?safe_until,
+        "resuming the copy at a new snapshot: chunks not done yet are read at the new one"
+    );
+    Snapshot {
+        safe_until,
+        method: format!("{}+resumed", first.method.trim_end_matches("+resumed")),
+        ..first
+    }
+}
+
+type Plan = (VecDeque<chunk::Chunk>, Arc<Progress>);
+
+/// Every table's chunks not done yet (planning tables seen for the first time), and the
+/// progress counters with what earlier runs copied.
+async fn plan(
+    job: &str,
+    objects: &Objects,
+    source: &mut Conn,
+    target: &mut Conn,
+) -> crate::Result<Plan> {
+    let mut queue = VecDeque::new();
+    let (mut tables_done, mut rows, mut bytes, mut estimated) = (0, 0, 0, 0);
+    for table in &objects.tables {
+        let mut saved = meta::load_plan(target, job, &table.db, &table.name).await?;
+        if saved.is_empty() {
+            let chunks = chunk::plan(source, table).await?;
+            meta::save_plan(target, job, &chunks).await?;
+            saved = meta::load_plan(target, job, &table.db, &table.name).await?;
+        }
+        let done_rows: u64 = saved.iter().filter(|c| c.done).map(|c| c.rows).sum();
+        rows += done_rows;
+        bytes += saved.iter().filter(|c| c.done).map(|c| c.bytes).sum::<u64>();
+        estimated += table.estimated_rows.max(done_rows);
+        if saved.iter().all(|c| c.done) {
+            tables_done += 1;
+        }
+        queue.extend(saved.into_iter().filter(|c| !c.done).map(|c| chunk::Chunk {
+            db: table.db.clone(),
+            table: table.name.clone(),
+            seq: c.seq,
+            cond: c.cond,
+        }));
+    }
+    let progress = Progress::new(objects.tables.len() as u64, tables_done, estimated, rows, bytes);
+    Ok((queue, Arc::new(progress)))
+}
+
+/// Runs the workers to the end of the queue or a stop; true when every chunk is done.
+async fn copy_all(
+    ctx: &JobContext,
+    job: &str,
+    objects: &Objects,
+    queue: VecDeque<chunk::Chunk>,
+    progress: Arc<Progress>,
+    sources: Vec<Conn>,
+) -> crate::Result<bool> {
+    let mut remaining = HashMap::new();
+    for c in &queue {
+        remaining
+            .entry((c.db.clone(), c.table.clone()))
+            .or_insert_with(|| AtomicUsize::new(0))
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+    let tables = objects
+        .tables
+        .iter()
+        .map(|t| ((t.db.clone(), t.name.clone()), Arc::new(t.clone())))
+        .collect();
+    let cancel = ctx.cancel.child_token();
+    let shared = Arc::new(copy::Shared {
+        job: job.to_string(),
+        queue: Mutex::new(queue),
+        tables,
+        remaining,
+        progress: progress.clone(),
+        cancel: cancel.clone(),
+    });
+    let mut handles = Vec::new();
+    for source in sources {
+        let target = connect(&ctx.config.target, "target").await?;
+        let shared = shared.clone();
+        let cancel = cancel.clone();
+        handles.push(tokio::spawn(async move {
+            let result = copy::worker(shared, source, target).await;
+            if result.is_err() {
+                cancel.cancel();
+            }
+            result
+        }));
+    }
+    let mut joined = Box::pin(futures::future::join_all(handles));
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let results = loop {
+        tokio::select! {
+            results = &mut joined => break results,
+            _ = tick.tick() => {
+                ctx.reporter.update(|s| merge(s, progress.report(false)));
+                ctx.reporter.publish_due().await;
+            }
+        }
+    };
+    for result in results {
+        result.map_err(|e| FullError::Worker(e.to_string()))??;
+    }
+    let empty = shared.queue.lock().map(|q| q.is_empty()).unwrap_or(false);
+    Ok(empty && !ctx.cancel.is_cancelled())
+}
+
+fn merge(
+    status: &mut ferry_crds::job::MigrationJobStatus,
+    mut progress: ferry_crds::job::FullProgress,
+) {
+    let full = status.full.get_or_insert_default();
+    progress.snapshot = full.snapshot.take();
+    *full = progress;
+}
+
+async fn report(ctx: &JobContext, progress: &Progress, complete: bool, snapshot: &Snapshot) {
+    ctx.reporter.update(|s| {
+        merge(s, progress.report(complete));
+        if let Some(pos) = snapshot.to_api().file_pos() {
+            s.position = Some(pos);
+        }
+    });
 }

@@ -1,0 +1,158 @@
+//! The copy's checkpoint in the target's `ferry_meta`: the snapshot position, and every chunk
+//! of every table with its key range and whether it is done. A chunk is marked done in the same
+//! target transaction as its rows, so a crash at any instant neither loses nor doubles rows.
+
+use mysql_async::prelude::Queryable;
+use mysql_async::{Conn, TxOpts};
+
+use super::chunk::Chunk;
+use super::snapshot::Snapshot;
+use crate::error::SqlContext;
+
+/// Ferry's own schema on the target.
+pub const META_SCHEMA: &str = "ferry_meta";
+
+const CREATE_SNAPSHOT: &str = "CREATE TABLE IF NOT EXISTS ferry_meta.full_snapshot (\
+    job VARCHAR(255) NOT NULL PRIMARY KEY, \
+    binlog_file VARCHAR(255) NULL, binlog_pos BIGINT UNSIGNED NULL, gtid_set TEXT NULL, \
+    safe_until_file VARCHAR(255) NULL, safe_until_pos BIGINT UNSIGNED NULL, \
+    method VARCHAR(32) NOT NULL, state VARCHAR(16) NOT NULL, \
+    updated_at TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6) ON UPDATE CURRENT_TIMESTAMP(6))";
+
+const CREATE_CHUNKS: &str = "CREATE TABLE IF NOT EXISTS ferry_meta.full_chunks (\
+    job VARCHAR(255) NOT NULL, db VARCHAR(64) NOT NULL, tbl VARCHAR(64) NOT NULL, \
+    seq INT NOT NULL, cond LONGTEXT NOT NULL, done TINYINT NOT NULL DEFAULT 0, \
+    rows_copied BIGINT NOT NULL DEFAULT 0, bytes BIGINT NOT NULL DEFAULT 0, \
+    PRIMARY KEY (job, db, tbl, seq))";
+
+/// Creates the checkpoint tables if needed.
+pub async fn ensure_tables(conn: &mut Conn) -> crate::Result<()> {
+    conn.query_drop("CREATE DATABASE IF NOT EXISTS ferry_meta")
+        .await
+        .sql("create database ferry_meta on the target")?;
+    conn.query_drop(CREATE_SNAPSHOT).await.sql("create ferry_meta.full_snapshot on the target")?;
+    conn.query_drop(CREATE_CHUNKS).await.sql("create ferry_meta.full_chunks on the target")
+}
+
+/// The snapshot recorded by an earlier run, and its state (`copying` or `done`).
+pub async fn load_snapshot(
+    conn: &mut Conn,
+    job: &str,
+) -> crate::Result<Option<(Snapshot, String)>> {
+    type Row =
+        (Option<String>, Option<u64>, Option<String>, Option<String>, Option<u64>, String, String);
+    let row: Option<Row> = conn
+        .exec_first(
+            "SELECT binlog_file, binlog_pos, gtid_set, safe_until_file, safe_until_pos, method, state \
+             FROM ferry_meta.full_snapshot WHERE job = ?",
+            (job,),
+        )
+        .await
+        .sql("read the copy's checkpoint from ferry_meta.full_snapshot on the target")?;
+    Ok(row.map(|(file, pos, gtid, safe_file, safe_pos, method, state)| {
+        let snapshot =
+            Snapshot { file, pos, gtid_set: gtid, safe_until: safe_file.zip(safe_pos), method };
+        (snapshot, state)
+    }))
+}
+
+/// Records the snapshot and the copy's state.
+pub async fn save_snapshot(
+    conn: &mut Conn,
+    job: &str,
+    snapshot: &Snapshot,
+    state: &str,
+) -> crate::Result<()> {
+    let (safe_file, safe_pos) = snapshot.safe_until.clone().unzip();
+    conn.exec_drop(
+        "INSERT INTO ferry_meta.full_snapshot \
+         (job, binlog_file, binlog_pos, gtid_set, safe_until_file, safe_until_pos, method, state) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON DUPLICATE KEY UPDATE binlog_file = VALUES(binlog_file), \
+         binlog_pos = VALUES(binlog_pos), gtid_set = VALUES(gtid_set), \
+         safe_until_file = VALUES(safe_until_file), safe_until_pos = VALUES(safe_until_pos), \
+         method = VALUES(method), state = VALUES(state)",
+        (
+            job,
+            &snapshot.file,
+            snapshot.pos,
+            &snapshot.gtid_set,
+            safe_file,
+            safe_pos,
+            &snapshot.method,
+            state,
+        ),
+    )
+    .await
+    .sql("write the copy's checkpoint to ferry_meta.full_snapshot on the target")
+}
+
+/// Forgets a finished copy's chunk plan (the snapshot row stays, marked done).
+pub async fn clear_chunks(conn: &mut Conn, job: &str) -> crate::Result<()> {
+    conn.exec_drop("DELETE FROM ferry_meta.full_chunks WHERE job = ?", (job,))
+        .await
+        .sql("clear ferry_meta.full_chunks on the target")
+}
+
+/// A chunk as planned earlier, and whether it is done.
+pub struct SavedChunk {
+    pub seq: u32,
+    pub cond: String,
+    pub done: bool,
+    pub rows: u64,
+    pub bytes: u64,
+}
+
+/// The saved plan of a table, in order; empty when it was not planned yet.
+pub async fn load_plan(
+    conn: &mut Conn,
+    job: &str,
+    db: &str,
+    table: &str,
+) -> crate::Result<Vec<SavedChunk>> {
+    let rows: Vec<(u32, String, u8, u64, u64)> = conn
+        .exec(
+            "SELECT seq, cond, done, rows_copied, bytes FROM ferry_meta.full_chunks \
+             WHERE job = ? AND db = ? AND tbl = ? ORDER BY seq",
+            (job, db, table),
+        )
+        .await
+        .sql(format!("read the chunk plan of `{db}`.`{table}` from ferry_meta"))?;
+    Ok(rows
+        .into_iter()
+        .map(|(seq, cond, done, rows, bytes)| SavedChunk {
+            seq,
+            cond,
+            done: done != 0,
+            rows,
+            bytes,
+        })
+        .collect())
+}
+
+/// Saves a table's plan in one transaction, so a table is planned completely or not at all.
+pub async fn save_plan(conn: &mut Conn, job: &str, chunks: &[Chunk]) -> crate::Result<()> {
+    let mut tx =
+        conn.start_transaction(TxOpts::default()).await.sql("begin saving a chunk plan")?;
+    for chunk in chunks {
+        tx.exec_drop(
+            "INSERT INTO ferry_meta.full_chunks (job, db, tbl, seq, cond) VALUES (?, ?, ?, ?, ?)",
+            (job, &chunk.db, &chunk.table, chunk.seq, &chunk.cond),
+        )
+        .await
+        .sql("save a chunk plan to ferry_meta.full_chunks")?;
+    }
+    tx.commit().await.sql("commit a chunk plan to ferry_meta.full_chunks")
+}
+
+/// The statement that marks a chunk done; run inside the chunk's own transaction.
+pub fn mark_done_sql(job: &str, chunk: &Chunk, rows: u64, bytes: u64) -> String {
+    use crate::sql::quote_str;
+    format!(
+        "UPDATE ferry_meta.full_chunks SET done = 1, rows_copied = {rows}, bytes = {bytes} \
+         WHERE job = {} AND db = {} AND tbl = {} AND seq = {}",
+        quote_str(job),
+        quote_str(&chunk.db),
+        quote_str(&chunk.table),
+        chunk.seq
+    )
+}

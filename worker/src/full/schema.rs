@@ -1,0 +1,183 @@
+//! Creates the selected databases, tables and views on the target from the source's own
+//! definitions (SHOW CREATE), keeping whatever already exists there. Views come after tables,
+//! and a view that depends on another view is retried once that one exists. For a TiDB target
+//! the definitions are adapted where TiDB rejects MariaDB syntax, each change logged.
+
+use std::collections::HashSet;
+
+use mysql_async::Conn;
+use mysql_async::prelude::Queryable;
+
+use super::objects::Objects;
+use crate::error::SqlContext;
+use crate::sql::{qualified, quote_ident, quote_str};
+
+/// Creates what is missing on the target.
+pub async fn copy(source: &mut Conn, target: &mut Conn, objects: &Objects) -> crate::Result<()> {
+    let tidb = is_tidb(target).await?;
+    target.query_drop(super::copy::TARGET_SESSION).await.sql("set up a target session")?;
+    let existing = existing(target, &objects.databases).await?;
+    for db in &objects.databases {
+        let row: Option<(String, String)> = source
+            .query_first(format!("SHOW CREATE DATABASE {}", quote_ident(db)))
+            .await
+            .sql(format!("SHOW CREATE DATABASE `{db}` on the source"))?;
+        let Some((_, create)) = row else { continue };
+        let create = create.replacen("CREATE DATABASE ", "CREATE DATABASE IF NOT EXISTS ", 1);
+        let create = if tidb { adapt_for_tidb(db, &create) } else { create };
+        target.query_drop(create).await.sql(format!("create database `{db}` on the target"))?;
+    }
+    for table in &objects.tables {
+        if existing.contains(&(table.db.clone(), table.name.clone())) {
+            tracing::info!(table = %table.qualified(), "table exists on the target; kept as it is");
+            continue;
+        }
+        let create = show_create(source, &table.db, &table.name, "TABLE").await?;
+        let create = if tidb { adapt_for_tidb(&table.qualified(), &create) } else { create };
+        target
+            .query_drop(format!("USE {}", quote_ident(&table.db)))
+            .await
+            .sql("USE on the target")?;
+        target
+            .query_drop(create)
+            .await
+            .sql(format!("create table {} on the target", table.qualified()))?;
+    }
+    let views: Vec<&(String, String)> =
+        objects.views.iter().filter(|v| !existing.contains(v)).collect();
+    create_views(source, target, views).await
+}
+
+async fn is_tidb(conn: &mut Conn) -> crate::Result<bool> {
+    let version: Option<String> =
+        conn.query_first("SELECT VERSION()").await.sql("read the target version")?;
+    Ok(version.unwrap_or_default().contains("TiDB"))
+}
+
+async fn existing(
+    target: &mut Conn,
+    databases: &[String],
+) -> crate::Result<HashSet<(String, String)>> {
+    if databases.is_empty() {
+        return Ok(HashSet::new());
+    }
+    let names: Vec<String> = databases.iter().map(|d| quote_str(d)).collect();
+    let rows: Vec<(String, String)> = target
+        .query(format!(
+            "SELECT TABLE_SCHEMA, TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA IN ({})",
+            names.join(", ")
+        ))
+        .await
+        .sql("list the target's tables")?;
+    Ok(rows.into_iter().collect())
+}
+
+async fn show_create(source: &mut Conn, db: &str, name: &str, kind: &str) -> crate::Result<String> {
+    let row: Option<mysql_async::Row> = source
+        .query_first(format!("SHOW CREATE {kind} {}", qualified(db, name)))
+        .await
+        .sql(format!("SHOW CREATE {kind} `{db}`.`{name}` on the source"))?;
+    Ok(row.and_then(|r| r.get::<String, _>(1)).unwrap_or_default())
+}
+
+async fn create_views(
+    source: &mut Conn,
+    target: &mut Conn,
+    mut views: Vec<&(String, String)>,
+) -> crate::Result<()> {
+    // A view may read another view: create those that can be, until none is left or stuck.
+    while !views.is_empty() {
+        let mut failed = Vec::new();
+        let mut last_error = None;
+        for view in &views {
+            let create = without_definer(&show_create(source, &view.0, &view.1, "VIEW").await?);
+            target
+                .query_drop(format!("USE {}", quote_ident(&view.0)))
+                .await
+                .sql("USE on the target")?;
+            if let Err(error) = target.query_drop(create).await {
+                last_error = Some(error);
+                failed.push(*view);
+            }
+        }
+        if failed.len() == views.len() {
+            let (db, name) = failed[0];
+            if let Some(error) = last_error {
+                return Err(error).sql(format!("create view `{db}`.`{name}` on the target"));
+            }
+        }
+        views = failed;
+    }
+    Ok(())
+}
+
+/// The definer names a source account the target may not have; the target's user defines it.
+fn without_definer(create: &str) -> String {
+    let Some(start) = create.find("DEFINER=") else { return create.to_string() };
+    let rest = &create[start..];
+    let end = rest.find(" SQL SECURITY").or_else(|| rest.find(" VIEW")).unwrap_or(rest.len());
+    format!("{}{}", &create[..start], rest[end..].trim_start())
+}
+
+/// Rewrites what TiDB rejects in MariaDB/MySQL definitions; each change is logged.
+pub fn adapt_for_tidb(object: &str, create: &str) -> String {
+    const REWRITES: &[(&str, &str, &str)] = &[
+        (" PAGE_CHECKSUM=1", "", "Aria table option PAGE_CHECKSUM dropped"),
+        (" PAGE_CHECKSUM=0", "", "Aria table option PAGE_CHECKSUM dropped"),
+        (" TRANSACTIONAL=1", "", "Aria table option TRANSACTIONAL dropped"),
+        (" TRANSACTIONAL=0", "", "Aria table option TRANSACTIONAL dropped"),
+        ("ENGINE=Aria", "ENGINE=InnoDB", "engine Aria replaced by InnoDB (TiDB ignores engines)"),
+        (
+            "ENGINE=MyISAM",
+            "ENGINE=InnoDB",
+            "engine MyISAM replaced by InnoDB (TiDB ignores engines)",
+        ),
+        (
+            "latin1_swedish_ci",
+            "latin1_bin",
+            "collation latin1_swedish_ci replaced by latin1_bin (TiDB's only latin1 collation)",
+        ),
+        (
+            "utf8mb3_general_ci",
+            "utf8_general_ci",
+            "collation utf8mb3_general_ci spelled utf8_general_ci",
+        ),
+        ("utf8mb3", "utf8", "character set utf8mb3 spelled utf8"),
+        (
+            "utf8mb4_uca1400_ai_ci",
+            "utf8mb4_0900_ai_ci",
+            "collation utf8mb4_uca1400_ai_ci replaced by utf8mb4_0900_ai_ci",
+        ),
+    ];
+    let mut out = create.to_string();
+    for (from, to, note) in REWRITES {
+        if out.contains(from) {
+            out = out.replace(from, to);
+            tracing::warn!(object, adaptation = note, "definition adapted for TiDB");
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn definers_are_dropped() {
+        let create = "CREATE ALGORITHM=UNDEFINED DEFINER=`root`@`localhost` SQL SECURITY DEFINER VIEW `v` AS select 1";
+        assert_eq!(
+            without_definer(create),
+            "CREATE ALGORITHM=UNDEFINED SQL SECURITY DEFINER VIEW `v` AS select 1"
+        );
+    }
+
+    #[test]
+    fn tidb_adaptations() {
+        let create = "CREATE TABLE `t` (`a` int) ENGINE=Aria DEFAULT CHARSET=latin1 COLLATE=latin1_swedish_ci PAGE_CHECKSUM=1";
+        assert_eq!(
+            adapt_for_tidb("t", create),
+            "CREATE TABLE `t` (`a` int) ENGINE=InnoDB DEFAULT CHARSET=latin1 COLLATE=latin1_bin"
+        );
+    }
+}

@@ -1,0 +1,154 @@
+//! A consistent snapshot of the source shared by every copy connection, with its binlog position.
+//!
+//! Preferred: FLUSH TABLES WITH READ LOCK, then every connection starts a consistent-snapshot
+//! transaction and the position is read, then UNLOCK TABLES at once: all connections see the
+//! same instant and the position is exact. When the global lock is refused (managed MySQL
+//! without RELOAD, or a lock wait timeout), each connection takes its own snapshot without a
+//! lock: MariaDB reports each snapshot's exact position (`binlog_snapshot_file/position`);
+//! elsewhere the position is read before and after. The copy then spans a range of positions:
+//! the earliest is where replication starts, the latest is where safe mode may end.
+
+use ferry_crds::job::BinlogPosition;
+use mysql_async::Conn;
+use mysql_async::prelude::Queryable;
+
+use crate::config::Endpoint;
+use crate::connect::connect;
+use crate::error::SqlContext;
+
+/// Where the copy's data was read, in the source's binlog.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Snapshot {
+    pub file: Option<String>,
+    pub pos: Option<u64>,
+    pub gtid_set: Option<String>,
+    /// Without the global lock: the latest position any copy connection may have read at.
+    pub safe_until: Option<(String, u64)>,
+    /// `ftwrl`, `lock-free`, or `resumed` notes.
+    pub method: String,
+}
+
+impl Snapshot {
+    pub fn to_api(&self) -> BinlogPosition {
+        BinlogPosition {
+            file: self.file.clone(),
+            pos: self.pos.map(|p| p as i64),
+            gtid_set: self.gtid_set.clone(),
+        }
+    }
+}
+
+/// Session settings of every source connection: UTC for TIMESTAMP, utf8mb4 text.
+pub const SOURCE_SESSION: &str = "SET time_zone = '+00:00', NAMES utf8mb4; \
+    SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ";
+
+/// Opens `n` connections reading one snapshot, and the snapshot's position.
+pub async fn open(source: &Endpoint, n: usize) -> crate::Result<(Snapshot, Vec<Conn>)> {
+    let mut control = connect(source, "source").await?;
+    control.query_drop("SET SESSION lock_wait_timeout = 10").await.sql("set lock_wait_timeout")?;
+    let mariadb = is_mariadb(&mut control).await?;
+    match control.query_drop("FLUSH TABLES WITH READ LOCK").await {
+        Ok(()) => {
+            let result = locked(&mut control, source, n, mariadb).await;
+            let unlock =
+                control.query_drop("UNLOCK TABLES").await.sql("UNLOCK TABLES on the source");
+            let opened = result?;
+            unlock?;
+            Ok(opened)
+        }
+        Err(error) => {
+            tracing::warn!(
+                error = %error,
+                "the source refused FLUSH TABLES WITH READ LOCK; taking lock-free snapshots, \
+                 so replication starts at the earliest snapshot in safe mode"
+            );
+            lock_free(&mut control, source, n, mariadb).await
+        }
+    }
+}
+
+async fn is_mariadb(conn: &mut Conn) -> crate::Result<bool> {
+    let version: Option<String> =
+        conn.query_first("SELECT VERSION()").await.sql("read the source version")?;
+    Ok(version.unwrap_or_default().to_ascii_lowercase().contains("mariadb"))
+}
+
+async fn snapshot_conn(source: &Endpoint) -> crate::Result<Conn> {
+    let mut conn = connect(source, "source").await?;
+    conn.query_drop(SOURCE_SESSION).await.sql("set up a source session")?;
+    conn.query_drop("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY")
+        .await
+        .sql("start a consistent-snapshot transaction on the source")?;
+    Ok(conn)
+}
+
+async fn locked(
+    control: &mut Conn,
+    source: &Endpoint,
+    n: usize,
+    mariadb: bool,
+) -> crate::Result<(Snapshot, Vec<Conn>)> {
+    let conns = futures::future::try_join_all((0..n.max(1)).map(|_| snapshot_conn(source))).await?;
+    let (file, pos) = master_status(control).await?.unzip();
+    let gtid_set = gtid(control, mariadb).await?;
+    let snapshot = Snapshot { file, pos, gtid_set, safe_until: None, method: "ftwrl".into() };
+    Ok((snapshot, conns))
+}
+
+async fn lock_free(
+    control: &mut Conn,
+    source: &Endpoint,
+    n: usize,
+    mariadb: bool,
+) -> crate::Result<(Snapshot, Vec<Conn>)> {
+    let before = master_status(control).await?;
+    let gtid_before = gtid(control, mariadb).await?;
+    let mut conns = Vec::with_capacity(n.max(1));
+    let mut positions = Vec::new();
+    for _ in 0..n.max(1) {
+        let mut conn = snapshot_conn(source).await?;
+        if mariadb {
+            positions.extend(mariadb_snapshot_position(&mut conn).await?);
+        }
+        conns.push(conn);
+    }
+    let after = master_status(control).await?;
+    let earliest = positions.iter().min().cloned().or(before);
+    let latest = positions.iter().max().cloned().or(after);
+    let (file, pos) = earliest.clone().unzip();
+    let snapshot = Snapshot {
+        file,
+        pos,
+        // Valid only when no transaction committed while the snapshots were taken.
+        gtid_set: if earliest == latest { gtid_before } else { None },
+        safe_until: latest.filter(|l| Some(l) != earliest.as_ref()),
+        method: "lock-free".into(),
+    };
+    Ok((snapshot, conns))
+}
+
+async fn master_status(conn: &mut Conn) -> crate::Result<Option<(String, u64)>> {
+    let row: Option<mysql_async::Row> =
+        conn.query_first("SHOW MASTER STATUS").await.sql("SHOW MASTER STATUS on the source")?;
+    Ok(row.and_then(|r| Some((r.get::<String, _>(0)?, r.get::<u64, _>(1)?))))
+}
+
+async fn gtid(conn: &mut Conn, mariadb: bool) -> crate::Result<Option<String>> {
+    let sql =
+        if mariadb { "SELECT @@GLOBAL.gtid_binlog_pos" } else { "SELECT @@GLOBAL.gtid_executed" };
+    let value: Option<Option<String>> = conn.query_first(sql).await.unwrap_or(None);
+    Ok(value.flatten().filter(|g| !g.is_empty()))
+}
+
+async fn mariadb_snapshot_position(conn: &mut Conn) -> crate::Result<Option<(String, u64)>> {
+    let rows: Vec<(String, String)> = conn
+        .query("SHOW STATUS LIKE 'binlog_snapshot_%'")
+        .await
+        .sql("read binlog_snapshot_file/position on the source")?;
+    let value = |name: &str| {
+        rows.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.clone())
+    };
+    let file = value("binlog_snapshot_file").filter(|f| !f.is_empty());
+    let pos = value("binlog_snapshot_position").and_then(|p| p.parse().ok());
+    Ok(file.zip(pos))
+}

@@ -1,0 +1,175 @@
+//! `ferry migrate` in Full mode copies every column type exactly, chunked tables, tables without
+//! keys, quoted names, generated columns, foreign keys and views, and reports Completed.
+
+mod full_support;
+
+use full_support::Setup;
+
+const SCHEMA: &str = r#"
+SET SESSION sql_mode = '';
+CREATE DATABASE types CHARACTER SET utf8mb4;
+CREATE DATABASE other;
+CREATE TABLE other.skipped (id INT PRIMARY KEY);
+USE types;
+CREATE TABLE ints (id INT PRIMARY KEY, ti TINYINT, tu TINYINT UNSIGNED, si SMALLINT,
+  su SMALLINT UNSIGNED, mi MEDIUMINT, mu MEDIUMINT UNSIGNED, i INT, iu INT UNSIGNED,
+  bi BIGINT, bu BIGINT UNSIGNED) AUTO_INCREMENT = 1000;
+INSERT INTO ints VALUES
+  (1, -128, 0, -32768, 0, -8388608, 0, -2147483648, 0, -9223372036854775808, 0),
+  (2, 127, 255, 32767, 65535, 8388607, 16777215, 2147483647, 4294967295,
+      9223372036854775807, 18446744073709551615),
+  (3, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL);
+CREATE TABLE nums (id INT PRIMARY KEY, d1 DECIMAL(65,30), d2 DECIMAL(10,2), f FLOAT,
+  dbl DOUBLE, fx FLOAT(10,4));
+INSERT INTO nums VALUES
+  (1, '99999999999999999999999999999999999.999999999999999999999999999999', -12.5,
+      1.1, 0.1, 123.4567),
+  (2, '-0.000000000000000000000000000001', 0, 3.4028234e38, 1.7976931348623157e308, -1.5),
+  (3, 0, NULL, -1.17549435e-38, 2.2250738585072014e-308, 0),
+  (4, NULL, 1, 16777217, 123456789.123456789, NULL);
+CREATE TABLE bits (id INT PRIMARY KEY, b1 BIT(1), b8 BIT(8), b64 BIT(64));
+INSERT INTO bits VALUES (1, b'1', b'10101010', b'1111111111111111111111111111111111111111111111111111111111111111'),
+  (2, b'0', b'0', b'0'), (3, NULL, NULL, NULL);
+CREATE TABLE times (id INT PRIMARY KEY, d DATE, dt0 DATETIME, dt6 DATETIME(6),
+  ts0 TIMESTAMP NULL, ts3 TIMESTAMP(3) NULL, t0 TIME, t6 TIME(6), y YEAR);
+INSERT INTO times VALUES
+  (1, '2024-02-29', '2024-02-29 23:59:59', '9999-12-31 23:59:59.999999',
+      '2038-01-19 03:14:07', '1970-01-01 00:00:01.001', '-838:59:59', '-00:00:01.500000', 0),
+  (2, '0000-00-00', '0000-00-00 00:00:00', '1000-01-01 00:00:00.000001',
+      '0000-00-00 00:00:00', '2001-02-03 04:05:06.789', '838:59:59', '838:59:59.000000', 1901),
+  (3, '2024-00-00', NULL, NULL, NULL, NULL, '00:00:00', '-12:34:56.123456', 2155),
+  (4, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL);
+CREATE TABLE texts (id INT PRIMARY KEY, c CHAR(10), v VARCHAR(100), t TEXT, mt MEDIUMTEXT,
+  l VARCHAR(50) CHARACTER SET latin1, lt TEXT CHARACTER SET latin1);
+INSERT INTO texts VALUES
+  (1, 'abc', '😀 𝄞 ✓ — ü', 'quote '' backslash \\ nul \0 newline \n tab \t cr \r z \Z', '',
+      'café ÿ', CONCAT('x', CHAR(0x80 USING latin1), CHAR(0x81 USING latin1), CHAR(0xFF USING latin1))),
+  (2, '', '', NULL, REPEAT('long text ', 50000), '', NULL),
+  (3, NULL, NULL, NULL, NULL, NULL, NULL);
+CREATE TABLE bins (id INT PRIMARY KEY, b4 BINARY(4), vb VARBINARY(300), bl BLOB, lb LONGBLOB);
+INSERT INTO bins VALUES (1, X'00FF0A27', X'5C00275C', X'', NULL),
+  (2, 'ab', NULL, NULL, NULL), (3, NULL, NULL, NULL, NULL);
+INSERT INTO bins SELECT 4, NULL, NULL, NULL, GROUP_CONCAT(CHAR(seq % 256) SEPARATOR '')
+  FROM seq_0_to_4095;
+CREATE TABLE misc (id INT PRIMARY KEY, e ENUM('a','b','c'), s SET('x','y','z'), j JSON,
+  g GEOMETRY, p POINT, gen_v INT AS (id * 2) VIRTUAL, gen_s INT AS (id * 3) STORED);
+INSERT INTO misc (id, e, s, j, g, p) VALUES
+  (1, 'b', 'x,z', '{"a": [1, 2.5, "ü"], "b": null}', ST_GeomFromText('POLYGON((0 0,1 0,1 1,0 0))'),
+      POINT(1.5, -2.25)),
+  (2, NULL, '', '[]', NULL, NULL), (3, 'a', 'x,y,z', '"text"', ST_GeomFromText('LINESTRING(0 0,1 1)'), POINT(0, 0));
+CREATE TABLE `we``ird tab le` (`sel ect` INT PRIMARY KEY, `a``b` VARCHAR(10), `naïve` INT);
+INSERT INTO `we``ird tab le` VALUES (1, 'x', 2), (2, NULL, NULL);
+CREATE TABLE composite (a VARCHAR(20), b INT, v TEXT, PRIMARY KEY (a, b));
+INSERT INTO composite SELECT CONCAT('key-', seq % 37, '-é'), seq, REPEAT('v', seq % 50) FROM seq_1_to_3000;
+CREATE TABLE big (id BIGINT UNSIGNED PRIMARY KEY, v VARCHAR(40));
+INSERT INTO big SELECT seq * 7, MD5(seq) FROM seq_1_to_5000;
+CREATE TABLE uk (u VARCHAR(10) NOT NULL, x INT, UNIQUE KEY (u));
+INSERT INTO uk SELECT CONCAT('u', seq), seq FROM seq_1_to_1200;
+CREATE TABLE nokey (a INT, b TEXT);
+INSERT INTO nokey VALUES (1, 'dup'), (1, 'dup'), (NULL, NULL);
+CREATE TABLE parent (id INT PRIMARY KEY);
+CREATE TABLE child (id INT PRIMARY KEY, parent_id INT, FOREIGN KEY (parent_id) REFERENCES parent (id));
+INSERT INTO parent VALUES (1), (2);
+INSERT INTO child VALUES (10, 1), (20, 2);
+CREATE VIEW v_ints AS SELECT id, bu FROM ints;
+CREATE VIEW v_of_v AS SELECT id FROM v_ints;
+ANALYZE TABLE composite, big, uk;
+"#;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_type_round_trips_exactly() {
+    let mut setup = Setup::start().await;
+    setup.source.exec(SCHEMA).await.expect("load the source");
+    let manifest = setup.manifest("Full", "    databases: [types]");
+    let (ok, log) = setup.run(&manifest, &[("FERRY_CHUNK_ROWS", "500")], &["--concurrency", "3"]);
+    assert!(ok, "ferry migrate failed:\n{log}");
+    setup.assert_same("types").await;
+
+    let status = setup.status();
+    assert_eq!(status["phase"], "Completed", "{status:#}");
+    assert_eq!(status["stage"], "Completed", "{status:#}");
+    let full = &status["full"];
+    assert_eq!(full["tablesDone"], full["tablesTotal"], "{status:#}");
+    assert_eq!(full["tablesTotal"], 14, "{status:#}");
+    assert_eq!(full["percent"], "100.0%", "{status:#}");
+    assert!(
+        full["snapshot"]["file"].as_str().is_some_and(|f| f.starts_with("mysql-bin")),
+        "{status:#}"
+    );
+    assert!(log.contains("no primary key"), "no warning for the keyless table:\n{log}");
+
+    let views = setup
+        .target
+        .query_strings("SELECT TABLE_NAME FROM information_schema.VIEWS WHERE TABLE_SCHEMA = 'types' ORDER BY 1")
+        .await
+        .expect("views");
+    assert_eq!(views, vec![Some("v_ints".into()), Some("v_of_v".into())]);
+    let unselected = setup
+        .target
+        .query_strings(
+            "SELECT SCHEMA_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = 'other'",
+        )
+        .await
+        .expect("schemata");
+    assert!(unselected.is_empty(), "an unselected database was copied");
+    let auto_increment =
+        "SELECT AUTO_INCREMENT FROM information_schema.TABLES WHERE TABLE_NAME = 'ints'";
+    assert_eq!(
+        setup.target.query_strings(auto_increment).await.expect("target"),
+        setup.source.query_strings(auto_increment).await.expect("source"),
+    );
+    let generated =
+        setup.target.query_strings("SELECT gen_s FROM types.misc WHERE id = 3").await.expect("gen");
+    assert_eq!(generated, vec![Some("9".into())]);
+
+    // Run again: the copy is recorded as done, so nothing is copied twice.
+    setup.target.exec("INSERT INTO types.parent VALUES (99)").await.expect("marker row");
+    let (ok, log) = setup.run(&manifest, &[], &[]);
+    assert!(ok, "second run failed:\n{log}");
+    assert!(log.contains("already copied"), "second run copied again:\n{log}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rows_on_the_target_are_replaced_and_tables_kept() {
+    let mut setup = Setup::start().await;
+    setup
+        .source
+        .exec(
+            "CREATE DATABASE app; CREATE TABLE app.t (id INT PRIMARY KEY, v VARCHAR(10)); \
+             INSERT INTO app.t VALUES (1, 'source'), (2, 'source')",
+        )
+        .await
+        .expect("source");
+    setup
+        .target
+        .exec(
+            "CREATE DATABASE app; CREATE TABLE app.t (id INT PRIMARY KEY, v VARCHAR(10)); \
+             INSERT INTO app.t VALUES (1, 'stale')",
+        )
+        .await
+        .expect("target");
+    let manifest = setup.manifest("Full", "    tables: [{database: app, table: t}]");
+    let (ok, log) = setup.run(&manifest, &[], &[]);
+    assert!(ok, "ferry migrate failed:\n{log}");
+    setup.assert_same("app").await;
+    assert!(log.contains("exists on the target"), "{log}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn selected_objects_that_do_not_exist_are_named() {
+    let mut setup = Setup::start().await;
+    setup
+        .source
+        .exec("CREATE DATABASE app; CREATE TABLE app.t (id INT PRIMARY KEY)")
+        .await
+        .expect("source");
+    for (objects, named) in [
+        ("    databases: [nosuchdb]", "`nosuchdb`"),
+        ("    tables: [{database: app, table: nosuch}]", "`app`.`nosuch`"),
+    ] {
+        let manifest = setup.manifest("Full", objects);
+        let (ok, log) = setup.run(&manifest, &[], &[]);
+        assert!(!ok, "ferry migrate succeeded with {objects}:\n{log}");
+        assert!(log.contains(named) && log.contains("does not exist"), "{objects}:\n{log}");
+    }
+}
