@@ -59,6 +59,11 @@ export CGO_ENABLED="${CGO_ENABLED:-0}"
 
 log() { echo "build-go-tools: $*" >&2; }
 
+# Temporary directories to remove however the script ends.
+CLEANUP=()
+cleanup() { if ((${#CLEANUP[@]})); then rm -rf "${CLEANUP[@]}"; fi; }
+trap cleanup EXIT
+
 # fetch_module <module path> <version> <dest dir>: downloads the module zip from the proxy and
 # unpacks it into <dest dir> (writable, unlike the Go module cache).
 fetch_module() {
@@ -69,6 +74,7 @@ fetch_module() {
     curl -fsSL --retry 3 -o "$zip" "$PROXY/$mod/@v/$ver.zip"
     local unz
     unz="$(mktemp -d)"
+    CLEANUP+=("$zip" "$unz")
     unzip -q "$zip" -d "$unz"
     rm -f "$zip"
     mv "$unz/$mod@$ver" "$dest"
@@ -118,6 +124,7 @@ build_tidb() {
     local start work
     start=$(date +%s)
     work="$(mktemp -d -t ferry-tidb-build.XXXXXX)"
+    CLEANUP+=("$work")
     fetch_module github.com/pingcap/tidb "$TIDB_VERSION" "$work/tidb"
     cd "$work/tidb"
     # Upstream replaces the parser with ./pkg/parser, a nested module the zip leaves out.
@@ -147,6 +154,7 @@ build_kube() {
     local start work
     start=$(date +%s)
     work="$(mktemp -d -t ferry-kube-build.XXXXXX)"
+    CLEANUP+=("$work")
     fetch_module k8s.io/kubernetes "$KUBE_VERSION" "$work/kubernetes"
     cd "$work/kubernetes"
     # Upstream maps every k8s.io/* staging module to ./staging/src/k8s.io/<name>, which the module
@@ -177,10 +185,14 @@ build_kube() {
     rm -rf "$work"
 }
 
-what="${1:-all}"
-case "$what" in
-    tidb) build_tidb ;;
-    kube) build_kube ;;
-    all) build_tidb; build_kube ;;
-    *) echo "usage: $0 [tidb|kube|all]" >&2; exit 2 ;;
-esac
+# All work happens in main, so editing this file while it runs cannot change what runs.
+main() {
+    case "${1:-all}" in
+        tidb) build_tidb ;;
+        kube) build_kube ;;
+        all) build_tidb; build_kube ;;
+        *) echo "usage: $0 [tidb|kube|all]" >&2; exit 2 ;;
+    esac
+}
+main "$@"
+exit

@@ -45,6 +45,9 @@ enum Command {
     Status,
 }
 
+/// Where the worker image has the `ferry` binary (the operator's pods run it).
+const WORKER_BINARY: &str = "/usr/local/bin/ferry";
+
 const SOURCE_USER: &str = "ferry";
 const SOURCE_PASSWORD: &str = "ferry-lab-source";
 const TARGET_USER: &str = "ferry";
@@ -116,6 +119,16 @@ async fn up(images: Vec<String>, executables: Vec<String>) -> anyhow::Result<()>
         let (path, local) = split_pair(executable)?;
         options = options.executable(path, local);
     }
+    // The operator's worker pods run /usr/local/bin/ferry; use the `ferry` built next to this
+    // binary (same cargo target directory) unless told otherwise.
+    if !options.executables.contains_key(WORKER_BINARY)
+        && let Some(ferry) = std::env::current_exe()
+            .ok()
+            .and_then(|exe| Some(exe.parent()?.join("ferry")))
+            .filter(|p| p.is_file())
+    {
+        options = options.executable(WORKER_BINARY, ferry);
+    }
     let dir = lab_dir();
     std::fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
     std::fs::write(pid_file(), std::process::id().to_string()).context("write the pid file")?;
@@ -151,6 +164,13 @@ async fn run(options: NodeAgentOptions, dir: &Path) -> anyhow::Result<()> {
             Ok(plane)
         },
     )?;
+    let worker = options
+        .executables
+        .get(WORKER_BINARY)
+        .map(|p| format!("{WORKER_BINARY} runs {}", p.display()))
+        .unwrap_or_else(|| {
+            format!("none: build `ferry` (cargo build -p ferry-worker) or pass --executable {WORKER_BINARY}=PATH")
+        });
     let agent = NodeAgent::start_with(&plane, options).await?;
     let client = plane.client().await?;
     for (name, password) in [("lab-source", SOURCE_PASSWORD), ("lab-target", TARGET_PASSWORD)] {
@@ -184,6 +204,10 @@ async fn run(options: NodeAgentOptions, dir: &Path) -> anyhow::Result<()> {
     );
     std::fs::write(dir.join("lab.env"), &env).context("write lab.env")?;
 
+    let kubectl =
+        ferry_e2e::kube_harness::go_tool("kubectl", ferry_e2e::kube_harness::KUBE_VERSION)
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|_| "not built (dev/build-go-tools.sh kube builds it)".into());
     let times = plane.start_times();
     println!(
         "ferry-lab is up after {:.1?} (etcd {:.1?}, kube-apiserver {:.1?}, \
@@ -195,7 +219,9 @@ async fn run(options: NodeAgentOptions, dir: &Path) -> anyhow::Result<()> {
          password)  status http://127.0.0.1:{tsp}/status\n\
          kube-apiserver  {api}  (etcd {etcd})\n\
          kubeconfig      {kc}  (admin, system:masters)\n\
+         kubectl         {kubectl}\n\
          node            {node}  (pods run as local processes; their files: {pods})\n\
+         worker binary   {worker}\n\
          Secrets         default/lab-source, default/lab-target (key: password)\n\
          example         {example}  (kubectl apply -f it)\n\
          environment     source {envfile}\n\
@@ -211,7 +237,9 @@ async fn run(options: NodeAgentOptions, dir: &Path) -> anyhow::Result<()> {
         api = plane.server_url(),
         etcd = plane.etcd_url(),
         kc = kubeconfig.display(),
+        kubectl = kubectl,
         node = agent.node_name(),
+        worker = worker,
         pods = agent.pods_dir().display(),
         example = example.display(),
         envfile = dir.join("lab.env").display(),
