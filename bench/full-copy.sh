@@ -1,0 +1,121 @@
+#!/usr/bin/env bash
+# Benchmark of the existing-data copy, against its peers in the same run on the same servers:
+#   Ferry (`ferry migrate`, Full mode), mydumper + myloader (same thread count, end to end),
+#   `mariadb-dump | mariadb`, and the target's own ceiling, parallel LOAD DATA of the same rows
+#   (files written beforehand, not timed).
+# The source: sysbench's oltp tables (TABLES x ROWS) plus a wide table with BLOB and JSON.
+# Prints MB/s, rows/s, the ratios and Ferry's peak memory. Not run in CI (minutes, not seconds).
+#
+# Usage: bench/full-copy.sh            (THREADS=4 TABLES=8 ROWS=1000000 WIDE_ROWS=100000)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+. bench/full/lib.sh
+
+THREADS=${THREADS:-4}
+TABLES=${TABLES:-8}
+ROWS=${ROWS:-1000000}
+WIDE_ROWS=${WIDE_ROWS:-100000}
+BUFFER_POOL=${BUFFER_POOL:-2G}
+WORK=$(mktemp -d /tmp/ferry-bench.XXXXXX)
+trap 'stop_mariadb "$WORK/source"; stop_mariadb "$WORK/target"; rm -rf "$WORK"' EXIT
+
+echo "== building ferry (release)"
+cargo build --release -q -p ferry-worker --bin ferry
+FERRY=$ROOT/target/release/ferry
+[ -x "$FERRY" ] || FERRY=${CARGO_TARGET_DIR:-$ROOT/target}/release/ferry
+
+SPORT=$(free_port)
+TPORT=$(free_port)
+echo "== starting source (:$SPORT) and target (:$TPORT) in $WORK"
+start_mariadb "$WORK/source" "$SPORT" source --innodb-buffer-pool-size="$BUFFER_POOL"
+start_mariadb "$WORK/target" "$TPORT" target --innodb-buffer-pool-size="$BUFFER_POOL" \
+    --innodb-log-file-size=1G
+src() { mariadb -h127.0.0.1 -P"$SPORT" -uroot "$@"; }
+dst() { mariadb -h127.0.0.1 -P"$TPORT" -uroot "$@"; }
+
+echo "== generating $TABLES x $ROWS sysbench rows + $WIDE_ROWS wide rows"
+src -e "CREATE DATABASE sbtest"
+sysbench oltp_read_write --db-driver=mysql --mysql-host=127.0.0.1 --mysql-port="$SPORT" \
+    --mysql-user=root --mysql-db=sbtest --tables="$TABLES" --table-size="$ROWS" \
+    --threads="$THREADS" prepare >"$WORK/sysbench.log"
+src sbtest <<SQL
+CREATE TABLE wide (id INT PRIMARY KEY, name VARCHAR(100), payload BLOB, doc JSON,
+  created DATETIME(6), amount DECIMAL(20,6));
+INSERT INTO wide
+  SELECT seq, CONCAT('name-', seq), RANDOM_BYTES(1024),
+         JSON_OBJECT('id', seq, 'tags', JSON_ARRAY('a', 'b', seq % 7), 'text', REPEAT('ü', 200)),
+         '2024-01-01 00:00:00' + INTERVAL seq SECOND, seq / 7
+  FROM seq_1_to_$WIDE_ROWS;
+ANALYZE TABLE wide;
+SQL
+read -r TOTAL_ROWS TOTAL_BYTES < <(src -N -e "SELECT SUM(TABLE_ROWS), SUM(DATA_LENGTH) \
+    FROM information_schema.TABLES WHERE TABLE_SCHEMA = 'sbtest'")
+TOTAL_ROWS=$(src -N -e "SELECT $(for t in $(src -N -e "SHOW TABLES FROM sbtest"); do
+    printf '(SELECT COUNT(*) FROM sbtest.%s)+' "$t"; done)0")
+echo "   $TOTAL_ROWS rows, $((TOTAL_BYTES / 1048576)) MiB of InnoDB data"
+
+reset_target() { dst -e "DROP DATABASE IF EXISTS sbtest; DROP DATABASE IF EXISTS ferry_meta"; }
+now() { date +%s.%N; }
+declare -A SECONDS_OF
+
+echo "== ferry migrate (concurrency $THREADS)"
+reset_target
+write_job "$WORK/job.yaml" "$SPORT" "$TPORT" sbtest Full
+start=$(now)
+/usr/bin/time -v -o "$WORK/ferry.time" "$FERRY" migrate -f "$WORK/job.yaml" \
+    --concurrency "$THREADS" >"$WORK/ferry.log" 2>&1 || { tail -30 "$WORK/ferry.log"; exit 1; }
+SECONDS_OF[ferry]=$(echo "$(now) - $start" | bc)
+FERRY_RSS_KB=$(awk -F': ' '/Maximum resident set size/ {print $2}' "$WORK/ferry.time")
+COPIED=$(dst -N -e "SELECT COUNT(*) FROM sbtest.sbtest1")
+[ "$COPIED" = "$ROWS" ] || { echo "ferry copied $COPIED rows of sbtest1, not $ROWS" >&2; exit 1; }
+
+echo "== mydumper + myloader ($THREADS threads)"
+reset_target
+start=$(now)
+mydumper -h 127.0.0.1 -P "$SPORT" -u root -B sbtest -t "$THREADS" -o "$WORK/dump" \
+    --rows 100000 >"$WORK/mydumper.log" 2>&1
+myloader -h 127.0.0.1 -P "$TPORT" -u root -d "$WORK/dump" -t "$THREADS" -o \
+    >"$WORK/myloader.log" 2>&1
+SECONDS_OF[mydumper]=$(echo "$(now) - $start" | bc)
+rm -rf "$WORK/dump"
+
+echo "== mariadb-dump | mariadb"
+reset_target
+dst -e "CREATE DATABASE sbtest"
+start=$(now)
+mariadb-dump -h127.0.0.1 -P"$SPORT" -uroot --single-transaction --hex-blob sbtest \
+    | mariadb -h127.0.0.1 -P"$TPORT" -uroot sbtest
+SECONDS_OF[dump]=$(echo "$(now) - $start" | bc)
+
+echo "== LOAD DATA ceiling ($THREADS parallel sessions; files written beforehand)"
+reset_target
+dst -e "CREATE DATABASE sbtest"
+mariadb-dump -h127.0.0.1 -P"$SPORT" -uroot --no-data sbtest | dst sbtest
+mkdir -p "$WORK/files"
+for t in $(src -N -e "SHOW TABLES FROM sbtest"); do
+    src -e "SELECT * INTO OUTFILE '$WORK/files/$t.txt' FROM sbtest.$t"
+done
+start=$(now)
+ls "$WORK/files" | sed 's/\.txt$//' | xargs -P "$THREADS" -I{} mariadb -h127.0.0.1 -P"$TPORT" \
+    -uroot --local-infile=1 sbtest -e "SET foreign_key_checks=0, unique_checks=0;
+    LOAD DATA LOCAL INFILE '$WORK/files/{}.txt' INTO TABLE {}"
+SECONDS_OF[loaddata]=$(echo "$(now) - $start" | bc)
+
+MB=$(echo "scale=1; $TOTAL_BYTES / 1048576" | bc)
+echo
+echo "== results: $TOTAL_ROWS rows, $MB MiB (source InnoDB data), $THREADS threads, $(nproc) cores"
+printf '%-28s %9s %10s %12s\n' tool seconds MiB/s rows/s
+for tool in ferry mydumper dump loaddata; do
+    s=${SECONDS_OF[$tool]}
+    printf '%-28s %9.1f %10.1f %12.0f\n' "$tool" "$s" "$(echo "$MB / $s" | bc -l)" \
+        "$(echo "$TOTAL_ROWS / $s" | bc -l)"
+done
+echo
+printf 'ferry vs mydumper+myloader: %.2fx faster (goal >= 2x)\n' \
+    "$(echo "${SECONDS_OF[mydumper]} / ${SECONDS_OF[ferry]}" | bc -l)"
+printf 'ferry vs mariadb-dump|mariadb: %.2fx faster\n' \
+    "$(echo "${SECONDS_OF[dump]} / ${SECONDS_OF[ferry]}" | bc -l)"
+printf 'ferry vs LOAD DATA ceiling: %.2fx of its speed (goal >= 0.7x)\n' \
+    "$(echo "${SECONDS_OF[loaddata]} / ${SECONDS_OF[ferry]}" | bc -l)"
+echo "ferry peak RSS: $((FERRY_RSS_KB / 1024)) MiB (goal < 256 MiB)"

@@ -1,0 +1,84 @@
+# Shell helpers shared by bench/full-copy.sh and dev/quickstart.sh: throwaway MariaDB servers in
+# a directory of their own (own datadir, socket and port; root without a password over TCP),
+# the way the test harness (e2e/src/mariadb.rs) starts them. Source this file.
+
+# A free TCP port on 127.0.0.1.
+free_port() {
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# start_mariadb DIR PORT ROLE [extra mariadbd args...]; ROLE is source (binlog on) or target.
+start_mariadb() {
+    local dir=$1 port=$2 role=$3
+    shift 3
+    mkdir -p "$dir/data" "$dir/binlog"
+    mariadb-install-db --no-defaults --datadir="$dir/data" --user=root \
+        --auth-root-authentication-method=normal --skip-test-db >"$dir/install.log" 2>&1 || {
+        cat "$dir/install.log" >&2
+        return 1
+    }
+    local role_args=(--skip-log-bin)
+    if [ "$role" = source ]; then
+        role_args=(--log-bin="$dir/binlog/mysql-bin" --server-id="$port" --binlog-format=ROW
+            --binlog-row-image=FULL)
+    fi
+    /usr/sbin/mariadbd --no-defaults --datadir="$dir/data" --socket="$dir/mysqld.sock" \
+        --pid-file="$dir/mysqld.pid" --port="$port" --bind-address=127.0.0.1 --user=root \
+        --skip-name-resolve --innodb-flush-log-at-trx-commit=2 --max-connections=500 \
+        --character-set-server=utf8mb4 --collation-server=utf8mb4_general_ci \
+        --secure-file-priv="" --log-error="$dir/error.log" "${role_args[@]}" "$@" &
+    echo $! >"$dir/server.pid"
+    for _ in $(seq 1 120); do
+        if mariadb -h127.0.0.1 -P"$port" -uroot -e 'SELECT 1' >/dev/null 2>&1; then
+            mariadb -h127.0.0.1 -P"$port" -uroot -e \
+                "CREATE USER ferry@'%' IDENTIFIED BY 'ferry-pw'; GRANT ALL ON *.* TO ferry@'%'"
+            return 0
+        fi
+        sleep 0.5
+    done
+    echo "MariaDB in $dir did not start; its log:" >&2
+    tail -20 "$dir/error.log" >&2
+    return 1
+}
+
+# stop_mariadb DIR: stops the server started in DIR.
+stop_mariadb() {
+    local pid
+    pid=$(cat "$1/server.pid" 2>/dev/null) || return 0
+    kill "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+}
+
+# write_job FILE SOURCE_PORT TARGET_PORT DATABASE [MODE]: a manifest for `ferry migrate`.
+write_job() {
+    cat >"$1" <<YAML
+apiVersion: v1
+kind: Secret
+metadata: {name: creds}
+stringData: {password: ferry-pw}
+---
+apiVersion: ferry.dev/v1alpha1
+kind: MigrationSource
+metadata: {name: local-source}
+spec:
+  type: MariaDB
+  host: 127.0.0.1
+  port: $2
+  user: ferry
+  passwordSecretRef: {name: creds, key: password}
+---
+apiVersion: ferry.dev/v1alpha1
+kind: MigrationJob
+metadata: {name: ${6:-copy}, namespace: default}
+spec:
+  sourceRef: {name: local-source}
+  target:
+    host: 127.0.0.1
+    port: $3
+    user: ferry
+    passwordSecretRef: {name: creds, key: password}
+  mode: ${5:-Full}
+  objects:
+    databases: [$4]
+YAML
+}
