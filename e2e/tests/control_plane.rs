@@ -342,3 +342,53 @@ async fn the_api_server_alone_serves_crds_and_rbac() -> anyhow::Result<()> {
     assert!(plane.kubeconfig().exists());
     Ok(())
 }
+
+#[tokio::test]
+async fn ferry_lab_comes_up_and_goes_down() -> anyhow::Result<()> {
+    use std::io::{BufRead, BufReader};
+    let state = tempfile::tempdir()?;
+    let lab = env!("CARGO_BIN_EXE_ferry-lab");
+    let mut up = std::process::Command::new(lab)
+        .arg("up")
+        .env("FERRY_LAB_DIR", state.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()?;
+    let stdout = up.stdout.take().expect("piped stdout");
+    let banner = tokio::task::spawn_blocking(move || {
+        let mut text = String::new();
+        for line in BufReader::new(stdout).lines() {
+            let line = line.unwrap_or_default();
+            text.push_str(&line);
+            text.push('\n');
+            if line.starts_with("Stop with") {
+                break;
+            }
+        }
+        text
+    });
+    let banner = match tokio::time::timeout(Duration::from_secs(180), banner).await {
+        Ok(text) => text?,
+        Err(_) => {
+            let _ = up.kill();
+            anyhow::bail!("ferry-lab up printed no banner within 180s");
+        }
+    };
+    assert!(banner.contains("TiDB target") && banner.contains("kubeconfig"), "{banner}");
+    let kubeconfig = state.path().join("kubeconfig");
+    let config = kube::config::Kubeconfig::read_from(&kubeconfig)?;
+    let config =
+        kube::Config::from_custom_kubeconfig(config, &kube::config::KubeConfigOptions::default())
+            .await?;
+    let client = Client::try_from(config)?;
+    let jobs: Api<MigrationJob> = Api::namespaced(client, "default");
+    assert!(jobs.list(&Default::default()).await?.items.is_empty());
+
+    let down =
+        std::process::Command::new(lab).arg("down").env("FERRY_LAB_DIR", state.path()).output()?;
+    assert!(down.status.success(), "{}", String::from_utf8_lossy(&down.stderr));
+    let status = up.wait()?;
+    assert!(status.success(), "ferry-lab up ended with {status}");
+    assert!(!state.path().join("ferry-lab.pid").exists());
+    Ok(())
+}

@@ -6,7 +6,7 @@
 //! `ferry-lab up` starts it all, prints every endpoint and credential (throwaway lab values)
 //! and the kubeconfig path, and runs until Ctrl-C or `ferry-lab down`. Its state (pid file,
 //! kubeconfig, `lab.env`, an example manifest) lives in `~/.cache/ferry/lab/` (or
-//! `$FERRY_CACHE_DIR/lab/`). Needs the binaries of `dev/build-go-tools.sh`, Debian's
+//! `$FERRY_CACHE_DIR/lab/`, or `$FERRY_LAB_DIR`). Needs the binaries of `dev/build-go-tools.sh`, Debian's
 //! `mariadb-server` and `etcd-server`.
 
 use std::path::{Path, PathBuf};
@@ -67,8 +67,12 @@ const SAMPLE: &str = "CREATE DATABASE shop; \
     CREATE TABLE billing.invoices (id INT PRIMARY KEY, order_id BIGINT, amount DECIMAL(12,2)); \
     INSERT INTO billing.invoices VALUES (1, 1, 19.99), (2, 3, 120.50)";
 
+/// The lab's state: `$FERRY_LAB_DIR`, else `lab/` in the cache directory.
 fn lab_dir() -> PathBuf {
-    ferry_e2e::cache_dir().join("lab")
+    match std::env::var_os("FERRY_LAB_DIR") {
+        Some(dir) => dir.into(),
+        None => ferry_e2e::cache_dir().join("lab"),
+    }
 }
 
 fn pid_file() -> PathBuf {
@@ -85,8 +89,9 @@ fn running_pid() -> Option<i32> {
 fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,kube=warn".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+                "info,kube_client=warn,kube_client::client::builder=off".into()
+            }),
         )
         .with_writer(std::io::stderr)
         .init();
