@@ -392,3 +392,95 @@ async fn ferry_lab_comes_up_and_goes_down() -> anyhow::Result<()> {
     assert!(!state.path().join("ferry-lab.pid").exists());
     Ok(())
 }
+
+/// A pod shaped like the operator's worker pods: its own service account with a Role, Secret
+/// keys in a projected volume found through an env var that names the mount path (rewritten
+/// to the local directory), an emptyDir, a non-root security context (ignored here) and a
+/// status written through the API with the pod's token.
+#[tokio::test]
+async fn a_worker_shaped_pod_reads_its_secrets_and_writes_job_status() -> anyhow::Result<()> {
+    let plane = ControlPlane::start().await?;
+    plane.install_crds().await?;
+    let agent = NodeAgent::start(&plane).await?;
+    let client = plane.client().await?;
+    let apply = |kind: &str| PatchParams::apply(&format!("test-{kind}")).force();
+    let objects = [
+        json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "target"},
+               "stringData": {"password": "tidb-pw"}}),
+        json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "worker"}}),
+        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+               "metadata": {"name": "worker"},
+               "rules": [{"apiGroups": ["ferry.dev"], "resources": ["migrationjobs/status"],
+                          "verbs": ["get", "patch"]}]}),
+        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+               "metadata": {"name": "worker"},
+               "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "worker"},
+               "subjects": [{"kind": "ServiceAccount", "name": "worker", "namespace": "default"}]}),
+    ];
+    for doc in objects {
+        let object: DynamicObject = serde_json::from_value(doc.clone())?;
+        let gvk = kube::core::GroupVersionKind::try_from(object.types.as_ref().expect("typed"))?;
+        let (resource, _) = kube::discovery::pinned_kind(&client, &gvk).await?;
+        let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), "default", &resource);
+        api.patch(
+            &object.metadata.name.clone().unwrap_or_default(),
+            &apply(&gvk.kind),
+            &Patch::Apply(&object),
+        )
+        .await?;
+    }
+    create_raw::<MigrationSource>(&client, source_manifest("src", None)).await?;
+    create_raw::<MigrationJob>(&client, job_manifest("copy", "Full", 4000)).await?;
+
+    let script = r#"
+        set -e
+        pw=$(cat "$FERRY_SECRETS_DIR/target/password")
+        echo "password: $pw"
+        sa=$FERRY_ROOT_PREFIX/var/run/secrets/kubernetes.io/serviceaccount
+        api=https://$KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT
+        curl -sSf --cacert $sa/ca.crt -H "Authorization: Bearer $(cat $sa/token)" \
+          -H 'Content-Type: application/merge-patch+json' -X PATCH \
+          -d '{"status":{"phase":"Running","position":"from-the-pod"}}' \
+          $api/apis/ferry.dev/v1alpha1/namespaces/$(cat $sa/namespace)/migrationjobs/copy/status >/dev/null
+        echo patched
+    "#;
+    let pod: Pod = serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "ferry-worker-copy", "labels": {"app.kubernetes.io/name": "ferry-worker"}},
+        "spec": {
+            "restartPolicy": "Never",
+            "serviceAccountName": "worker",
+            "automountServiceAccountToken": true,
+            "securityContext": {"runAsNonRoot": true, "runAsUser": 65532},
+            "containers": [{
+                "name": "worker",
+                "image": "ghcr.io/ferry/ferry:1",
+                "command": ["/bin/sh", "-c", script],
+                "env": [{"name": "FERRY_SECRETS_DIR", "value": "/var/run/ferry/secrets"}],
+                "volumeMounts": [
+                    {"name": "secrets", "mountPath": "/var/run/ferry/secrets", "readOnly": true},
+                    {"name": "tmp", "mountPath": "/tmp"},
+                ],
+            }],
+            "volumes": [
+                {"name": "secrets", "projected": {"defaultMode": 0o440, "sources": [
+                    {"secret": {"name": "target", "items": [{"key": "password", "path": "target/password"}]}},
+                ]}},
+                {"name": "tmp", "emptyDir": {}},
+            ],
+        },
+    }))?;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    pods.create(&PostParams::default(), &pod).await?;
+    let pod = wait_for_pod(&pods, "ferry-worker-copy", Duration::from_secs(30), |p| {
+        matches!(phase(p), "Succeeded" | "Failed")
+    })
+    .await?;
+    let logs = agent.logs("default", "ferry-worker-copy");
+    assert_eq!(exit_code(&pod), Some(0), "{logs}");
+    assert!(logs.contains("password: tidb-pw") && logs.contains("patched"), "{logs}");
+    let jobs: Api<MigrationJob> = Api::namespaced(client, "default");
+    let status = jobs.get_status("copy").await?.status.expect("status written by the pod");
+    assert_eq!(status.position.as_deref(), Some("from-the-pod"));
+    Ok(())
+}
