@@ -152,11 +152,23 @@ fn write_image(
 }
 
 /// A value as mysqlbinlog prints it: numbers bare, strings quoted with non-printable bytes as
-/// `\xNN`, DATE with colons, TIMESTAMP as seconds since the epoch.
+/// `\xNN` (quotes are not escaped, as there), negative integers followed by their unsigned
+/// reading, DATE with colons, TIMESTAMP as seconds since the epoch.
 fn format_value(column_type: ColumnType, value: &Value) -> String {
     use ColumnType::*;
     match value {
         Value::NULL => "NULL".into(),
+        Value::Int(n) if *n < 0 => {
+            let bits = match column_type {
+                MYSQL_TYPE_TINY => 8,
+                MYSQL_TYPE_SHORT => 16,
+                MYSQL_TYPE_INT24 => 24,
+                MYSQL_TYPE_LONG => 32,
+                _ => 64,
+            };
+            let mask = if bits == 64 { u64::MAX } else { (1u64 << bits) - 1 };
+            format!("{n} ({})", (*n as u64) & mask)
+        }
         Value::Int(n) => n.to_string(),
         Value::UInt(n) => n.to_string(),
         Value::Float(f) => format!("{f}"),
@@ -193,8 +205,6 @@ fn quote_bytes(bytes: &[u8]) -> String {
     let mut text = String::from("'");
     for &b in bytes {
         match b {
-            b'\'' => text.push_str("\\'"),
-            b'\\' => text.push_str("\\\\"),
             0x20..=0x7e => text.push(b as char),
             _ => text.push_str(&format!("\\x{b:02x}")),
         }
