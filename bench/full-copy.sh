@@ -31,8 +31,8 @@ echo "== starting source (:$SPORT) and target (:$TPORT) in $WORK"
 start_mariadb "$WORK/source" "$SPORT" source --innodb-buffer-pool-size="$BUFFER_POOL"
 start_mariadb "$WORK/target" "$TPORT" target --innodb-buffer-pool-size="$BUFFER_POOL" \
     --innodb-log-file-size=1G
-src() { mariadb -h127.0.0.1 -P"$SPORT" -uroot "$@"; }
-dst() { mariadb -h127.0.0.1 -P"$TPORT" -uroot "$@"; }
+src() { mariadb -h127.0.0.1 -P"$SPORT" -uroot --default-character-set=utf8mb4 "$@"; }
+dst() { mariadb -h127.0.0.1 -P"$TPORT" -uroot --default-character-set=utf8mb4 "$@"; }
 
 echo "== generating $TABLES x $ROWS sysbench rows + $WIDE_ROWS wide rows"
 src -e "CREATE DATABASE sbtest"

@@ -26,7 +26,8 @@ start_mariadb() {
         --pid-file="$dir/mysqld.pid" --port="$port" --bind-address=127.0.0.1 --user=root \
         --skip-name-resolve --innodb-flush-log-at-trx-commit=2 --max-connections=500 \
         --character-set-server=utf8mb4 --collation-server=utf8mb4_general_ci \
-        --secure-file-priv="" --log-error="$dir/error.log" "${role_args[@]}" "$@" &
+        --secure-file-priv="" --log-error="$dir/error.log" "${role_args[@]}" "$@" \
+        >"$dir/stdout.log" 2>&1 &
     echo $! >"$dir/server.pid"
     for _ in $(seq 1 120); do
         if mariadb -h127.0.0.1 -P"$port" -uroot -e 'SELECT 1' >/dev/null 2>&1; then
