@@ -8,8 +8,8 @@
 #
 # Usage: dev/build-go-tools.sh [tidb|kube|all]   (default: all)
 #
-# Needs: Go >= 1.25 (found on PATH or at /usr/local/go/bin), network access to the Go module
-# proxy, curl, unzip and sed. The module source is unpacked into a temporary directory outside the
+# Needs: network access to the Go module proxy, curl, unzip, sed and sha256sum. No Go: the Go
+# toolchain itself comes from the module proxy (golang.org/toolchain) into the cache. The module source is unpacked into a temporary directory outside the
 # repository and built there as the main module, with the replace lines the upstream go.mod
 # needs rewritten to module versions (upstream points some of them at nested directories that
 # a module zip does not contain).
@@ -28,12 +28,12 @@ TIDB_PARSER_VERSION="v0.0.0-20260331085336-4e0b702f38a8"
 # What `SELECT VERSION()` reports after "8.0.11-TiDB-" (upstream's Makefile puts `git describe`
 # there).
 TIDB_RELEASE_VERSION="v8.5.6"
-# TiDB refuses to run when built by another Go minor than its own (pkg/util/hack checks the map
-# ABI at start-up and panics under go1.26), so it is built with the Go its go.mod names. That
-# toolchain is the module golang.org/toolchain on the module proxy; as the checksum database
-# may be unreachable, the zip is checked against this SHA-256 instead.
-TIDB_GO_TOOLCHAIN="go1.25.8"
-TIDB_GO_TOOLCHAIN_SHA256="8e788d62e01f4f22037f2d59c751a08b4fa5ca9c1baab8f1caee8612bc3e46d1"
+# The Go that builds everything: the module golang.org/toolchain on the module proxy, so the
+# machine needs no Go of its own. TiDB needs exactly its own Go minor (pkg/util/hack checks the
+# map ABI at start-up and panics when built by go1.26); its go.mod names go1.25.8. As the
+# checksum database may be unreachable, the linux-amd64 zip is checked against this SHA-256.
+GO_TOOLCHAIN="go1.25.8"
+GO_TOOLCHAIN_SHA256="8e788d62e01f4f22037f2d59c751a08b4fa5ca9c1baab8f1caee8612bc3e46d1"
 # Kubernetes: k8s.io/kubernetes vX.Y.Z, whose staging modules are published as v0.Y.Z.
 KUBE_VERSION="v1.34.4"
 
@@ -42,10 +42,6 @@ BIN_DIR="$CACHE_DIR/bin"
 PROXY="${GOPROXY_URL:-https://proxy.golang.org}"
 mkdir -p "$BIN_DIR"
 
-if ! command -v go >/dev/null 2>&1; then
-    export PATH="$PATH:/usr/local/go/bin"
-fi
-command -v go >/dev/null 2>&1 || { echo "build-go-tools: no 'go' on PATH or in /usr/local/go/bin" >&2; exit 1; }
 
 export GOFLAGS="-trimpath -mod=mod"
 # k8s.io/kubernetes ships a go.work; build each module on its own.
@@ -121,6 +117,7 @@ report() {
 build_tidb() {
     local out="$BIN_DIR/tidb-server-$TIDB_VERSION"
     if [[ -x "$out" ]]; then log "tidb-server present: $out"; return 0; fi
+    GO="$(go_toolchain "$GO_TOOLCHAIN" "$GO_TOOLCHAIN_SHA256")"
     local start work
     start=$(date +%s)
     work="$(mktemp -d -t ferry-tidb-build.XXXXXX)"
@@ -128,13 +125,11 @@ build_tidb() {
     fetch_module github.com/pingcap/tidb "$TIDB_VERSION" "$work/tidb"
     cd "$work/tidb"
     # Upstream replaces the parser with ./pkg/parser, a nested module the zip leaves out.
-    local go125
-    go125="$(go_toolchain "$TIDB_GO_TOOLCHAIN" "$TIDB_GO_TOOLCHAIN_SHA256")"
-    GOTOOLCHAIN=local "$go125" mod edit -dropreplace github.com/pingcap/tidb/pkg/parser \
+    GOTOOLCHAIN=local "$GO" mod edit -dropreplace github.com/pingcap/tidb/pkg/parser \
         -require "github.com/pingcap/tidb/pkg/parser@$TIDB_PARSER_VERSION"
     local vpkg=github.com/pingcap/tidb/pkg/util/versioninfo
     log "building tidb-server (this takes a long time on few cores)"
-    GOTOOLCHAIN=local nice -n 5 "$go125" build \
+    GOTOOLCHAIN=local nice -n 5 "$GO" build \
         -ldflags "-s -w -X 'github.com/pingcap/tidb/pkg/parser/mysql.TiDBReleaseVersion=$TIDB_RELEASE_VERSION' -X '$vpkg.TiDBGitHash=${TIDB_VERSION##*-}' -X '$vpkg.TiDBEdition=Community'" \
         -o "$out.tmp" ./cmd/tidb-server
     mv "$out.tmp" "$out"
@@ -151,6 +146,7 @@ build_kube() {
         log "kube binaries present: $apiserver $kcm $kubectl"
         return 0
     fi
+    GO="$(go_toolchain "$GO_TOOLCHAIN" "$GO_TOOLCHAIN_SHA256")"
     local start work
     start=$(date +%s)
     work="$(mktemp -d -t ferry-kube-build.XXXXXX)"
@@ -166,7 +162,7 @@ build_kube() {
     for m in $mods; do
         args+=(-replace "$m=$m@$staging_ver" -require "$m@$staging_ver")
     done
-    go mod edit "${args[@]}"
+    GOTOOLCHAIN=local "$GO" mod edit "${args[@]}"
     local vpkg=k8s.io/component-base/version
     local ld="-s -w -X '$vpkg.gitVersion=$KUBE_VERSION' -X '$vpkg.gitMajor=1' -X '$vpkg.gitMinor=$(echo "$KUBE_VERSION" | cut -d. -f2)' -X '$vpkg.gitTreeState=clean' -X '$vpkg.buildDate=1970-01-01T00:00:00Z'"
     ld="$ld -X 'k8s.io/client-go/pkg/version.gitVersion=$KUBE_VERSION'"
@@ -176,7 +172,7 @@ build_kube() {
         [[ -x "$out" ]] && continue
         t=$(date +%s)
         log "building $name"
-        nice -n 5 go build -ldflags "$ld" -o "$out.tmp" "./cmd/$name"
+        GOTOOLCHAIN=local nice -n 5 "$GO" build -ldflags "$ld" -o "$out.tmp" "./cmd/$name"
         mv "$out.tmp" "$out"
         report "$name" "$out" "$t"
     done
