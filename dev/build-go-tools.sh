@@ -9,10 +9,10 @@
 # Usage: dev/build-go-tools.sh [tidb|kube|all]   (default: all)
 #
 # Needs: network access to the Go module proxy, curl, unzip, sed and sha256sum. No Go: the Go
-# toolchain itself comes from the module proxy (golang.org/toolchain) into the cache. The module source is unpacked into a temporary directory outside the
-# repository and built there as the main module, with the replace lines the upstream go.mod
-# needs rewritten to module versions (upstream points some of them at nested directories that
-# a module zip does not contain).
+# toolchain itself comes from the module proxy (golang.org/toolchain) into the cache. Each
+# module's source is unpacked into a temporary directory outside the repository and built there
+# as the main module, with the replace lines the upstream go.mod needs rewritten to module
+# versions (upstream points some of them at nested directories that a module zip leaves out).
 set -euo pipefail
 
 # --- versions ---------------------------------------------------------------------------------
@@ -39,9 +39,11 @@ KUBE_VERSION="v1.34.4"
 
 CACHE_DIR="${FERRY_CACHE_DIR:-$HOME/.cache/ferry}"
 BIN_DIR="$CACHE_DIR/bin"
-PROXY="${GOPROXY_URL:-https://proxy.golang.org}"
+# The module proxy: the first URL of $GOPROXY, else Go's default.
+PROXY="${GOPROXY:-https://proxy.golang.org}"
+PROXY="${PROXY%%[,|]*}"
+[[ "$PROXY" == http* ]] || PROXY="https://proxy.golang.org"
 mkdir -p "$BIN_DIR"
-
 
 export GOFLAGS="-trimpath -mod=mod"
 # k8s.io/kubernetes ships a go.work; build each module on its own.
