@@ -1,16 +1,273 @@
-//! Prechecks of source and target before a job starts.
+//! Prechecks of source and target before a job starts: every item of the reference product
+//! (connectivity, versions, privileges, binary log settings, keys, collations, connections,
+//! what the target already holds), each with a result, what was observed, why it matters and
+//! what to do, in terms of the kind of source.
+//!
+//! Reading is separate from judging: `server`, `schema` and `source` read a handful of queries
+//! per end (source and target concurrently, every table at once from information_schema), and
+//! the item modules (`source`, `privileges`, `objects`, `limits`) are plain functions of what
+//! was read. Items a mode does not need are not produced.
 
+mod grants;
+mod item;
+mod limits;
+mod objects;
+mod privileges;
+mod remedy;
+mod schema;
+mod server;
+mod source;
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use ferry_crds::job::{CheckResult, PrecheckItem};
+use mysql_async::Conn;
+
+use crate::config::{Endpoint, JobConfig};
+use crate::connect::{self, ConnectError};
 use crate::engine::JobContext;
+use crate::report::set_condition;
+
+pub use item::Summary;
+use schema::{META_SCHEMA, Selection, SourceSchema, TargetSchema};
+use server::Server;
+use source::SourceFacts;
+
+/// How long each end may take to answer all its precheck queries.
+const SIDE_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// Why the precheck could not run or did not pass.
 #[derive(Debug, thiserror::Error)]
 pub enum PrecheckError {
     #[error("precheck failed: {0}")]
     Failed(String),
+    #[error("{context}: {source}")]
+    Sql { context: String, source: mysql_async::Error },
 }
 
-/// Runs the checks the job's mode needs, records them in the status and fails when an item
-/// fails. Not built yet: records nothing and passes.
-pub async fn run(_ctx: &JobContext) -> crate::Result<()> {
-    Ok(())
+impl PrecheckError {
+    pub(crate) fn sql(context: &'static str) -> impl FnOnce(mysql_async::Error) -> Self {
+        move |source| Self::Sql { context: context.to_string(), source }
+    }
+}
+
+/// Runs the checks the job's mode needs, records them in the status (`precheck` and the
+/// Prechecked condition) and fails when an item fails. Warnings let the job go on.
+pub async fn run(ctx: &JobContext) -> crate::Result<()> {
+    let items = check(&ctx.config).await?;
+    let summary = Summary::of(&items);
+    for item in items.iter().filter(|i| i.result != CheckResult::Pass) {
+        tracing::warn!(
+            item = %item.name,
+            result = ?item.result,
+            observed = item.observed.as_deref().unwrap_or(""),
+            "precheck"
+        );
+    }
+    let failed: Vec<&PrecheckItem> =
+        items.iter().filter(|i| i.result == CheckResult::Failure).collect();
+    let message = if failed.is_empty() {
+        summary.to_string()
+    } else {
+        let names: Vec<&str> = failed.iter().map(|i| i.name.as_str()).collect();
+        format!("{summary}: {}", names.join(", "))
+    };
+    let reason = match (summary.failures, summary.warnings) {
+        (0, 0) => "Passed",
+        (0, _) => "PassedWithWarnings",
+        _ => "Failed",
+    };
+    ctx.reporter.update(|s| {
+        s.precheck = items.clone();
+        set_condition(&mut s.conditions, "Prechecked", failed.is_empty(), reason, message.clone());
+    });
+    ctx.reporter.publish().await;
+    if failed.is_empty() {
+        tracing::info!(%summary, "precheck passed");
+        return Ok(());
+    }
+    let details: Vec<String> = failed
+        .iter()
+        .map(|i| format!("{}: {}", i.name, i.remedy.as_deref().unwrap_or("see the status")))
+        .collect();
+    Err(PrecheckError::Failed(format!("{message}\n  {}", details.join("\n  "))).into())
+}
+
+/// Checks source and target for a job and returns every item, without a status to report to
+/// (`ferry precheck`). Unreachable servers are Failure items, not errors.
+pub async fn check(config: &JobConfig) -> Result<Vec<PrecheckItem>, PrecheckError> {
+    let selection = Selection(config.objects.as_ref());
+    let (source, target) = tokio::join!(
+        bounded("source", read_source(config, selection)),
+        bounded("target", read_target(config, selection)),
+    );
+    let mut items = vec![
+        connection_item("source_connection", &config.source, source.as_ref().map(|_| ())),
+        connection_item("target_connection", &config.target, target.as_ref().map(|_| ())),
+    ];
+    let source = source.ok();
+    if let Some(facts) = &source {
+        items.extend(source_items(config, selection, facts));
+    }
+    if let Ok((mut conn, server, schema)) = target {
+        let databases = target_databases(selection, source.as_ref().map(|f| &f.schema));
+        items.extend(target_items(config, &server, &databases));
+        if let Some(facts) = &source {
+            items.extend(cross_items(config, &mut conn, facts, &server, &schema).await);
+        }
+        drop(conn.disconnect().await);
+    }
+    Ok(items)
+}
+
+/// Why one end could not be read.
+#[derive(Debug, thiserror::Error)]
+enum SideError {
+    #[error(transparent)]
+    Connect(#[from] ConnectError),
+    #[error("connected, but {0}")]
+    Query(#[from] PrecheckError),
+    #[error("the {0} did not answer the precheck queries within {SIDE_TIMEOUT:?}")]
+    Timeout(&'static str),
+}
+
+async fn bounded<T>(
+    role: &'static str,
+    work: impl Future<Output = Result<T, SideError>>,
+) -> Result<T, SideError> {
+    tokio::time::timeout(SIDE_TIMEOUT, work).await.unwrap_or(Err(SideError::Timeout(role)))
+}
+
+async fn read_source(
+    config: &JobConfig,
+    selection: Selection<'_>,
+) -> Result<SourceFacts, SideError> {
+    // Settings and schema are read on two connections at once.
+    let (mut settings, mut schema) = tokio::try_join!(
+        connect::connect(&config.source, "source"),
+        connect::connect(&config.source, "source"),
+    )?;
+    let facts = SourceFacts::read(&mut settings, &mut schema, config.source_type, selection).await;
+    drop(tokio::join!(settings.disconnect(), schema.disconnect()));
+    Ok(facts?)
+}
+
+async fn read_target(
+    config: &JobConfig,
+    selection: Selection<'_>,
+) -> Result<(Conn, Server, TargetSchema), SideError> {
+    let mut conn = connect::connect(&config.target, "target").await?;
+    let server = Server::read(&mut conn).await?;
+    let schema = TargetSchema::read(&mut conn, selection).await?;
+    Ok((conn, server, schema))
+}
+
+fn connection_item(
+    name: &str,
+    endpoint: &Endpoint,
+    result: Result<(), &SideError>,
+) -> PrecheckItem {
+    let observed = format!("{} (TLS {:?})", endpoint.describe(), endpoint.tls.mode);
+    match result {
+        Ok(()) => item::pass(name, observed),
+        Err(error) => item::failure(
+            name,
+            observed,
+            error.to_string(),
+            "Check host, port, user, the password Secret and the TLS settings; from where Ferry \
+             runs, `mysql -h HOST -P PORT -u USER -p` must connect (for PrivateLink, accept the \
+             endpoint connection first).",
+        ),
+    }
+}
+
+/// Schemas Ferry writes on the target: the selected ones and its own.
+fn target_databases(selection: Selection<'_>, source: Option<&SourceSchema>) -> Vec<String> {
+    let mut names: BTreeSet<String> = selection.named_databases();
+    if let Some(schema) = source {
+        names.extend(schema.schemas.keys().cloned());
+    }
+    names.insert(META_SCHEMA.to_string());
+    names.into_iter().collect()
+}
+
+fn selected_schemas(selection: Selection<'_>, schema: &SourceSchema) -> Vec<String> {
+    let mut names = selection.named_databases();
+    names.extend(schema.schemas.keys().cloned());
+    names.into_iter().collect()
+}
+
+fn source_items(
+    config: &JobConfig,
+    selection: Selection<'_>,
+    facts: &SourceFacts,
+) -> Vec<PrecheckItem> {
+    let (mode, source_type, server) = (config.mode, config.source_type, &facts.server);
+    let schema = &facts.schema;
+    let mut items = vec![source::version(source_type, &server.version)];
+    if mode.copies_existing_data() {
+        items.push(privileges::dump_privileges(mode, source_type, server, schema));
+    }
+    if mode.replicates() {
+        items.push(privileges::replication_privileges(mode, server, schema));
+    }
+    let selected = selected_schemas(selection, schema);
+    let start = config.incremental_start.as_ref();
+    items.extend(source::binlog_items(mode, source_type, facts, &selected, start));
+    items.push(objects::selected_objects(selection, schema));
+    items.push(objects::primary_keys(mode, schema));
+    items.push(objects::foreign_keys(mode, schema));
+    if mode.copies_existing_data() {
+        items.push(objects::non_transactional_tables(schema));
+    }
+    let needed = limits::source_connections(mode, config.concurrency);
+    items.push(limits::max_connections(limits::End::Source(source_type), server, needed));
+    items
+}
+
+fn target_items(config: &JobConfig, server: &Server, databases: &[String]) -> Vec<PrecheckItem> {
+    let needed = limits::target_connections(config.concurrency);
+    vec![
+        limits::target_version(server),
+        limits::target_writable(server),
+        privileges::target_privileges(server, databases),
+        limits::max_connections(limits::End::Target, server, needed),
+    ]
+}
+
+/// Items that compare both ends.
+async fn cross_items(
+    config: &JobConfig,
+    target_conn: &mut Conn,
+    source: &SourceFacts,
+    target_server: &Server,
+    target: &TargetSchema,
+) -> Vec<PrecheckItem> {
+    let mut items = vec![objects::collations(&source.schema, target)];
+    let existing: Vec<(String, String)> = source
+        .schema
+        .tables
+        .iter()
+        .map(|t| (t.db.clone(), t.name.clone()))
+        .filter(|key| target.tables.contains(key))
+        .collect();
+    let non_empty = if config.mode.copies_existing_data() {
+        schema::tables_with_rows(target_conn, &existing).await
+    } else {
+        Ok(Vec::new())
+    };
+    match non_empty {
+        Ok(non_empty) => {
+            items.push(objects::target_tables(config.mode, &source.schema, target, &non_empty))
+        }
+        Err(error) => items.push(item::warning(
+            "target_tables_with_rows",
+            format!("{} selected table(s) exist on the target", existing.len()),
+            format!("Ferry could not check them for rows: {error}"),
+            "Grant SELECT on them to the target user.",
+        )),
+    }
+    items.extend(limits::max_allowed_packet(&source.server, target_server));
+    items
 }

@@ -1,0 +1,248 @@
+//! Items about the selected objects: that they exist, their keys, foreign keys, engines and
+//! collations, and what the target already holds.
+
+use std::collections::BTreeSet;
+
+use ferry_crds::job::{MigrationMode, PrecheckItem};
+
+use super::item::{failure, list, pass, warning};
+use super::schema::{Selection, SourceSchema, TargetSchema};
+
+/// Transactional engines: a consistent snapshot covers their tables.
+const TRANSACTIONAL_ENGINES: &[&str] = &["InnoDB", "ROCKSDB", "TokuDB", "ndbcluster"];
+
+pub fn selected_objects(selection: Selection<'_>, schema: &SourceSchema) -> PrecheckItem {
+    const NAME: &str = "selected_objects";
+    let observed = format!("{} schema(s), {} table(s)", schema.schemas.len(), schema.tables.len());
+    let mut missing: Vec<String> = Vec::new();
+    if let Some(picked) = selection.0 {
+        missing
+            .extend(picked.databases.iter().filter(|d| !schema.schemas.contains_key(*d)).cloned());
+        let tables: BTreeSet<(&str, &str)> =
+            schema.tables.iter().map(|t| (t.db.as_str(), t.name.as_str())).collect();
+        missing.extend(
+            picked
+                .tables
+                .iter()
+                .filter(|t| !tables.contains(&(t.database.as_str(), t.table.as_str())))
+                .map(|t| format!("{}.{}", t.database, t.table)),
+        );
+    }
+    if !missing.is_empty() {
+        return failure(
+            NAME,
+            format!("{observed}; not found: {}", list(&missing)),
+            "The job selects objects the source does not have, or that the user cannot see (a \
+             user sees only schemas and tables it holds a privilege on).",
+            "Fix the names in spec.objects (they are case-sensitive), or grant the user SELECT \
+             on them.",
+        );
+    }
+    if schema.tables.is_empty() {
+        return warning(
+            NAME,
+            observed,
+            "No selected table exists yet: the job copies nothing now.",
+            "Check spec.objects and the user's privileges; ignore if the tables come later.",
+        );
+    }
+    pass(NAME, observed)
+}
+
+pub fn primary_keys(mode: MigrationMode, schema: &SourceSchema) -> PrecheckItem {
+    const NAME: &str = "primary_keys";
+    if schema.keyless.is_empty() {
+        return pass(NAME, "every selected table has a primary or NOT NULL unique key");
+    }
+    let why = if mode.replicates() {
+        "Without a primary key or a unique key on NOT NULL columns, a row cannot be identified: \
+         updates and deletes must match on every column, the copy cannot be split into key \
+         ranges, and after a resume (safe mode) rows can be applied twice."
+    } else {
+        "Without a primary key or a unique key on NOT NULL columns, the copy cannot be split into \
+         key ranges (one connection reads the whole table), and a copy that is resumed or rerun \
+         cannot replace rows already copied, so they can appear twice."
+    };
+    warning(
+        NAME,
+        format!("{} table(s) without one: {}", schema.keyless.len(), list(&schema.keyless)),
+        why,
+        "Add a primary key to these tables (for example `ALTER TABLE t ADD COLUMN id BIGINT \
+         AUTO_INCREMENT PRIMARY KEY`), or accept the risk.",
+    )
+}
+
+pub fn foreign_keys(mode: MigrationMode, schema: &SourceSchema) -> PrecheckItem {
+    const NAME: &str = "foreign_keys";
+    let fks = &schema.foreign_keys;
+    if fks.is_empty() {
+        return pass(NAME, "none");
+    }
+    let names = |keep: &dyn Fn(&super::schema::ForeignKey) -> bool| -> Vec<String> {
+        fks.iter()
+            .filter(|f| keep(f))
+            .map(|f| format!("{}.{} -> {}", f.table, f.name, f.referenced))
+            .collect()
+    };
+    let cascading = names(&|f| f.cascades);
+    let outside = names(&|f| f.references_unselected);
+    let mut observed = format!("{} foreign key(s)", fks.len());
+    let mut reason = String::from(
+        "Ferry copies tables in parallel and applies changes with foreign_key_checks = 0 in its \
+         own sessions, so child rows may arrive before their parents; the constraints are \
+         created on the target but not checked for migrated rows.",
+    );
+    if !outside.is_empty() {
+        observed.push_str(&format!("; referencing tables outside the job: {}", list(&outside)));
+        reason.push_str(
+            " Keys referencing tables outside the job fail to create on the target unless those \
+             tables exist there.",
+        );
+    }
+    if mode.replicates() && !cascading.is_empty() {
+        observed.push_str(&format!("; with ON DELETE/UPDATE actions: {}", list(&cascading)));
+        reason.push_str(
+            " The binary log holds only the parent row's change, not the child rows a CASCADE or \
+             SET NULL action changed, so those child changes are not replicated.",
+        );
+    }
+    warning(
+        NAME,
+        observed,
+        reason,
+        "Select the referenced tables too; for cascading actions, check the child tables after \
+         cutover or move the cascade into the application.",
+    )
+}
+
+pub fn non_transactional_tables(schema: &SourceSchema) -> PrecheckItem {
+    const NAME: &str = "table_engines";
+    let others: Vec<String> = schema
+        .tables
+        .iter()
+        .filter(|t| {
+            t.engine
+                .as_deref()
+                .is_some_and(|e| !TRANSACTIONAL_ENGINES.iter().any(|x| x.eq_ignore_ascii_case(e)))
+        })
+        .map(|t| format!("{} ({})", t.qualified(), t.engine.as_deref().unwrap_or("?")))
+        .collect();
+    if others.is_empty() {
+        return pass(NAME, "transactional engines only");
+    }
+    warning(
+        NAME,
+        format!("non-transactional: {}", list(&others)),
+        "A consistent snapshot covers transactional tables only: rows written to these tables \
+         while the copy runs may be copied in a state that differs from the snapshot's binlog \
+         position.",
+        "Convert them with `ALTER TABLE t ENGINE = InnoDB`, or keep writes off them during the \
+         copy.",
+    )
+}
+
+/// Collations (and so character sets) of tables the target does not have yet must exist on
+/// the target, or Ferry cannot create them there.
+pub fn collations(source: &SourceSchema, target: &TargetSchema) -> PrecheckItem {
+    const NAME: &str = "charsets_collations";
+    let to_create = |table: &str| match table.split_once('.') {
+        Some((db, t)) => !target.tables.contains(&(db.to_string(), t.to_string())),
+        None => true,
+    };
+    let mut unsupported: Vec<String> = Vec::new();
+    let mut suggestions: BTreeSet<String> = BTreeSet::new();
+    let mut note = |collation: &str, users: Vec<String>| {
+        if users.is_empty() || target.supports(collation) {
+            return;
+        }
+        unsupported.push(format!("{collation} ({})", list(&users)));
+        let charset = collation.split('_').next().unwrap_or(collation).to_ascii_lowercase();
+        suggestions.insert(match target.default_collations.get(&charset) {
+            Some(default) => format!("{collation} -> {default}"),
+            None => format!("{collation} -> utf8mb4_bin (the target lacks {charset})"),
+        });
+    };
+    for (db, collation) in &source.schemas {
+        if !target.schemas.contains(db) && !collation.is_empty() {
+            note(collation, vec![format!("schema {db}")]);
+        }
+    }
+    let mut by_collation: std::collections::BTreeMap<&str, Vec<String>> = Default::default();
+    for t in &source.tables {
+        if let Some(c) = t.collation.as_deref().filter(|_| to_create(&t.qualified())) {
+            by_collation.entry(c).or_default().push(t.qualified());
+        }
+    }
+    for (c, tables) in &source.column_collations {
+        let tables = tables.iter().filter(|t| to_create(t)).cloned();
+        by_collation.entry(c.as_str()).or_default().extend(tables);
+    }
+    for (collation, mut users) in by_collation {
+        users.sort();
+        users.dedup();
+        note(collation, users);
+    }
+    let used = source.collations().into_iter().collect::<Vec<_>>();
+    if unsupported.is_empty() && used.is_empty() {
+        return pass(NAME, "no collations in use");
+    }
+    if unsupported.is_empty() {
+        return pass(NAME, format!("all supported by the target: {}", list(&used)));
+    }
+    failure(
+        NAME,
+        format!("not supported by the target: {}", unsupported.join("; ")),
+        "Ferry creates the schemas and tables on the target with the source's character sets and \
+         collations; the target rejects ones it does not know.",
+        format!(
+            "Convert these objects on the source (`ALTER TABLE t CONVERT TO CHARACTER SET ... \
+             COLLATE ...`), or create them on the target yourself with a supported collation \
+             before starting. Suggested: {}.",
+            suggestions.into_iter().collect::<Vec<_>>().join(", ")
+        ),
+    )
+}
+
+/// Selected tables that already exist on the target: with rows, in modes that copy; missing,
+/// in Incremental mode (which creates nothing that existed before its start).
+pub fn target_tables(
+    mode: MigrationMode,
+    source: &SourceSchema,
+    target: &TargetSchema,
+    non_empty: &[String],
+) -> PrecheckItem {
+    if mode.copies_existing_data() {
+        const NAME: &str = "target_tables_with_rows";
+        if non_empty.is_empty() {
+            return pass(NAME, "no selected table holds rows on the target");
+        }
+        return warning(
+            NAME,
+            format!("{} table(s) with rows: {}", non_empty.len(), list(non_empty)),
+            "The copy replaces target rows whose primary or unique key matches a source row; \
+             other target rows stay, and rows of tables without a key are added to them.",
+            "Empty these tables on the target (TRUNCATE) if they should hold only the source's \
+             rows; otherwise nothing to do.",
+        );
+    }
+    const NAME: &str = "target_tables_exist";
+    let missing: Vec<String> = source
+        .tables
+        .iter()
+        .filter(|t| !target.tables.contains(&(t.db.clone(), t.name.clone())))
+        .map(|t| t.qualified())
+        .collect();
+    if missing.is_empty() {
+        return pass(
+            NAME,
+            format!("all {} selected table(s) exist on the target", source.tables.len()),
+        );
+    }
+    warning(
+        NAME,
+        format!("{} missing on the target: {}", missing.len(), list(&missing)),
+        "Incremental mode replays changes only; tables created before the start position must \
+         already exist on the target with their data, or their changes cannot be applied.",
+        "Load these tables into the target first (or use mode FullAndIncremental).",
+    )
+}

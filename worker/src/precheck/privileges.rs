@@ -1,0 +1,184 @@
+//! Privilege items: what the source user needs to copy and to replicate, and what the target
+//! user needs to write, each checked against the objects the job touches.
+
+use ferry_crds::job::{MigrationMode, PrecheckItem};
+use ferry_crds::source::SourceType;
+
+use super::item::{failure, list, pass, warning};
+use super::remedy;
+use super::schema::SourceSchema;
+use super::server::{Flavor, Server};
+
+/// What the target user needs, as the reference product lists it.
+pub const TARGET_PRIVILEGES: &[&str] =
+    &["CREATE", "SELECT", "INSERT", "UPDATE", "DELETE", "ALTER", "DROP", "INDEX", "CREATE VIEW"];
+
+/// Selected tables the user cannot SELECT from. Tables without any privilege are invisible in
+/// information_schema, so a schema with no visible table and no SELECT counts as `db.*`.
+fn unreadable_tables(server: &Server, schema: &SourceSchema) -> Vec<String> {
+    let grants = &server.grants;
+    let mut unreadable: Vec<String> = schema
+        .schemas
+        .keys()
+        .filter(|db| {
+            !grants.on_database("SELECT", db) && !schema.tables.iter().any(|t| &t.db == *db)
+        })
+        .map(|db| format!("{db}.*"))
+        .collect();
+    unreadable.extend(
+        schema
+            .tables
+            .iter()
+            .filter(|t| !grants.on_table("SELECT", &t.db, &t.name))
+            .map(|t| t.qualified()),
+    );
+    unreadable
+}
+
+fn roles_note(server: &Server) -> String {
+    if server.grants.roles.is_empty() {
+        String::new()
+    } else {
+        format!(
+            " (roles granted: {}; their privileges count only when they are default roles)",
+            server.grants.roles.join(", ")
+        )
+    }
+}
+
+/// SELECT on every selected table, and RELOAD (FLUSH TABLES WITH READ LOCK) or LOCK TABLES for
+/// the consistent snapshot.
+pub fn dump_privileges(
+    mode: MigrationMode,
+    source_type: SourceType,
+    server: &Server,
+    schema: &SourceSchema,
+) -> PrecheckItem {
+    const NAME: &str = "dump_privileges";
+    let grants = &server.grants;
+    let grantee = server.grantee();
+    let unreadable = unreadable_tables(server, schema);
+    if !unreadable.is_empty() {
+        return failure(
+            NAME,
+            format!("no SELECT on {}{}", list(&unreadable), roles_note(server)),
+            "Ferry reads every selected table to copy it.",
+            remedy::grant(&["SELECT"], "*.*", &grantee),
+        );
+    }
+    let (reload, lock_tables) = (grants.global("RELOAD"), grants.global("LOCK TABLES"));
+    let observed = format!(
+        "SELECT on the selected tables; RELOAD {}; LOCK TABLES {}",
+        yes_no(reload),
+        yes_no(lock_tables)
+    );
+    if reload && (lock_tables || !source_type.is_managed()) {
+        return pass(NAME, observed);
+    }
+    if reload {
+        return warning(
+            NAME,
+            observed,
+            "Managed services may refuse FLUSH TABLES WITH READ LOCK even with RELOAD; Ferry then \
+             falls back to LOCK TABLES, which this user lacks, and to a lock-free snapshot.",
+            remedy::grant(&["LOCK TABLES"], "*.*", &grantee),
+        );
+    }
+    if lock_tables || !mode.replicates() {
+        return warning(
+            NAME,
+            observed,
+            "Without RELOAD Ferry cannot run FLUSH TABLES WITH READ LOCK. It falls back to LOCK \
+             TABLES (writes to the selected tables wait while the snapshot starts) or, for a Full \
+             copy, to a transactional snapshot that is exact for InnoDB tables only.",
+            remedy::grant(&["RELOAD"], "*.*", &grantee),
+        );
+    }
+    if server.version.flavor == Flavor::MariaDb {
+        return warning(
+            NAME,
+            observed,
+            "Without RELOAD or LOCK TABLES Ferry takes a lock-free snapshot and reads its binlog \
+             position from binlog_snapshot_file/position, which is exact for InnoDB tables only.",
+            remedy::grant(&["RELOAD", "LOCK TABLES"], "*.*", &grantee),
+        );
+    }
+    failure(
+        NAME,
+        observed,
+        "Ferry needs FLUSH TABLES WITH READ LOCK (RELOAD) or LOCK TABLES to take a snapshot whose \
+         binlog position is exact; without it, incremental replication may miss or repeat \
+         changes.",
+        remedy::grant(&["RELOAD", "LOCK TABLES"], "*.*", &grantee),
+    )
+}
+
+fn yes_no(held: bool) -> &'static str {
+    if held { "yes" } else { "no" }
+}
+
+/// REPLICATION SLAVE and REPLICATION CLIENT (BINLOG MONITOR on MariaDB 10.5+); SELECT too in
+/// Incremental mode, where no dump item checks it (table definitions are read from the source).
+pub fn replication_privileges(
+    mode: MigrationMode,
+    server: &Server,
+    schema: &SourceSchema,
+) -> PrecheckItem {
+    const NAME: &str = "replication_privileges";
+    let mariadb_names = server.version.flavor == Flavor::MariaDb && server.version.at_least(10, 5);
+    let client_name = if mariadb_names { "BINLOG MONITOR" } else { "REPLICATION CLIENT" };
+    let mut missing = Vec::new();
+    if !server.grants.global("REPLICATION SLAVE") {
+        missing.push("REPLICATION SLAVE");
+    }
+    if !server.grants.global("REPLICATION CLIENT") {
+        missing.push(client_name);
+    }
+    let unreadable =
+        if mode.copies_existing_data() { Vec::new() } else { unreadable_tables(server, schema) };
+    if !unreadable.is_empty() {
+        missing.push("SELECT");
+    }
+    if missing.is_empty() {
+        return pass(NAME, format!("REPLICATION SLAVE, {client_name}"));
+    }
+    let mut observed = format!("missing {} on *.*", missing.join(", "));
+    if !unreadable.is_empty() {
+        observed.push_str(&format!(" (no SELECT on {})", list(&unreadable)));
+    }
+    observed.push_str(&roles_note(server));
+    failure(
+        NAME,
+        observed,
+        format!(
+            "REPLICATION SLAVE lets Ferry stream the binary log; {client_name} lets it read the \
+             binlog position and list the binary logs; SELECT lets it read table definitions."
+        ),
+        remedy::grant(&missing, "*.*", &server.grantee()),
+    )
+}
+
+/// The reference product's target privileges on every database Ferry writes.
+pub fn target_privileges(server: &Server, databases: &[String]) -> PrecheckItem {
+    const NAME: &str = "target_privileges";
+    let mut missing: Vec<String> = Vec::new();
+    let mut missing_privileges: Vec<&str> = Vec::new();
+    for privilege in TARGET_PRIVILEGES {
+        let lacking: Vec<&String> =
+            databases.iter().filter(|db| !server.grants.on_database(privilege, db)).collect();
+        if !lacking.is_empty() {
+            missing.push(format!("{privilege} on {}", list(&lacking)));
+            missing_privileges.push(privilege);
+        }
+    }
+    if missing.is_empty() {
+        return pass(NAME, TARGET_PRIVILEGES.join(", "));
+    }
+    failure(
+        NAME,
+        format!("missing {}{}", missing.join("; "), roles_note(server)),
+        "Ferry creates the schemas, tables and views, writes and deletes rows, replays DDL and \
+         keeps its checkpoints in the ferry_meta schema on the target.",
+        remedy::grant(&missing_privileges, "*.*", &server.grantee()),
+    )
+}
