@@ -173,3 +173,24 @@ async fn selected_objects_that_do_not_exist_are_named() {
         assert!(log.contains(named) && log.contains("does not exist"), "{objects}:\n{log}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn without_the_global_lock_the_copy_is_still_exact() {
+    let mut setup = Setup::start().await;
+    setup
+        .source
+        .exec(
+            "CREATE DATABASE app; USE app; CREATE TABLE t (id INT PRIMARY KEY, v VARCHAR(40)); \
+             INSERT INTO t SELECT seq, MD5(seq) FROM seq_1_to_3000; \
+             REVOKE RELOAD ON *.* FROM 'ferry'@'%'",
+        )
+        .await
+        .expect("source");
+    let manifest = setup.manifest("Full", "    databases: [app]");
+    let (ok, log) = setup.run(&manifest, &[("FERRY_CHUNK_ROWS", "700")], &["--concurrency", "3"]);
+    assert!(ok, "ferry migrate failed:\n{log}");
+    assert!(log.contains("refused FLUSH TABLES WITH READ LOCK"), "{log}");
+    setup.assert_same("app").await;
+    let snapshot = &setup.status()["full"]["snapshot"];
+    assert!(snapshot["file"].is_string() && snapshot["pos"].is_number(), "{snapshot}");
+}
