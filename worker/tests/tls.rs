@@ -158,7 +158,7 @@ async fn cipher(endpoint: &Endpoint) -> String {
 /// Connects expecting a failure; returns its message and checks it came in bounded time.
 async fn failure(endpoint: &Endpoint) -> (ConnectError, String) {
     let started = Instant::now();
-    let error = connect(endpoint, "source").await.err().expect("the connection should fail");
+    let error = connect(endpoint, "source").await.expect_err("the connection should fail");
     assert!(
         started.elapsed() <= CONNECT_TIMEOUT + Duration::from_secs(5),
         "took {:?}",
