@@ -447,3 +447,73 @@ pub fn binlog_items(
     }
     items
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ferry_crds::job::CheckResult;
+
+    fn server(version: &str, variables: &[(&str, &str)]) -> Server {
+        Server {
+            version: Version::parse(version),
+            variables: variables.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect(),
+            threads_connected: Some(3),
+            current_user: "ferry@%".into(),
+            grants: Default::default(),
+        }
+    }
+
+    fn facts(server: Server, rds_retention_hours: Option<Option<f64>>) -> SourceFacts {
+        SourceFacts {
+            server,
+            binlog_filters: None,
+            binary_logs: None,
+            rds_retention_hours,
+            schema: Default::default(),
+        }
+    }
+
+    #[test]
+    fn aurora_readers_fail_and_writers_pass() {
+        let reader = server("8.0.28", &[("aurora_version", "3.05.2"), ("innodb_read_only", "ON")]);
+        let item = read_only(SourceType::AuroraMySQL, &reader);
+        assert_eq!(item.result, CheckResult::Failure);
+        assert!(item.remedy.unwrap_or_default().contains("mode: Full"));
+        let writer = server("8.0.28", &[("aurora_version", "3.05.2"), ("innodb_read_only", "OFF")]);
+        assert_eq!(read_only(SourceType::AuroraMySQL, &writer).result, CheckResult::Pass);
+    }
+
+    #[test]
+    fn rds_retention_comes_from_rds_configuration() {
+        let mysql = server("8.0.35", &[("binlog_expire_logs_seconds", "2592000")]);
+        let unset = binlog_retention(SourceType::RDSMySQL, &facts(mysql.clone(), Some(None)));
+        assert_eq!(unset.result, CheckResult::Failure);
+        assert!(unset.remedy.unwrap_or_default().contains("'binlog retention hours', 168"));
+        let week = facts(mysql.clone(), Some(Some(168.0)));
+        assert_eq!(binlog_retention(SourceType::AuroraMySQL, &week).result, CheckResult::Pass);
+        let hidden = binlog_retention(SourceType::RDSMySQL, &facts(mysql, None));
+        assert_eq!(hidden.result, CheckResult::Warning);
+    }
+
+    #[test]
+    fn server_id_zero_and_versions_per_source_type() {
+        let zero = server("5.7.44-log", &[("server_id", "0")]);
+        assert_eq!(server_id(SourceType::SelfManaged, &zero).result, CheckResult::Failure);
+        let v56 = Version::parse("5.6.51-log");
+        assert_eq!(version(SourceType::SelfManaged, &v56).result, CheckResult::Pass);
+        assert_eq!(version(SourceType::RDSMySQL, &v56).result, CheckResult::Failure);
+        let v84 = Version::parse("8.4.3");
+        assert_eq!(version(SourceType::AzureMySQL, &v84).result, CheckResult::Warning);
+        let tidb = Version::parse("8.0.11-TiDB-v7.5.0");
+        assert_eq!(version(SourceType::SelfManaged, &tidb).result, CheckResult::Failure);
+    }
+
+    #[test]
+    fn log_bin_remedies_follow_the_source_type() {
+        let off = server("8.0.35", &[("log_bin", "OFF")]);
+        let rds = log_bin(SourceType::RDSMySQL, &off).remedy.unwrap_or_default();
+        assert!(rds.contains("automated backups"), "{rds}");
+        let own = log_bin(SourceType::SelfManaged, &off).remedy.unwrap_or_default();
+        assert!(own.contains("/etc/my.cnf") && own.contains("restart"), "{own}");
+    }
+}
