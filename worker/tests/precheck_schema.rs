@@ -125,3 +125,30 @@ async fn too_few_connections_fail_on_either_end() -> TestResult {
     assert_item(&items, "source_max_connections", CheckResult::Pass, "Ferry needs 2");
     Ok(())
 }
+
+/// A TiDB target: its grants, variables and collations are read the same way; collations the
+/// copy rewrites for TiDB (latin1_swedish_ci -> latin1_bin) warn instead of failing.
+#[tokio::test]
+async fn a_tidb_target_passes_with_collation_rewrites_as_warnings() -> TestResult {
+    let (source, placeholder, tidb) =
+        tokio::try_join!(MariaDb::source(), MariaDb::target(), ferry_e2e::TiDb::start())?;
+    source
+        .exec(
+            "CREATE DATABASE app; CREATE TABLE app.t (id INT PRIMARY KEY, \
+             name VARCHAR(20)) CHARACTER SET latin1 COLLATE latin1_swedish_ci",
+        )
+        .await?;
+    let mut cfg = config(&source, &placeholder, MigrationMode::FullAndIncremental);
+    cfg.target.port = tidb.port();
+    let items = check(&cfg).await;
+    assert!(failures(&items).is_empty(), "{}", show(&items));
+    assert_item(&items, "target_version", CheckResult::Pass, "TiDB");
+    assert_item(&items, "target_privileges", CheckResult::Pass, "CREATE VIEW");
+    assert_item(
+        &items,
+        "charsets_collations",
+        CheckResult::Warning,
+        "latin1_swedish_ci -> latin1_bin",
+    );
+    Ok(())
+}

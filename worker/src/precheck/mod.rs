@@ -244,7 +244,8 @@ async fn cross_items(
     target_server: &Server,
     target: &TargetSchema,
 ) -> Vec<PrecheckItem> {
-    let mut items = vec![objects::collations(&source.schema, target)];
+    let tidb = target_server.version.flavor == server::Flavor::TiDb;
+    let mut items = vec![objects::collations(&source.schema, target, tidb)];
     let existing: Vec<(String, String)> = source
         .schema
         .tables

@@ -3,6 +3,8 @@
 
 use std::collections::BTreeSet;
 
+#[cfg(test)]
+use ferry_crds::job::CheckResult;
 use ferry_crds::job::{MigrationMode, PrecheckItem};
 
 use super::item::{failure, list, pass, warning};
@@ -141,18 +143,38 @@ pub fn non_transactional_tables(schema: &SourceSchema) -> PrecheckItem {
     )
 }
 
+/// The collation the full copy creates on TiDB in place of a source collation TiDB lacks
+/// (the collation rewrites of `full::schema::adapt_for_tidb`; keep the two in step).
+fn tidb_collation(collation: &str) -> String {
+    match collation {
+        "latin1_swedish_ci" => "latin1_bin".into(),
+        "utf8mb4_uca1400_ai_ci" => "utf8mb4_0900_ai_ci".into(),
+        other => match other.strip_prefix("utf8mb3_") {
+            Some(rest) => format!("utf8_{rest}"),
+            None => other.to_string(),
+        },
+    }
+}
+
 /// Collations (and so character sets) of tables the target does not have yet must exist on
-/// the target, or Ferry cannot create them there.
-pub fn collations(source: &SourceSchema, target: &TargetSchema) -> PrecheckItem {
+/// the target, or Ferry cannot create them there. On TiDB, the copy's rewrites count (a
+/// Warning: comparisons may change).
+pub fn collations(source: &SourceSchema, target: &TargetSchema, tidb: bool) -> PrecheckItem {
     const NAME: &str = "charsets_collations";
     let to_create = |table: &str| match table.split_once('.') {
         Some((db, t)) => !target.tables.contains(&(db.to_string(), t.to_string())),
         None => true,
     };
     let mut unsupported: Vec<String> = Vec::new();
+    let mut adapted: BTreeSet<String> = BTreeSet::new();
     let mut suggestions: BTreeSet<String> = BTreeSet::new();
     let mut note = |collation: &str, users: Vec<String>| {
         if users.is_empty() || target.supports(collation) {
+            return;
+        }
+        let replacement = tidb_collation(collation);
+        if tidb && replacement != collation && target.supports(&replacement) {
+            adapted.insert(format!("{collation} -> {replacement}"));
             return;
         }
         unsupported.push(format!("{collation} ({})", list(&users)));
@@ -183,8 +205,20 @@ pub fn collations(source: &SourceSchema, target: &TargetSchema) -> PrecheckItem 
         note(collation, users);
     }
     let used = source.collations().into_iter().collect::<Vec<_>>();
+    let adapted: Vec<String> = adapted.into_iter().collect();
     if unsupported.is_empty() && used.is_empty() {
         return pass(NAME, "no collations in use");
+    }
+    if unsupported.is_empty() && !adapted.is_empty() {
+        return warning(
+            NAME,
+            format!("created on TiDB with its nearest collation: {}", adapted.join(", ")),
+            "TiDB lacks these collations; Ferry creates the objects with the nearest one TiDB \
+             has, so comparisons, sorting and unique keys may behave differently (latin1_bin \
+             compares bytes, for example).",
+            "Nothing to do if that is acceptable; otherwise create these tables on the target \
+             yourself before starting, with the collation you want.",
+        );
     }
     if unsupported.is_empty() {
         return pass(NAME, format!("all supported by the target: {}", list(&used)));
@@ -245,4 +279,50 @@ pub fn target_tables(
          already exist on the target with their data, or their changes cannot be applied.",
         "Load these tables into the target first (or use mode FullAndIncremental).",
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::precheck::schema::Table;
+
+    fn target(collations: &[(&str, &str)]) -> TargetSchema {
+        TargetSchema {
+            collations: collations.iter().map(|(c, s)| (c.to_string(), s.to_string())).collect(),
+            default_collations: [("utf8mb4".to_string(), "utf8mb4_bin".to_string())].into(),
+            ..Default::default()
+        }
+    }
+
+    fn source(collation: &str) -> SourceSchema {
+        SourceSchema {
+            tables: vec![Table {
+                db: "app".into(),
+                name: "t".into(),
+                engine: Some("InnoDB".into()),
+                collation: Some(collation.into()),
+            }],
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn collations_the_target_lacks_fail_unless_tidb_has_a_rewrite() {
+        let tidb = target(&[
+            ("latin1_bin", "latin1"),
+            ("utf8mb4_bin", "utf8mb4"),
+            ("utf8_general_ci", "utf8"),
+        ]);
+        let item = collations(&source("latin1_swedish_ci"), &tidb, true);
+        assert_eq!(item.result, CheckResult::Warning);
+        assert!(item.observed.unwrap_or_default().contains("latin1_swedish_ci -> latin1_bin"));
+        let item = collations(&source("utf8mb3_general_ci"), &tidb, true);
+        assert_eq!(item.result, CheckResult::Warning);
+        let item = collations(&source("latin1_swedish_ci"), &tidb, false);
+        assert_eq!(item.result, CheckResult::Failure);
+        let item = collations(&source("utf8mb4_ferry_ci"), &tidb, true);
+        assert_eq!(item.result, CheckResult::Failure);
+        assert!(item.remedy.unwrap_or_default().contains("utf8mb4_ferry_ci -> utf8mb4_bin"));
+        assert_eq!(collations(&source("utf8mb4_bin"), &tidb, true).result, CheckResult::Pass);
+    }
 }
