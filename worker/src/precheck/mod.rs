@@ -21,7 +21,7 @@ mod source;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use ferry_crds::job::{CheckResult, PrecheckItem};
+use ferry_crds::job::{BinlogPosition, CheckResult, MigrationMode, PrecheckItem};
 use mysql_async::Conn;
 
 use crate::config::{Endpoint, JobConfig};
@@ -107,10 +107,12 @@ pub async fn check(config: &JobConfig) -> Result<Vec<PrecheckItem>, PrecheckErro
         connection_item("target_connection", &config.target, target.as_ref().map(|_| ())),
     ];
     let source = source.ok();
+    // A job that ran before resumes from its checkpoint, not from spec.incremental.start.
+    let resume = target.as_ref().ok().and_then(|t| t.3.clone());
     if let Some(facts) = &source {
-        items.extend(source_items(config, selection, facts));
+        items.extend(source_items(config, selection, facts, resume.as_ref()));
     }
-    if let Ok((mut conn, server, schema)) = target {
+    if let Ok((mut conn, server, schema, _)) = target {
         let databases = target_databases(selection, source.as_ref().map(|f| &f.schema));
         items.extend(target_items(config, &server, &databases));
         if let Some(facts) = &source {
@@ -153,14 +155,34 @@ async fn read_source(
     Ok(facts?)
 }
 
+type TargetFacts = (Conn, Server, TargetSchema, Option<BinlogPosition>);
+
 async fn read_target(
     config: &JobConfig,
     selection: Selection<'_>,
-) -> Result<(Conn, Server, TargetSchema), SideError> {
+) -> Result<TargetFacts, SideError> {
     let mut conn = connect::connect(&config.target, "target").await?;
     let server = Server::read(&mut conn).await?;
     let schema = TargetSchema::read(&mut conn, selection).await?;
-    Ok((conn, server, schema))
+    let checkpoint = read_checkpoint(&mut conn, config).await;
+    Ok((conn, server, schema, checkpoint))
+}
+
+/// The replication checkpoint of an earlier run (see `incremental::checkpoint`); None when
+/// there is none or it cannot be read.
+async fn read_checkpoint(conn: &mut Conn, config: &JobConfig) -> Option<BinlogPosition> {
+    use mysql_async::prelude::Queryable;
+    if !config.mode.replicates() {
+        return None;
+    }
+    let sql = "SELECT binlog_file, binlog_pos FROM ferry_meta.incremental_checkpoint WHERE job = ?";
+    let row: Option<(String, u64)> =
+        conn.exec_first(sql, (config.id.to_string(),)).await.ok().flatten();
+    row.map(|(file, pos)| BinlogPosition {
+        file: Some(file),
+        pos: Some(pos as i64),
+        gtid_set: None,
+    })
 }
 
 fn connection_item(
@@ -202,6 +224,7 @@ fn source_items(
     config: &JobConfig,
     selection: Selection<'_>,
     facts: &SourceFacts,
+    resume: Option<&BinlogPosition>,
 ) -> Vec<PrecheckItem> {
     let (mode, source_type, server) = (config.mode, config.source_type, &facts.server);
     let schema = &facts.schema;
@@ -213,7 +236,11 @@ fn source_items(
         items.push(privileges::replication_privileges(mode, server, schema));
     }
     let selected = selected_schemas(selection, schema);
-    let start = config.incremental_start.as_ref();
+    let start = match resume {
+        Some(checkpoint) => Some(checkpoint),
+        None if mode == MigrationMode::Incremental => config.incremental_start.as_ref(),
+        None => None,
+    };
     items.extend(source::binlog_items(mode, source_type, facts, &selected, start));
     items.push(objects::selected_objects(selection, schema));
     items.push(objects::primary_keys(mode, schema));

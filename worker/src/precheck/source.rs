@@ -378,7 +378,8 @@ pub fn read_only(source_type: SourceType, server: &Server) -> PrecheckItem {
     )
 }
 
-/// Incremental mode with a start position: the file must still be on the server.
+/// Where replication starts (a checkpoint, or an Incremental job's start): the file must
+/// still be on the server.
 pub fn incremental_start(
     start: Option<&BinlogPosition>,
     facts: &SourceFacts,
@@ -405,10 +406,12 @@ pub fn incremental_start(
         None => Some(failure(
             NAME,
             format!("{observed}; oldest binary log on the server: {oldest}"),
-            "The start file is not on the server (purged, or misspelled): the changes since then \
-             are gone.",
-            "Run a new FullAndIncremental migration, or pick a start position from SHOW BINARY \
-             LOGS.",
+            "The binary log file replication starts from (the checkpoint of an earlier run, or \
+             spec.incremental.start) is not on the server: purged, or misspelled. The changes \
+             since then are gone.",
+            "The binary logs were purged: run a new full migration (mode FullAndIncremental, \
+             after emptying or replacing the target tables), or pick a start position from SHOW \
+             BINARY LOGS.",
         )),
         Some((_, size)) if start.pos.is_some_and(|p| p > *size as i64) => Some(failure(
             NAME,
@@ -442,9 +445,7 @@ pub fn binlog_items(
     ];
     items.extend(binlog_compression(server));
     items.push(read_only(source_type, server));
-    if mode == MigrationMode::Incremental {
-        items.extend(incremental_start(start, facts));
-    }
+    items.extend(incremental_start(start, facts));
     items
 }
 
