@@ -192,5 +192,4 @@ main() {
         *) echo "usage: $0 [tidb|kube|all]" >&2; exit 2 ;;
     esac
 }
-main "$@"
-exit
+main "$@"; exit  # on one line: bash has read all it runs before main starts
