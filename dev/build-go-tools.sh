@@ -6,7 +6,7 @@
 # into ${FERRY_CACHE_DIR:-~/.cache/ferry}/bin/<name>-<version>. A binary that is already there
 # is not built again, so a second run costs nothing.
 #
-# Usage: dev/build-go-tools.sh [tidb|kube|all]   (default: all)
+# Usage: dev/build-go-tools.sh [tidb|kube|promtool|all]   (default: all)
 #
 # Needs: network access to the Go module proxy, curl, unzip, sed and sha256sum. No Go: the Go
 # toolchain itself comes from the module proxy (golang.org/toolchain) into the cache. Each
@@ -36,6 +36,11 @@ GO_TOOLCHAIN="go1.25.8"
 GO_TOOLCHAIN_SHA256="8e788d62e01f4f22037f2d59c751a08b4fa5ca9c1baab8f1caee8612bc3e46d1"
 # Kubernetes: k8s.io/kubernetes vX.Y.Z, whose staging modules are published as v0.Y.Z.
 KUBE_VERSION="v1.34.4"
+# promtool (tests the alert rules with Prometheus's own rule engine): the Go module version of
+# Prometheus v3, which needs Go 1.26.
+PROMETHEUS_VERSION="v0.316.0"
+PROMTOOL_GO_TOOLCHAIN="go1.26.8"
+PROMTOOL_GO_TOOLCHAIN_SHA256="30c2b1bf7dcc88d3eb0a1364e47ddd9128edb3110a30e8a0ef61cd5856b31de7"
 
 CACHE_DIR="${FERRY_CACHE_DIR:-$HOME/.cache/ferry}"
 BIN_DIR="$CACHE_DIR/bin"
@@ -183,13 +188,29 @@ build_kube() {
     rm -rf "$work"
 }
 
+build_promtool() {
+    local out="$BIN_DIR/promtool-$PROMETHEUS_VERSION"
+    if [[ -x "$out" ]]; then log "promtool present: $out"; return 0; fi
+    GO="$(go_toolchain "$PROMTOOL_GO_TOOLCHAIN" "$PROMTOOL_GO_TOOLCHAIN_SHA256")"
+    local start gobin
+    start=$(date +%s)
+    gobin="$(mktemp -d -t ferry-promtool.XXXXXX)"
+    CLEANUP+=("$gobin")
+    log "building promtool"
+    GOTOOLCHAIN=local GOFLAGS=-trimpath GOBIN="$gobin" nice -n 5 "$GO" install -ldflags "-s -w" \
+        "github.com/prometheus/prometheus/cmd/promtool@$PROMETHEUS_VERSION"
+    mv "$gobin/promtool" "$out"
+    report promtool "$out" "$start"
+}
+
 # All work happens in main, so editing this file while it runs cannot change what runs.
 main() {
     case "${1:-all}" in
         tidb) build_tidb ;;
         kube) build_kube ;;
-        all) build_tidb; build_kube ;;
-        *) echo "usage: $0 [tidb|kube|all]" >&2; exit 2 ;;
+        promtool) build_promtool ;;
+        all) build_tidb; build_kube; build_promtool ;;
+        *) echo "usage: $0 [tidb|kube|promtool|all]" >&2; exit 2 ;;
     esac
 }
 main "$@"; exit  # on one line: bash has read all it runs before main starts

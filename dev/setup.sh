@@ -9,7 +9,8 @@ APT_PACKAGES=(
   mydumper sysbench               # peers and load generators for the benchmarks
   etcd-server                     # the Kubernetes control plane's store
   lua5.4                          # tests the ArgoCD health check
-  openssl ca-certificates curl    # certificates for TLS tests
+  openssl ca-certificates curl unzip  # TLS test certificates; Go toolchain from the module proxy
+  podman runc                     # builds and runs the container images in tests
   build-essential pkg-config      # native crates
 )
 
