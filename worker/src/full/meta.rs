@@ -34,6 +34,18 @@ pub async fn ensure_tables(conn: &mut Conn) -> crate::Result<()> {
     conn.query_drop(CREATE_CHUNKS).await.sql("create ferry_meta.full_chunks on the target")
 }
 
+/// Whether a copy ever recorded its snapshot on this target.
+pub async fn exists(conn: &mut Conn) -> crate::Result<bool> {
+    let found: Option<u8> = conn
+        .query_first(
+            "SELECT 1 FROM information_schema.TABLES \
+             WHERE TABLE_SCHEMA = 'ferry_meta' AND TABLE_NAME = 'full_snapshot'",
+        )
+        .await
+        .sql("look for ferry_meta.full_snapshot on the target")?;
+    Ok(found.is_some())
+}
+
 /// The snapshot recorded by an earlier run, and its state (`copying` or `done`).
 pub async fn load_snapshot(
     conn: &mut Conn,

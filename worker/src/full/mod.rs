@@ -52,6 +52,19 @@ impl FullError {
     }
 }
 
+/// The position until which replication must run in safe mode because the copy's tables were
+/// not all read at its start position (a lock-free snapshot, or a resumed copy); `None` when the
+/// copy read everything at one instant or never ran.
+pub async fn safe_until(
+    conn: &mut mysql_async::Conn,
+    job: &str,
+) -> crate::Result<Option<(String, u64)>> {
+    if !meta::exists(conn).await? {
+        return Ok(None);
+    }
+    Ok(meta::load_snapshot(conn, job).await?.and_then(|(snapshot, _)| snapshot.safe_until))
+}
+
 /// Copies the selected objects and returns the binlog position of the snapshot they were read
 /// at. Resumes from the checkpoint in the target's `ferry_meta`; returns at once if done.
 pub async fn run(ctx: &JobContext) -> crate::Result<BinlogPosition> {

@@ -101,7 +101,11 @@ pub async fn run(ctx: &JobContext, start: Option<BinlogPosition>) -> crate::Resu
     };
     let safe_until = (abrupt && !ctx.config.safe_mode_duration.is_zero())
         .then(|| Instant::now() + ctx.config.safe_mode_duration);
-    tracing::info!(job = %job, start = ?start, safe_mode = safe_until.is_some(), "starting binlog replication");
+    let copy_safe_until = crate::full::safe_until(&mut target, &job).await?;
+    tracing::info!(
+        job = %job, start = ?start, safe_mode = safe_until.is_some(), copy_safe_until = ?copy_safe_until,
+        "starting binlog replication"
+    );
     let mut applier = Applier::new(target).await?;
     checkpoint::save(&mut applier.conn, &job, &start, true).await?;
 
@@ -111,6 +115,7 @@ pub async fn run(ctx: &JobContext, start: Option<BinlogPosition>) -> crate::Resu
         Reader::new(filter::Filter::new(ctx.config.objects.clone()), start.clone(), checksums);
     let reader_task = tokio::spawn(reader.run(stream, tx));
     let mut state = Loop::new(ctx, applier, source, start, safe_until);
+    state.copy_safe_until = copy_safe_until;
     let result = state.run(rx).await;
     reader_task.abort();
     if let Ok(Err(panic)) = tokio::time::timeout(Duration::from_secs(5), reader_task).await
@@ -158,6 +163,9 @@ struct Loop<'a> {
     applied: Position,
     applied_timestamp: u32,
     safe_until: Option<Instant>,
+    /// Until this source position, rows the copy may already hold are replayed idempotently:
+    /// the copy's tables were not all read at the start position.
+    copy_safe_until: Option<(String, u64)>,
     head: Option<Position>,
     head_files: Vec<(String, u64)>,
     head_read: Option<Instant>,
@@ -182,6 +190,7 @@ impl<'a> Loop<'a> {
             applied: start,
             applied_timestamp: 0,
             safe_until,
+            copy_safe_until: None,
             head: None,
             head_files: Vec::new(),
             head_read: None,
@@ -239,7 +248,7 @@ impl<'a> Loop<'a> {
     }
 
     fn mode(&mut self) -> Mode {
-        if self.ctx.config.replace_conflicts {
+        if self.ctx.config.replace_conflicts || self.before_copy_safe_until() {
             return Mode::Upsert;
         }
         match self.safe_until {
@@ -251,6 +260,12 @@ impl<'a> Loop<'a> {
             }
             None => Mode::Exact,
         }
+    }
+
+    fn before_copy_safe_until(&self) -> bool {
+        let Some((file, pos)) = &self.copy_safe_until else { return false };
+        // Binlog file names share a prefix and a zero-padded sequence number, so they order as text.
+        (self.applied.file.as_str(), self.applied.pos) < (file.as_str(), *pos)
     }
 
     /// Applies whole source transactions and the checkpoint in one target transaction.

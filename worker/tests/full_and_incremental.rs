@@ -1,0 +1,129 @@
+//! The whole flow of a FullAndIncremental job through `ferry migrate`: the copy, then binlog
+//! replication from the copy's snapshot with no gap and no overlap, while the source is written
+//! to during both stages; also with the lock-free snapshot, whose safe-mode window replication
+//! must honour.
+
+#[path = "full_support/mod.rs"]
+mod full_support;
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use ferry_e2e::SqlServer;
+use full_support::Setup;
+
+const SCHEMA: &str = "CREATE DATABASE app; \
+    CREATE TABLE app.items (id INT PRIMARY KEY, qty INT NOT NULL, note VARCHAR(40)); \
+    CREATE TABLE app.log (msg VARCHAR(40))";
+
+async fn write_batch(setup: &Setup, from: u32, count: u32) {
+    write(setup, from, count, true).await
+}
+
+/// Inserts, updates and deletes on `app.items`, and inserts into the keyless `app.log` if asked.
+async fn write(setup: &Setup, from: u32, count: u32, keyless_too: bool) {
+    let mut sql = String::new();
+    for id in from..from + count {
+        sql.push_str(&format!(
+            "INSERT INTO app.items VALUES ({id}, {id}, 'n{id}'); \
+             UPDATE app.items SET qty = qty + 1 WHERE id = {prev}; \
+             DELETE FROM app.items WHERE id = {gone};",
+            prev = id.saturating_sub(1),
+            gone = id.saturating_sub(7),
+        ));
+        if keyless_too {
+            sql.push_str(&format!("INSERT INTO app.log VALUES ('m{id}');"));
+        }
+    }
+    setup.source.exec(&sql).await.expect("write to the source");
+}
+
+async fn wait_for(setup: &Setup, what: &str, done: impl Fn(&serde_json::Value) -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while !done(&setup.status()) {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}:\n{}", setup.last_log());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+async fn wait_until_equal(setup: &Setup) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (mut src, mut dst) =
+            (setup.source.conn().await.unwrap(), setup.target.conn().await.unwrap());
+        match ferry_e2e::assert_same_tables(&mut src, &mut dst, "app").await {
+            Ok(()) => return,
+            Err(e) if Instant::now() > deadline => panic!("{e}\n{}", setup.last_log()),
+            Err(_) => tokio::time::sleep(Duration::from_millis(300)).await,
+        }
+    }
+}
+
+async fn copy_then_replicate(setup: &mut Setup, envs: &[(&str, &str)]) {
+    setup.source.exec(SCHEMA).await.expect("schema");
+    write_batch(setup, 1, 3000).await;
+    let manifest = setup.manifest("FullAndIncremental", "    databases: [app]");
+    let mut child = setup.spawn(&manifest, envs, &["--concurrency", "3"]);
+
+    // Writes while the copy runs land either in the snapshot or in the binlog after it.
+    write_batch(setup, 3001, 300).await;
+    wait_for(setup, "the Incremental stage", |s| s["stage"] == "Incremental").await;
+    write_batch(setup, 3301, 300).await;
+    wait_until_equal(setup).await;
+
+    let sent = Command::new("kill").args(["-INT", &child.id().to_string()]).status().expect("kill");
+    assert!(sent.success());
+    let status = child.wait().expect("wait for ferry");
+    assert!(status.success(), "ferry did not stop cleanly:\n{}", setup.last_log());
+    let applied = &setup.status()["incremental"]["applied"];
+    assert!(applied["file"].is_string() && applied["pos"].as_i64() > Some(4), "{applied}");
+}
+
+#[tokio::test]
+async fn copy_then_replicate_with_no_gap_and_no_overlap() {
+    let mut setup = Setup::start().await;
+    copy_then_replicate(&mut setup, &[("FERRY_CHUNK_ROWS", "200")]).await;
+}
+
+#[tokio::test]
+async fn lock_free_snapshot_then_replicate_stays_exact() {
+    let mut setup = Setup::start().await;
+    // Without RELOAD the copy cannot take the global read lock and reads lock-free.
+    setup.source.exec("REVOKE RELOAD ON *.* FROM 'ferry'@'%'").await.expect("revoke RELOAD");
+    copy_then_replicate(&mut setup, &[("FERRY_CHUNK_ROWS", "200")]).await;
+    assert!(setup.last_log().contains("lock"), "{}", setup.last_log());
+}
+
+/// Keyed tables only: a keyless table copied whole by the resumed copy is doubled by replication
+/// today (a known gap: it needs a per-table start position).
+#[tokio::test]
+async fn resumed_copy_then_replicate_stays_exact() {
+    let mut setup = Setup::start().await;
+    setup.source.exec(SCHEMA).await.expect("schema");
+    write(&setup, 1, 3000, false).await;
+    // Enough chunks that the copy is still running when it is killed.
+    let filler = "SET max_recursive_iterations = 100000; INSERT INTO app.items WITH RECURSIVE s(n) AS \
+        (SELECT 1 UNION ALL SELECT n + 1 FROM s WHERE n < 30000) SELECT n + 100000, n, 'filler' FROM s";
+    setup.source.exec(filler).await.expect("filler rows");
+    let manifest = setup.manifest("FullAndIncremental", "    databases: [app]");
+    let envs = [("FERRY_CHUNK_ROWS", "100")];
+    let mut child = setup.spawn(&manifest, &envs, &["--concurrency", "1"]);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while setup.done_chunks().await < 3 {
+        assert!(Instant::now() < deadline, "no chunk done:\n{}", setup.last_log());
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    child.kill().expect("SIGKILL ferry");
+    child.wait().expect("reap ferry");
+
+    // Changes made while the job is down: the resumed copy reads some of them from its new
+    // snapshot, and replication from the first snapshot's position replays them all again.
+    write(&setup, 3001, 300, false).await;
+    let mut child = setup.spawn(&manifest, &envs, &["--concurrency", "1"]);
+    wait_for(&setup, "the Incremental stage", |s| s["stage"] == "Incremental").await;
+    write(&setup, 3301, 100, false).await;
+    wait_until_equal(&setup).await;
+    let sent = Command::new("kill").args(["-INT", &child.id().to_string()]).status().expect("kill");
+    assert!(sent.success());
+    assert!(child.wait().expect("wait").success(), "{}", setup.last_log());
+}
