@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
-use ferry_crds::job::{MigrationJobStatus, Phase};
+use ferry_crds::job::{MigrationJobStatus, Phase, Stage};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 #[derive(Clone, Debug, Default, PartialEq)]
 struct JobSample {
     phase: Option<Phase>,
+    stage: Option<Stage>,
     lag_seconds: Option<i64>,
     full_bytes_per_second: Option<i64>,
     rows_per_second: Option<i64>,
@@ -68,6 +69,7 @@ impl Metrics {
         let incremental = status.incremental.as_ref();
         let sample = JobSample {
             phase: Some(phase),
+            stage: status.stage,
             lag_seconds: incremental.and_then(|i| i.lag_seconds),
             rows_per_second: incremental.and_then(|i| i.rows_per_second),
             full_bytes_per_second: status.full.as_ref().map(|f| f.bytes_per_second),
@@ -104,6 +106,23 @@ impl Metrics {
                     "ferry_jobs{{namespace=\"{}\",phase=\"{phase}\"}} {n}",
                     escape(ns)
                 );
+            }
+            header(
+                &mut out,
+                "ferry_job_status",
+                "gauge",
+                "1 for each job's current stage and phase (the alerts key on it).",
+            );
+            for ((ns, job), sample) in &s.jobs {
+                if let Some(phase) = sample.phase {
+                    let stage = sample.stage.map(|st| format!("{st:?}")).unwrap_or_default();
+                    let _ = writeln!(
+                        out,
+                        "ferry_job_status{{namespace=\"{}\",job=\"{}\",stage=\"{stage}\",phase=\"{phase:?}\"}} 1",
+                        escape(ns),
+                        escape(job)
+                    );
+                }
             }
             header(&mut out, "ferry_reconciles_total", "counter", "Reconciles by controller.");
             for (c, n) in &s.reconciles {
@@ -235,6 +254,42 @@ mod tests {
         );
         m.forget_job("shop", "a");
         assert!(!m.render().contains("job=\"a\""));
+    }
+
+    #[test]
+    fn every_metric_the_alerts_and_dashboard_use_is_exported() {
+        let m = Metrics::default();
+        let status = MigrationJobStatus {
+            stage: Some(Stage::Incremental),
+            full: Some(Default::default()),
+            incremental: Some(IncrementalStatus {
+                lag_seconds: Some(1),
+                rows_per_second: Some(5),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        m.observe_job("shop", "a", Phase::Running, &status);
+        m.reconcile_error("job", "kube");
+        let text = m.render();
+        assert!(
+            text.contains(
+                "ferry_job_status{namespace=\"shop\",job=\"a\",stage=\"Incremental\",phase=\"Running\"} 1"
+            ),
+            "{text}"
+        );
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/monitoring/");
+        for file in ["alerts.rules.yaml", "grafana-dashboard.json"] {
+            let used = std::fs::read_to_string(format!("{dir}{file}")).expect("monitoring file");
+            for name in used.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {
+                if name.starts_with("ferry_") {
+                    assert!(
+                        text.contains(&format!("{name}{{")),
+                        "{file} uses {name}, not exported"
+                    );
+                }
+            }
+        }
     }
 
     #[tokio::test]
