@@ -4,6 +4,7 @@
 //! removed when its handle drops, so tests can run side by side and leave nothing behind.
 
 pub mod compare;
+pub mod external;
 #[path = "kube/mod.rs"]
 pub mod kube_harness;
 pub mod mariadb;
@@ -13,6 +14,7 @@ pub mod tidb;
 
 pub use compare::{TableDigest, assert_same_tables, database_digests};
 pub use compare::{quote, table_digest, table_rows};
+pub use external::ExternalServer;
 pub use mariadb::{MariaDb, MariaDbOptions, Role};
 pub use tidb::{SqlServer, TIDB_VERSION, Target, TargetKind, TiDb, start_target};
 

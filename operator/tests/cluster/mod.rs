@@ -1,0 +1,281 @@
+//! Ferry on a Kubernetes cluster, for the end-to-end tests. Either the harness's own control
+//! plane (etcd, kube-apiserver and kube-controller-manager, real) with its node agent running
+//! the pods as local processes under the RBAC of their ServiceAccounts, Ferry installed from
+//! `deploy/`; or an existing cluster named by `FERRY_E2E_KUBECONFIG` where Ferry is installed
+//! already (the kind suite, `e2e/kind/`).
+
+pub mod scenario;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail, ensure};
+use ferry_crds::job::{MigrationJob, Phase};
+use ferry_e2e::kube_harness::{ControlPlane, KUBE_VERSION, NodeAgent, NodeAgentOptions, go_tool};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{Namespace, Pod};
+use kube::api::{Api, ListParams, LogParams, Patch, PatchParams, PostParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::{Client, Config, ResourceExt};
+use serde_json::json;
+
+/// Namespace of the operator in `deploy/`.
+pub const OPERATOR_NAMESPACE: &str = "ferry-system";
+const OPERATOR_IMAGE: &str = "ghcr.io/ferry-dev/ferry-operator";
+
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("repo root").to_path_buf()
+}
+
+/// A cluster with Ferry installed.
+pub struct Cluster {
+    pub client: Client,
+    kubeconfig: PathBuf,
+    kubectl: PathBuf,
+    local: Option<Local>,
+}
+
+/// The harness's control plane (kept running while the cluster lives) and node agent.
+struct Local {
+    _plane: ControlPlane,
+    agent: NodeAgent,
+}
+
+impl Cluster {
+    /// The cluster of `FERRY_E2E_KUBECONFIG` when set, else a new local one.
+    pub async fn from_env_or_local() -> anyhow::Result<Self> {
+        match std::env::var_os("FERRY_E2E_KUBECONFIG") {
+            Some(path) => Self::external(PathBuf::from(path)).await,
+            None => Self::local().await,
+        }
+    }
+
+    async fn external(kubeconfig: PathBuf) -> anyhow::Result<Self> {
+        let config = Kubeconfig::read_from(&kubeconfig)
+            .with_context(|| format!("read FERRY_E2E_KUBECONFIG {}", kubeconfig.display()))?;
+        let config = Config::from_custom_kubeconfig(config, &KubeConfigOptions::default()).await?;
+        let client = Client::try_from(config)?;
+        Ok(Self { client, kubeconfig, kubectl: PathBuf::from("kubectl"), local: None })
+    }
+
+    /// Starts the harness's control plane and node agent and installs Ferry from `deploy/`
+    /// with `kubectl apply -k`, as the README says.
+    pub async fn local() -> anyhow::Result<Self> {
+        let ferry = ferry_binary()?;
+        let plane = ControlPlane::start().await?;
+        let options = NodeAgentOptions::default()
+            .image(OPERATOR_IMAGE, vec![env!("CARGO_BIN_EXE_ferry-operator").to_string()])
+            .executable("/usr/local/bin/ferry", &ferry);
+        let agent = NodeAgent::start_with(&plane, options).await?;
+        let client = plane.client().await?;
+        let cluster = Self {
+            client,
+            kubeconfig: plane.kubeconfig().to_path_buf(),
+            kubectl: go_tool("kubectl", KUBE_VERSION)?,
+            local: Some(Local { _plane: plane, agent }),
+        };
+        cluster.kubectl(&["apply", "--server-side", "-k", "deploy/"])?;
+        cluster.share_host_between_replicas().await?;
+        Ok(cluster)
+    }
+
+    /// The operator replicas run as processes of one host here: each picks a free metrics port.
+    async fn share_host_between_replicas(&self) -> anyhow::Result<()> {
+        let deployments: Api<Deployment> = Api::namespaced(self.client.clone(), OPERATOR_NAMESPACE);
+        let deployment = deployments.get("ferry-operator").await?;
+        let args = deployment
+            .spec
+            .and_then(|s| s.template.spec)
+            .and_then(|s| s.containers.into_iter().next())
+            .and_then(|c| c.args)
+            .unwrap_or_default();
+        let index = args
+            .iter()
+            .position(|a| a.starts_with("--metrics-addr="))
+            .context("the operator Deployment has no --metrics-addr argument")?;
+        let patch = json!([{"op": "replace",
+                            "path": format!("/spec/template/spec/containers/0/args/{index}"),
+                            "value": "--metrics-addr=127.0.0.1:0"}]);
+        deployments
+            .patch(
+                "ferry-operator",
+                &PatchParams::default(),
+                &Patch::<()>::Json(serde_json::from_value(patch)?),
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Whether the cluster is the harness's own, its pods local processes.
+    pub fn is_local(&self) -> bool {
+        self.local.is_some()
+    }
+
+    pub fn kubeconfig(&self) -> &Path {
+        &self.kubeconfig
+    }
+
+    /// Runs kubectl on the cluster from the repository root and returns its output.
+    pub fn kubectl(&self, args: &[&str]) -> anyhow::Result<String> {
+        self.kubectl_with_input(args, None)
+    }
+
+    /// Runs kubectl with `input` on its standard input.
+    pub fn kubectl_with_input(&self, args: &[&str], input: Option<&str>) -> anyhow::Result<String> {
+        use std::io::Write as _;
+        let mut child = Command::new(&self.kubectl)
+            .arg(format!("--kubeconfig={}", self.kubeconfig.display()))
+            .args(args)
+            .current_dir(repo_root())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .with_context(|| format!("run {}", self.kubectl.display()))?;
+        let mut stdin = child.stdin.take().context("kubectl stdin")?;
+        stdin.write_all(input.unwrap_or_default().as_bytes())?;
+        drop(stdin);
+        let out = child.wait_with_output()?;
+        ensure!(out.status.success(), "kubectl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// Creates a namespace unless it exists.
+    pub async fn create_namespace(&self, name: &str) -> anyhow::Result<()> {
+        let namespaces: Api<Namespace> = Api::all(self.client.clone());
+        if namespaces.get_opt(name).await?.is_none() {
+            let namespace = serde_json::from_value(json!({"metadata": {"name": name}}))?;
+            namespaces.create(&PostParams::default(), &namespace).await?;
+        }
+        Ok(())
+    }
+
+    /// A pod's log: the node agent's file locally, the API elsewhere.
+    pub async fn logs(&self, namespace: &str, pod: &str) -> String {
+        if let Some(local) = &self.local {
+            return local.agent.logs(namespace, pod);
+        }
+        let pods: Api<Pod> = Api::namespaced(self.client.clone(), namespace);
+        let params = LogParams { tail_lines: Some(200), ..LogParams::default() };
+        pods.logs(pod, &params).await.unwrap_or_else(|e| format!("(no log: {e})"))
+    }
+
+    /// Operator logs, the job's status and its worker's log, for failure messages.
+    pub async fn describe(&self, namespace: &str, job: &str) -> String {
+        let mut out = String::new();
+        let pods: Api<Pod> = Api::namespaced(self.client.clone(), OPERATOR_NAMESPACE);
+        for pod in pods.list(&ListParams::default()).await.map(|l| l.items).unwrap_or_default() {
+            let log = self.logs(OPERATOR_NAMESPACE, &pod.name_any()).await;
+            out.push_str(&format!("--- operator pod {}\n{}\n", pod.name_any(), tail(&log, 4000)));
+        }
+        let jobs: Api<MigrationJob> = Api::namespaced(self.client.clone(), namespace);
+        if let Ok(Some(j)) = jobs.get_opt(job).await {
+            let status = serde_json::to_string_pretty(&j.status).unwrap_or_default();
+            out.push_str(&format!("--- job {job} status\n{status}\n"));
+            if let Some(pod) = j.status.and_then(|s| s.worker_pod) {
+                let log = self.logs(namespace, &pod).await;
+                out.push_str(&format!("--- worker {pod}\n{}\n", tail(&log, 6000)));
+            }
+        }
+        out
+    }
+
+    pub async fn job(&self, namespace: &str, name: &str) -> anyhow::Result<Option<MigrationJob>> {
+        Ok(Api::<MigrationJob>::namespaced(self.client.clone(), namespace).get_opt(name).await?)
+    }
+
+    /// Waits until the job satisfies `done`.
+    pub async fn wait_job(
+        &self,
+        (namespace, name): (&str, &str),
+        what: &str,
+        timeout: Duration,
+        done: impl Fn(&MigrationJob) -> bool,
+    ) -> anyhow::Result<MigrationJob> {
+        wait_for(
+            what,
+            timeout,
+            || async { Ok(self.job(namespace, name).await?.filter(|j| done(j))) },
+            async || self.describe(namespace, name).await,
+        )
+        .await
+    }
+
+    /// The worker pods of a job (`<job>-worker-<attempt>`).
+    pub async fn worker_pods(&self, namespace: &str, job: &str) -> anyhow::Result<Vec<Pod>> {
+        let pods: Api<Pod> = Api::namespaced(self.client.clone(), namespace);
+        let all = pods
+            .list(&ListParams::default().labels("app.kubernetes.io/name=ferry-worker"))
+            .await?
+            .items;
+        let prefix = format!("{job}-worker-");
+        Ok(all.into_iter().filter(|p| p.name_any().starts_with(&prefix)).collect())
+    }
+}
+
+/// The last `max` characters of `text`.
+fn tail(text: &str, max: usize) -> &str {
+    let start = text.len().saturating_sub(max);
+    let start = (start..text.len()).find(|&i| text.is_char_boundary(i)).unwrap_or(text.len());
+    &text[start..]
+}
+
+/// The `ferry` binary the worker pods run, built now so that they run the current code. It is
+/// built with the features `cargo test --workspace` (dev/test.sh) uses, so there it is a no-op.
+fn ferry_binary() -> anyhow::Result<PathBuf> {
+    let status = Command::new(env!("CARGO"))
+        .args(["build", "--workspace", "--tests", "--bins"])
+        .current_dir(repo_root())
+        .status()
+        .context("run cargo build for the ferry binary")?;
+    ensure!(status.success(), "cargo build --workspace --tests --bins failed");
+    let dir =
+        Path::new(env!("CARGO_BIN_EXE_ferry-operator")).parent().expect("target dir").to_path_buf();
+    Ok(dir.join("ferry"))
+}
+
+/// Polls `check` until it returns `Some`, failing after `timeout` with `describe()`.
+pub async fn wait_for<T, F, Fut>(
+    what: &str,
+    timeout: Duration,
+    mut check: F,
+    describe: impl AsyncFn() -> String,
+) -> anyhow::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<Option<T>>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(value) = check().await? {
+            return Ok(value);
+        }
+        if Instant::now() > deadline {
+            bail!("{what}: not within {timeout:?}\n{}", describe().await);
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// The reason of a condition of the job.
+pub fn reason<'a>(job: &'a MigrationJob, type_: &str) -> Option<&'a str> {
+    job.status.as_ref()?.conditions.iter().find(|c| c.type_ == type_).map(|c| c.reason.as_str())
+}
+
+pub fn phase(job: &MigrationJob) -> Option<Phase> {
+    job.status.as_ref().and_then(|s| s.phase)
+}
+
+/// The process id of a pod's container run by the node agent (`local-process://PID`).
+pub async fn local_pid(client: &Client, namespace: &str, pod: &str) -> Option<i32> {
+    let pod = Api::<Pod>::namespaced(client.clone(), namespace).get_opt(pod).await.ok()??;
+    let id = pod.status?.container_statuses?.first()?.container_id.clone()?;
+    id.trim_start_matches("local-process://").parse().ok()
+}
+
+/// Whether a process has exited (gone, or a zombie not yet reaped).
+pub fn process_ended(pid: i32) -> bool {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    stat.is_empty() || stat.contains(") Z ")
+}

@@ -1,0 +1,266 @@
+//! Ferry on a real control plane: installed with `kubectl apply -k deploy/` on the harness's
+//! etcd, kube-apiserver and kube-controller-manager, its operator replicas and worker pods run
+//! as local processes by the harness's node agent with exactly the RBAC of their
+//! ServiceAccounts, migrating between real MariaDB and TiDB servers.
+//!
+//! `example_migration_end_to_end` also runs against an existing cluster (the kind suite,
+//! `e2e/kind/run.sh`): set `FERRY_E2E_KUBECONFIG`, `FERRY_E2E_SOURCE_URL` /
+//! `FERRY_E2E_TARGET_URL` (how this process reaches the servers, `mysql://root:PW@HOST:PORT`),
+//! `FERRY_E2E_TARGET_KIND` and `FERRY_E2E_SOURCE_ADDRESS` / `FERRY_E2E_TARGET_ADDRESS` (how
+//! pods reach them, `HOST:PORT`).
+//!
+//! Needs the Kubernetes binaries (`dev/build-go-tools.sh kube`); fails, not skips, without them.
+
+mod cluster;
+
+use std::time::Duration;
+
+use anyhow::Context as _;
+use cluster::scenario::{self, Database};
+use cluster::{Cluster, OPERATOR_NAMESPACE, phase, reason, wait_for};
+use ferry_crds::job::{MigrationJob, Phase, Stage};
+use ferry_crds::source::MigrationSource;
+use ferry_e2e::{ExternalServer, MariaDb, TiDb};
+use k8s_openapi::api::authentication::v1::TokenRequest;
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{Pod, Secret, ServiceAccount};
+use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
+use kube::config::{AuthInfo, KubeConfigOptions, Kubeconfig};
+use kube::{Client, Config};
+use serde_json::json;
+use tokio::sync::Mutex;
+
+/// The tests each run a control plane, operators and workers: one at a time on small machines.
+static ONE_CLUSTER_AT_A_TIME: Mutex<()> = Mutex::const_new(());
+
+const STEP: Duration = Duration::from_secs(120);
+
+#[tokio::test]
+async fn example_migration_end_to_end() -> anyhow::Result<()> {
+    let _serial = ONE_CLUSTER_AT_A_TIME.lock().await;
+    let cluster = Cluster::from_env_or_local().await?;
+    let namespace = "ferry-example";
+    match ExternalServer::from_env("FERRY_E2E_SOURCE")? {
+        Some(source) => {
+            let target = ExternalServer::from_env("FERRY_E2E_TARGET")?
+                .context("FERRY_E2E_SOURCE_URL is set but FERRY_E2E_TARGET_URL is not")?;
+            let source = in_cluster(&source, "FERRY_E2E_SOURCE_ADDRESS")?;
+            let target = in_cluster(&target, "FERRY_E2E_TARGET_ADDRESS")?;
+            scenario::example_migration(&cluster, namespace, source, target).await
+        }
+        None => {
+            let (source, target) = (MariaDb::source().await?, MariaDb::target().await?);
+            let source =
+                Database { server: &source, host: "127.0.0.1".into(), port: source.port() };
+            let target =
+                Database { server: &target, host: "127.0.0.1".into(), port: target.port() };
+            scenario::example_migration(&cluster, namespace, source, target).await
+        }
+    }
+}
+
+/// The address pods reach `server` at, from `variable` (`HOST:PORT`).
+fn in_cluster<'a>(
+    server: &'a ExternalServer,
+    variable: &str,
+) -> anyhow::Result<Database<'a, ExternalServer>> {
+    let address = std::env::var(variable).with_context(|| format!("{variable} is not set"))?;
+    let (host, port) = address
+        .rsplit_once(':')
+        .with_context(|| format!("{variable}={address} is not HOST:PORT"))?;
+    Ok(Database {
+        server,
+        host: host.to_string(),
+        port: port.parse().with_context(|| format!("{variable}: port"))?,
+    })
+}
+
+/// What only the harness's cluster shows: leader election between two replicas, source facts,
+/// a Full job into TiDB with the medium tier, a job with a missing Secret, and the worker's
+/// RBAC.
+#[tokio::test]
+async fn operator_from_deploy_reconciles_sources_jobs_and_rbac() -> anyhow::Result<()> {
+    let _serial = ONE_CLUSTER_AT_A_TIME.lock().await;
+    let namespace = "shop";
+    let source = MariaDb::source().await?;
+    let target = TiDb::start().await?;
+    source
+        .create_user(
+            "ferry",
+            "src-pw",
+            "SELECT, RELOAD, LOCK TABLES, REPLICATION SLAVE, REPLICATION CLIENT",
+        )
+        .await?;
+    target.create_user("ferry", "dst-pw", "ALL PRIVILEGES").await?;
+    source
+        .exec(
+            "CREATE DATABASE shop; CREATE TABLE shop.items (id INT PRIMARY KEY, name VARCHAR(40)); \
+             INSERT INTO shop.items VALUES (1, 'anchor'), (2, 'buoy'), (3, 'cleat')",
+        )
+        .await?;
+    let cluster = Cluster::local().await?;
+    let client = cluster.client.clone();
+    cluster.create_namespace(namespace).await?;
+
+    let leases: Api<Lease> = Api::namespaced(client.clone(), OPERATOR_NAMESPACE);
+    let holder = wait_for(
+        "an operator replica takes the leader lease",
+        Duration::from_secs(90),
+        || async {
+            Ok(leases.get_opt("ferry-operator").await?.and_then(|l| l.spec?.holder_identity))
+        },
+        async || cluster.describe(namespace, "none").await,
+    )
+    .await?;
+    assert!(holder.starts_with("ferry-operator-"), "holder {holder}");
+
+    create_secret(&client, namespace, "source", "src-pw").await?;
+    create_secret(&client, namespace, "target", "dst-pw").await?;
+    let sources: Api<MigrationSource> = Api::namespaced(client.clone(), namespace);
+    sources.create(&PostParams::default(), &source_object(source.port())?).await?;
+    let src = wait_for(
+        "the MigrationSource becomes Ready",
+        STEP,
+        || async {
+            let s = sources.get("src").await?;
+            let ready = s.status.as_ref().is_some_and(|st| {
+                st.conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True")
+            });
+            Ok(ready.then_some(s))
+        },
+        async || format!("{:#?}", sources.get("src").await.ok().and_then(|s| s.status)),
+    )
+    .await?;
+    let status = src.status.context("source status")?;
+    assert_eq!(status.flavor.as_deref(), Some("MariaDB"));
+    assert_eq!(status.binlog.as_ref().and_then(|b| b.format.clone()).as_deref(), Some("ROW"));
+
+    // A job whose target Secret does not exist waits, saying which Secret is missing.
+    let jobs: Api<MigrationJob> = Api::namespaced(client.clone(), namespace);
+    let mut broken = job_object("broken", "Full", "small", target.port())?;
+    broken.spec.target.password_secret_ref.name = "no-such-secret".into();
+    jobs.create(&PostParams::default(), &broken).await?;
+    let job = cluster
+        .wait_job((namespace, "broken"), "job broken reports the missing Secret", STEP, |j| {
+            reason(j, "Ready") == Some("SecretMissing")
+        })
+        .await?;
+    let ready = job.status.as_ref().and_then(|s| s.conditions.iter().find(|c| c.type_ == "Ready"));
+    assert!(ready.is_some_and(|c| c.message.contains("no-such-secret")), "{ready:?}");
+    assert!(cluster.worker_pods(namespace, "broken").await?.is_empty());
+
+    // A Full job into TiDB: the worker is sized by the medium tier and completes the copy.
+    jobs.create(&PostParams::default(), &job_object("copy", "Full", "medium", target.port())?)
+        .await?;
+    let job = cluster
+        .wait_job((namespace, "copy"), "job copy completes", STEP, |j| {
+            matches!(phase(j), Some(Phase::Completed | Phase::Failed))
+        })
+        .await?;
+    assert_eq!(
+        phase(&job),
+        Some(Phase::Completed),
+        "{}",
+        cluster.describe(namespace, "copy").await
+    );
+    assert_eq!(job.status.as_ref().and_then(|s| s.stage), Some(Stage::Completed));
+    let pods = cluster.worker_pods(namespace, "copy").await?;
+    let container =
+        &pods.first().and_then(|p| p.spec.as_ref()).context("worker pod")?.containers[0];
+    let limits = container.resources.as_ref().and_then(|r| r.limits.clone()).context("limits")?;
+    assert_eq!((limits["cpu"].0.as_str(), limits["memory"].0.as_str()), ("2", "2Gi"), "medium");
+    assert!(container.args.clone().unwrap_or_default().join(" ").contains("--concurrency 8"));
+    let (mut source_conn, mut target_conn) = (source.conn().await?, target.conn().await?);
+    ferry_e2e::assert_same_tables(&mut source_conn, &mut target_conn, "shop").await?;
+
+    worker_rbac_is_limited_to_its_job(&cluster, namespace).await
+}
+
+/// The worker's ServiceAccount reads its own job and writes its status, and nothing else.
+async fn worker_rbac_is_limited_to_its_job(
+    cluster: &Cluster,
+    namespace: &str,
+) -> anyhow::Result<()> {
+    let worker = client_as(cluster, namespace, "ferry-worker-copy").await?;
+    let own: Api<MigrationJob> = Api::namespaced(worker.clone(), namespace);
+    own.get("copy").await.context("the worker reads its own job")?;
+    let status = json!({"apiVersion": "ferry.dev/v1alpha1", "kind": "MigrationJob",
+                        "status": {"position": "mysql-bin.000001:4"}});
+    own.patch_status("copy", &PatchParams::apply("rbac-test").force(), &Patch::Apply(&status))
+        .await
+        .context("the worker patches its own status")?;
+    let spec = Patch::Merge(json!({"spec": {"paused": true}}));
+    assert!(forbidden(own.patch("copy", &PatchParams::default(), &spec).await), "spec");
+    assert!(forbidden(own.get("broken").await), "another job");
+    assert!(forbidden(own.list(&ListParams::default()).await), "list jobs");
+    let secrets: Api<Secret> = Api::namespaced(worker.clone(), namespace);
+    assert!(forbidden(secrets.get("source").await), "secrets");
+    let pods: Api<Pod> = Api::namespaced(worker.clone(), namespace);
+    assert!(forbidden(pods.list(&ListParams::default()).await), "pods");
+    let sources: Api<MigrationSource> = Api::namespaced(worker, namespace);
+    assert!(forbidden(sources.list(&ListParams::default()).await), "list sources");
+    Ok(())
+}
+
+async fn create_secret(
+    client: &Client,
+    namespace: &str,
+    name: &str,
+    password: &str,
+) -> anyhow::Result<()> {
+    let secret: Secret = serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Secret", "metadata": {"name": name},
+        "stringData": {"password": password},
+    }))?;
+    Api::<Secret>::namespaced(client.clone(), namespace)
+        .create(&PostParams::default(), &secret)
+        .await?;
+    Ok(())
+}
+
+fn source_object(port: u16) -> anyhow::Result<MigrationSource> {
+    Ok(serde_json::from_value(json!({
+        "apiVersion": "ferry.dev/v1alpha1", "kind": "MigrationSource",
+        "metadata": {"name": "src"},
+        "spec": {"type": "MariaDB", "host": "127.0.0.1", "port": port, "user": "ferry",
+                 "passwordSecretRef": {"name": "source", "key": "password"}},
+    }))?)
+}
+
+fn job_object(
+    name: &str,
+    mode: &str,
+    tier: &str,
+    target_port: u16,
+) -> anyhow::Result<MigrationJob> {
+    Ok(serde_json::from_value(json!({
+        "apiVersion": "ferry.dev/v1alpha1", "kind": "MigrationJob",
+        "metadata": {"name": name},
+        "spec": {
+            "sourceRef": {"name": "src"},
+            "target": {"host": "127.0.0.1", "port": target_port, "user": "ferry",
+                       "passwordSecretRef": {"name": "target", "key": "password"}},
+            "mode": mode, "tier": tier,
+            "objects": {"databases": ["shop"]},
+        },
+    }))?)
+}
+
+/// A client authenticated as a ServiceAccount, with a token from the TokenRequest API.
+async fn client_as(cluster: &Cluster, namespace: &str, account: &str) -> anyhow::Result<Client> {
+    let accounts: Api<ServiceAccount> = Api::namespaced(cluster.client.clone(), namespace);
+    let request: TokenRequest =
+        serde_json::from_value(json!({"spec": {"expirationSeconds": 3600}}))?;
+    let answer: TokenRequest =
+        accounts.create_subresource("token", account, &PostParams::default(), &request).await?;
+    let token = answer.status.context("token status")?.token;
+    let kubeconfig = Kubeconfig::read_from(cluster.kubeconfig())?;
+    let mut config =
+        Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await?;
+    config.auth_info = AuthInfo { token: Some(token.into()), ..Default::default() };
+    Ok(Client::try_from(config)?)
+}
+
+fn forbidden<T: std::fmt::Debug>(result: Result<T, kube::Error>) -> bool {
+    matches!(result, Err(kube::Error::Api(ref e)) if e.code == 403)
+}
