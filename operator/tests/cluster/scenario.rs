@@ -10,7 +10,7 @@ use ferry_crds::job::{MigrationJob, Phase, Stage};
 use ferry_crds::source::MigrationSource;
 use ferry_e2e::SqlServer;
 use kube::ResourceExt;
-use kube::api::{Api, DeleteParams, Patch, PatchParams};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
 use serde_json::{Value, json};
 
 use super::{Cluster, local_pid, phase, process_ended, reason, repo_root, wait_for};
@@ -180,7 +180,61 @@ pub async fn example_migration<S: SqlServer, T: SqlServer>(
 
     pause_and_resume(cluster, key, &jobs, &pod_name, src, dst).await?;
     restart(cluster, key, &jobs).await?;
+    if cluster.is_local() {
+        crashed_worker_is_replaced(cluster, key, src, dst).await?;
+    }
+    transitions_are_events(cluster, key).await?;
     delete(cluster, key, &jobs).await
+}
+
+/// A worker killed with SIGKILL (no report, no clean checkpoint) is replaced after a backoff,
+/// and replication continues from the checkpoint.
+async fn crashed_worker_is_replaced<S: SqlServer, T: SqlServer>(
+    cluster: &Cluster,
+    key: (&str, &str),
+    src: &S,
+    dst: &T,
+) -> anyhow::Result<()> {
+    let (namespace, job_name) = key;
+    let job = cluster.job(namespace, job_name).await?.context("the job")?;
+    let pod_name = job.status.and_then(|s| s.worker_pod).context("a worker pod")?;
+    let pid = wait_for(
+        "the worker process runs",
+        STEP,
+        || async { Ok(local_pid(&cluster.client, namespace, &pod_name).await) },
+        async || cluster.describe(namespace, job_name).await,
+    )
+    .await?;
+    let killed = std::process::Command::new("kill").args(["-KILL", &pid.to_string()]).status()?;
+    anyhow::ensure!(killed.success(), "kill -KILL {pid}");
+    src.exec("INSERT INTO shop.items VALUES (7, 'gaff', 17.00)").await?;
+    cluster
+        .wait_job(key, "a new worker replaces the killed one", STEP, |j| {
+            let status = j.status.as_ref();
+            status.and_then(|s| s.worker_pod.as_deref()).is_some_and(|p| p != pod_name)
+                && phase(j) == Some(Phase::Running)
+        })
+        .await?;
+    wait_same(cluster, key, src, dst, "changes after the crash arrive").await
+}
+
+/// The operator records each transition as an Event on the job.
+async fn transitions_are_events(cluster: &Cluster, key: (&str, &str)) -> anyhow::Result<()> {
+    let (namespace, job_name) = key;
+    let events: Api<k8s_openapi::api::events::v1::Event> =
+        Api::namespaced(cluster.client.clone(), namespace);
+    let reasons: Vec<String> = events
+        .list(&ListParams::default())
+        .await?
+        .items
+        .into_iter()
+        .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(job_name))
+        .filter_map(|e| e.reason)
+        .collect();
+    for expected in ["Paused", "Restarting"] {
+        assert!(reasons.iter().any(|r| r == expected), "no {expected} event in {reasons:?}");
+    }
+    Ok(())
 }
 
 /// Pausing stops the worker; changes made meanwhile arrive after resuming.
