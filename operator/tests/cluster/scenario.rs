@@ -39,7 +39,6 @@ fn example_manifest<S, T>(source: &Database<S>, target: &Database<T>) -> anyhow:
                     Some("app-mariadb") => SOURCE_PASSWORD,
                     _ => TARGET_PASSWORD,
                 };
-                object["data"].take();
                 object["stringData"] = json!({"password": password});
             }
             Some("MigrationSource") => {
