@@ -37,10 +37,19 @@ printf 'root:x:0:\nnonroot:x:65532:\n' > "$rootfs/etc/group"
 chmod 1777 "$rootfs/tmp"
 cp "images/$kind.Containerfile" "$stage/Containerfile"
 
-# podman needs no daemon; these settings let it run inside an unprivileged sandbox too.
-conf="$stage/containers.conf"
-printf '[containers]\ndefault_ulimits = []\n' > "$conf"
-CONTAINERS_CONF="$conf" podman --runtime runc --cgroup-manager=cgroupfs \
-  build --quiet --tag "$tag" "$stage" >/dev/null
-size=$(podman image inspect --format '{{.Size}}' "$tag")
+# IMAGE_ENGINE=docker builds with Docker (the kind suite); podman, the default, needs no daemon,
+# and these settings let it run inside an unprivileged sandbox too.
+engine="${IMAGE_ENGINE:-podman}"
+case "$engine" in
+  docker)
+    docker build --quiet --tag "$tag" "$stage" >/dev/null
+    size=$(docker image inspect --format '{{.Size}}' "$tag") ;;
+  podman)
+    conf="$stage/containers.conf"
+    printf '[containers]\ndefault_ulimits = []\n' > "$conf"
+    CONTAINERS_CONF="$conf" podman --runtime runc --cgroup-manager=cgroupfs \
+      build --quiet --tag "$tag" "$stage" >/dev/null
+    size=$(podman image inspect --format '{{.Size}}' "$tag") ;;
+  *) echo "build-image: IMAGE_ENGINE must be podman or docker, not $engine" >&2; exit 2 ;;
+esac
 echo "built $tag: $((size / 1024 / 1024)) MiB ($size bytes)"
