@@ -18,6 +18,7 @@ use super::chunk::Chunk;
 use super::meta;
 use super::objects::Table;
 use super::progress::Progress;
+use super::snapshot::SnapshotConn;
 use super::value;
 use crate::error::SqlContext;
 use crate::sql::quote_ident;
@@ -48,7 +49,11 @@ impl Shared {
 }
 
 /// Copies chunks until the queue is empty or a stop is requested.
-pub async fn worker(shared: Arc<Shared>, mut source: Conn, mut target: Conn) -> crate::Result<()> {
+pub async fn worker(
+    shared: Arc<Shared>,
+    mut source: SnapshotConn,
+    mut target: Conn,
+) -> crate::Result<()> {
     target.query_drop(TARGET_SESSION).await.sql("set up a target session")?;
     while !shared.cancel.is_cancelled() {
         let Some(chunk) = shared.next() else { break };
@@ -81,7 +86,7 @@ async fn copy_chunk(
     shared: &Shared,
     table: &Table,
     chunk: &Chunk,
-    source: &mut Conn,
+    source: &mut SnapshotConn,
     target: &mut Conn,
 ) -> crate::Result<bool> {
     let columns: Vec<String> = table.columns.iter().map(|c| quote_ident(&c.name)).collect();
@@ -103,7 +108,7 @@ async fn copy_chunk(
     let header = format!("REPLACE INTO {} ({}) VALUES ", table.qualified(), columns.join(", "));
     target.query_drop("BEGIN").await.sql("begin a chunk on the target")?;
     let (tx, mut rx) = mpsc::channel::<(Vec<u8>, u64)>(2);
-    let read = read_rows(shared, table, &select, header.as_bytes(), source, tx);
+    let read = read_rows(shared, table, &select, header.as_bytes(), &mut source.conn, tx);
     let write = async {
         let (mut rows, mut bytes) = (0u64, 0u64);
         while let Some((statement, n)) = rx.recv().await {
@@ -123,7 +128,7 @@ async fn copy_chunk(
         return Ok(false);
     }
     target
-        .query_drop(meta::mark_done_sql(&shared.job, chunk, rows, bytes))
+        .query_drop(meta::mark_done_sql(&shared.job, chunk, rows, bytes, &source.read_at))
         .await
         .sql("mark a chunk done in ferry_meta.full_chunks")?;
     target.query_drop("COMMIT").await.sql(format!("commit a chunk of {}", table.qualified()))?;

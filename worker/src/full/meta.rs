@@ -1,12 +1,16 @@
 //! The copy's checkpoint in the target's `ferry_meta`: the snapshot position, and every chunk
 //! of every table with its key range and whether it is done. A chunk is marked done in the same
 //! target transaction as its rows, so a crash at any instant neither loses nor doubles rows.
+//! Each chunk also records the binlog position its snapshot stood at; when the copy ends, every
+//! table's earliest such position is kept in `full_tables` for replication.
+
+use std::collections::HashMap;
 
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, TxOpts};
 
 use super::chunk::Chunk;
-use super::snapshot::Snapshot;
+use super::snapshot::{ReadAt, Snapshot};
 use crate::error::SqlContext;
 
 /// Ferry's own schema on the target.
@@ -23,7 +27,20 @@ const CREATE_CHUNKS: &str = "CREATE TABLE IF NOT EXISTS ferry_meta.full_chunks (
     job VARCHAR(255) NOT NULL, db VARCHAR(64) NOT NULL, tbl VARCHAR(64) NOT NULL, \
     seq INT NOT NULL, cond LONGTEXT NOT NULL, done TINYINT NOT NULL DEFAULT 0, \
     rows_copied BIGINT NOT NULL DEFAULT 0, bytes BIGINT NOT NULL DEFAULT 0, \
+    read_file VARCHAR(255) NULL, read_pos BIGINT UNSIGNED NULL, \
     PRIMARY KEY (job, db, tbl, seq))";
+
+/// Columns added to `full_chunks` after its first release, created on tables that lack them.
+const CHUNK_COLUMNS_ADDED: &[(&str, &str)] =
+    &[("read_file", "VARCHAR(255) NULL"), ("read_pos", "BIGINT UNSIGNED NULL")];
+
+const CREATE_TABLES: &str = "CREATE TABLE IF NOT EXISTS ferry_meta.full_tables (\
+    job VARCHAR(255) NOT NULL, db VARCHAR(64) NOT NULL, tbl VARCHAR(64) NOT NULL, \
+    read_file VARCHAR(255) NOT NULL, read_pos BIGINT UNSIGNED NOT NULL, \
+    PRIMARY KEY (job, db, tbl))";
+
+/// Per database and table, the binlog position its rows were all read at or after.
+pub type TablePositions = HashMap<String, HashMap<String, (String, u64)>>;
 
 /// Creates the checkpoint tables if needed.
 pub async fn ensure_tables(conn: &mut Conn) -> crate::Result<()> {
@@ -31,7 +48,78 @@ pub async fn ensure_tables(conn: &mut Conn) -> crate::Result<()> {
         .await
         .sql("create database ferry_meta on the target")?;
     conn.query_drop(CREATE_SNAPSHOT).await.sql("create ferry_meta.full_snapshot on the target")?;
-    conn.query_drop(CREATE_CHUNKS).await.sql("create ferry_meta.full_chunks on the target")
+    conn.query_drop(CREATE_CHUNKS).await.sql("create ferry_meta.full_chunks on the target")?;
+    add_missing_chunk_columns(conn).await?;
+    conn.query_drop(CREATE_TABLES).await.sql("create ferry_meta.full_tables on the target")
+}
+
+/// Upgrades a `full_chunks` table created by an earlier version (portable: MySQL has no
+/// `ADD COLUMN IF NOT EXISTS`).
+async fn add_missing_chunk_columns(conn: &mut Conn) -> crate::Result<()> {
+    let present: Vec<String> = conn
+        .query(
+            "SELECT COLUMN_NAME FROM information_schema.COLUMNS \
+             WHERE TABLE_SCHEMA = 'ferry_meta' AND TABLE_NAME = 'full_chunks'",
+        )
+        .await
+        .sql("read the columns of ferry_meta.full_chunks on the target")?;
+    for (name, definition) in CHUNK_COLUMNS_ADDED {
+        if !present.iter().any(|p| p.eq_ignore_ascii_case(name)) {
+            conn.query_drop(format!(
+                "ALTER TABLE ferry_meta.full_chunks ADD COLUMN {name} {definition}"
+            ))
+            .await
+            .sql("add a column to ferry_meta.full_chunks on the target")?;
+        }
+    }
+    Ok(())
+}
+
+/// Keeps, per table, the earliest position its chunks were read at; tables with a chunk whose
+/// position is unknown (a lock-free snapshot outside MariaDB) get none.
+pub async fn save_table_positions(conn: &mut Conn, job: &str) -> crate::Result<()> {
+    type Row = (String, String, Option<String>, Option<u64>);
+    let chunks: Vec<Row> = conn
+        .exec(
+            "SELECT db, tbl, read_file, read_pos FROM ferry_meta.full_chunks WHERE job = ?",
+            (job,),
+        )
+        .await
+        .sql("read the chunks' positions from ferry_meta.full_chunks on the target")?;
+    let mut earliest: HashMap<(String, String), Option<(String, u64)>> = HashMap::new();
+    for (db, tbl, file, pos) in chunks {
+        let read_at = file.zip(pos);
+        earliest
+            .entry((db, tbl))
+            .and_modify(|e| *e = e.clone().zip(read_at.clone()).map(|(a, b)| a.min(b)))
+            .or_insert(read_at);
+    }
+    let rows = earliest
+        .into_iter()
+        .filter_map(|((db, tbl), at)| at.map(|(file, pos)| (job.to_string(), db, tbl, file, pos)));
+    conn.exec_batch(
+        "REPLACE INTO ferry_meta.full_tables (job, db, tbl, read_file, read_pos) \
+         VALUES (?, ?, ?, ?, ?)",
+        rows,
+    )
+    .await
+    .sql("save the tables' copy positions to ferry_meta.full_tables on the target")
+}
+
+/// The positions [`save_table_positions`] kept for the job.
+pub async fn load_table_positions(conn: &mut Conn, job: &str) -> crate::Result<TablePositions> {
+    let rows: Vec<(String, String, String, u64)> = conn
+        .exec(
+            "SELECT db, tbl, read_file, read_pos FROM ferry_meta.full_tables WHERE job = ?",
+            (job,),
+        )
+        .await
+        .sql("read the tables' copy positions from ferry_meta.full_tables on the target")?;
+    let mut positions = TablePositions::new();
+    for (db, tbl, file, pos) in rows {
+        positions.entry(db).or_default().insert(tbl, (file, pos));
+    }
+    Ok(positions)
 }
 
 /// Whether a copy ever recorded its snapshot on this target.
@@ -157,10 +245,15 @@ pub async fn save_plan(conn: &mut Conn, job: &str, chunks: &[Chunk]) -> crate::R
 }
 
 /// The statement that marks a chunk done; run inside the chunk's own transaction.
-pub fn mark_done_sql(job: &str, chunk: &Chunk, rows: u64, bytes: u64) -> String {
+pub fn mark_done_sql(job: &str, chunk: &Chunk, rows: u64, bytes: u64, read_at: &ReadAt) -> String {
     use crate::sql::quote_str;
+    let (file, pos) = match read_at {
+        Some((file, pos)) => (quote_str(file), pos.to_string()),
+        None => ("NULL".into(), "NULL".into()),
+    };
     format!(
-        "UPDATE ferry_meta.full_chunks SET done = 1, rows_copied = {rows}, bytes = {bytes} \
+        "UPDATE ferry_meta.full_chunks SET done = 1, rows_copied = {rows}, bytes = {bytes}, \
+         read_file = {file}, read_pos = {pos} \
          WHERE job = {} AND db = {} AND tbl = {} AND seq = {}",
         quote_str(job),
         quote_str(&chunk.db),

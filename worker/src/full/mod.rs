@@ -32,9 +32,10 @@ use mysql_async::Conn;
 
 use crate::connect::connect;
 use crate::engine::JobContext;
-pub use meta::META_SCHEMA;
+pub use meta::{META_SCHEMA, TablePositions};
 use objects::Objects;
 use progress::Progress;
+pub use schema::tidb_collation;
 use snapshot::Snapshot;
 
 /// Why the copy stopped.
@@ -50,6 +51,19 @@ impl FullError {
     pub fn retryable(&self) -> bool {
         matches!(self, Self::Worker(_))
     }
+}
+
+/// Per table, the binlog position every row of it was copied at (or after), when known: the
+/// row changes of that table before the position are in the copy already and must be skipped,
+/// which keyless tables, where replaying them would double rows, depend on.
+pub async fn table_positions(
+    conn: &mut mysql_async::Conn,
+    job: &str,
+) -> crate::Result<meta::TablePositions> {
+    if !meta::exists(conn).await? {
+        return Ok(Default::default());
+    }
+    meta::load_table_positions(conn, job).await
 }
 
 /// The position until which replication must run in safe mode because the copy's tables were
@@ -93,9 +107,10 @@ pub async fn run(ctx: &JobContext) -> crate::Result<BinlogPosition> {
     meta::save_snapshot(&mut target, &job, &snapshot, "copying").await?;
     ctx.reporter.update(|s| s.full.get_or_insert_default().snapshot = Some(snapshot.to_api()));
 
-    let (chunks, progress) = plan(&job, &objects, &mut sources[0], &mut target).await?;
+    let (chunks, progress) = plan(&job, &objects, &mut sources[0].conn, &mut target).await?;
     let complete = copy_all(ctx, &job, &objects, chunks, progress.clone(), sources).await?;
     if complete {
+        meta::save_table_positions(&mut target, &job).await?;
         meta::save_snapshot(&mut target, &job, &snapshot, "done").await?;
         meta::clear_chunks(&mut target, &job).await?;
     }
@@ -165,7 +180,7 @@ async fn copy_all(
     objects: &Objects,
     queue: VecDeque<chunk::Chunk>,
     progress: Arc<Progress>,
-    sources: Vec<Conn>,
+    sources: Vec<snapshot::SnapshotConn>,
 ) -> crate::Result<bool> {
     let mut remaining = HashMap::new();
     for c in &queue {

@@ -119,9 +119,24 @@ fn without_definer(create: &str) -> String {
     format!("{}{}", &create[..start], rest[end..].trim_start())
 }
 
+/// Collations TiDB lacks, and the nearest one the copy creates instead.
+const TIDB_COLLATIONS: &[(&str, &str)] =
+    &[("latin1_swedish_ci", "latin1_bin"), ("utf8mb4_uca1400_ai_ci", "utf8mb4_0900_ai_ci")];
+
+/// The collation the copy creates on TiDB for a source collation (the same, if TiDB has it).
+pub fn tidb_collation(collation: &str) -> String {
+    if let Some((_, to)) = TIDB_COLLATIONS.iter().find(|(from, _)| *from == collation) {
+        return to.to_string();
+    }
+    match collation.strip_prefix("utf8mb3_") {
+        Some(rest) => format!("utf8_{rest}"),
+        None => collation.to_string(),
+    }
+}
+
 /// Rewrites what TiDB rejects in MariaDB/MySQL definitions; each change is logged.
 pub fn adapt_for_tidb(object: &str, create: &str) -> String {
-    const REWRITES: &[(&str, &str, &str)] = &[
+    const OPTIONS: &[(&str, &str, &str)] = &[
         (" PAGE_CHECKSUM=1", "", "Aria table option PAGE_CHECKSUM dropped"),
         (" PAGE_CHECKSUM=0", "", "Aria table option PAGE_CHECKSUM dropped"),
         (" TRANSACTIONAL=1", "", "Aria table option TRANSACTIONAL dropped"),
@@ -132,28 +147,18 @@ pub fn adapt_for_tidb(object: &str, create: &str) -> String {
             "ENGINE=InnoDB",
             "engine MyISAM replaced by InnoDB (TiDB ignores engines)",
         ),
-        (
-            "latin1_swedish_ci",
-            "latin1_bin",
-            "collation latin1_swedish_ci replaced by latin1_bin (TiDB's only latin1 collation)",
-        ),
-        (
-            "utf8mb3_general_ci",
-            "utf8_general_ci",
-            "collation utf8mb3_general_ci spelled utf8_general_ci",
-        ),
-        ("utf8mb3", "utf8", "character set utf8mb3 spelled utf8"),
-        (
-            "utf8mb4_uca1400_ai_ci",
-            "utf8mb4_0900_ai_ci",
-            "collation utf8mb4_uca1400_ai_ci replaced by utf8mb4_0900_ai_ci",
-        ),
     ];
+    let collations = TIDB_COLLATIONS
+        .iter()
+        .map(|(from, to)| (*from, *to, format!("collation {from} replaced by {to}")));
+    // utf8mb3 names (charset and collations) are spelled utf8 on TiDB.
+    let spelling = std::iter::once(("utf8mb3", "utf8", "utf8mb3 spelled utf8".to_string()));
+    let rewrites = OPTIONS.iter().map(|(f, t, n)| (*f, *t, n.to_string()));
     let mut out = create.to_string();
-    for (from, to, note) in REWRITES {
+    for (from, to, note) in rewrites.chain(collations).chain(spelling) {
         if out.contains(from) {
             out = out.replace(from, to);
-            tracing::warn!(object, adaptation = note, "definition adapted for TiDB");
+            tracing::warn!(object, adaptation = %note, "definition adapted for TiDB");
         }
     }
     out
@@ -179,5 +184,17 @@ mod tests {
             adapt_for_tidb("t", create),
             "CREATE TABLE `t` (`a` int) ENGINE=InnoDB DEFAULT CHARSET=latin1 COLLATE=latin1_bin"
         );
+        let create = "CREATE TABLE `u` (`b` text CHARACTER SET utf8mb3 COLLATE utf8mb3_general_ci)";
+        assert_eq!(
+            adapt_for_tidb("u", create),
+            "CREATE TABLE `u` (`b` text CHARACTER SET utf8 COLLATE utf8_general_ci)"
+        );
+    }
+
+    #[test]
+    fn collations_tidb_lacks_are_replaced() {
+        assert_eq!(tidb_collation("latin1_swedish_ci"), "latin1_bin");
+        assert_eq!(tidb_collation("utf8mb3_unicode_ci"), "utf8_unicode_ci");
+        assert_eq!(tidb_collation("utf8mb4_bin"), "utf8mb4_bin");
     }
 }

@@ -28,6 +28,16 @@ pub struct Snapshot {
     pub method: String,
 }
 
+/// Where one copy connection's snapshot stands in the binlog, when known exactly: every chunk it
+/// reads holds the changes before that position and none after.
+pub type ReadAt = Option<(String, u64)>;
+
+/// A source connection inside its snapshot transaction.
+pub struct SnapshotConn {
+    pub conn: Conn,
+    pub read_at: ReadAt,
+}
+
 impl Snapshot {
     pub fn to_api(&self) -> BinlogPosition {
         BinlogPosition {
@@ -43,7 +53,7 @@ pub const SOURCE_SESSION: &str = "SET time_zone = '+00:00', NAMES utf8mb4; \
     SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ";
 
 /// Opens `n` connections reading one snapshot, and the snapshot's position.
-pub async fn open(source: &Endpoint, n: usize) -> crate::Result<(Snapshot, Vec<Conn>)> {
+pub async fn open(source: &Endpoint, n: usize) -> crate::Result<(Snapshot, Vec<SnapshotConn>)> {
     let mut control = connect(source, "source").await?;
     control.query_drop("SET SESSION lock_wait_timeout = 10").await.sql("set lock_wait_timeout")?;
     let mariadb = is_mariadb(&mut control).await?;
@@ -87,12 +97,14 @@ async fn locked(
     source: &Endpoint,
     n: usize,
     mariadb: bool,
-) -> crate::Result<(Snapshot, Vec<Conn>)> {
+) -> crate::Result<(Snapshot, Vec<SnapshotConn>)> {
     let conns = futures::future::try_join_all((0..n.max(1)).map(|_| snapshot_conn(source))).await?;
-    let (file, pos) = master_status(control).await?.unzip();
+    let read_at = master_status(control).await?;
     let gtid_set = gtid(control, mariadb).await?;
+    let conns = conns.into_iter().map(|conn| SnapshotConn { conn, read_at: read_at.clone() });
+    let (file, pos) = read_at.clone().unzip();
     let snapshot = Snapshot { file, pos, gtid_set, safe_until: None, method: "ftwrl".into() };
-    Ok((snapshot, conns))
+    Ok((snapshot, conns.collect()))
 }
 
 async fn lock_free(
@@ -100,17 +112,17 @@ async fn lock_free(
     source: &Endpoint,
     n: usize,
     mariadb: bool,
-) -> crate::Result<(Snapshot, Vec<Conn>)> {
+) -> crate::Result<(Snapshot, Vec<SnapshotConn>)> {
     let before = master_status(control).await?;
     let gtid_before = gtid(control, mariadb).await?;
     let mut conns = Vec::with_capacity(n.max(1));
     let mut positions = Vec::new();
     for _ in 0..n.max(1) {
         let mut conn = snapshot_conn(source).await?;
-        if mariadb {
-            positions.extend(mariadb_snapshot_position(&mut conn).await?);
-        }
-        conns.push(conn);
+        // Elsewhere a lock-free snapshot's exact position is unknown.
+        let read_at = if mariadb { mariadb_snapshot_position(&mut conn).await? } else { None };
+        positions.extend(read_at.clone());
+        conns.push(SnapshotConn { conn, read_at });
     }
     let after = master_status(control).await?;
     let earliest = positions.iter().min().cloned().or(before);

@@ -3,19 +3,40 @@
 
 use ferry_crds::job::ObjectSelection;
 
+use super::checkpoint::Position;
+use crate::full::TablePositions;
+
 /// Schemas never migrated, plus Ferry's own.
 const SYSTEM_SCHEMAS: &[&str] =
     &["mysql", "information_schema", "performance_schema", "sys", "ferry_meta"];
 
-/// The job's object selection.
+/// The job's object selection, and where the copy read each table.
 #[derive(Clone, Debug, Default)]
 pub struct Filter {
     selection: Option<ObjectSelection>,
+    copied_at: TablePositions,
 }
 
 impl Filter {
     pub fn new(selection: Option<ObjectSelection>) -> Self {
-        Self { selection }
+        Self { selection, copied_at: TablePositions::new() }
+    }
+
+    /// Skips a table's row changes that its copy already holds: those in transactions ending at
+    /// or before the position its rows were read at.
+    pub fn with_copy_positions(mut self, copied_at: TablePositions) -> Self {
+        self.copied_at = copied_at;
+        self
+    }
+
+    /// Whether a row change to `database`.`table`, in an event ending at `at`, is replicated.
+    /// The copy's positions are transaction boundaries, so a transaction's events are all before
+    /// or all after one.
+    pub fn row(&self, database: &str, table: &str, at: &Position) -> bool {
+        let copied = self.copied_at.get(database).and_then(|tables| tables.get(table));
+        let in_copy =
+            copied.is_some_and(|(file, pos)| (at.file.as_str(), at.pos) <= (file.as_str(), *pos));
+        !in_copy && self.table(database, table)
     }
 
     /// Whether changes to `database`.`table` are replicated.

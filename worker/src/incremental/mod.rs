@@ -102,6 +102,7 @@ pub async fn run(ctx: &JobContext, start: Option<BinlogPosition>) -> crate::Resu
     let safe_until = (abrupt && !ctx.config.safe_mode_duration.is_zero())
         .then(|| Instant::now() + ctx.config.safe_mode_duration);
     let copy_safe_until = crate::full::safe_until(&mut target, &job).await?;
+    let copied_at = crate::full::table_positions(&mut target, &job).await?;
     tracing::info!(
         job = %job, start = ?start, safe_mode = safe_until.is_some(), copy_safe_until = ?copy_safe_until,
         "starting binlog replication"
@@ -111,8 +112,8 @@ pub async fn run(ctx: &JobContext, start: Option<BinlogPosition>) -> crate::Resu
 
     let (stream, checksums) = stream::open(&ctx.config.source, &start, server_id(&job)).await?;
     let (tx, rx) = mpsc::channel(READ_AHEAD);
-    let reader =
-        Reader::new(filter::Filter::new(ctx.config.objects.clone()), start.clone(), checksums);
+    let filter = filter::Filter::new(ctx.config.objects.clone()).with_copy_positions(copied_at);
+    let reader = Reader::new(filter, start.clone(), checksums);
     let reader_task = tokio::spawn(reader.run(stream, tx));
     let mut state = Loop::new(ctx, applier, source, start, safe_until);
     state.copy_safe_until = copy_safe_until;

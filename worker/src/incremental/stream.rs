@@ -217,7 +217,7 @@ impl Reader {
                 None
             }
             Decoded::Rows(change) => {
-                if self.filter.table(&change.database, &change.table) {
+                if self.filter.row(&change.database, &change.table, &self.position) {
                     self.current.get_or_insert_with(Vec::new).push(change);
                 }
                 None

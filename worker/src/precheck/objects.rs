@@ -9,6 +9,7 @@ use ferry_crds::job::{MigrationMode, PrecheckItem};
 
 use super::item::{failure, list, pass, warning};
 use super::schema::{Selection, SourceSchema, TargetSchema};
+use crate::full::tidb_collation;
 
 /// Transactional engines: a consistent snapshot covers their tables.
 const TRANSACTIONAL_ENGINES: &[&str] = &["InnoDB", "ROCKSDB", "TokuDB", "ndbcluster"];
@@ -141,19 +142,6 @@ pub fn non_transactional_tables(schema: &SourceSchema) -> PrecheckItem {
         "Convert them with `ALTER TABLE t ENGINE = InnoDB`, or keep writes off them during the \
          copy.",
     )
-}
-
-/// The collation the full copy creates on TiDB in place of a source collation TiDB lacks
-/// (the collation rewrites of `full::schema::adapt_for_tidb`; keep the two in step).
-fn tidb_collation(collation: &str) -> String {
-    match collation {
-        "latin1_swedish_ci" => "latin1_bin".into(),
-        "utf8mb4_uca1400_ai_ci" => "utf8mb4_0900_ai_ci".into(),
-        other => match other.strip_prefix("utf8mb3_") {
-            Some(rest) => format!("utf8_{rest}"),
-            None => other.to_string(),
-        },
-    }
 }
 
 /// Collations (and so character sets) of tables the target does not have yet must exist on
