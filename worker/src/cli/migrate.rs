@@ -3,14 +3,14 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
 use crate::engine::{self, JobContext, Outcome};
 use crate::manifest::Manifest;
 use crate::progress::ConsoleSink;
-use crate::report::{FileSink, StatusReporter, StatusSink};
+use crate::report::{FileSink, StatusReporter, StatusSink, set_condition};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -26,7 +26,16 @@ pub struct Args {
     /// Connections for copying and applying (default: from the job's tier).
     #[arg(long)]
     concurrency: Option<usize>,
+    /// Consecutive retries after errors a retry can fix (a dropped connection, a restarted
+    /// server), each resuming from the checkpoint after a backoff of 1 s doubling to 1 min;
+    /// 0 stops at the first error.
+    #[arg(long, default_value_t = 10)]
+    retries: u32,
 }
+
+/// A run this long is a recovery: the next error starts the retry count and backoff afresh.
+const STABLE_RUN: Duration = Duration::from_secs(120);
+const MAX_BACKOFF: Duration = Duration::from_secs(60);
 
 pub async fn run(args: Args) -> crate::Result<ExitCode> {
     let manifest = Manifest::load(&args.file)?;
@@ -42,13 +51,47 @@ pub async fn run(args: Args) -> crate::Result<ExitCode> {
     let cancel = CancellationToken::new();
     stop_on_ctrl_c(cancel.clone());
     let ctx = JobContext { config, reporter, cancel };
-    match engine::run(&ctx).await? {
+    match run_with_retries(&ctx, args.retries).await? {
         Outcome::Completed => eprintln!("job {} completed", ctx.config.id),
         Outcome::Stopped => {
             eprintln!("job {} stopped; run the same command to resume", ctx.config.id)
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Runs the job, and again from its checkpoint after each retryable error, so a blip on the
+/// network or a server restart does not need someone to rerun the command.
+async fn run_with_retries(ctx: &JobContext, retries: u32) -> crate::Result<Outcome> {
+    let mut failures = 0;
+    loop {
+        let started = Instant::now();
+        let error = match engine::run(ctx).await {
+            Ok(outcome) => return Ok(outcome),
+            Err(error) => error,
+        };
+        if started.elapsed() >= STABLE_RUN {
+            failures = 0;
+        }
+        if !error.retryable() || failures >= retries || ctx.cancel.is_cancelled() {
+            return Err(error);
+        }
+        failures += 1;
+        let backoff = Duration::from_secs(1 << (failures - 1).min(6)).min(MAX_BACKOFF);
+        tracing::warn!(
+            error = %error, attempt = failures, of = retries, backoff = ?backoff,
+            "retrying from the checkpoint"
+        );
+        ctx.reporter.update(|s| {
+            let message = format!("retry {failures} of {retries} in {backoff:?} after: {error}");
+            set_condition(&mut s.conditions, "Failed", false, "Retrying", message);
+        });
+        ctx.reporter.publish().await;
+        tokio::select! {
+            _ = tokio::time::sleep(backoff) => {}
+            _ = ctx.cancel.cancelled() => return Ok(Outcome::Stopped),
+        }
+    }
 }
 
 fn stop_on_ctrl_c(cancel: CancellationToken) {
