@@ -23,9 +23,7 @@ fn render(set: &[&str]) -> anyhow::Result<Docs> {
 }
 
 fn kinds(docs: &Docs) -> Vec<(String, String)> {
-    docs.iter()
-        .map(|d| (d["kind"].as_str().unwrap_or("").into(), name(d).into()))
-        .collect()
+    docs.iter().map(|d| (d["kind"].as_str().unwrap_or("").into(), name(d).into())).collect()
 }
 
 fn name(doc: &Value) -> &str {
@@ -34,8 +32,7 @@ fn name(doc: &Value) -> &str {
 
 /// The one document of `kind` (and `name`, when given).
 fn find<'a>(docs: &'a Docs, kind: &str, named: Option<&str>) -> &'a Value {
-    let mut hits =
-        docs.iter().filter(|d| d["kind"] == kind && named.is_none_or(|n| name(d) == n));
+    let mut hits = docs.iter().filter(|d| d["kind"] == kind && named.is_none_or(|n| name(d) == n));
     let hit = hits.next().unwrap_or_else(|| panic!("no {kind} {named:?} in {:?}", kinds(docs)));
     assert!(hits.next().is_none(), "more than one {kind} {named:?}");
     hit
@@ -73,8 +70,8 @@ fn helm_lint_strict_passes() -> anyhow::Result<()> {
 
 #[test]
 fn versions_are_pinned_in_one_place() -> anyhow::Result<()> {
-    let chart: Value = documents(&std::fs::read_to_string(chart::chart_dir().join("Chart.yaml"))?)?
-        .remove(0);
+    let chart: Value =
+        documents(&std::fs::read_to_string(chart::chart_dir().join("Chart.yaml"))?)?.remove(0);
     let workspace = env!("CARGO_PKG_VERSION");
     assert_eq!(chart["appVersion"], workspace, "Chart.yaml appVersion vs the Cargo workspace");
     assert_eq!(chart["version"], workspace, "Chart.yaml version vs the Cargo workspace");
@@ -117,10 +114,13 @@ fn every_variant_renders_valid_objects() -> anyhow::Result<()> {
     for (what, set) in variants {
         let manifest = template(set)?;
         let docs = documents(&manifest)?;
-        let custom: &[&str] =
-            if set.iter().any(|s| s.starts_with("serviceMonitor")) { &["ServiceMonitor"] } else { &[] };
-        let result = validate(&manifest, custom)
-            .map_err(|e| anyhow::anyhow!("{what} ({set:?}): {e}"))?;
+        let custom: &[&str] = if set.iter().any(|s| s.starts_with("serviceMonitor")) {
+            &["ServiceMonitor"]
+        } else {
+            &[]
+        };
+        let result =
+            validate(&manifest, custom).map_err(|e| anyhow::anyhow!("{what} ({set:?}): {e}"))?;
         assert_eq!(
             result.passed.len() + result.unknown.len(),
             docs.len(),

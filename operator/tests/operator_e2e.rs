@@ -81,7 +81,8 @@ async fn example_migration_installed_with_helm() -> anyhow::Result<()> {
         all.extend([kubeconfig.as_str(), "--namespace", OPERATOR_NAMESPACE]);
         ferry_e2e::chart::helm_run(&all)
     };
-    let status: serde_json::Value = serde_json::from_str(&helm(&["status", "ferry", "-o", "json"])?)?;
+    let status: serde_json::Value =
+        serde_json::from_str(&helm(&["status", "ferry", "-o", "json"])?)?;
     assert_eq!(status["info"]["status"], "deployed", "{status}");
 
     let (source, target) = (MariaDb::source().await?, MariaDb::target().await?);
