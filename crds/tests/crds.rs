@@ -1,4 +1,4 @@
-//! The committed CRD files are current, structural as the API server requires, carry the rules
+//! The committed CRD files (and their copies in deploy/ and the Helm chart) are current, structural as the API server requires, carry the rules
 //! the API promises, and accept the example manifests.
 
 use std::path::{Path, PathBuf};
@@ -14,13 +14,15 @@ fn crate_dir() -> PathBuf {
 #[test]
 fn committed_crd_files_are_current() {
     for definition in crd::all() {
-        let path = crate_dir().join(crd::file_name(&definition));
-        let committed = std::fs::read_to_string(&path).unwrap_or_default();
-        assert!(
-            committed == crd::to_yaml(&definition),
-            "{} is stale: run `cargo run -p ferry-crds --bin crdgen` and commit the result",
-            path.display()
-        );
+        for copy in crd::COPIES {
+            let path = crate_dir().join(copy).join(crd::file_name(&definition));
+            let committed = std::fs::read_to_string(&path).unwrap_or_default();
+            assert!(
+                committed == crd::to_yaml(&definition),
+                "{} is stale: run `cargo run -p ferry-crds --bin crdgen` and commit the result",
+                path.display()
+            );
+        }
     }
 }
 

@@ -45,6 +45,8 @@ kubectl -n ferry-e2e-db rollout status deployment/mariadb --timeout=300s
 kubectl -n ferry-e2e-db rollout status deployment/tidb --timeout=300s
 
 echo "== ferry (Helm chart)"
+# e2e/tests/kind_suite.rs renders the chart with exactly these --set values and validates the
+# result, so a renamed value fails there before it fails here.
 helm upgrade --install ferry charts/ferry --namespace ferry-system --create-namespace --wait --timeout 300s \
   --set image.repository=localhost/ferry-operator --set "image.tag=$TAG" \
   --set worker.image.repository=localhost/ferry --set "worker.image.tag=$TAG"

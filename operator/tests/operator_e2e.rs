@@ -1,5 +1,5 @@
-//! Ferry on a real control plane: installed with `kubectl apply -k deploy/` on the harness's
-//! etcd, kube-apiserver and kube-controller-manager, its operator replicas and worker pods run
+//! Ferry on a real control plane: installed with `kubectl apply -k deploy/` (or `helm install`
+//! of charts/ferry) on the harness's etcd, kube-apiserver and kube-controller-manager, its operator replicas and worker pods run
 //! as local processes by the harness's node agent with exactly the RBAC of their
 //! ServiceAccounts, migrating between real MariaDB and TiDB servers.
 //!
@@ -9,7 +9,8 @@
 //! `FERRY_E2E_TARGET_KIND` and `FERRY_E2E_SOURCE_ADDRESS` / `FERRY_E2E_TARGET_ADDRESS` (how
 //! pods reach them, `HOST:PORT`).
 //!
-//! Needs the Kubernetes binaries (`dev/build-go-tools.sh kube`); fails, not skips, without them.
+//! Needs the Kubernetes binaries (`dev/build-go-tools.sh kube`) and, for the Helm test, helm
+//! (`dev/install-helm.sh`); fails, not skips, without them.
 
 mod cluster;
 
@@ -17,13 +18,14 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use cluster::scenario::{self, Database};
-use cluster::{Cluster, OPERATOR_NAMESPACE, phase, reason, wait_for};
+use cluster::{Cluster, Install, OPERATOR_NAMESPACE, phase, reason, wait_for};
 use ferry_crds::job::{MigrationJob, Phase, Stage};
 use ferry_crds::source::MigrationSource;
 use ferry_e2e::{ExternalServer, MariaDb, TiDb};
 use k8s_openapi::api::authentication::v1::TokenRequest;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Pod, Secret, ServiceAccount};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use kube::config::{AuthInfo, KubeConfigOptions, Kubeconfig};
 use kube::{Client, Config};
@@ -57,6 +59,64 @@ async fn example_migration_end_to_end() -> anyhow::Result<()> {
             scenario::example_migration(&cluster, namespace, source, target).await
         }
     }
+}
+
+/// Ferry installed with `helm install` of charts/ferry runs the example migration through
+/// replication, pause, resume, restart and delete. Values set on the command line reach the
+/// operator: the small tier's resources and concurrency show on the worker pod, the worker pull
+/// policy too, and the operator logs as text. `helm uninstall` keeps the CRDs.
+#[tokio::test]
+async fn example_migration_installed_with_helm() -> anyhow::Result<()> {
+    let _serial = ONE_CLUSTER_AT_A_TIME.lock().await;
+    let values = [
+        "tiers.small.cpuLimit=1500m",
+        "tiers.small.memoryLimit=768Mi",
+        "tiers.small.concurrency=3",
+        "logFormat=text",
+    ];
+    let cluster = Cluster::local_with(Install::Helm(values.map(String::from).to_vec())).await?;
+    let kubeconfig = format!("--kubeconfig={}", cluster.kubeconfig().display());
+    let helm = |args: &[&str]| {
+        let mut all = args.to_vec();
+        all.extend([kubeconfig.as_str(), "--namespace", OPERATOR_NAMESPACE]);
+        ferry_e2e::chart::helm_run(&all)
+    };
+    let status: serde_json::Value =
+        serde_json::from_str(&helm(&["status", "ferry", "-o", "json"])?)?;
+    assert_eq!(status["info"]["status"], "deployed", "{status}");
+
+    let (source, target) = (MariaDb::source().await?, MariaDb::target().await?);
+    let source = Database { server: &source, host: "127.0.0.1".into(), port: source.port() };
+    let target = Database { server: &target, host: "127.0.0.1".into(), port: target.port() };
+    let worker = scenario::Worker {
+        cpu_limit: "1500m",
+        memory_limit: "768Mi",
+        concurrency: 3,
+        pull_policy: Some("Never"),
+    };
+    scenario::example_migration_expecting(&cluster, "ferry-helm", source, target, &worker).await?;
+
+    // The replica holds the chart's Lease and logs as the values say.
+    let leases: Api<Lease> = Api::namespaced(cluster.client.clone(), OPERATOR_NAMESPACE);
+    let lease = leases.get("ferry-operator").await?;
+    let holder = lease.spec.and_then(|s| s.holder_identity).context("lease holder")?;
+    let log = cluster.logs(OPERATOR_NAMESPACE, &holder).await;
+    let first = log.lines().find(|l| !l.trim().is_empty()).unwrap_or_default();
+    assert!(!first.starts_with('{') && log.contains("became the leader"), "{first}\n{log}");
+
+    helm(&["uninstall", "ferry"])?;
+    let crds: Api<CustomResourceDefinition> = Api::all(cluster.client.clone());
+    for name in ["migrationjobs.ferry.dev", "migrationsources.ferry.dev"] {
+        assert!(crds.get_opt(name).await?.is_some(), "helm uninstall removed {name}");
+    }
+    let pods: Api<Pod> = Api::namespaced(cluster.client.clone(), OPERATOR_NAMESPACE);
+    wait_for(
+        "helm uninstall stops the operator",
+        STEP,
+        || async { Ok(pods.list(&ListParams::default()).await?.items.is_empty().then_some(())) },
+        async || String::new(),
+    )
+    .await
 }
 
 /// The address pods reach `server` at, from `variable` (`HOST:PORT`).

@@ -1,4 +1,6 @@
-//! Writes the CRDs into `crds/` (or prints them with `--stdout`).
+//! Writes the CRDs into `crds/` and their copies into `deploy/crds/` (kustomize cannot reach
+//! outside `deploy/`) and `charts/ferry/files/crds/` (nor can Helm outside the chart), or prints
+//! them with `--stdout`. `crds/tests/crds.rs` fails when any copy is stale.
 
 use std::path::PathBuf;
 
@@ -9,9 +11,11 @@ fn main() -> std::io::Result<()> {
         let yaml = ferry_crds::crd::to_yaml(&crd);
         if to_stdout {
             println!("---\n{yaml}");
-        } else {
-            let path = dir.join(ferry_crds::crd::file_name(&crd));
-            std::fs::write(&path, yaml)?;
+            continue;
+        }
+        for copy in ferry_crds::crd::COPIES {
+            let path = dir.join(copy).join(ferry_crds::crd::file_name(&crd));
+            std::fs::write(&path, &yaml)?;
             eprintln!("wrote {}", path.display());
         }
     }

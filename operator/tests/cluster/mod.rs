@@ -1,8 +1,8 @@
 //! Ferry on a Kubernetes cluster, for the end-to-end tests. Either the harness's own control
 //! plane (etcd, kube-apiserver and kube-controller-manager, real) with its node agent running
 //! the pods as local processes under the RBAC of their ServiceAccounts, Ferry installed from
-//! `deploy/`; or an existing cluster named by `FERRY_E2E_KUBECONFIG` where Ferry is installed
-//! already (the kind suite, `e2e/kind/`).
+//! `deploy/` or with the Helm chart ([`Install`]); or an existing cluster named by
+//! `FERRY_E2E_KUBECONFIG` where Ferry is installed already (the kind suite, `e2e/kind/`).
 
 pub mod scenario;
 
@@ -26,6 +26,15 @@ const OPERATOR_IMAGE: &str = "ghcr.io/ferry-dev/ferry-operator";
 
 pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("repo root").to_path_buf()
+}
+
+/// How Ferry is installed on the harness's cluster.
+pub enum Install {
+    /// `kubectl apply --server-side -k deploy/`, as the README says.
+    Kustomize,
+    /// `helm install ferry charts/ferry` with these `--set` values on top of the ones the
+    /// harness needs (see [`Cluster::helm_install`]).
+    Helm(Vec<String>),
 }
 
 /// A cluster with Ferry installed.
@@ -62,6 +71,11 @@ impl Cluster {
     /// Starts the harness's control plane and node agent and installs Ferry from `deploy/`
     /// with `kubectl apply -k`, as the README says.
     pub async fn local() -> anyhow::Result<Self> {
+        Self::local_with(Install::Kustomize).await
+    }
+
+    /// Starts the harness's control plane and node agent and installs Ferry as `install` says.
+    pub async fn local_with(install: Install) -> anyhow::Result<Self> {
         let ferry = ferry_binary()?;
         let plane = ControlPlane::start().await?;
         let options = NodeAgentOptions::default()
@@ -75,9 +89,38 @@ impl Cluster {
             kubectl: go_tool("kubectl", KUBE_VERSION)?,
             local: Some(Local { _plane: plane, agent }),
         };
-        cluster.kubectl(&["apply", "--server-side", "-k", "deploy/"])?;
-        cluster.share_host_between_replicas().await?;
+        match install {
+            Install::Kustomize => {
+                cluster.kubectl(&["apply", "--server-side", "-k", "deploy/"])?;
+                cluster.share_host_between_replicas().await?;
+            }
+            Install::Helm(set) => cluster.helm_install(&set)?,
+        }
         Ok(cluster)
+    }
+
+    /// `helm install` of the chart, adjusted for the node agent with values alone: one replica
+    /// (replicas are processes of this one host, and the chart's metrics port is a fixed number)
+    /// on a free metrics port, and pull policy Never, since the agent pulls no image (it maps
+    /// the operator image to the test's binary and the worker's command to `ferry`).
+    fn helm_install(&self, set: &[String]) -> anyhow::Result<()> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let mut values = vec![
+            format!("image.repository={OPERATOR_IMAGE}"),
+            "image.pullPolicy=Never".to_string(),
+            "worker.image.pullPolicy=Never".to_string(),
+            "replicaCount=1".to_string(),
+            format!("metrics.port={port}"),
+        ];
+        values.extend(set.iter().cloned());
+        let kubeconfig = format!("--kubeconfig={}", self.kubeconfig.display());
+        let mut args = vec!["install", "ferry", "charts/ferry", kubeconfig.as_str()];
+        args.extend(["--namespace", OPERATOR_NAMESPACE, "--create-namespace"]);
+        for value in &values {
+            args.extend(["--set", value.as_str()]);
+        }
+        ferry_e2e::chart::helm_run(&args)?;
+        Ok(())
     }
 
     /// The operator replicas run as processes of one host here: each picks a free metrics port.

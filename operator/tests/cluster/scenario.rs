@@ -95,12 +95,39 @@ async fn wait_same<S: SqlServer, T: SqlServer>(
     Ok(())
 }
 
+/// How the example job's worker pod must look: the `small` tier in force (the example's), and
+/// the image pull policy when the installation sets one.
+pub struct Worker {
+    pub cpu_limit: &'static str,
+    pub memory_limit: &'static str,
+    pub concurrency: usize,
+    pub pull_policy: Option<&'static str>,
+}
+
+impl Default for Worker {
+    /// The built-in and deploy/ small tier.
+    fn default() -> Self {
+        Self { cpu_limit: "1", memory_limit: "1Gi", concurrency: 4, pull_policy: None }
+    }
+}
+
 /// The example FullAndIncremental job end to end in `namespace`.
 pub async fn example_migration<S: SqlServer, T: SqlServer>(
     cluster: &Cluster,
     namespace: &str,
     source: Database<'_, S>,
     target: Database<'_, T>,
+) -> anyhow::Result<()> {
+    example_migration_expecting(cluster, namespace, source, target, &Worker::default()).await
+}
+
+/// [`example_migration`], its worker pod as `worker` says.
+pub async fn example_migration_expecting<S: SqlServer, T: SqlServer>(
+    cluster: &Cluster,
+    namespace: &str,
+    source: Database<'_, S>,
+    target: Database<'_, T>,
+    worker: &Worker,
 ) -> anyhow::Result<()> {
     let (src, dst) = (source.server, target.server);
     src.create_user(
@@ -149,9 +176,16 @@ pub async fn example_migration<S: SqlServer, T: SqlServer>(
     let pod = pods.iter().find(|p| p.name_any() == pod_name).context("the worker pod")?;
     let container = &pod.spec.as_ref().context("pod spec")?.containers[0];
     let limits = container.resources.as_ref().and_then(|r| r.limits.clone()).context("limits")?;
-    assert_eq!((limits["cpu"].0.as_str(), limits["memory"].0.as_str()), ("1", "1Gi"), "small");
+    assert_eq!(
+        (limits["cpu"].0.as_str(), limits["memory"].0.as_str()),
+        (worker.cpu_limit, worker.memory_limit),
+        "small tier"
+    );
     let args = container.args.clone().unwrap_or_default().join(" ");
-    assert!(args.contains("--concurrency 4"), "{args}");
+    assert!(args.contains(&format!("--concurrency {}", worker.concurrency)), "{args}");
+    if let Some(policy) = worker.pull_policy {
+        assert_eq!(container.image_pull_policy.as_deref(), Some(policy), "worker pull policy");
+    }
     assert!(!serde_json::to_string(pod)?.contains(SOURCE_PASSWORD), "no password in the pod");
     wait_same(cluster, key, src, dst, "the copy matches the source").await?;
 

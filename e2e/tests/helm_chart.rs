@@ -1,0 +1,455 @@
+//! The Helm chart `charts/ferry`: `helm lint --strict`, every value variant rendered and checked
+//! by kubernetes-validate (strict: unknown fields fail) against the harness's Kubernetes
+//! version, the values schema rejecting bad values by name, and no drift from `deploy/` (RBAC,
+//! CRDs, security contexts, tiers).
+//!
+//! kubernetes-validate knows the built-in kinds only. The CustomResourceDefinitions themselves
+//! are built-in objects and are validated; the one custom resource the chart renders, the
+//! prometheus-operator ServiceMonitor (`serviceMonitor.enabled`), is accepted unvalidated for
+//! that kind only, and `service_monitor_scrapes_the_metrics_service` checks it by hand.
+//!
+//! Needs helm and kubernetes-validate (`dev/setup.sh`); fails, not skips, without them.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use ferry_e2e::chart::{self, NAMESPACE, documents, repo_root, template, validate};
+use serde_json::{Value, json};
+
+type Docs = Vec<Value>;
+
+fn render(set: &[&str]) -> anyhow::Result<Docs> {
+    Ok(documents(&template(set)?)?)
+}
+
+fn kinds(docs: &Docs) -> Vec<(String, String)> {
+    docs.iter().map(|d| (d["kind"].as_str().unwrap_or("").into(), name(d).into())).collect()
+}
+
+fn name(doc: &Value) -> &str {
+    doc["metadata"]["name"].as_str().unwrap_or_default()
+}
+
+/// The one document of `kind` (and `name`, when given).
+fn find<'a>(docs: &'a Docs, kind: &str, named: Option<&str>) -> &'a Value {
+    let mut hits = docs.iter().filter(|d| d["kind"] == kind && named.is_none_or(|n| name(d) == n));
+    let hit = hits.next().unwrap_or_else(|| panic!("no {kind} {named:?} in {:?}", kinds(docs)));
+    assert!(hits.next().is_none(), "more than one {kind} {named:?}");
+    hit
+}
+
+fn all_of<'a>(docs: &'a Docs, kind: &str) -> Vec<&'a Value> {
+    docs.iter().filter(|d| d["kind"] == kind).collect()
+}
+
+fn read_yaml(path: &str) -> anyhow::Result<Docs> {
+    Ok(documents(&std::fs::read_to_string(repo_root().join(path))?)?)
+}
+
+fn container(deployment: &Value) -> &Value {
+    &deployment["spec"]["template"]["spec"]["containers"][0]
+}
+
+fn args(deployment: &Value) -> Vec<String> {
+    let args = container(deployment)["args"].as_array().cloned().unwrap_or_default();
+    args.iter().map(|a| a.as_str().unwrap_or_default().to_string()).collect()
+}
+
+fn env(deployment: &Value, variable: &str) -> Option<String> {
+    let env = container(deployment)["env"].as_array().cloned().unwrap_or_default();
+    env.iter().find(|e| e["name"] == variable).and_then(|e| e["value"].as_str()).map(Into::into)
+}
+
+#[test]
+fn helm_lint_strict_passes() -> anyhow::Result<()> {
+    let chart = chart::chart_dir();
+    let out = chart::helm_run(&["lint", "--strict", chart.to_str().unwrap()])?;
+    assert!(out.contains("1 chart(s) linted, 0 chart(s) failed"), "{out}");
+    Ok(())
+}
+
+#[test]
+fn versions_are_pinned_in_one_place() -> anyhow::Result<()> {
+    let chart: Value =
+        documents(&std::fs::read_to_string(chart::chart_dir().join("Chart.yaml"))?)?.remove(0);
+    let workspace = env!("CARGO_PKG_VERSION");
+    assert_eq!(chart["appVersion"], workspace, "Chart.yaml appVersion vs the Cargo workspace");
+    assert_eq!(chart["version"], workspace, "Chart.yaml version vs the Cargo workspace");
+    let script = std::fs::read_to_string(repo_root().join("dev/install-helm.sh"))?;
+    assert!(script.contains(&format!("HELM_VERSION=\"{}\"", chart::HELM_VERSION)));
+    let pin = format!("KUBERNETES_VALIDATE_VERSION=\"{}\"", chart::KUBERNETES_VALIDATE_VERSION);
+    assert!(script.contains(&pin), "dev/install-helm.sh installs another kubernetes-validate");
+    Ok(())
+}
+
+/// Each variant renders objects that kubernetes-validate accepts, every object checked.
+#[test]
+fn every_variant_renders_valid_objects() -> anyhow::Result<()> {
+    let variants: &[(&str, &[&str])] = &[
+        ("defaults", &[]),
+        ("no CRDs", &["crds.install=false"]),
+        ("ServiceMonitor", &["serviceMonitor.enabled=true", "serviceMonitor.labels.release=prom"]),
+        ("custom tiers", &["tiers.small.cpuLimit=1500m", "tiers.xlarge.concurrency=64"]),
+        ("one replica, no leader election", &["replicaCount=1", "leaderElection.enabled=false"]),
+        ("text logs", &["logFormat=text", "logLevel=debug"]),
+        (
+            "scheduling",
+            &[
+                "nodeSelector.kubernetes\\.io/os=linux",
+                "tolerations[0].key=dedicated",
+                "tolerations[0].operator=Exists",
+                "tolerations[0].effect=NoSchedule",
+                "affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms[0].matchExpressions[0].key=kubernetes.io/arch",
+                "affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms[0].matchExpressions[0].operator=In",
+                "affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms[0].matchExpressions[0].values[0]=amd64",
+                "imagePullSecrets[0].name=registry",
+                "priorityClassName=system-cluster-critical",
+            ],
+        ),
+        (
+            "own service account",
+            &["serviceAccount.name=migrator", "serviceAccount.annotations.team=data"],
+        ),
+    ];
+    for (what, set) in variants {
+        let manifest = template(set)?;
+        let docs = documents(&manifest)?;
+        let custom: &[&str] = if set.iter().any(|s| s.starts_with("serviceMonitor")) {
+            &["ServiceMonitor"]
+        } else {
+            &[]
+        };
+        let result =
+            validate(&manifest, custom).map_err(|e| anyhow::anyhow!("{what} ({set:?}): {e}"))?;
+        assert_eq!(
+            result.passed.len() + result.unknown.len(),
+            docs.len(),
+            "{what}: not every object was checked: {result:?}"
+        );
+        assert_eq!(result.unknown.len(), custom.len(), "{what}: {result:?}");
+        for doc in &docs {
+            let namespaced = !matches!(
+                doc["kind"].as_str(),
+                Some("CustomResourceDefinition" | "ClusterRole" | "ClusterRoleBinding")
+            );
+            if namespaced {
+                assert_eq!(doc["metadata"]["namespace"], NAMESPACE, "{what}: {}", name(doc));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The validator really is strict: an unknown field or a wrong type fails (so a pass above
+/// means something).
+#[test]
+fn kubernetes_validate_rejects_unknown_fields() -> anyhow::Result<()> {
+    let mut docs = render(&[])?;
+    let deployment = docs.iter_mut().find(|d| d["kind"] == "Deployment").expect("Deployment");
+    deployment["spec"]["template"]["spec"]["containers"][0]["imagePullPolice"] = json!("Always");
+    let manifest = serde_yaml::to_string(deployment)?;
+    let err = validate(&manifest, &[]).expect_err("an unknown field passed").to_string();
+    assert!(err.contains("imagePullPolice"), "{err}");
+    deployment["spec"]["template"]["spec"]["containers"][0]
+        .as_object_mut()
+        .unwrap()
+        .remove("imagePullPolice");
+    deployment["spec"]["replicas"] = json!("two");
+    let err = validate(&serde_yaml::to_string(deployment)?, &[]).expect_err("a string replicas");
+    assert!(err.to_string().contains("replicas"), "{err}");
+    Ok(())
+}
+
+#[test]
+fn crds_are_kept_on_uninstall_and_optional() -> anyhow::Result<()> {
+    let docs = render(&[])?;
+    let crds = all_of(&docs, "CustomResourceDefinition");
+    let names: BTreeSet<&str> = crds.iter().map(|c| name(c)).collect();
+    assert_eq!(names, BTreeSet::from(["migrationjobs.ferry.dev", "migrationsources.ferry.dev"]));
+    for crd in &crds {
+        let annotations = &crd["metadata"]["annotations"];
+        assert_eq!(annotations["helm.sh/resource-policy"], "keep", "{}", name(crd));
+        assert_eq!(
+            annotations["argocd.argoproj.io/sync-options"],
+            "ServerSideApply=true",
+            "{}",
+            name(crd)
+        );
+    }
+    let without = render(&["crds.install=false"])?;
+    assert!(all_of(&without, "CustomResourceDefinition").is_empty(), "{:?}", kinds(&without));
+    let mut rest = kinds(&docs);
+    rest.retain(|(kind, _)| kind != "CustomResourceDefinition");
+    assert_eq!(kinds(&without), rest, "crds.install=false leaves everything else alone");
+    Ok(())
+}
+
+#[test]
+fn bad_values_are_rejected_naming_the_field() {
+    let cases: &[(&[&str], &str)] = &[
+        (&["logFormat=yaml"], "/logFormat"),
+        (&["replicaCount=two"], "/replicaCount"),
+        (&["replicas=2"], "'replicas' not allowed"),
+        (&["image.pullPolicy=Sometimes"], "/image/pullPolicy"),
+        (&["worker.image.pullPolicy=Sometimes"], "/worker/image/pullPolicy"),
+        (&["tiers.small.concurrency=0"], "/tiers/small/concurrency"),
+        (&["tiers.small.cpuLimit=lots"], "/tiers/small/cpuLimit"),
+        (&["tiers.huge.concurrency=3"], "'huge' not allowed"),
+        (&["tiers.small.threads=3"], "'threads' not allowed"),
+        (&["metrics.port=70000"], "/metrics/port"),
+        (&["leaderElection.leaseName=Not_A_Name"], "/leaderElection/leaseName"),
+        (&["serviceMonitor.interval=often"], "/serviceMonitor/interval"),
+        (&["crds.install=maybe"], "/crds/install"),
+        // Two replicas without the Lease would both reconcile: the template refuses.
+        (&["leaderElection.enabled=false"], "leaderElection.enabled"),
+    ];
+    for (set, field) in cases {
+        let err = match template(set) {
+            Ok(_) => panic!("{set:?} was accepted"),
+            Err(e) => e.to_string(),
+        };
+        assert!(err.contains(field), "{set:?}: the error does not name {field}:\n{err}");
+    }
+}
+
+/// Each value ends up where the operator reads it (its flags and environment, see
+/// operator/src/run.rs and main.rs).
+#[test]
+fn values_reach_the_operator() -> anyhow::Result<()> {
+    let default = render(&[])?;
+    let deployment = find(&default, "Deployment", Some("ferry-operator"));
+    let version = env!("CARGO_PKG_VERSION");
+    let image = format!("ghcr.io/ferry-dev/ferry-operator:{version}");
+    assert_eq!(container(deployment)["image"], image.as_str(), "tag defaults to appVersion");
+    let args = args(deployment);
+    for expected in [
+        format!("--worker-image=ghcr.io/ferry-dev/ferry:{version}"),
+        "--worker-image-pull-policy=IfNotPresent".into(),
+        "--tiers=/etc/ferry/tiers.yaml".into(),
+        "--metrics-addr=0.0.0.0:8080".into(),
+        "--max-jobs-per-namespace=100".into(),
+        "--leader-elect=true".into(),
+        "--lease-name=ferry-operator".into(),
+    ] {
+        assert!(args.contains(&expected), "{expected} not in {args:?}");
+    }
+    assert_eq!(env(deployment, "FERRY_LOG_FORMAT").as_deref(), Some("json"));
+    assert!(find(&default, "Role", None)["rules"][0]["resources"] == json!(["leases"]));
+
+    let custom = render(&[
+        "image.repository=registry.example/ferry-operator",
+        "image.tag=v9",
+        "image.pullPolicy=Always",
+        "worker.image.repository=registry.example/ferry",
+        "worker.image.tag=w1",
+        "worker.image.pullPolicy=Never",
+        "replicaCount=1",
+        "leaderElection.enabled=false",
+        "logFormat=text",
+        "logLevel=debug",
+        "metrics.port=9095",
+        "maxJobsPerNamespace=7",
+        "tiers.small.cpuLimit=2",
+        "tiers.small.concurrency=3",
+        "resources.limits.memory=1Gi",
+    ])?;
+    let deployment = find(&custom, "Deployment", None);
+    assert_eq!(deployment["spec"]["replicas"], 1);
+    let c = container(deployment);
+    assert_eq!(c["image"], "registry.example/ferry-operator:v9");
+    assert_eq!(c["imagePullPolicy"], "Always");
+    assert_eq!(c["resources"]["limits"]["memory"], "1Gi");
+    assert_eq!(c["ports"][0]["containerPort"], 9095);
+    let args = self::args(deployment);
+    for expected in [
+        "--worker-image=registry.example/ferry:w1",
+        "--worker-image-pull-policy=Never",
+        "--metrics-addr=0.0.0.0:9095",
+        "--max-jobs-per-namespace=7",
+        "--leader-elect=false",
+    ] {
+        assert!(args.iter().any(|a| a == expected), "{expected} not in {args:?}");
+    }
+    assert!(!args.iter().any(|a| a.starts_with("--lease-name")), "{args:?}");
+    assert_eq!(env(deployment, "FERRY_LOG_FORMAT").as_deref(), Some("text"));
+    assert_eq!(env(deployment, "FERRY_LOG").as_deref(), Some("debug"));
+    assert!(all_of(&custom, "Role").is_empty() && all_of(&custom, "RoleBinding").is_empty());
+    let service = find(&custom, "Service", Some("ferry-operator-metrics"));
+    assert_eq!(service["spec"]["ports"][0]["port"], 9095);
+    assert_eq!(service["metadata"]["annotations"]["prometheus.io/port"], "9095");
+
+    // The tiers file is in the operator's format, quantities as strings even from --set.
+    let tiers = tiers_of(&custom)?;
+    assert_eq!(tiers["small"]["cpuLimit"], "2");
+    assert_eq!(tiers["small"]["concurrency"], 3);
+    assert_eq!(tiers["medium"]["cpuLimit"], "2");
+    let checksum = |docs: &Docs| {
+        find(docs, "Deployment", None)["spec"]["template"]["metadata"]["annotations"]
+            ["checksum/tiers"]
+            .clone()
+    };
+    assert_ne!(checksum(&default), checksum(&custom), "changed tiers roll the operator pods");
+    Ok(())
+}
+
+fn tiers_of(docs: &Docs) -> anyhow::Result<Value> {
+    let map = find(docs, "ConfigMap", Some("ferry-tiers"));
+    let text = map["data"]["tiers.yaml"].as_str().unwrap_or_default();
+    Ok(documents(text)?.pop().unwrap_or_default())
+}
+
+/// kubernetes-validate has no ServiceMonitor schema, so its fields are checked here: it selects
+/// the metrics Service, by its port name, in the release namespace.
+#[test]
+fn service_monitor_scrapes_the_metrics_service() -> anyhow::Result<()> {
+    assert!(all_of(&render(&[])?, "ServiceMonitor").is_empty(), "off by default");
+    let docs = render(&["serviceMonitor.enabled=true", "serviceMonitor.labels.release=prom"])?;
+    let monitor = find(&docs, "ServiceMonitor", None);
+    let service = find(&docs, "Service", None);
+    assert_eq!(monitor["apiVersion"], "monitoring.coreos.com/v1");
+    assert_eq!(monitor["metadata"]["labels"]["release"], "prom");
+    let selector = monitor["spec"]["selector"]["matchLabels"].as_object().expect("matchLabels");
+    assert!(!selector.is_empty());
+    for (key, value) in selector {
+        assert_eq!(&service["metadata"]["labels"][key], value, "the Service lacks label {key}");
+    }
+    assert_eq!(monitor["spec"]["namespaceSelector"]["matchNames"], json!([NAMESPACE]));
+    let endpoint = &monitor["spec"]["endpoints"][0];
+    assert_eq!(endpoint["port"], service["spec"]["ports"][0]["name"]);
+    assert_eq!(endpoint["path"], "/metrics");
+    assert_eq!(endpoint["interval"], "30s");
+    let monitor_keys: BTreeSet<&str> =
+        monitor["spec"].as_object().unwrap().keys().map(String::as_str).collect();
+    assert_eq!(monitor_keys, BTreeSet::from(["endpoints", "namespaceSelector", "selector"]));
+    Ok(())
+}
+
+/// The NOTES printed after `helm install` say what to do next.
+#[test]
+fn notes_say_what_to_do_next() -> anyhow::Result<()> {
+    let chart = chart::chart_dir();
+    let install = |extra: &[&str]| -> anyhow::Result<String> {
+        let mut args = vec!["install", "ferry", chart.to_str().unwrap()];
+        args.extend(["--namespace", NAMESPACE, "--dry-run=client"]);
+        args.extend(extra);
+        Ok(chart::helm_run(&args)?)
+    };
+    let out = install(&[])?;
+    let notes = out.split("NOTES:").nth(1).unwrap_or_else(|| panic!("no NOTES in\n{out}"));
+    for expected in [
+        "MigrationSource",
+        "MigrationJob",
+        "kubectl get migrationsources,migrationjobs",
+        "deploy/examples/full-and-incremental.yaml",
+        "kubectl -n ferry-system get lease ferry-operator",
+        "keeps the CRDs",
+    ] {
+        assert!(notes.contains(expected), "NOTES lack {expected:?}:\n{notes}");
+    }
+    assert!(repo_root().join("deploy/examples/full-and-incremental.yaml").is_file());
+    assert!(!notes.contains("crds.install is false"));
+    let out = install(&["--set", "crds.install=false"])?;
+    assert!(out.contains("kubectl apply --server-side -f deploy/crds/"), "{out}");
+    Ok(())
+}
+
+// --- no drift from deploy/ --------------------------------------------------------------------
+
+fn without_metadata_extras(mut crd: Value) -> Value {
+    let meta = crd["metadata"].as_object_mut().expect("metadata");
+    meta.remove("annotations");
+    meta.remove("labels");
+    crd
+}
+
+#[test]
+fn chart_crds_are_deploys_crds() -> anyhow::Result<()> {
+    let docs = render(&[])?;
+    for file in ["migrationjobs.yaml", "migrationsources.yaml"] {
+        let deploy = read_yaml(&format!("deploy/crds/{file}"))?.remove(0);
+        let rendered = find(&docs, "CustomResourceDefinition", Some(name(&deploy)));
+        assert_eq!(
+            without_metadata_extras(rendered.clone()),
+            deploy,
+            "charts/ferry renders another {file} than deploy/crds: run crdgen"
+        );
+        let copy = Path::new("charts/ferry/files/crds").join(file);
+        assert_eq!(
+            std::fs::read_to_string(repo_root().join(&copy))?,
+            std::fs::read_to_string(repo_root().join("deploy/crds").join(file))?,
+            "{} differs from deploy/crds/{file}: run `cargo run -p ferry-crds --bin crdgen`",
+            copy.display()
+        );
+    }
+    Ok(())
+}
+
+/// Roles, bindings and the operator's identity are those of deploy/rbac/operator.yaml.
+#[test]
+fn chart_rbac_is_deploys_rbac() -> anyhow::Result<()> {
+    let chart = render(&[])?;
+    let deploy = read_yaml("deploy/rbac/operator.yaml")?;
+    for kind in ["ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"] {
+        let ours = all_of(&chart, kind);
+        let theirs = all_of(&deploy, kind);
+        assert_eq!(ours.len(), theirs.len(), "number of {kind}s");
+        for (ours, theirs) in ours.iter().zip(theirs) {
+            // With release `ferry` in ferry-system the names are deploy/'s too.
+            assert_eq!(name(ours), name(theirs), "{kind} name");
+            assert_eq!(ours["rules"], theirs["rules"], "{kind} {} rules", name(ours));
+            assert_eq!(ours["roleRef"], theirs["roleRef"], "{kind} {} roleRef", name(ours));
+            assert_eq!(ours["subjects"], theirs["subjects"], "{kind} {} subjects", name(ours));
+        }
+    }
+    let deployment = find(&chart, "Deployment", None);
+    let account = &deployment["spec"]["template"]["spec"]["serviceAccountName"];
+    assert_eq!(account, &find(&chart, "ServiceAccount", None)["metadata"]["name"]);
+    Ok(())
+}
+
+/// The operator Deployment runs as deploy/'s does: same security contexts, probes, mounts,
+/// resources, replicas, flags and environment; the tiers and the Service are the same too.
+#[test]
+fn chart_operator_is_deploys_operator() -> anyhow::Result<()> {
+    let chart = render(&[])?;
+    let ours = find(&chart, "Deployment", None);
+    let theirs = read_yaml("deploy/operator/deployment.yaml")?.remove(0);
+    let (pod, their_pod) = (&ours["spec"]["template"]["spec"], &theirs["spec"]["template"]["spec"]);
+    assert_eq!(pod["securityContext"], their_pod["securityContext"], "pod securityContext");
+    let (c, theirs_c) = (container(ours), container(&theirs));
+    assert_eq!(c["securityContext"], theirs_c["securityContext"], "container securityContext");
+    assert_eq!(c["securityContext"]["readOnlyRootFilesystem"], true);
+    assert_eq!(c["securityContext"]["capabilities"]["drop"], json!(["ALL"]));
+    for field in ["livenessProbe", "readinessProbe", "volumeMounts", "ports", "resources"] {
+        assert_eq!(c[field], theirs_c[field], "container {field}");
+    }
+    for field in ["volumes", "terminationGracePeriodSeconds", "serviceAccountName"] {
+        assert_eq!(pod[field], their_pod[field], "pod {field}");
+    }
+    assert_eq!(ours["spec"]["replicas"], theirs["spec"]["replicas"]);
+    let flag = |a: &String| a.split('=').next().unwrap_or_default().to_string();
+    let our_flags: BTreeSet<String> = args(ours).iter().map(flag).collect();
+    for their_flag in args(&theirs).iter().map(flag) {
+        assert!(our_flags.contains(&their_flag), "the chart drops {their_flag}");
+    }
+    for variable in ["POD_NAME", "POD_NAMESPACE", "FERRY_LOG_FORMAT"] {
+        let has = |c: &Value| c["env"].as_array().unwrap().iter().any(|e| e["name"] == variable);
+        assert!(has(c) && has(theirs_c), "{variable}");
+    }
+    assert_eq!(env(ours, "FERRY_LOG_FORMAT"), env(&theirs, "FERRY_LOG_FORMAT"));
+    // Pods select the same way, so dashboards and alerts keyed on the label keep working.
+    let ours_labels = &ours["spec"]["template"]["metadata"]["labels"];
+    assert_eq!(ours_labels["app.kubernetes.io/name"], "ferry-operator");
+
+    let deploy_tiers = read_yaml("deploy/operator/tiers.yaml")?.remove(0);
+    assert_eq!(tiers_of(&chart)?, deploy_tiers, "values.yaml tiers vs deploy/operator/tiers.yaml");
+
+    let service = find(&chart, "Service", None);
+    let their_service = read_yaml("deploy/operator/service.yaml")?.remove(0);
+    assert_eq!(name(service), name(&their_service));
+    assert_eq!(service["spec"]["ports"], their_service["spec"]["ports"]);
+    for (key, value) in their_service["metadata"]["annotations"].as_object().unwrap() {
+        assert_eq!(&service["metadata"]["annotations"][key], value, "Service annotation {key}");
+    }
+    Ok(())
+}
