@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use ferry_e2e::SqlServer;
 use incremental_support::load::{self, Rng};
 use incremental_support::{Setup, interrupt, wait_exit};
 use mysql_async::prelude::Queryable;
@@ -83,6 +84,7 @@ async fn sigkill_at_random_instants_loses_and_doubles_nothing() {
     });
 
     let mut rng = Rng(0x2545_f491_4f6c_dd1d);
+    let mut ahead = 0;
     for kill in 0..6 {
         let mut ferry = setup.spawn(&manifest, &["--concurrency", "4"]);
         let millis = 700 + rng.below(2300);
@@ -92,7 +94,11 @@ async fn sigkill_at_random_instants_loses_and_doubles_nothing() {
         }
         ferry.kill().expect("SIGKILL");
         wait_exit(&mut ferry, Duration::from_secs(10));
+        ahead += applied_above_checkpoint(&setup).await;
     }
+    // Workers ran ahead of the checkpoint at some kill, so a resume had to skip what they
+    // had recorded as applied.
+    assert!(ahead > 0, "no transaction above the checkpoint at any kill");
     stop.store(true, Ordering::Relaxed);
     let steps = mixed.await.expect("load");
     assert!(steps > 100, "the load ran only {steps} transactions");
@@ -109,4 +115,18 @@ async fn sigkill_at_random_instants_loses_and_doubles_nothing() {
     let status = setup.status();
     assert!(status["incremental"]["safeModeUntil"].is_string(), "{status:#}");
     assert!(interrupt(&mut ferry).success(), "{}", setup.last_log());
+}
+
+/// Records of transactions applied above the checkpoint, left by a killed run.
+async fn applied_above_checkpoint(setup: &Setup) -> u64 {
+    let mut conn = setup.target.conn().await.expect("target conn");
+    let count: Option<u64> = conn
+        .query_first(
+            "SELECT COUNT(*) FROM ferry_meta.incremental_applied a \
+             JOIN ferry_meta.incremental_checkpoint c ON c.job = a.job \
+             WHERE (a.last_file, a.last_pos) > (c.binlog_file, c.binlog_pos)",
+        )
+        .await
+        .expect("read ferry_meta");
+    count.unwrap_or(0)
 }

@@ -3,8 +3,9 @@
 //!
 //! Rows go by primary key, else by a unique key over NOT NULL columns, else by the full row image
 //! with `LIMIT 1` (so a duplicate row is changed once). In safe mode and when replacing conflicts,
-//! INSERT becomes an upsert and an UPDATE that moves a key deletes the old key first; upserts
-//! rather than REPLACE keep ON DELETE CASCADE foreign keys from deleting child rows.
+//! INSERT becomes an upsert and an UPDATE that moves a key is tried as it is, then as an upsert
+//! of the after image; upserts rather than REPLACE or DELETE + INSERT keep ON DELETE CASCADE
+//! foreign keys from deleting child rows.
 
 use std::sync::Arc;
 
@@ -111,10 +112,39 @@ impl Applier {
     ) -> crate::Result<()> {
         if mode == Mode::Upsert && schema.key.is_some() {
             if key_values(schema, before) != key_values(schema, after) {
-                self.delete(schema, before).await?;
+                return self.move_row(schema, before, after).await;
             }
             return self.insert(schema, after, Mode::Upsert).await;
         }
+        self.plain_update(schema, before, after).await
+    }
+
+    /// A key-changing update in safe mode. The UPDATE itself moves the row and cascades to
+    /// child rows as on the source; when the before row is missing (replayed) the after image is
+    /// upserted, and when the after key is taken the old row is deleted first.
+    async fn move_row(
+        &mut self,
+        schema: &TableSchema,
+        before: &[Cell],
+        after: &[Cell],
+    ) -> crate::Result<()> {
+        match self.plain_update(schema, before, after).await {
+            Ok(()) if self.conn.affected_rows() > 0 => return Ok(()),
+            Ok(()) => {}
+            Err(crate::Error::Incremental(IncrementalError::Conflict { .. })) => {
+                self.delete(schema, before).await?;
+            }
+            Err(e) => return Err(e),
+        }
+        self.insert(schema, after, Mode::Upsert).await
+    }
+
+    async fn plain_update(
+        &mut self,
+        schema: &TableSchema,
+        before: &[Cell],
+        after: &[Cell],
+    ) -> crate::Result<()> {
         let columns = writable(schema, after);
         let set: Vec<String> = columns
             .iter()
