@@ -137,7 +137,7 @@ mod tests {
     use mysql_async::Value;
 
     use super::*;
-    use crate::incremental::event::RowKind;
+    use crate::incremental::event::{Image, RowKind};
     use crate::incremental::schema::{ColumnInfo, Fold};
 
     fn schema(
@@ -163,11 +163,11 @@ mod tests {
         })
     }
 
-    fn change(kind: RowKind, rows: Vec<(Option<Vec<Cell>>, Option<Vec<Cell>>)>) -> RowChange {
+    fn change(kind: RowKind, rows: Vec<(Option<Image>, Option<Image>)>) -> RowChange {
         RowChange { database: "db".into(), table: "t".into(), kind, column_types: vec![], rows }
     }
 
-    fn row(id: i64, code: &str) -> Option<Vec<Cell>> {
+    fn row(id: i64, code: &str) -> Option<Image> {
         Some(vec![Some(Value::Int(id)), Some(Value::Bytes(code.as_bytes().to_vec()))])
     }
 
