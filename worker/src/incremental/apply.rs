@@ -36,8 +36,8 @@ pub struct Applier {
 impl Applier {
     /// Prepares the session: UTC (TIMESTAMP values arrive as UTC instants) and a SQL mode that
     /// stores what the source stored (explicit zeros in AUTO_INCREMENT columns, zero dates).
-    /// READ COMMITTED takes no gap locks, so workers changing disjoint rows do not block each
-    /// other on the gaps between them.
+    /// On MariaDB and MySQL, READ COMMITTED takes no gap locks, so workers changing disjoint rows
+    /// do not block each other on the gaps between them.
     pub async fn new(mut conn: Conn) -> crate::Result<Self> {
         conn.query_drop(
             "SET SESSION time_zone = '+00:00', \
@@ -45,8 +45,13 @@ impl Applier {
         )
         .await
         .sql("prepare the target session for replication")?;
-        if let Err(e) =
-            conn.query_drop("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED").await
+        let version: Option<String> =
+            conn.query_first("SELECT VERSION()").await.sql("read the target version")?;
+        // TiDB takes no gap locks; its READ COMMITTED mode would only change how its foreign key
+        // checks read.
+        if !version.is_some_and(|v| v.contains("TiDB"))
+            && let Err(e) =
+                conn.query_drop("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED").await
         {
             tracing::debug!(error = %e, "the target keeps its default isolation level");
         }

@@ -4,7 +4,9 @@
 //! reduced to the net effect per key (the first before image of a row that existed, the last
 //! after image of a row that exists at the end) and written as one `DELETE ... WHERE key IN
 //! (...)` of the rows that existed, then one multi-row `INSERT` (`REPLACE` in safe mode) of the
-//! final rows, each statement at most [`MAX_STATEMENT`] bytes. An UPDATE is thus a delete of its
+//! final rows, each statement at most [`MAX_STATEMENT`] bytes. When the row key is the table's
+//! only unique key, rows that existed before and after the batch are instead written in place by
+//! one `INSERT ... ON DUPLICATE KEY UPDATE` (no other unique value can collide). An UPDATE is thus a delete of its
 //! before key and an insert of its after image: key-changing updates, chains of updates and
 //! unique-key swaps between rows all end as on the source, whatever order the rows had in the
 //! batch, and a key that was first inserted still fails on a target row that holds it (a
@@ -112,10 +114,13 @@ pub fn plan(ops: Vec<Op>, mode: Mode) -> Vec<Step> {
 
 /// The net effect of a table's changes on the rows they touch.
 struct NetEffect<'a> {
-    /// Before images of rows that existed before the batch.
+    /// Before images of rows to delete first.
     deletes: Vec<&'a Image>,
-    /// Final images of rows that exist after it.
+    /// Final images of rows to insert.
     inserts: Vec<&'a Image>,
+    /// Final images of rows that existed before and still exist, when the row key is the
+    /// table's only unique key: written in place by an upsert, no delete needed.
+    updates: Vec<&'a Image>,
 }
 
 struct RowState<'a> {
@@ -147,11 +152,19 @@ fn net_effect(ops: &[Op]) -> Option<NetEffect<'_>> {
             state.last = (!is_before).then_some(image);
         }
     }
-    let mut net = NetEffect { deletes: Vec::new(), inserts: Vec::new() };
+    // With other unique keys, rows may trade unique values within the batch: every touched row
+    // is deleted before any is written back.
+    let in_place = ops.first().is_some_and(|op| op.schema.unique_keys.len() <= 1);
+    let mut net = NetEffect { deletes: Vec::new(), inserts: Vec::new(), updates: Vec::new() };
     for key in &order {
         let state = rows.get(key)?;
-        net.deletes.extend(state.existed);
-        net.inserts.extend(state.last);
+        match (state.existed, state.last) {
+            (Some(_), Some(last)) if in_place => net.updates.push(last),
+            (existed, last) => {
+                net.deletes.extend(existed);
+                net.inserts.extend(last);
+            }
+        }
     }
     Some(net)
 }
@@ -178,10 +191,31 @@ fn statements(schema: &Arc<TableSchema>, net: &NetEffect<'_>, mode: Mode, steps:
     chunked(schema, &delete_header, separator, delete_tail, &net.deletes, steps, |out, row| {
         push_key(out, schema, key, row)
     });
-    let Some(first) = net.inserts.first() else { return };
+    insert_rows(schema, &net.inserts, Verb::for_mode(mode), steps);
+    insert_rows(schema, &net.updates, Verb::Upsert, steps);
+}
+
+/// How rows are written.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Verb {
+    Insert,
+    Replace,
+    /// `INSERT ... ON DUPLICATE KEY UPDATE` every column.
+    Upsert,
+}
+
+impl Verb {
+    fn for_mode(mode: Mode) -> Verb {
+        if mode == Mode::Upsert { Verb::Replace } else { Verb::Insert }
+    }
+}
+
+fn insert_rows(schema: &Arc<TableSchema>, rows: &[&Image], verb: Verb, steps: &mut Vec<Step>) {
+    let Some(first) = rows.first() else { return };
     let columns = writable(schema, first);
-    let header = insert_header(schema, &columns, mode);
-    chunked(schema, &header, b",", b"", &net.inserts, steps, |out, row| {
+    let header = insert_header(schema, &columns, verb);
+    let tail = if verb == Verb::Upsert { upsert_tail(schema, &columns) } else { Vec::new() };
+    chunked(schema, &header, b",", &tail, rows, steps, |out, row| {
         out.push(b'(');
         for (n, &i) in columns.iter().enumerate() {
             if n > 0 {
@@ -193,6 +227,17 @@ fn statements(schema: &Arc<TableSchema>, net: &NetEffect<'_>, mode: Mode, steps:
         }
         out.push(b')');
     });
+}
+
+fn upsert_tail(schema: &TableSchema, columns: &[usize]) -> Vec<u8> {
+    let set: Vec<String> = columns
+        .iter()
+        .map(|&i| {
+            let name = quote_ident(&schema.columns[i].name);
+            format!("{name}=VALUES({name})")
+        })
+        .collect();
+    format!(" ON DUPLICATE KEY UPDATE {}", set.join(",")).into_bytes()
 }
 
 fn delete_header(schema: &TableSchema, key: &[usize]) -> Vec<u8> {
@@ -226,8 +271,8 @@ fn push_key(out: &mut Vec<u8>, schema: &TableSchema, key: &[usize], row: &Image)
     out.push(b')');
 }
 
-fn insert_header(schema: &TableSchema, columns: &[usize], mode: Mode) -> Vec<u8> {
-    let verb = if mode == Mode::Upsert { "REPLACE" } else { "INSERT" };
+fn insert_header(schema: &TableSchema, columns: &[usize], verb: Verb) -> Vec<u8> {
+    let verb = if verb == Verb::Replace { "REPLACE" } else { "INSERT" };
     let names: Vec<String> =
         columns.iter().map(|&i| quote_ident(&schema.columns[i].name)).collect();
     format!("{verb} INTO {} ({}) VALUES ", schema.name(), names.join(",")).into_bytes()
@@ -323,6 +368,20 @@ mod tests {
             op(&s, RowKind::Insert, None, image("e", 1)),
             op(&s, RowKind::Delete, image("e", 1), None),
         ];
+        assert_eq!(
+            sql(&plan(ops.clone(), Mode::Exact)),
+            vec![
+                "DELETE FROM `d`.`t` WHERE `id` IN ('b')",
+                "INSERT INTO `d`.`t` (`id`,`v`) VALUES ('a',2),('c',1)",
+                "INSERT INTO `d`.`t` (`id`,`v`) VALUES ('d',5) ON DUPLICATE KEY UPDATE \
+                 `id`=VALUES(`id`),`v`=VALUES(`v`)",
+            ]
+        );
+        // Another unique key: rows that stay are deleted and written back too.
+        let mut other = (*s).clone();
+        other.unique_keys.push(vec![1]);
+        let other = Arc::new(other);
+        let ops = ops.into_iter().map(|op| Op { schema: other.clone(), ..op }).collect();
         assert_eq!(
             sql(&plan(ops, Mode::Exact)),
             vec![

@@ -25,9 +25,9 @@ use crate::config::Endpoint;
 use crate::error::SqlContext;
 
 /// Row changes per target transaction, at most (source transactions are never split).
-const BATCH_ROWS: usize = 4000;
+const BATCH_ROWS: usize = 8000;
 /// Transactions queued per worker.
-const QUEUE: usize = 512;
+const QUEUE: usize = 2048;
 /// Attempts of a target transaction that hit a deadlock or a lock wait timeout.
 const ATTEMPTS: u32 = 10;
 

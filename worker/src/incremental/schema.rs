@@ -54,7 +54,7 @@ impl Fold {
 }
 
 /// A target table as the applier needs it.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct TableSchema {
     pub database: String,
     pub table: String,
