@@ -1,6 +1,7 @@
-//! Exactly-once across crashes: `ferry migrate` is SIGKILLed at random instants while a mixed
-//! write load with DDL runs on the source, resumed each time, and at the end every table matches,
-//! including one without any key (where a doubled or lost change would show).
+//! Exactly-once across crashes: `ferry migrate` with four apply workers is SIGKILLed at random
+//! instants while a mixed write load with DDL and concurrent writers (conflicting keys, foreign
+//! keys, tables without keys) runs on the source, resumed each time, and at the end every table
+//! matches, including those without any key (where a doubled or lost change would show).
 
 mod incremental_support;
 
@@ -8,32 +9,16 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use ferry_e2e::SqlServer;
+use incremental_support::load::{self, Rng};
 use incremental_support::{Setup, interrupt, wait_exit};
 use mysql_async::prelude::Queryable;
 
 const TABLES: &str = "
-CREATE DATABASE app;
-CREATE TABLE app.acct (id INT PRIMARY KEY, bal BIGINT NOT NULL, note VARCHAR(40));
-CREATE TABLE app.nokey (a INT, b VARCHAR(20));
+CREATE TABLE app.ledger (id INT PRIMARY KEY, bal BIGINT NOT NULL, note VARCHAR(40));
 CREATE TABLE app.ev (id INT AUTO_INCREMENT PRIMARY KEY, v INT, at DATETIME(6));
 CREATE TABLE app.shape (id INT PRIMARY KEY, v INT);
 ";
-
-/// A small deterministic generator (no extra dependency for tests).
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
 
 /// One source transaction of the mixed load; every 40th step is DDL instead.
 async fn step(conn: &mut mysql_async::Conn, rng: &mut Rng, i: u64, columns: &mut Vec<u64>) {
@@ -59,13 +44,13 @@ async fn step(conn: &mut mysql_async::Conn, rng: &mut Rng, i: u64, columns: &mut
     let k2 = rng.below(50);
     let sql = format!(
         "BEGIN;
-         INSERT INTO app.acct VALUES ({k}, 1, 'n{i}') ON DUPLICATE KEY UPDATE bal = bal + 1, note = 'u{i}';
+         INSERT INTO app.ledger VALUES ({k}, 1, 'n{i}') ON DUPLICATE KEY UPDATE bal = bal + 1, note = 'u{i}';
          INSERT INTO app.nokey VALUES ({k}, 'r{k}');
          DELETE FROM app.nokey WHERE a = {k2} LIMIT 1;
          INSERT INTO app.ev (v, at) VALUES ({i}, NOW(6));
          UPDATE app.nokey SET b = 'w{i}' WHERE a = {k} LIMIT 1;
          INSERT INTO app.shape (id, v) VALUES ({k}, {i}) ON DUPLICATE KEY UPDATE v = {i};
-         DELETE FROM app.acct WHERE id = {k2} AND bal > 3;
+         DELETE FROM app.ledger WHERE id = {k2} AND bal > 3;
          COMMIT"
     );
     conn.query_drop(sql).await.expect("load transaction");
@@ -74,14 +59,20 @@ async fn step(conn: &mut mysql_async::Conn, rng: &mut Rng, i: u64, columns: &mut
 #[tokio::test(flavor = "multi_thread")]
 async fn sigkill_at_random_instants_loses_and_doubles_nothing() {
     let mut setup = Setup::start().await;
+    setup.both(load::TABLES).await;
     setup.both(TABLES).await;
     let start = setup.source_head().await;
     let manifest = setup.manifest(&start, "  safeModeDuration: 1h");
 
     let stop = Arc::new(AtomicBool::new(false));
+    let mut writers = Vec::new();
+    for w in 0..2 {
+        let conn = setup.source.conn().await.expect("source conn");
+        writers.push(tokio::spawn(load::writer(conn, w, stop.clone())));
+    }
     let mut conn = setup.source.conn().await.expect("source conn");
     let load_stop = stop.clone();
-    let load = tokio::spawn(async move {
+    let mixed = tokio::spawn(async move {
         let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
         let mut columns = Vec::new();
         let mut i = 0;
@@ -93,8 +84,9 @@ async fn sigkill_at_random_instants_loses_and_doubles_nothing() {
     });
 
     let mut rng = Rng(0x2545_f491_4f6c_dd1d);
+    let mut ahead = 0;
     for kill in 0..6 {
-        let mut ferry = setup.spawn(&manifest, &[]);
+        let mut ferry = setup.spawn(&manifest, &["--concurrency", "4"]);
         let millis = 700 + rng.below(2300);
         tokio::time::sleep(Duration::from_millis(millis)).await;
         if let Ok(Some(status)) = ferry.try_wait() {
@@ -102,12 +94,20 @@ async fn sigkill_at_random_instants_loses_and_doubles_nothing() {
         }
         ferry.kill().expect("SIGKILL");
         wait_exit(&mut ferry, Duration::from_secs(10));
+        ahead += applied_above_checkpoint(&setup).await;
     }
+    // Workers ran ahead of the checkpoint at some kill, so a resume had to skip what they
+    // had recorded as applied.
+    assert!(ahead > 0, "no transaction above the checkpoint at any kill");
     stop.store(true, Ordering::Relaxed);
-    let steps = load.await.expect("load");
+    let steps = mixed.await.expect("load");
     assert!(steps > 100, "the load ran only {steps} transactions");
+    for writer in writers {
+        let committed = writer.await.expect("writer");
+        assert!(committed > 100, "a writer committed only {committed} transactions");
+    }
 
-    let mut ferry = setup.spawn(&manifest, &[]);
+    let mut ferry = setup.spawn(&manifest, &["--concurrency", "4"]);
     setup.wait_caught_up(&mut ferry, Duration::from_secs(120)).await;
     setup.assert_same("app").await;
     // Resuming after an abrupt stop turns safe mode on, and the status says until when.
@@ -115,4 +115,18 @@ async fn sigkill_at_random_instants_loses_and_doubles_nothing() {
     let status = setup.status();
     assert!(status["incremental"]["safeModeUntil"].is_string(), "{status:#}");
     assert!(interrupt(&mut ferry).success(), "{}", setup.last_log());
+}
+
+/// Records of transactions applied above the checkpoint, left by a killed run.
+async fn applied_above_checkpoint(setup: &Setup) -> u64 {
+    let mut conn = setup.target.conn().await.expect("target conn");
+    let count: Option<u64> = conn
+        .query_first(
+            "SELECT COUNT(*) FROM ferry_meta.incremental_applied a \
+             JOIN ferry_meta.incremental_checkpoint c ON c.job = a.job \
+             WHERE (a.last_file, a.last_pos) > (c.binlog_file, c.binlog_pos)",
+        )
+        .await
+        .expect("read ferry_meta");
+    count.unwrap_or(0)
 }

@@ -3,6 +3,8 @@
 
 mod incremental_support;
 
+use ferry_e2e::SqlServer;
+
 use std::time::Duration;
 
 use incremental_support::{Setup, interrupt};

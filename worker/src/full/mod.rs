@@ -13,13 +13,13 @@
 //! each chunk as of one of the snapshots (see docs/full-copy.md).
 
 mod chunk;
-mod copy;
+pub(crate) mod copy;
 mod meta;
 mod objects;
 mod progress;
 mod schema;
 mod snapshot;
-mod value;
+pub(crate) mod value;
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;

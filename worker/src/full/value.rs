@@ -23,7 +23,7 @@ pub fn push(out: &mut Vec<u8>, value: Option<&Value>, render: Render) {
     }
 }
 
-fn push_hex(out: &mut Vec<u8>, bytes: &[u8]) {
+pub(crate) fn push_hex(out: &mut Vec<u8>, bytes: &[u8]) {
     if bytes.is_empty() {
         return out.extend_from_slice(b"''");
     }
@@ -38,7 +38,7 @@ fn push_hex(out: &mut Vec<u8>, bytes: &[u8]) {
 
 /// Escapes for a session without NO_BACKSLASH_ESCAPES; utf8mb4 continuation bytes are never
 /// ASCII, so escaping byte by byte is safe.
-fn push_quoted(out: &mut Vec<u8>, bytes: &[u8]) {
+pub(crate) fn push_quoted(out: &mut Vec<u8>, bytes: &[u8]) {
     out.reserve(bytes.len() + 2);
     out.push(b'\'');
     for &b in bytes {

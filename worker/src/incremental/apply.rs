@@ -1,9 +1,11 @@
-//! Applies decoded row changes and DDL to the target.
+//! Applies row changes to the target, one row per statement: the path of tables whose changes
+//! cannot be batched (no key, foreign keys, partial row images; see [`super::batch`]).
 //!
 //! Rows go by primary key, else by a unique key over NOT NULL columns, else by the full row image
 //! with `LIMIT 1` (so a duplicate row is changed once). In safe mode and when replacing conflicts,
-//! INSERT becomes an upsert and an UPDATE that moves a key deletes the old key first; upserts
-//! rather than REPLACE keep ON DELETE CASCADE foreign keys from deleting child rows.
+//! INSERT becomes an upsert and an UPDATE that moves a key is tried as it is, then as an upsert
+//! of the after image; upserts rather than REPLACE or DELETE + INSERT keep ON DELETE CASCADE
+//! foreign keys from deleting child rows.
 
 use std::sync::Arc;
 
@@ -11,8 +13,9 @@ use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Params, Value};
 
 use super::IncrementalError;
-use super::event::{Cell, RowChange, RowKind};
-use super::schema::{ColumnInfo, SchemaCache, TableSchema};
+use super::batch::Op;
+use super::event::{Cell, RowKind};
+use super::schema::{ColumnInfo, TableSchema};
 use crate::error::SqlContext;
 use crate::sql::quote_ident;
 
@@ -28,12 +31,13 @@ pub enum Mode {
 /// A target connection that applies changes.
 pub struct Applier {
     pub conn: Conn,
-    schemas: SchemaCache,
 }
 
 impl Applier {
     /// Prepares the session: UTC (TIMESTAMP values arrive as UTC instants) and a SQL mode that
     /// stores what the source stored (explicit zeros in AUTO_INCREMENT columns, zero dates).
+    /// On MariaDB and MySQL, READ COMMITTED takes no gap locks, so workers changing disjoint rows
+    /// do not block each other on the gaps between them.
     pub async fn new(mut conn: Conn) -> crate::Result<Self> {
         conn.query_drop(
             "SET SESSION time_zone = '+00:00', \
@@ -41,45 +45,36 @@ impl Applier {
         )
         .await
         .sql("prepare the target session for replication")?;
-        Ok(Self { conn, schemas: SchemaCache::default() })
+        let version: Option<String> =
+            conn.query_first("SELECT VERSION()").await.sql("read the target version")?;
+        // TiDB takes no gap locks; its READ COMMITTED mode would only change how its foreign key
+        // checks read.
+        if !version.is_some_and(|v| v.contains("TiDB"))
+            && let Err(e) =
+                conn.query_drop("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED").await
+        {
+            tracing::debug!(error = %e, "the target keeps its default isolation level");
+        }
+        Ok(Self { conn })
     }
 
-    /// Forgets table schemas (after DDL).
-    pub fn schema_changed(&mut self) {
-        self.schemas.clear();
+    /// Applies one row change.
+    pub async fn apply_row(&mut self, op: &Op, mode: Mode) -> crate::Result<()> {
+        let schema = &op.schema;
+        match (op.kind, &op.before, &op.after) {
+            (RowKind::Insert, _, Some(after)) => self.insert(schema, after, mode).await,
+            (RowKind::Delete, Some(before), _) => self.delete(schema, before).await,
+            (RowKind::Update, Some(before), Some(after)) => {
+                self.update(schema, before, after, mode).await
+            }
+            _ => Err(IncrementalError::BadRowImage { table: schema.name() }.into()),
+        }
     }
 
-    /// Applies the rows of one rows event; returns how many rows it changed.
-    pub async fn apply(&mut self, change: &RowChange, mode: Mode) -> crate::Result<u64> {
-        let schema =
-            self.schemas.get(&mut self.conn, &change.database, &change.table).await?.ok_or_else(
-                || IncrementalError::MissingTable {
-                    table: crate::sql::qualified(&change.database, &change.table),
-                },
-            )?;
-        if schema.columns.len() != change.column_types.len() {
-            return Err(IncrementalError::SchemaMismatch {
-                table: schema.name(),
-                binlog: change.column_types.len(),
-                target: schema.columns.len(),
-            }
-            .into());
-        }
-        for (before, after) in &change.rows {
-            let before = before.as_ref().map(|r| target_values(&schema, r));
-            let after = after.as_ref().map(|r| target_values(&schema, r));
-            match (change.kind, before, after) {
-                (RowKind::Insert, _, Some(after)) => self.insert(&schema, &after, mode).await?,
-                (RowKind::Delete, Some(before), _) => self.delete(&schema, &before).await?,
-                (RowKind::Update, Some(before), Some(after)) => {
-                    self.update(&schema, &before, &after, mode).await?
-                }
-                _ => {
-                    return Err(IncrementalError::BadRowImage { table: schema.name() }.into());
-                }
-            }
-        }
-        Ok(change.rows.len() as u64)
+    /// Runs one multi-row statement of [`super::batch`].
+    pub async fn exec_text(&mut self, schema: &TableSchema, sql: &[u8]) -> crate::Result<()> {
+        let result = self.conn.query_drop(sql).await;
+        self.result(schema, result)
     }
 
     async fn insert(
@@ -122,10 +117,39 @@ impl Applier {
     ) -> crate::Result<()> {
         if mode == Mode::Upsert && schema.key.is_some() {
             if key_values(schema, before) != key_values(schema, after) {
-                self.delete(schema, before).await?;
+                return self.move_row(schema, before, after).await;
             }
             return self.insert(schema, after, Mode::Upsert).await;
         }
+        self.plain_update(schema, before, after).await
+    }
+
+    /// A key-changing update in safe mode. The UPDATE itself moves the row and cascades to
+    /// child rows as on the source; when the before row is missing (replayed) the after image is
+    /// upserted, and when the after key is taken the old row is deleted first.
+    async fn move_row(
+        &mut self,
+        schema: &TableSchema,
+        before: &[Cell],
+        after: &[Cell],
+    ) -> crate::Result<()> {
+        match self.plain_update(schema, before, after).await {
+            Ok(()) if self.conn.affected_rows() > 0 => return Ok(()),
+            Ok(()) => {}
+            Err(crate::Error::Incremental(IncrementalError::Conflict { .. })) => {
+                self.delete(schema, before).await?;
+            }
+            Err(e) => return Err(e),
+        }
+        self.insert(schema, after, Mode::Upsert).await
+    }
+
+    async fn plain_update(
+        &mut self,
+        schema: &TableSchema,
+        before: &[Cell],
+        after: &[Cell],
+    ) -> crate::Result<()> {
         let columns = writable(schema, after);
         let set: Vec<String> = columns
             .iter()
@@ -150,7 +174,16 @@ impl Applier {
         sql: &str,
         params: Vec<Value>,
     ) -> crate::Result<()> {
-        match self.conn.exec_drop(sql, Params::Positional(params)).await {
+        let result = self.conn.exec_drop(sql, Params::Positional(params)).await;
+        self.result(schema, result)
+    }
+
+    fn result(
+        &self,
+        schema: &TableSchema,
+        result: Result<(), mysql_async::Error>,
+    ) -> crate::Result<()> {
+        match result {
             Ok(()) => Ok(()),
             Err(mysql_async::Error::Server(e)) if e.code == 1062 => {
                 Err(IncrementalError::Conflict { table: schema.name(), message: e.message }.into())
@@ -161,7 +194,7 @@ impl Applier {
 }
 
 /// Columns the statement writes: present in the image and not generated.
-fn writable(schema: &TableSchema, row: &[Cell]) -> Vec<usize> {
+pub fn writable(schema: &TableSchema, row: &[Cell]) -> Vec<usize> {
     (0..schema.columns.len())
         .filter(|&i| !schema.columns[i].generated && row.get(i).is_some_and(|c| c.is_some()))
         .collect()
@@ -207,7 +240,7 @@ fn row_condition(schema: &TableSchema, row: &[Cell]) -> (String, Vec<Value>) {
 
 /// Values as the target must get them: unsigned integers the binlog gave as negative numbers
 /// (no signedness in the table map) are reinterpreted at the column's width.
-fn target_values(schema: &Arc<TableSchema>, row: &[Cell]) -> Vec<Cell> {
+pub fn target_values(schema: &Arc<TableSchema>, row: &[Cell]) -> Vec<Cell> {
     row.iter()
         .zip(&schema.columns)
         .map(|(cell, column)| cell.clone().map(|v| unsigned_fix(column, v)))
@@ -241,6 +274,7 @@ mod tests {
             unsigned,
             generated: false,
             convert_charset: None,
+            fold: Default::default(),
         }
     }
 

@@ -1,7 +1,15 @@
-//! The replication checkpoint in the target's `ferry_meta`: the source position whose changes the
-//! target holds. It is written in the same target transaction as those changes, so a crash at any
-//! instant resumes with nothing lost and nothing applied twice. `state` tells a clean stop
-//! (`stopped`) from an abrupt one (`running` left behind), which turns safe mode on.
+//! The replication checkpoint in the target's `ferry_meta`.
+//!
+//! `incremental_checkpoint` holds the low watermark: the source position up to which every change
+//! is on the target. Workers apply transactions above it out of order; each worker commits, in the
+//! same target transaction as the changes, a row of `incremental_applied` listing the source
+//! transactions (by end position) that transaction applied. A resume reads the stream from the
+//! watermark and skips the transactions listed above it, so a crash at any instant loses nothing
+//! and applies nothing twice, also in tables without keys. Rows at or below the watermark are
+//! deleted when it is saved. `state` tells a clean stop (`stopped`) from an abrupt one (`running`
+//! left behind), which turns safe mode on (for DDL, which is not transactional).
+
+use std::collections::HashSet;
 
 use mysql_async::Conn;
 use mysql_async::prelude::Queryable;
@@ -48,14 +56,100 @@ const SAVE: &str = "INSERT INTO ferry_meta.incremental_checkpoint \
     ON DUPLICATE KEY UPDATE binlog_file = VALUES(binlog_file), binlog_pos = VALUES(binlog_pos), \
     gtid_set = VALUES(gtid_set), state = VALUES(state)";
 
-/// Creates the checkpoint table if needed.
+const CREATE_APPLIED: &str = "CREATE TABLE IF NOT EXISTS ferry_meta.incremental_applied (\
+    job VARCHAR(255) NOT NULL, \
+    last_file VARCHAR(255) NOT NULL, \
+    last_pos BIGINT UNSIGNED NOT NULL, \
+    worker INT UNSIGNED NOT NULL, \
+    positions MEDIUMTEXT NOT NULL, \
+    PRIMARY KEY (job, last_file, last_pos))";
+
+const PURGE_APPLIED: &str = "DELETE FROM ferry_meta.incremental_applied WHERE job = ? \
+    AND (last_file < ? OR (last_file = ? AND last_pos <= ?))";
+
+/// Creates the checkpoint tables if needed.
 pub async fn ensure_table(conn: &mut Conn) -> crate::Result<()> {
     conn.query_drop("CREATE DATABASE IF NOT EXISTS ferry_meta")
         .await
         .sql("create database ferry_meta on the target")?;
     conn.query_drop(CREATE)
         .await
-        .sql("create table ferry_meta.incremental_checkpoint on the target")
+        .sql("create table ferry_meta.incremental_checkpoint on the target")?;
+    conn.query_drop(CREATE_APPLIED)
+        .await
+        .sql("create table ferry_meta.incremental_applied on the target")
+}
+
+/// Whether `a` comes after `b` in the binlog. File names share a prefix and a zero-padded
+/// sequence number, so they order as text.
+pub fn after(a: &Position, b: &Position) -> bool {
+    (a.file.as_str(), a.pos) > (b.file.as_str(), b.pos)
+}
+
+/// Records, inside the worker's open transaction, the source transactions it applies (their end
+/// positions, in stream order).
+pub async fn record_applied(
+    conn: &mut Conn,
+    job: &str,
+    worker: usize,
+    ends: &[&Position],
+) -> crate::Result<()> {
+    let Some(last) = ends.iter().copied().reduce(|a, b| if after(b, a) { b } else { a }) else {
+        return Ok(());
+    };
+    let positions: Vec<String> = ends.iter().map(|p| format!("{}:{}", p.file, p.pos)).collect();
+    conn.exec_drop(
+        "INSERT INTO ferry_meta.incremental_applied (job, last_file, last_pos, worker, positions) \
+         VALUES (?, ?, ?, ?, ?)",
+        (job, &last.file, last.pos, worker as u64, positions.join(",")),
+    )
+    .await
+    .sql("record applied transactions in ferry_meta.incremental_applied on the target")
+}
+
+/// The end positions of transactions above `watermark` that a worker already applied.
+pub async fn load_applied(
+    conn: &mut Conn,
+    job: &str,
+    watermark: &Position,
+) -> crate::Result<HashSet<(String, u64)>> {
+    let lists: Vec<String> = conn
+        .exec("SELECT positions FROM ferry_meta.incremental_applied WHERE job = ?", (job,))
+        .await
+        .sql("read ferry_meta.incremental_applied on the target")?;
+    Ok(lists
+        .iter()
+        .flat_map(|list| list.split(','))
+        .filter_map(|item| {
+            let (file, pos) = item.rsplit_once(':')?;
+            let position =
+                Position { file: file.to_string(), pos: pos.parse().ok()?, gtid_set: None };
+            after(&position, watermark).then_some((position.file, position.pos))
+        })
+        .collect())
+}
+
+/// Moves the checkpoint to `position` and forgets the applied records at or below it, in one
+/// target transaction.
+pub async fn advance(
+    conn: &mut Conn,
+    job: &str,
+    position: &Position,
+    running: bool,
+) -> crate::Result<()> {
+    conn.query_drop("BEGIN").await.sql("begin a checkpoint transaction on the target")?;
+    let result = async {
+        save(conn, job, position, running).await?;
+        conn.exec_drop(PURGE_APPLIED, (job, &position.file, &position.file, position.pos))
+            .await
+            .sql("delete old rows of ferry_meta.incremental_applied on the target")?;
+        conn.query_drop("COMMIT").await.sql("commit the checkpoint on the target")
+    }
+    .await;
+    if result.is_err() {
+        let _ = conn.query_drop("ROLLBACK").await;
+    }
+    result
 }
 
 /// The job's checkpoint, if it has one.

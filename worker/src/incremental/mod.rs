@@ -1,18 +1,28 @@
-//! Binlog replication: stream, decode, apply, checkpoint with the data.
+//! Binlog replication: stream, decode, apply in parallel, checkpoint with the data.
 //!
 //! A reader task streams the source's binlog and assembles whole transactions ([`stream`],
-//! [`event`]); the applier takes them in order, groups consecutive transactions into one target
-//! transaction with the checkpoint row ([`apply`], [`checkpoint`]), and applies DDL alone, after
-//! everything before it, dropping cached table schemas ([`schema`]).
+//! [`event`]). The loop here resolves each transaction's table schemas ([`schema`]) and conflict
+//! keys ([`causality`]) and hands it to the [`parallel`] scheduler: `concurrency` workers, each
+//! grouping the transactions it gets into one target transaction of multi-row statements
+//! ([`batch`]) together with the record of what it applied ([`checkpoint`]). The checkpoint
+//! follows the low watermark ([`watermark`]). DDL waits until every worker is idle, runs alone,
+//! and drops cached table schemas.
 
 pub mod apply;
+pub mod batch;
+pub mod causality;
 pub mod checkpoint;
 pub mod event;
 pub mod file;
 pub mod filter;
+pub mod literal;
+pub mod parallel;
 pub mod schema;
 pub mod stream;
+pub mod watermark;
 
+use std::collections::HashSet;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
@@ -23,9 +33,10 @@ use tokio::sync::mpsc;
 
 use self::apply::{Applier, Mode};
 use self::checkpoint::Position;
-use self::stream::{Reader, Unit};
+use self::parallel::{Scheduler, Work};
+use self::schema::{SchemaCache, TableSchema};
+use self::stream::{Reader, Txn, Unit};
 use crate::engine::JobContext;
-use crate::error::SqlContext;
 
 /// Why replication stopped.
 #[derive(Debug, thiserror::Error)]
@@ -80,12 +91,12 @@ impl IncrementalError {
     }
 }
 
-/// Row changes per target transaction, at most (whole source transactions are never split).
-const BATCH_ROWS: usize = 2000;
-/// Source transactions read ahead of the applier.
+/// Source transactions read ahead of the scheduler.
 const READ_AHEAD: usize = 1024;
 /// How often the source head is read for lag.
 const HEAD_INTERVAL: Duration = Duration::from_secs(2);
+/// How often the checkpoint follows the watermark.
+const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(200);
 
 /// Replays the binlog from the checkpoint, else from `start`, else from the source's current
 /// position, until `ctx.cancel` fires.
@@ -99,24 +110,29 @@ pub async fn run(ctx: &JobContext, start: Option<BinlogPosition>) -> crate::Resu
         Some(c) => (c.position, !c.clean),
         None => (start_position(&mut source, start).await?, false),
     };
+    let applied_above = checkpoint::load_applied(&mut target, &job, &start).await?;
     let safe_until = (abrupt && !ctx.config.safe_mode_duration.is_zero())
         .then(|| Instant::now() + ctx.config.safe_mode_duration);
     let copy_safe_until = crate::full::safe_until(&mut target, &job).await?;
     let copied_at = crate::full::table_positions(&mut target, &job).await?;
+    let workers = ctx.config.concurrency.max(1);
     tracing::info!(
-        job = %job, start = ?start, safe_mode = safe_until.is_some(), copy_safe_until = ?copy_safe_until,
+        job = %job, start = ?start, workers, applied_above = applied_above.len(),
+        safe_mode = safe_until.is_some(), copy_safe_until = ?copy_safe_until,
         "starting binlog replication"
     );
-    let mut applier = Applier::new(target).await?;
-    checkpoint::save(&mut applier.conn, &job, &start, true).await?;
+    let control = Applier::new(target).await?;
+    let scheduler = Scheduler::start(&ctx.config.target, &job, workers, start.clone()).await?;
+    let mut state = Loop::new(ctx, control, scheduler, source, start.clone(), safe_until);
+    state.copy_safe_until = copy_safe_until;
+    state.applied_above = applied_above;
+    checkpoint::advance(&mut state.control.conn, &job, &start, true).await?;
 
     let (stream, checksums) = stream::open(&ctx.config.source, &start, server_id(&job)).await?;
     let (tx, rx) = mpsc::channel(READ_AHEAD);
     let filter = filter::Filter::new(ctx.config.objects.clone()).with_copy_positions(copied_at);
-    let reader = Reader::new(filter, start.clone(), checksums);
+    let reader = Reader::new(filter, start, checksums);
     let reader_task = tokio::spawn(reader.run(stream, tx));
-    let mut state = Loop::new(ctx, applier, source, start, safe_until);
-    state.copy_safe_until = copy_safe_until;
     let result = state.run(rx).await;
     reader_task.abort();
     if let Ok(Err(panic)) = tokio::time::timeout(Duration::from_secs(5), reader_task).await
@@ -125,7 +141,9 @@ pub async fn run(ctx: &JobContext, start: Option<BinlogPosition>) -> crate::Resu
         return Err(IncrementalError::Reader(format!("{panic}")).into());
     }
     result?;
-    checkpoint::save(&mut state.applier.conn, &job, &state.applied, false).await?;
+    state.scheduler.drain().await?;
+    let applied = state.scheduler.watermark().low().clone();
+    checkpoint::advance(&mut state.control.conn, &job, &applied, false).await?;
     state.report(true).await;
     Ok(())
 }
@@ -155,14 +173,30 @@ fn server_id(job: &str) -> u32 {
     (1 << 30) | (hash & 0x3fff_ffff)
 }
 
+/// What the loop waits for.
+enum Event {
+    Stop,
+    Tick,
+    Applied(crate::Result<()>),
+    Unit(Option<crate::Result<Unit>>),
+}
+
 /// The apply loop's state.
 struct Loop<'a> {
     ctx: &'a JobContext,
     job: String,
-    applier: Applier,
+    /// The target connection for schemas, DDL and the checkpoint.
+    control: Applier,
+    schemas: SchemaCache,
+    scheduler: Scheduler,
     source: Conn,
-    applied: Position,
-    applied_timestamp: u32,
+    /// End of the last unit read: where the next one starts.
+    read: Position,
+    /// The checkpoint as last saved.
+    saved: Position,
+    saved_at: Instant,
+    /// Transactions above the checkpoint that workers applied before a restart.
+    applied_above: HashSet<(String, u64)>,
     safe_until: Option<Instant>,
     /// Until this source position, rows the copy may already hold are replayed idempotently:
     /// the copy's tables were not all read at the start position.
@@ -170,7 +204,6 @@ struct Loop<'a> {
     head: Option<Position>,
     head_files: Vec<(String, u64)>,
     head_read: Option<Instant>,
-    rows_total: u64,
     rate_mark: (Instant, u64),
     rows_per_second: i64,
 }
@@ -178,7 +211,8 @@ struct Loop<'a> {
 impl<'a> Loop<'a> {
     fn new(
         ctx: &'a JobContext,
-        applier: Applier,
+        control: Applier,
+        scheduler: Scheduler,
         source: Conn,
         start: Position,
         safe_until: Option<Instant>,
@@ -186,66 +220,114 @@ impl<'a> Loop<'a> {
         Self {
             ctx,
             job: ctx.config.id.to_string(),
-            applier,
+            control,
+            schemas: SchemaCache::default(),
+            scheduler,
             source,
-            applied: start,
-            applied_timestamp: 0,
+            read: start.clone(),
+            saved: start,
+            saved_at: Instant::now(),
+            applied_above: HashSet::new(),
             safe_until,
             copy_safe_until: None,
             head: None,
             head_files: Vec::new(),
             head_read: None,
-            rows_total: 0,
             rate_mark: (Instant::now(), 0),
             rows_per_second: 0,
         }
     }
 
     async fn run(&mut self, mut rx: mpsc::Receiver<crate::Result<Unit>>) -> crate::Result<()> {
-        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        let mut tick = tokio::time::interval(CHECKPOINT_INTERVAL);
         loop {
-            let first = tokio::select! {
-                _ = self.ctx.cancel.cancelled() => return Ok(()),
-                _ = tick.tick() => {
+            let event = tokio::select! {
+                _ = self.ctx.cancel.cancelled() => Event::Stop,
+                _ = tick.tick() => Event::Tick,
+                applied = self.scheduler.recv(), if self.scheduler.busy() => Event::Applied(applied),
+                unit = rx.recv() => Event::Unit(unit),
+            };
+            match event {
+                Event::Stop => return Ok(()),
+                Event::Tick => {
+                    self.save_checkpoint().await?;
                     self.report(false).await;
-                    continue;
                 }
-                unit = rx.recv() => unit,
-            };
-            let Some(first) = first else {
-                return Err(IncrementalError::Reader("the reader task ended".into()).into());
-            };
-            let first = first?;
-            if let Unit::Ddl(ddl) = first {
-                self.apply_ddl(ddl).await?;
-                continue;
-            }
-            let mut batch = vec![first];
-            let mut rows = batch[0].rows();
-            let mut pending_ddl = None;
-            while rows < BATCH_ROWS {
-                match rx.try_recv() {
-                    Ok(Ok(Unit::Ddl(ddl))) => {
-                        pending_ddl = Some(ddl);
-                        break;
+                Event::Applied(applied) => {
+                    applied?;
+                    if !self.scheduler.busy() {
+                        self.save_checkpoint().await?;
                     }
-                    Ok(Ok(unit)) => {
-                        rows += unit.rows();
-                        batch.push(unit);
-                    }
-                    Ok(Err(e)) => {
-                        self.apply_batch(batch).await?;
-                        return Err(e);
-                    }
-                    Err(_) => break,
                 }
+                Event::Unit(None) => {
+                    return Err(IncrementalError::Reader("the reader task ended".into()).into());
+                }
+                Event::Unit(Some(unit)) => self.take(unit?).await?,
             }
-            self.apply_batch(batch).await?;
-            if let Some(ddl) = pending_ddl {
-                self.apply_ddl(ddl).await?;
-            }
-            self.report(false).await;
         }
+    }
+
+    /// Saves the watermark as the checkpoint when it moved, at most every
+    /// [`CHECKPOINT_INTERVAL`] unless the workers are idle.
+    async fn save_checkpoint(&mut self) -> crate::Result<()> {
+        let low = self.scheduler.watermark().low();
+        if *low == self.saved
+            || (self.scheduler.busy() && self.saved_at.elapsed() < CHECKPOINT_INTERVAL)
+        {
+            return Ok(());
+        }
+        let low = low.clone();
+        checkpoint::advance(&mut self.control.conn, &self.job, &low, true).await?;
+        self.saved = low;
+        self.saved_at = Instant::now();
+        Ok(())
+    }
+
+    /// Takes one unit from the reader.
+    async fn take(&mut self, unit: Unit) -> crate::Result<()> {
+        let txn = match unit {
+            Unit::Ddl(ddl) => return self.apply_ddl(ddl).await,
+            Unit::Txn(txn) => txn,
+        };
+        let mode = self.mode();
+        self.read = txn.end.clone();
+        let seq = self.scheduler.register(txn.end.clone(), txn.timestamp);
+        let done_before = self.applied_above.remove(&(txn.end.file.clone(), txn.end.pos));
+        if txn.changes.is_empty() || done_before {
+            self.scheduler.skip(seq);
+            return Ok(());
+        }
+        let changes = self.resolve(txn).await?;
+        let keys = causality::txn_keys(changes.iter().map(|(s, c)| (s, c)));
+        let end = self.read.clone();
+        self.scheduler.dispatch(Work { seq, end, changes, mode }, keys).await
+    }
+
+    /// The target schema of each row change's table.
+    async fn resolve(
+        &mut self,
+        txn: Txn,
+    ) -> crate::Result<Vec<(Arc<TableSchema>, event::RowChange)>> {
+        let mut resolved = Vec::with_capacity(txn.changes.len());
+        for change in txn.changes {
+            let schema = self
+                .schemas
+                .get(&mut self.control.conn, &change.database, &change.table)
+                .await?
+                .ok_or_else(|| IncrementalError::MissingTable {
+                    table: crate::sql::qualified(&change.database, &change.table),
+                })?;
+            if schema.columns.len() != change.column_types.len() {
+                return Err(IncrementalError::SchemaMismatch {
+                    table: schema.name(),
+                    binlog: change.column_types.len(),
+                    target: schema.columns.len(),
+                }
+                .into());
+            }
+            resolved.push((schema, change));
+        }
+        Ok(resolved)
     }
 
     fn mode(&mut self) -> Mode {
@@ -266,54 +348,16 @@ impl<'a> Loop<'a> {
     fn before_copy_safe_until(&self) -> bool {
         let Some((file, pos)) = &self.copy_safe_until else { return false };
         // Binlog file names share a prefix and a zero-padded sequence number, so they order as text.
-        (self.applied.file.as_str(), self.applied.pos) < (file.as_str(), *pos)
+        (self.read.file.as_str(), self.read.pos) < (file.as_str(), *pos)
     }
 
-    /// Applies whole source transactions and the checkpoint in one target transaction.
-    async fn apply_batch(&mut self, batch: Vec<Unit>) -> crate::Result<()> {
-        let Some(last) = batch.last() else { return Ok(()) };
-        let end = last.end().clone();
-        let timestamp = match last {
-            Unit::Txn(t) => t.timestamp,
-            Unit::Ddl(d) => d.timestamp,
-        };
-        let mode = self.mode();
-        let conn = &mut self.applier.conn;
-        conn.query_drop("BEGIN").await.sql("begin a target transaction")?;
-        let result = async {
-            let mut rows = 0;
-            for unit in &batch {
-                if let Unit::Txn(txn) = unit {
-                    for change in &txn.changes {
-                        rows += self.applier.apply(change, mode).await?;
-                    }
-                }
-            }
-            checkpoint::save(&mut self.applier.conn, &self.job, &end, true).await?;
-            self.applier.conn.query_drop("COMMIT").await.sql("commit a target transaction")?;
-            Ok::<u64, crate::Error>(rows)
-        }
-        .await;
-        match result {
-            Ok(rows) => {
-                self.rows_total += rows;
-                self.applied = end;
-                self.applied_timestamp = timestamp;
-                Ok(())
-            }
-            Err(e) => {
-                let _ = self.applier.conn.query_drop("ROLLBACK").await;
-                Err(e)
-            }
-        }
-    }
-
-    /// DDL runs alone after everything before it; the checkpoint follows it at once. After an
-    /// abrupt stop between the two, the statement runs again in safe mode, where errors saying
-    /// it already took effect are ignored.
+    /// DDL runs alone once every worker is idle (a barrier); the checkpoint follows it at once.
+    /// After an abrupt stop between the two, the statement runs again in safe mode, where errors
+    /// saying it already took effect are ignored.
     async fn apply_ddl(&mut self, ddl: stream::Ddl) -> crate::Result<()> {
+        self.scheduler.drain().await?;
         let mode = self.mode();
-        let conn = &mut self.applier.conn;
+        let conn = &mut self.control.conn;
         if !ddl.schema.is_empty() {
             let use_db = format!("USE {}", crate::sql::quote_ident(&ddl.schema));
             if let Err(e) = conn.query_drop(&use_db).await {
@@ -329,11 +373,11 @@ impl<'a> Loop<'a> {
             }
             tracing::warn!(sql = %ddl.sql, error = %e, "DDL already applied before the restart");
         }
-        self.applier.schema_changed();
-        checkpoint::save(&mut self.applier.conn, &self.job, &ddl.end, true).await?;
-        self.applied = ddl.end;
-        self.applied_timestamp = ddl.timestamp;
-        Ok(())
+        self.schemas.clear();
+        self.read = ddl.end.clone();
+        let seq = self.scheduler.register(ddl.end, ddl.timestamp);
+        self.scheduler.skip(seq);
+        self.save_checkpoint().await
     }
 
     /// Updates status.incremental and status.position; publishes when due (or now if `force`).
@@ -349,31 +393,34 @@ impl<'a> Loop<'a> {
             }
         }
         let elapsed = self.rate_mark.0.elapsed();
+        let rows_total = self.scheduler.rows_total;
         if elapsed >= Duration::from_secs(1) {
-            let rows = self.rows_total - self.rate_mark.1;
+            let rows = rows_total - self.rate_mark.1;
             self.rows_per_second = (rows as f64 / elapsed.as_secs_f64()).round() as i64;
-            self.rate_mark = (Instant::now(), self.rows_total);
+            self.rate_mark = (Instant::now(), rows_total);
         }
-        let lag_bytes = self.head.as_ref().map(|h| lag_bytes(&self.applied, h, &self.head_files));
+        let applied = self.scheduler.watermark().low().clone();
+        let applied_timestamp = self.scheduler.watermark().low_timestamp();
+        let lag_bytes = self.head.as_ref().map(|h| lag_bytes(&applied, h, &self.head_files));
         let caught_up = lag_bytes == Some(0);
-        let lag_seconds = if caught_up || self.applied_timestamp == 0 {
+        let lag_seconds = if caught_up || applied_timestamp == 0 {
             0
         } else {
-            (Utc::now().timestamp() - i64::from(self.applied_timestamp)).max(0)
+            (Utc::now().timestamp() - i64::from(applied_timestamp)).max(0)
         };
         let safe_mode_until = self.safe_until.map(|until| {
             let left = until.saturating_duration_since(Instant::now());
             (Utc::now() + chrono::Duration::from_std(left).unwrap_or_default()).to_rfc3339()
         });
         let status = IncrementalStatus {
-            applied: Some(self.applied.to_api()),
+            applied: Some(applied.to_api()),
             source_head: self.head.as_ref().map(Position::to_api),
             lag_seconds: Some(lag_seconds),
             lag_bytes,
             rows_per_second: Some(self.rows_per_second),
             safe_mode_until,
         };
-        let position = format!("{}:{}", self.applied.file, self.applied.pos);
+        let position = format!("{}:{}", applied.file, applied.pos);
         self.ctx.reporter.update(|s| {
             s.incremental = Some(status);
             s.position = Some(position);

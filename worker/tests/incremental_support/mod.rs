@@ -2,11 +2,13 @@
 //! `ferry migrate` process, and waiting for it to catch up.
 #![allow(dead_code)]
 
+pub mod load;
+
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use ferry_e2e::MariaDb;
+use ferry_e2e::{MariaDb, SqlServer, Target, TargetKind};
 use mysql_async::prelude::Queryable;
 
 pub const PASSWORD: &str = "s3cret-pw";
@@ -14,14 +16,19 @@ pub const JOB: &str = "default/inc";
 
 pub struct Setup {
     pub source: MariaDb,
-    pub target: MariaDb,
+    pub target: Target,
     pub dir: tempfile::TempDir,
     runs: usize,
 }
 
 impl Setup {
     pub async fn start() -> Setup {
-        let (source, target) = tokio::join!(MariaDb::source(), MariaDb::target());
+        Self::start_with(TargetKind::MariaDb).await
+    }
+
+    /// A MariaDB source and a target of `kind`.
+    pub async fn start_with(kind: TargetKind) -> Setup {
+        let (source, target) = tokio::join!(MariaDb::source(), kind.start());
         let source = source.expect("start the source");
         let target = target.expect("start the target");
         source.create_user("ferry", PASSWORD, "ALL PRIVILEGES").await.expect("source user");

@@ -1,0 +1,413 @@
+//! Turns the row changes of a worker's target transaction into few statements.
+//!
+//! Tables with a row key, no foreign keys and full row images are batched: their changes are
+//! reduced to the net effect per key (the first before image of a row that existed, the last
+//! after image of a row that exists at the end) and written as one `DELETE ... WHERE key IN
+//! (...)` of the rows that existed, then one multi-row `INSERT` (`REPLACE` in safe mode) of the
+//! final rows, each statement at most [`MAX_STATEMENT`] bytes. When the row key is the table's
+//! only unique key, rows that existed before and after the batch are instead written in place by
+//! one `INSERT ... ON DUPLICATE KEY UPDATE` (no other unique value can collide). An UPDATE is thus a delete of its
+//! before key and an insert of its after image: key-changing updates, chains of updates and
+//! unique-key swaps between rows all end as on the source, whatever order the rows had in the
+//! batch, and a key that was first inserted still fails on a target row that holds it (a
+//! conflict). Everything else goes row by row in source order ([`Step::Row`]): tables without a
+//! key (duplicates must be changed once), tables with foreign keys (a DELETE + INSERT of a parent
+//! would cascade, and parents and children must change in the source's order), and images
+//! without every column. A batch whose keys differ only in ways the collation may ignore
+//! (case, trailing spaces) also goes row by row, so the net effect never merges or splits a row
+//! differently from the target.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use super::IncrementalError;
+use super::apply::{Mode, target_values, writable};
+use super::event::{Image, RowChange, RowKind};
+use super::literal;
+use super::schema::TableSchema;
+use crate::full::copy::MAX_STATEMENT;
+use crate::sql::quote_ident;
+
+/// One row change, with values as the target takes them.
+#[derive(Debug, Clone)]
+pub struct Op {
+    pub schema: Arc<TableSchema>,
+    pub kind: RowKind,
+    pub before: Option<Image>,
+    pub after: Option<Image>,
+}
+
+impl Op {
+    /// The row changes of one rows event.
+    pub fn from_change(schema: &Arc<TableSchema>, change: &RowChange) -> crate::Result<Vec<Op>> {
+        change
+            .rows
+            .iter()
+            .map(|(before, after)| {
+                let op = Op {
+                    schema: schema.clone(),
+                    kind: change.kind,
+                    before: before.as_deref().map(|r| target_values(schema, r)),
+                    after: after.as_deref().map(|r| target_values(schema, r)),
+                };
+                let complete = match op.kind {
+                    RowKind::Insert => op.after.is_some(),
+                    RowKind::Delete => op.before.is_some(),
+                    RowKind::Update => op.before.is_some() && op.after.is_some(),
+                };
+                if complete {
+                    Ok(op)
+                } else {
+                    Err(IncrementalError::BadRowImage { table: schema.name() }.into())
+                }
+            })
+            .collect()
+    }
+
+    fn full_images(&self) -> bool {
+        [&self.before, &self.after].into_iter().flatten().all(|image| {
+            image.len() == self.schema.columns.len() && image.iter().all(Option::is_some)
+        })
+    }
+}
+
+/// What a worker executes, in order.
+#[derive(Debug)]
+pub enum Step {
+    /// A multi-row statement on `schema`'s table.
+    Text { schema: Arc<TableSchema>, sql: Vec<u8> },
+    /// One row change applied on its own.
+    Row(Op),
+}
+
+/// Plans the statements for `ops`, given in source order.
+pub fn plan(ops: Vec<Op>, mode: Mode) -> Vec<Step> {
+    let mut order: Vec<String> = Vec::new();
+    let mut tables: HashMap<String, (bool, Vec<Op>)> = HashMap::new();
+    for op in &ops {
+        let name = op.schema.name();
+        let batchable = op.schema.key.is_some() && !op.schema.foreign && op.full_images();
+        let entry = tables.entry(name.clone()).or_insert_with(|| {
+            order.push(name);
+            (true, Vec::new())
+        });
+        entry.0 &= batchable;
+    }
+    let mut steps = Vec::new();
+    let mut rows = Vec::new();
+    for op in ops {
+        match tables.get_mut(&op.schema.name()) {
+            Some((true, table_ops)) => table_ops.push(op),
+            _ => rows.push(Step::Row(op)),
+        }
+    }
+    for name in order {
+        let Some((true, table_ops)) = tables.remove(&name) else { continue };
+        match net_effect(&table_ops) {
+            Some(net) => statements(&table_ops[0].schema, &net, mode, &mut steps),
+            None => steps.extend(table_ops.into_iter().map(Step::Row)),
+        }
+    }
+    steps.extend(rows);
+    steps
+}
+
+/// The net effect of a table's changes on the rows they touch.
+struct NetEffect<'a> {
+    /// Before images of rows to delete first.
+    deletes: Vec<&'a Image>,
+    /// Final images of rows to insert.
+    inserts: Vec<&'a Image>,
+    /// Final images of rows that existed before and still exist, when the row key is the
+    /// table's only unique key: written in place by an upsert, no delete needed.
+    updates: Vec<&'a Image>,
+}
+
+struct RowState<'a> {
+    existed: Option<&'a Image>,
+    last: Option<&'a Image>,
+}
+
+/// `None` when two keys of the batch may be equal for the collation without being equal bytes.
+fn net_effect(ops: &[Op]) -> Option<NetEffect<'_>> {
+    let mut order: Vec<Vec<u8>> = Vec::new();
+    let mut rows: HashMap<Vec<u8>, RowState<'_>> = HashMap::new();
+    let mut folded: HashMap<Vec<u8>, Vec<u8>> = HashMap::new();
+    for op in ops {
+        let schema = &op.schema;
+        for (image, is_before) in [(&op.before, true), (&op.after, false)] {
+            let Some(image) = image else { continue };
+            let (exact, fold) = row_key(schema, image);
+            if !rows.contains_key(&exact) {
+                if folded.entry(fold).or_insert_with(|| exact.clone()) != &exact {
+                    return None;
+                }
+                order.push(exact.clone());
+                rows.insert(
+                    exact.clone(),
+                    RowState { existed: is_before.then_some(image), last: None },
+                );
+            }
+            let state = rows.get_mut(&exact)?;
+            state.last = (!is_before).then_some(image);
+        }
+    }
+    // With other unique keys, rows may trade unique values within the batch: every touched row
+    // is deleted before any is written back.
+    let in_place = ops.first().is_some_and(|op| op.schema.unique_keys.len() <= 1);
+    let mut net = NetEffect { deletes: Vec::new(), inserts: Vec::new(), updates: Vec::new() };
+    for key in &order {
+        let state = rows.get(key)?;
+        match (state.existed, state.last) {
+            (Some(_), Some(last)) if in_place => net.updates.push(last),
+            (existed, last) => {
+                net.deletes.extend(existed);
+                net.inserts.extend(last);
+            }
+        }
+    }
+    Some(net)
+}
+
+/// The row key's values as exact literals and as the collation compares them.
+fn row_key(schema: &TableSchema, image: &Image) -> (Vec<u8>, Vec<u8>) {
+    let (mut exact, mut fold) = (Vec::new(), Vec::new());
+    for &i in schema.key.iter().flatten() {
+        if let Some(Some(value)) = image.get(i) {
+            literal::push(&mut exact, value, &schema.columns[i]);
+            literal::key_bytes(&mut fold, value, &schema.columns[i]);
+        }
+        exact.push(0);
+        fold.push(0);
+    }
+    (exact, fold)
+}
+
+fn statements(schema: &Arc<TableSchema>, net: &NetEffect<'_>, mode: Mode, steps: &mut Vec<Step>) {
+    let key = schema.key.as_deref().unwrap_or_default();
+    let delete_header = delete_header(schema, key);
+    let delete_tail: &[u8] = if key.len() == 1 { b")" } else { b"" };
+    let separator: &[u8] = if key.len() == 1 { b"," } else { b" OR " };
+    chunked(schema, &delete_header, separator, delete_tail, &net.deletes, steps, |out, row| {
+        push_key(out, schema, key, row)
+    });
+    insert_rows(schema, &net.inserts, Verb::for_mode(mode), steps);
+    insert_rows(schema, &net.updates, Verb::Upsert, steps);
+}
+
+/// How rows are written.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Verb {
+    Insert,
+    Replace,
+    /// `INSERT ... ON DUPLICATE KEY UPDATE` every column.
+    Upsert,
+}
+
+impl Verb {
+    fn for_mode(mode: Mode) -> Verb {
+        if mode == Mode::Upsert { Verb::Replace } else { Verb::Insert }
+    }
+}
+
+fn insert_rows(schema: &Arc<TableSchema>, rows: &[&Image], verb: Verb, steps: &mut Vec<Step>) {
+    let Some(first) = rows.first() else { return };
+    let columns = writable(schema, first);
+    let header = insert_header(schema, &columns, verb);
+    let tail = if verb == Verb::Upsert { upsert_tail(schema, &columns) } else { Vec::new() };
+    chunked(schema, &header, b",", &tail, rows, steps, |out, row| {
+        out.push(b'(');
+        for (n, &i) in columns.iter().enumerate() {
+            if n > 0 {
+                out.push(b',');
+            }
+            if let Some(Some(value)) = row.get(i) {
+                literal::push(out, value, &schema.columns[i]);
+            }
+        }
+        out.push(b')');
+    });
+}
+
+fn upsert_tail(schema: &TableSchema, columns: &[usize]) -> Vec<u8> {
+    let set: Vec<String> = columns
+        .iter()
+        .map(|&i| {
+            let name = quote_ident(&schema.columns[i].name);
+            format!("{name}=VALUES({name})")
+        })
+        .collect();
+    format!(" ON DUPLICATE KEY UPDATE {}", set.join(",")).into_bytes()
+}
+
+fn delete_header(schema: &TableSchema, key: &[usize]) -> Vec<u8> {
+    let mut header = format!("DELETE FROM {} WHERE ", schema.name());
+    if let [column] = key {
+        header.push_str(&quote_ident(&schema.columns[*column].name));
+        header.push_str(" IN (");
+    }
+    header.into_bytes()
+}
+
+/// `v` for a one-column key (inside `IN (...)`), else `(a = v AND b = w)`.
+fn push_key(out: &mut Vec<u8>, schema: &TableSchema, key: &[usize], row: &Image) {
+    let value = |out: &mut Vec<u8>, i: usize| {
+        if let Some(Some(value)) = row.get(i) {
+            literal::push(out, value, &schema.columns[i]);
+        }
+    };
+    if let [column] = key {
+        return value(out, *column);
+    }
+    out.push(b'(');
+    for (n, &i) in key.iter().enumerate() {
+        if n > 0 {
+            out.extend_from_slice(b" AND ");
+        }
+        out.extend_from_slice(quote_ident(&schema.columns[i].name).as_bytes());
+        out.extend_from_slice(b" = ");
+        value(out, i);
+    }
+    out.push(b')');
+}
+
+fn insert_header(schema: &TableSchema, columns: &[usize], verb: Verb) -> Vec<u8> {
+    let verb = if verb == Verb::Replace { "REPLACE" } else { "INSERT" };
+    let names: Vec<String> =
+        columns.iter().map(|&i| quote_ident(&schema.columns[i].name)).collect();
+    format!("{verb} INTO {} ({}) VALUES ", schema.name(), names.join(",")).into_bytes()
+}
+
+/// Statements of `header` + items separated by `separator` + `tail`, each at most about
+/// [`MAX_STATEMENT`] bytes.
+fn chunked<T>(
+    schema: &Arc<TableSchema>,
+    header: &[u8],
+    separator: &[u8],
+    tail: &[u8],
+    items: &[T],
+    steps: &mut Vec<Step>,
+    mut push: impl FnMut(&mut Vec<u8>, &T),
+) {
+    let mut sql = header.to_vec();
+    let mut count = 0;
+    for item in items {
+        if count > 0 {
+            sql.extend_from_slice(separator);
+        }
+        push(&mut sql, item);
+        count += 1;
+        if sql.len() >= MAX_STATEMENT {
+            sql.extend_from_slice(tail);
+            steps.push(Step::Text {
+                schema: schema.clone(),
+                sql: std::mem::replace(&mut sql, header.to_vec()),
+            });
+            count = 0;
+        }
+    }
+    if count > 0 {
+        sql.extend_from_slice(tail);
+        steps.push(Step::Text { schema: schema.clone(), sql });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use mysql_async::Value;
+
+    use super::*;
+    use crate::incremental::schema::{ColumnInfo, Fold};
+
+    fn schema(foreign: bool) -> Arc<TableSchema> {
+        let column = |name: &str, fold| ColumnInfo {
+            name: name.into(),
+            data_type: "varchar".into(),
+            unsigned: false,
+            generated: false,
+            convert_charset: None,
+            fold,
+        };
+        Arc::new(TableSchema {
+            database: "d".into(),
+            table: "t".into(),
+            columns: vec![column("id", Fold::TrimLower), column("v", Fold::Exact)],
+            key: Some(vec![0]),
+            unique_keys: vec![vec![0]],
+            foreign,
+        })
+    }
+
+    fn image(id: &str, v: i64) -> Option<Image> {
+        Some(vec![Some(Value::Bytes(id.as_bytes().to_vec())), Some(Value::Int(v))])
+    }
+
+    fn op(s: &Arc<TableSchema>, kind: RowKind, before: Option<Image>, after: Option<Image>) -> Op {
+        Op { schema: s.clone(), kind, before, after }
+    }
+
+    fn sql(steps: &[Step]) -> Vec<String> {
+        steps
+            .iter()
+            .map(|s| match s {
+                Step::Text { sql, .. } => String::from_utf8_lossy(sql).into_owned(),
+                Step::Row(op) => format!("row {:?}", op.kind),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn changes_reduce_to_deletes_then_inserts() {
+        let s = schema(false);
+        let ops = vec![
+            op(&s, RowKind::Insert, None, image("a", 1)),
+            op(&s, RowKind::Update, image("a", 1), image("a", 2)),
+            op(&s, RowKind::Update, image("b", 1), image("c", 1)),
+            op(&s, RowKind::Delete, image("d", 1), None),
+            op(&s, RowKind::Insert, None, image("d", 5)),
+            op(&s, RowKind::Insert, None, image("e", 1)),
+            op(&s, RowKind::Delete, image("e", 1), None),
+        ];
+        assert_eq!(
+            sql(&plan(ops.clone(), Mode::Exact)),
+            vec![
+                "DELETE FROM `d`.`t` WHERE `id` IN ('b')",
+                "INSERT INTO `d`.`t` (`id`,`v`) VALUES ('a',2),('c',1)",
+                "INSERT INTO `d`.`t` (`id`,`v`) VALUES ('d',5) ON DUPLICATE KEY UPDATE \
+                 `id`=VALUES(`id`),`v`=VALUES(`v`)",
+            ]
+        );
+        // Another unique key: rows that stay are deleted and written back too.
+        let mut other = (*s).clone();
+        other.unique_keys.push(vec![1]);
+        let other = Arc::new(other);
+        let ops = ops.into_iter().map(|op| Op { schema: other.clone(), ..op }).collect();
+        assert_eq!(
+            sql(&plan(ops, Mode::Exact)),
+            vec![
+                "DELETE FROM `d`.`t` WHERE `id` IN ('b','d')",
+                "INSERT INTO `d`.`t` (`id`,`v`) VALUES ('a',2),('c',1),('d',5)",
+            ]
+        );
+    }
+
+    #[test]
+    fn safe_mode_replaces() {
+        let s = schema(false);
+        let steps = plan(vec![op(&s, RowKind::Insert, None, image("a", 1))], Mode::Upsert);
+        assert_eq!(sql(&steps), vec!["REPLACE INTO `d`.`t` (`id`,`v`) VALUES ('a',1)"]);
+    }
+
+    #[test]
+    fn foreign_keys_and_collation_twins_go_row_by_row() {
+        let fk = schema(true);
+        let steps = plan(vec![op(&fk, RowKind::Insert, None, image("a", 1))], Mode::Exact);
+        assert_eq!(sql(&steps), vec!["row Insert"]);
+        let s = schema(false);
+        let ops = vec![
+            op(&s, RowKind::Update, image("a", 1), image("A", 1)),
+            op(&s, RowKind::Insert, None, image("b", 1)),
+        ];
+        assert_eq!(sql(&plan(ops, Mode::Exact)), vec!["row Update", "row Insert"]);
+    }
+}

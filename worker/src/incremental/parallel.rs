@@ -1,0 +1,271 @@
+//! The parallel apply: a scheduler hands source transactions to N workers, each with its own
+//! target connection, keeping transactions that share a conflict key ([`super::causality`]) on
+//! one worker, in source order. A worker groups the transactions waiting in its queue into one
+//! target transaction (statements planned by [`super::batch`]) and commits with it the list of
+//! source transactions it applied ([`super::checkpoint::record_applied`]). The scheduler tracks
+//! the low watermark ([`super::watermark`]); DDL waits until every worker is idle ([`Scheduler::drain`]).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use mysql_async::prelude::Queryable;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use super::IncrementalError;
+use super::apply::{Applier, Mode};
+use super::batch::{self, Op, Step};
+use super::causality::{Key, Tracker};
+use super::checkpoint::{self, Position};
+use super::event::RowChange;
+use super::schema::TableSchema;
+use super::watermark::Watermark;
+use crate::config::Endpoint;
+use crate::error::SqlContext;
+
+/// Row changes per target transaction, at most (source transactions are never split).
+const BATCH_ROWS: usize = 8000;
+/// Transactions queued per worker.
+const QUEUE: usize = 2048;
+/// Attempts of a target transaction that hit a deadlock or a lock wait timeout.
+const ATTEMPTS: u32 = 10;
+
+/// A source transaction for a worker.
+pub struct Work {
+    pub seq: u64,
+    pub end: Position,
+    pub changes: Vec<(Arc<TableSchema>, RowChange)>,
+    pub mode: Mode,
+}
+
+impl Work {
+    fn rows(&self) -> usize {
+        self.changes.iter().map(|(_, c)| c.rows.len()).sum()
+    }
+}
+
+enum Report {
+    Applied { worker: usize, seqs: Vec<u64>, rows: u64 },
+    Failed(crate::Error),
+}
+
+/// Dispatches transactions to workers and follows what they applied.
+pub struct Scheduler {
+    queues: Vec<mpsc::Sender<Work>>,
+    /// Transactions given to each worker and not reported back.
+    queued: Vec<usize>,
+    reports: mpsc::UnboundedReceiver<Report>,
+    tracker: Tracker,
+    held: HashMap<u64, Vec<Key>>,
+    watermark: Watermark,
+    tasks: Vec<JoinHandle<()>>,
+    /// Row changes applied since the start.
+    pub rows_total: u64,
+}
+
+impl Scheduler {
+    /// Opens `workers` target connections and starts a worker on each.
+    pub async fn start(
+        target: &Endpoint,
+        job: &str,
+        workers: usize,
+        start: Position,
+    ) -> crate::Result<Self> {
+        let (report_tx, reports) = mpsc::unbounded_channel();
+        let mut queues = Vec::with_capacity(workers);
+        let mut tasks = Vec::with_capacity(workers);
+        for id in 0..workers.max(1) {
+            let conn = crate::connect::connect(target, "target").await?;
+            let applier = Applier::new(conn).await?;
+            let (tx, rx) = mpsc::channel(QUEUE);
+            let worker = Worker { id, applier, job: job.to_string(), reports: report_tx.clone() };
+            tasks.push(tokio::spawn(worker.run(rx)));
+            queues.push(tx);
+        }
+        Ok(Self {
+            queued: vec![0; queues.len()],
+            queues,
+            reports,
+            tracker: Tracker::default(),
+            held: HashMap::new(),
+            watermark: Watermark::new(start),
+            tasks,
+            rows_total: 0,
+        })
+    }
+
+    pub fn watermark(&self) -> &Watermark {
+        &self.watermark
+    }
+
+    /// Numbers the next unit in stream order.
+    pub fn register(&mut self, end: Position, timestamp: u32) -> u64 {
+        self.watermark.register(end, timestamp)
+    }
+
+    /// A unit with nothing to apply (or applied before a restart).
+    pub fn skip(&mut self, seq: u64) {
+        self.watermark.done(seq);
+    }
+
+    /// Gives a transaction to the worker that holds its keys, or to the least busy one; waits
+    /// while two workers hold its keys.
+    pub async fn dispatch(&mut self, work: Work, keys: Vec<Key>) -> crate::Result<()> {
+        let worker = loop {
+            match self.tracker.holders(&keys)[..] {
+                [] => break self.least_busy(),
+                [worker] => break worker,
+                _ => self.recv().await?,
+            }
+        };
+        self.tracker.acquire(&keys, worker);
+        self.held.insert(work.seq, keys);
+        self.queued[worker] += 1;
+        if self.queues[worker].send(work).await.is_err() {
+            // The worker stopped on an error, which is waiting in the reports.
+            loop {
+                self.recv().await?;
+            }
+        }
+        Ok(())
+    }
+
+    fn least_busy(&self) -> usize {
+        (0..self.queued.len()).min_by_key(|&w| self.queued[w]).unwrap_or(0)
+    }
+
+    /// Waits for one worker report and takes it in (cancel-safe).
+    pub async fn recv(&mut self) -> crate::Result<()> {
+        let report = self.reports.recv().await;
+        match report {
+            Some(Report::Applied { worker, seqs, rows }) => {
+                self.queued[worker] -= seqs.len();
+                self.rows_total += rows;
+                for seq in seqs {
+                    if let Some(keys) = self.held.remove(&seq) {
+                        self.tracker.release(&keys);
+                    }
+                    self.watermark.done(seq);
+                }
+                Ok(())
+            }
+            Some(Report::Failed(e)) => Err(e),
+            None => Err(IncrementalError::Reader("every apply worker ended".into()).into()),
+        }
+    }
+
+    /// Whether any worker has transactions to apply.
+    pub fn busy(&self) -> bool {
+        self.queued.iter().any(|&q| q > 0)
+    }
+
+    /// Waits until every dispatched transaction is applied.
+    pub async fn drain(&mut self) -> crate::Result<()> {
+        while self.busy() {
+            self.recv().await?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Scheduler {
+    fn drop(&mut self) {
+        // A worker stopped mid-transaction loses its connection: the target rolls back.
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+/// One apply worker and its target connection.
+struct Worker {
+    id: usize,
+    applier: Applier,
+    job: String,
+    reports: mpsc::UnboundedSender<Report>,
+}
+
+impl Worker {
+    async fn run(mut self, mut queue: mpsc::Receiver<Work>) {
+        while let Some(first) = queue.recv().await {
+            let mut rows = first.rows();
+            let mut batch = vec![first];
+            while rows < BATCH_ROWS {
+                let Ok(work) = queue.try_recv() else { break };
+                rows += work.rows();
+                batch.push(work);
+            }
+            let report = match self.apply(&batch).await {
+                Ok(rows) => Report::Applied {
+                    worker: self.id,
+                    seqs: batch.iter().map(|w| w.seq).collect(),
+                    rows,
+                },
+                Err(e) => Report::Failed(e),
+            };
+            let failed = matches!(report, Report::Failed(_));
+            if self.reports.send(report).is_err() || failed {
+                return;
+            }
+        }
+    }
+
+    /// Applies a group of source transactions in one target transaction, retrying it after a
+    /// deadlock or lock wait timeout (the target rolled it back whole).
+    async fn apply(&mut self, batch: &[Work]) -> crate::Result<u64> {
+        let upsert = batch.iter().any(|w| w.mode == Mode::Upsert);
+        let mode = if upsert { Mode::Upsert } else { Mode::Exact };
+        let mut ops = Vec::new();
+        for (schema, change) in batch.iter().flat_map(|w| &w.changes) {
+            ops.extend(Op::from_change(schema, change)?);
+        }
+        let rows = ops.len() as u64;
+        let steps = batch::plan(ops, mode);
+        let ends: Vec<&Position> = batch.iter().map(|w| &w.end).collect();
+        let mut attempt = 1;
+        loop {
+            match self.transaction(&steps, mode, &ends).await {
+                Ok(()) => return Ok(rows),
+                Err(e) if attempt < ATTEMPTS && transient(&e) => {
+                    tracing::warn!(worker = self.id, attempt, error = %e, "retrying a target transaction");
+                    tokio::time::sleep(Duration::from_millis(50 * u64::from(attempt))).await;
+                    attempt += 1;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    async fn transaction(
+        &mut self,
+        steps: &[Step],
+        mode: Mode,
+        ends: &[&Position],
+    ) -> crate::Result<()> {
+        let conn = &mut self.applier.conn;
+        conn.query_drop("BEGIN").await.sql("begin a target transaction")?;
+        let result = async {
+            for step in steps {
+                match step {
+                    Step::Text { schema, sql } => self.applier.exec_text(schema, sql).await?,
+                    Step::Row(op) => self.applier.apply_row(op, mode).await?,
+                }
+            }
+            checkpoint::record_applied(&mut self.applier.conn, &self.job, self.id, ends).await?;
+            self.applier.conn.query_drop("COMMIT").await.sql("commit a target transaction")
+        }
+        .await;
+        if result.is_err() {
+            let _ = self.applier.conn.query_drop("ROLLBACK").await;
+        }
+        result
+    }
+}
+
+/// Errors after which the same transaction may succeed: deadlocks, lock wait timeouts, TiDB
+/// write conflicts.
+fn transient(error: &crate::Error) -> bool {
+    matches!(error, crate::Error::Sql { source: mysql_async::Error::Server(e), .. }
+        if matches!(e.code, 1205 | 1213 | 8022 | 8028 | 9007))
+}
