@@ -8,6 +8,7 @@ pub mod compare;
 pub mod external;
 #[path = "kube/mod.rs"]
 pub mod kube_harness;
+pub mod manifest;
 pub mod mariadb;
 pub mod podman;
 mod ports;
@@ -16,6 +17,7 @@ pub mod tidb;
 pub use compare::{TableDigest, assert_same_tables, database_digests};
 pub use compare::{quote, table_digest, table_rows};
 pub use external::ExternalServer;
+pub use manifest::JobManifest;
 pub use mariadb::{MariaDb, MariaDbOptions, Role};
 pub use tidb::{SqlServer, TIDB_VERSION, Target, TargetKind, TiDb, start_target};
 

@@ -5,43 +5,22 @@ use std::path::Path;
 use std::process::Command;
 
 use ferry_crds::job::{CheckResult, MigrationJobStatus, PrecheckItem};
-use ferry_e2e::{MariaDb, MariaDbOptions, Role};
+use ferry_e2e::{JobManifest, MariaDb, MariaDbOptions, Role};
 
 type TestResult = Result<(), Box<dyn std::error::Error>>;
 
 fn manifest(source: &MariaDb, target: &MariaDb, mode: &str) -> String {
-    format!(
-        r#"
-apiVersion: v1
-kind: Secret
-metadata: {{name: creds}}
-stringData: {{source: "", target: ""}}
----
-apiVersion: ferry.dev/v1alpha1
-kind: MigrationSource
-metadata: {{name: src}}
-spec:
-  type: MariaDB
-  host: 127.0.0.1
-  port: {}
-  user: root
-  passwordSecretRef: {{name: creds, key: source}}
----
-apiVersion: ferry.dev/v1alpha1
-kind: MigrationJob
-metadata: {{name: job}}
-spec:
-  sourceRef: {{name: src}}
-  target:
-    host: 127.0.0.1
-    port: {}
-    user: root
-    passwordSecretRef: {{name: creds, key: target}}
-  mode: {mode}
-"#,
-        source.port(),
-        target.port()
-    )
+    let (source_port, target_port) = (source.port(), target.port());
+    JobManifest {
+        name: "job",
+        source_port,
+        target_port,
+        user: "root",
+        password: "",
+        mode,
+        spec: "",
+    }
+    .yaml()
 }
 
 fn ferry(args: &[&str], dir: &Path) -> (i32, String, String) {

@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 
-use ferry_e2e::{MariaDb, SqlServer, Target, TargetKind};
+use ferry_e2e::{JobManifest, MariaDb, SqlServer, Target, TargetKind};
 use mysql_async::prelude::Queryable;
 
 pub const PASSWORD: &str = "s3cret-pw";
@@ -36,39 +36,16 @@ impl Setup {
 
     /// Writes the manifest of a job in `mode` with `objects` (YAML under `objects:`).
     pub fn manifest(&self, mode: &str, objects: &str) -> PathBuf {
-        let yaml = format!(
-            r#"apiVersion: v1
-kind: Secret
-metadata: {{name: creds}}
-stringData: {{password: {PASSWORD}}}
----
-apiVersion: ferry.dev/v1alpha1
-kind: MigrationSource
-metadata: {{name: src}}
-spec:
-  type: MariaDB
-  host: 127.0.0.1
-  port: {sport}
-  user: ferry
-  passwordSecretRef: {{name: creds, key: password}}
----
-apiVersion: ferry.dev/v1alpha1
-kind: MigrationJob
-metadata: {{name: copy, namespace: default}}
-spec:
-  sourceRef: {{name: src}}
-  target:
-    host: 127.0.0.1
-    port: {tport}
-    user: ferry
-    passwordSecretRef: {{name: creds, key: password}}
-  mode: {mode}
-  objects:
-{objects}
-"#,
-            sport = self.source.port(),
-            tport = self.target.port(),
-        );
+        let yaml = JobManifest {
+            name: "copy",
+            source_port: self.source.port(),
+            target_port: self.target.port(),
+            user: "ferry",
+            password: PASSWORD,
+            mode,
+            spec: &format!("  objects:\n{objects}"),
+        }
+        .yaml();
         let path = self.dir.path().join("job.yaml");
         std::fs::write(&path, yaml).expect("write manifest");
         path

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use ferry_e2e::{MariaDb, SqlServer, Target, TargetKind};
+use ferry_e2e::{JobManifest, MariaDb, SqlServer, Target, TargetKind};
 use mysql_async::prelude::Queryable;
 
 pub const PASSWORD: &str = "s3cret-pw";
@@ -53,44 +53,20 @@ impl Setup {
 
     /// Writes the manifest: Incremental mode from `start`, `extra` spec lines appended.
     pub fn manifest(&self, start: &(String, u64), extra: &str) -> PathBuf {
-        let yaml = format!(
-            r#"apiVersion: v1
-kind: Secret
-metadata: {{name: creds}}
-stringData: {{password: {PASSWORD}}}
----
-apiVersion: ferry.dev/v1alpha1
-kind: MigrationSource
-metadata: {{name: src}}
-spec:
-  type: MariaDB
-  host: 127.0.0.1
-  port: {sport}
-  user: ferry
-  passwordSecretRef: {{name: creds, key: password}}
----
-apiVersion: ferry.dev/v1alpha1
-kind: MigrationJob
-metadata: {{name: inc, namespace: default}}
-spec:
-  sourceRef: {{name: src}}
-  target:
-    host: 127.0.0.1
-    port: {tport}
-    user: ferry
-    passwordSecretRef: {{name: creds, key: password}}
-  mode: Incremental
-  incremental:
-    start: {{file: {file}, pos: {pos}}}
-  objects:
-    databases: [app]
-{extra}
-"#,
-            sport = self.source.port(),
-            tport = self.target.port(),
-            file = start.0,
-            pos = start.1,
+        let (file, pos) = start;
+        let spec = format!(
+            "  incremental:\n    start: {{file: {file}, pos: {pos}}}\n  objects:\n    databases: [app]\n{extra}"
         );
+        let yaml = JobManifest {
+            name: "inc",
+            source_port: self.source.port(),
+            target_port: self.target.port(),
+            user: "ferry",
+            password: PASSWORD,
+            mode: "Incremental",
+            spec: &spec,
+        }
+        .yaml();
         let path = self.dir.path().join("job.yaml");
         std::fs::write(&path, yaml).expect("write manifest");
         path
