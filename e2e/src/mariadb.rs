@@ -5,8 +5,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use mysql_async::prelude::Queryable;
-use mysql_async::{Conn, Opts, OptsBuilder};
+use mysql_async::Conn;
+
+use crate::SqlServer;
 
 use crate::{HarnessError, Result, io_err, ports::free_port};
 
@@ -137,52 +138,6 @@ impl MariaDb {
     /// The server's own directory (data, socket, logs); test certificates can go here too.
     pub fn dir(&self) -> &Path {
         self.dir.path()
-    }
-
-    /// Connection options for root.
-    pub fn opts(&self) -> Opts {
-        self.opts_for("root", "")
-    }
-
-    /// Connection options for another user.
-    pub fn opts_for(&self, user: &str, password: &str) -> Opts {
-        OptsBuilder::default()
-            .ip_or_hostname(self.host())
-            .tcp_port(self.port)
-            .user(Some(user))
-            .pass(Some(password))
-            .prefer_socket(false)
-            .into()
-    }
-
-    /// A new root connection.
-    pub async fn conn(&self) -> Result<Conn> {
-        Ok(Conn::new(self.opts()).await?)
-    }
-
-    /// Runs statements (separated by `;`) as root.
-    pub async fn exec(&self, sql: &str) -> Result<()> {
-        let mut conn = self.conn().await?;
-        conn.query_drop(sql).await?;
-        conn.disconnect().await?;
-        Ok(())
-    }
-
-    /// Runs a query as root and returns the first column of each row as text.
-    pub async fn query_strings(&self, sql: &str) -> Result<Vec<Option<String>>> {
-        let mut conn = self.conn().await?;
-        let rows: Vec<Option<String>> = conn.query(sql).await?;
-        conn.disconnect().await?;
-        Ok(rows)
-    }
-
-    /// Creates a user with a password and the given privileges on `*.*` (e.g. "ALL PRIVILEGES").
-    pub async fn create_user(&self, user: &str, password: &str, privileges: &str) -> Result<()> {
-        self.exec(&format!(
-            "CREATE USER '{user}'@'%' IDENTIFIED BY '{password}'; \
-             GRANT {privileges} ON *.* TO '{user}'@'%'"
-        ))
-        .await
     }
 
     /// Loads a SQL file (many statements) as root.

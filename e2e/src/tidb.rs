@@ -158,42 +158,6 @@ impl TiDb {
     pub fn dir(&self) -> &Path {
         self.dir.path()
     }
-
-    /// Connection options for root.
-    pub fn opts(&self) -> Opts {
-        self.opts_for("root", "")
-    }
-
-    /// Connection options for another user.
-    pub fn opts_for(&self, user: &str, password: &str) -> Opts {
-        OptsBuilder::default()
-            .ip_or_hostname(self.host())
-            .tcp_port(self.port)
-            .user(Some(user))
-            .pass(Some(password))
-            .prefer_socket(false)
-            .into()
-    }
-
-    /// A new root connection.
-    pub async fn conn(&self) -> Result<Conn> {
-        Ok(Conn::new(self.opts()).await?)
-    }
-
-    /// Runs statements (separated by `;`) as root.
-    pub async fn exec(&self, sql: &str) -> Result<()> {
-        exec_with(self.opts(), sql).await
-    }
-
-    /// Runs a query as root and returns the first column of each row as text.
-    pub async fn query_strings(&self, sql: &str) -> Result<Vec<Option<String>>> {
-        query_strings_with(self.opts(), sql).await
-    }
-
-    /// Creates a user with a password and the given privileges on `*.*` (e.g. "ALL PRIVILEGES").
-    pub async fn create_user(&self, user: &str, password: &str, privileges: &str) -> Result<()> {
-        self.exec(&create_user_sql(user, password, privileges)).await
-    }
 }
 
 impl Drop for TiDb {
@@ -304,6 +268,17 @@ pub trait SqlServer: Send + Sync {
     }
 }
 
+/// TCP connection options to a harness server (never its socket).
+fn loopback_opts(port: u16, user: &str, password: &str) -> Opts {
+    OptsBuilder::default()
+        .ip_or_hostname("127.0.0.1")
+        .tcp_port(port)
+        .user(Some(user))
+        .pass(Some(password))
+        .prefer_socket(false)
+        .into()
+}
+
 impl SqlServer for MariaDb {
     fn kind(&self) -> TargetKind {
         TargetKind::MariaDb
@@ -315,7 +290,7 @@ impl SqlServer for MariaDb {
         MariaDb::port(self)
     }
     fn opts_for(&self, user: &str, password: &str) -> Opts {
-        MariaDb::opts_for(self, user, password)
+        loopback_opts(self.port(), user, password)
     }
 }
 
@@ -330,7 +305,7 @@ impl SqlServer for TiDb {
         TiDb::port(self)
     }
     fn opts_for(&self, user: &str, password: &str) -> Opts {
-        TiDb::opts_for(self, user, password)
+        loopback_opts(self.port(), user, password)
     }
 }
 

@@ -1,6 +1,7 @@
 //! The harness against real MariaDB servers: sources write a ROW binlog, targets none, several
 //! run at once, and the table comparison catches a single changed value.
 
+use ferry_e2e::SqlServer;
 use ferry_e2e::{HarnessError, MariaDb, MariaDbOptions, Role, assert_same_tables};
 
 const FIXTURE: &str = "CREATE DATABASE shop; \

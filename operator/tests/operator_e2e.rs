@@ -21,6 +21,7 @@ use cluster::scenario::{self, Database};
 use cluster::{Cluster, Install, OPERATOR_NAMESPACE, phase, reason, wait_for};
 use ferry_crds::job::{MigrationJob, Phase, Stage};
 use ferry_crds::source::MigrationSource;
+use ferry_e2e::SqlServer;
 use ferry_e2e::{ExternalServer, MariaDb, TiDb};
 use k8s_openapi::api::authentication::v1::TokenRequest;
 use k8s_openapi::api::coordination::v1::Lease;

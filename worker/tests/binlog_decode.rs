@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use ferry_e2e::MariaDb;
+use ferry_e2e::SqlServer;
 
 async fn binlog_with_rows() -> (MariaDb, PathBuf) {
     let source = MariaDb::source().await.expect("source");

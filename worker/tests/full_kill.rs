@@ -7,6 +7,7 @@ mod full_support;
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
+use ferry_e2e::SqlServer;
 use full_support::Setup;
 
 const CHUNK_ROWS: &str = "1500";

@@ -7,6 +7,7 @@ mod full_support;
 use std::path::Path;
 use std::sync::OnceLock;
 
+use ferry_e2e::SqlServer;
 use ferry_e2e::podman::{Image, repo_root};
 
 /// Built once for all tests of this file.

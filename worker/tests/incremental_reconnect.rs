@@ -5,6 +5,7 @@ mod incremental_support;
 
 use std::time::Duration;
 
+use ferry_e2e::SqlServer;
 use incremental_support::{Setup, interrupt};
 
 const TABLES: &str = "CREATE DATABASE app; \

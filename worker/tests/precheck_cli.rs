@@ -5,6 +5,7 @@ use std::path::Path;
 use std::process::Command;
 
 use ferry_crds::job::{CheckResult, MigrationJobStatus, PrecheckItem};
+use ferry_e2e::SqlServer;
 use ferry_e2e::{JobManifest, MariaDb, MariaDbOptions, Role};
 
 type TestResult = Result<(), Box<dyn std::error::Error>>;

@@ -5,6 +5,7 @@ mod precheck_support;
 
 use ferry_crds::job::{CheckResult, MigrationMode};
 use ferry_e2e::MariaDb;
+use ferry_e2e::SqlServer;
 use precheck_support::*;
 
 type TestResult = Result<(), Box<dyn std::error::Error>>;

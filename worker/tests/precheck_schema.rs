@@ -5,6 +5,7 @@
 mod precheck_support;
 
 use ferry_crds::job::{CheckResult, MigrationMode};
+use ferry_e2e::SqlServer;
 use ferry_e2e::{MariaDb, MariaDbOptions, Role};
 use precheck_support::*;
 

@@ -7,6 +7,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use ferry_crds::TlsMode;
+use ferry_e2e::SqlServer;
 use ferry_e2e::{MariaDb, MariaDbOptions, Role};
 use ferry_worker::config::{Endpoint, Password, TlsMaterial};
 use ferry_worker::connect::{CONNECT_TIMEOUT, ConnectError, connect};

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
+use ferry_e2e::SqlServer;
 use ferry_e2e::kube_harness::{ControlPlane, NodeAgent, NodeAgentOptions};
 use ferry_e2e::{MariaDb, TiDb};
 use k8s_openapi::api::core::v1::Secret;

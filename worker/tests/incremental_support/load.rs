@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use ferry_e2e::SqlServer;
 use mysql_async::prelude::Queryable;
 
 /// The tables, created and seeded on both sides before the job starts.
