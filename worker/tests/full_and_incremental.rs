@@ -3,14 +3,13 @@
 //! to during both stages; also with the lock-free snapshot, whose safe-mode window replication
 //! must honour.
 
-#[path = "full_support/mod.rs"]
-mod full_support;
+mod support;
 
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use ferry_e2e::SqlServer;
-use full_support::Setup;
+use support::Setup;
 
 const SCHEMA: &str = "CREATE DATABASE app; \
     CREATE TABLE app.items (id INT PRIMARY KEY, qty INT NOT NULL, note VARCHAR(40)); \

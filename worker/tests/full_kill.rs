@@ -2,13 +2,13 @@
 //! target equal to the source: chunks are committed with their checkpoint, so none is lost or
 //! doubled (a table without a key shows doubling). Ctrl-C stops cleanly and resumes too.
 
-mod full_support;
+mod support;
 
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use ferry_e2e::SqlServer;
-use full_support::Setup;
+use support::Setup;
 
 const CHUNK_ROWS: &str = "1500";
 

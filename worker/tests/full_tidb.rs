@@ -1,10 +1,10 @@
 //! The full copy into a TiDB target: definitions adapted where TiDB rejects MariaDB's, values
 //! exact, chunked tables, views.
 
-mod full_support;
+mod support;
 
 use ferry_e2e::{SqlServer, TargetKind};
-use full_support::Setup;
+use support::Setup;
 
 const SCHEMA: &str = r#"
 SET SESSION sql_mode = '';

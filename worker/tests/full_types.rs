@@ -1,10 +1,10 @@
 //! `ferry migrate` in Full mode copies every column type exactly, chunked tables, tables without
 //! keys, quoted names, generated columns, foreign keys and views, and reports Completed.
 
-mod full_support;
+mod support;
 
 use ferry_e2e::SqlServer;
-use full_support::Setup;
+use support::Setup;
 
 const SCHEMA: &str = r#"
 SET SESSION sql_mode = '';

@@ -1,8 +1,7 @@
 //! The `ferry` container image, built with podman around this crate's binary and run for real:
 //! FROM scratch, non-root, read-only root filesystem, host network.
 
-#[path = "full_support/mod.rs"]
-mod full_support;
+mod support;
 
 use std::path::Path;
 use std::sync::OnceLock;
@@ -38,7 +37,7 @@ fn image_runs_the_cli_as_non_root_on_a_read_only_root() -> anyhow::Result<()> {
 
 #[tokio::test]
 async fn image_migrates_between_two_mariadb_servers() -> anyhow::Result<()> {
-    let setup = full_support::Setup::start().await;
+    let setup = support::Setup::start().await;
     setup
         .source
         .exec(

@@ -1,13 +1,13 @@
 //! Conflicts, the restart request, safe mode after an abrupt stop, and a purged binlog.
 
-mod incremental_support;
+mod support;
 
 use ferry_e2e::SqlServer;
 
 use std::time::Duration;
 
-use incremental_support::{Setup, interrupt, wait_exit};
 use mysql_async::prelude::Queryable;
+use support::{Setup, interrupt, wait_exit};
 
 const TABLES: &str = "CREATE DATABASE app; \
     CREATE TABLE app.items (id INT PRIMARY KEY, v VARCHAR(20), parent INT);";
@@ -17,8 +17,8 @@ async fn a_duplicate_key_fails_the_job_and_the_restart_request_replaces_the_row(
     let mut setup = Setup::start().await;
     setup.both(TABLES).await;
     let start = setup.source_head().await;
-    let manifest = setup.manifest(&start, "");
-    let mut ferry = setup.spawn(&manifest, &[]);
+    let manifest = setup.incremental_manifest(&start, "");
+    let mut ferry = setup.spawn(&manifest, &[], &[]);
     setup.source.exec("INSERT INTO app.items VALUES (1, 'first', NULL)").await.unwrap();
     setup.wait_caught_up(&mut ferry, Duration::from_secs(60)).await;
 
@@ -35,8 +35,8 @@ async fn a_duplicate_key_fails_the_job_and_the_restart_request_replaces_the_row(
     assert_eq!(status["lastError"]["retryable"], false);
 
     // The restart request resumes and replaces the conflicting target row with the source's.
-    let manifest = setup.manifest(&start, "  restartRequest: \"2026-01-01T00:00:00Z\"");
-    let mut ferry = setup.spawn(&manifest, &[]);
+    let manifest = setup.incremental_manifest(&start, "  restartRequest: \"2026-01-01T00:00:00Z\"");
+    let mut ferry = setup.spawn(&manifest, &[], &[]);
     setup.source.exec("UPDATE app.items SET v = 'later' WHERE id = 1").await.unwrap();
     setup.wait_caught_up(&mut ferry, Duration::from_secs(60)).await;
     setup.assert_same("app").await;
@@ -48,8 +48,8 @@ async fn safe_mode_after_an_abrupt_stop_replaces_rows_and_shows_in_status() {
     let mut setup = Setup::start().await;
     setup.both(TABLES).await;
     let start = setup.source_head().await;
-    let manifest = setup.manifest(&start, "  safeModeDuration: 10m");
-    let mut ferry = setup.spawn(&manifest, &[]);
+    let manifest = setup.incremental_manifest(&start, "  safeModeDuration: 10m");
+    let mut ferry = setup.spawn(&manifest, &[], &[]);
     setup.source.exec("INSERT INTO app.items VALUES (1, 'a', NULL), (2, 'b', NULL)").await.unwrap();
     setup.wait_caught_up(&mut ferry, Duration::from_secs(60)).await;
     ferry.kill().expect("SIGKILL");
@@ -66,7 +66,7 @@ async fn safe_mode_after_an_abrupt_stop_replaces_rows_and_shows_in_status() {
         )
         .await
         .unwrap();
-    let mut ferry = setup.spawn(&manifest, &[]);
+    let mut ferry = setup.spawn(&manifest, &[], &[]);
     setup.wait_caught_up(&mut ferry, Duration::from_secs(60)).await;
     setup.assert_same("app").await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
@@ -83,8 +83,8 @@ async fn a_purged_binlog_asks_for_a_new_full_migration() {
     let mut setup = Setup::start().await;
     setup.both(TABLES).await;
     let start = setup.source_head().await;
-    let manifest = setup.manifest(&start, "");
-    let mut ferry = setup.spawn(&manifest, &[]);
+    let manifest = setup.incremental_manifest(&start, "");
+    let mut ferry = setup.spawn(&manifest, &[], &[]);
     setup.source.exec("INSERT INTO app.items VALUES (1, 'a', NULL)").await.unwrap();
     setup.wait_caught_up(&mut ferry, Duration::from_secs(60)).await;
     assert!(interrupt(&mut ferry).success(), "{}", setup.last_log());
@@ -112,7 +112,7 @@ async fn a_purged_binlog_asks_for_a_new_full_migration() {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
 
-    let mut ferry = setup.spawn(&manifest, &[]);
+    let mut ferry = setup.spawn(&manifest, &[], &[]);
     let exit = wait_exit(&mut ferry, Duration::from_secs(60));
     assert_eq!(exit.code(), Some(1), "{}", setup.last_log());
     let message = setup.status()["lastError"]["message"].as_str().unwrap_or_default().to_string();

@@ -3,16 +3,16 @@
 //! keys, tables without keys) runs on the source, resumed each time, and at the end every table
 //! matches, including those without any key (where a doubled or lost change would show).
 
-mod incremental_support;
+mod support;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use ferry_e2e::SqlServer;
-use incremental_support::load::{self, Rng};
-use incremental_support::{Setup, interrupt, wait_exit};
 use mysql_async::prelude::Queryable;
+use support::load::{self, Rng};
+use support::{Setup, interrupt, wait_exit};
 
 const TABLES: &str = "
 CREATE TABLE app.ledger (id INT PRIMARY KEY, bal BIGINT NOT NULL, note VARCHAR(40));
@@ -71,7 +71,7 @@ async fn sigkill_at_random_instants_loses_and_doubles_nothing() {
     setup.both(load::TABLES).await;
     setup.both(TABLES).await;
     let start = setup.source_head().await;
-    let manifest = setup.manifest(&start, "  safeModeDuration: 1h");
+    let manifest = setup.incremental_manifest(&start, "  safeModeDuration: 1h");
 
     let stop = Arc::new(AtomicBool::new(false));
     let mut writers = Vec::new();
@@ -95,7 +95,7 @@ async fn sigkill_at_random_instants_loses_and_doubles_nothing() {
     let mut rng = Rng(0x2545_f491_4f6c_dd1d);
     let mut ahead = 0;
     for kill in 0..6 {
-        let mut ferry = setup.spawn(&manifest, &["--concurrency", "4"]);
+        let mut ferry = setup.spawn(&manifest, &[], &["--concurrency", "4"]);
         let millis = 700 + rng.below(2300);
         tokio::time::sleep(Duration::from_millis(millis)).await;
         if let Ok(Some(status)) = ferry.try_wait() {
@@ -116,7 +116,7 @@ async fn sigkill_at_random_instants_loses_and_doubles_nothing() {
         assert!(committed > 100, "a writer committed only {committed} transactions");
     }
 
-    let mut ferry = setup.spawn(&manifest, &["--concurrency", "4"]);
+    let mut ferry = setup.spawn(&manifest, &[], &["--concurrency", "4"]);
     setup.wait_caught_up(&mut ferry, Duration::from_secs(120)).await;
     setup.assert_same("app").await;
     // Resuming after an abrupt stop turns safe mode on, and the status says until when.

@@ -2,20 +2,20 @@
 //! same keys, move keys, swap unique values, cascade through foreign keys and write a table
 //! without a key while DDL runs; four workers replicate and the tables end equal.
 
-mod incremental_support;
+mod support;
 
 use std::time::Duration;
 
 use ferry_e2e::SqlServer;
-use incremental_support::{Setup, interrupt, load};
+use support::{Setup, interrupt, load};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn four_workers_replicate_a_conflicting_concurrent_load() {
     let mut setup = Setup::start().await;
     setup.both(load::TABLES).await;
     let start = setup.source_head().await;
-    let manifest = setup.manifest(&start, "");
-    let mut ferry = setup.spawn(&manifest, &["--concurrency", "4"]);
+    let manifest = setup.incremental_manifest(&start, "");
+    let mut ferry = setup.spawn(&manifest, &[], &["--concurrency", "4"]);
 
     let committed = load::run(&setup.source, 4, Duration::from_secs(8)).await;
     assert!(committed > 200, "the load committed only {committed} transactions");
@@ -39,11 +39,11 @@ async fn a_backlog_is_applied_in_batches_by_four_workers() {
     let mut setup = Setup::start().await;
     setup.both(load::TABLES).await;
     let start = setup.source_head().await;
-    let manifest = setup.manifest(&start, "");
+    let manifest = setup.incremental_manifest(&start, "");
     // The backlog is written first, so workers get full queues and batch them.
     let committed = load::run(&setup.source, 4, Duration::from_secs(6)).await;
     assert!(committed > 200, "the load committed only {committed} transactions");
-    let mut ferry = setup.spawn(&manifest, &["--concurrency", "4"]);
+    let mut ferry = setup.spawn(&manifest, &[], &["--concurrency", "4"]);
     setup.wait_caught_up(&mut ferry, Duration::from_secs(120)).await;
     setup.assert_same("app").await;
     assert!(interrupt(&mut ferry).success(), "{}", setup.last_log());

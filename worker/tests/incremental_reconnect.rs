@@ -1,12 +1,12 @@
 //! `ferry migrate` recovers by itself when the source drops its binlog stream or restarts:
 //! it resumes from the checkpoint after a backoff and ends with the target equal to the source.
 
-mod incremental_support;
+mod support;
 
 use std::time::Duration;
 
 use ferry_e2e::SqlServer;
-use incremental_support::{Setup, interrupt};
+use support::{Setup, interrupt};
 
 const TABLES: &str = "CREATE DATABASE app; \
     CREATE TABLE app.items (id INT PRIMARY KEY, v VARCHAR(20)); \
@@ -45,8 +45,8 @@ async fn resumes_by_itself_after_the_source_drops_the_stream() {
     let mut setup = Setup::start().await;
     setup.both(TABLES).await;
     let start = setup.source_head().await;
-    let manifest = setup.manifest(&start, "");
-    let mut ferry = setup.spawn(&manifest, &[]);
+    let manifest = setup.incremental_manifest(&start, "");
+    let mut ferry = setup.spawn(&manifest, &[], &[]);
 
     write(&setup, 1, 200).await;
     setup.wait_caught_up(&mut ferry, Duration::from_secs(60)).await;
@@ -76,13 +76,13 @@ async fn gives_up_after_the_retries_it_was_allowed() {
     let mut setup = Setup::start().await;
     setup.both(TABLES).await;
     let start = setup.source_head().await;
-    let manifest = setup.manifest(&start, "");
-    let mut ferry = setup.spawn(&manifest, &["--retries", "0"]);
+    let manifest = setup.incremental_manifest(&start, "");
+    let mut ferry = setup.spawn(&manifest, &[], &["--retries", "0"]);
     write(&setup, 1, 50).await;
     setup.wait_caught_up(&mut ferry, Duration::from_secs(60)).await;
 
     kill_binlog_dumps(&setup).await;
-    let status = incremental_support::wait_exit(&mut ferry, Duration::from_secs(30));
+    let status = support::wait_exit(&mut ferry, Duration::from_secs(30));
     assert_eq!(status.code(), Some(1), "{}", setup.last_log());
     let log = setup.last_log();
     assert!(log.contains("binlog stream"), "{log}");

@@ -1,13 +1,13 @@
 //! `ferry migrate` in Incremental mode against real MariaDB servers: row changes of every kind
 //! and type, tables without keys, DDL, objects outside the selection, status, clean stop.
 
-mod incremental_support;
+mod support;
 
 use ferry_e2e::SqlServer;
 
 use std::time::Duration;
 
-use incremental_support::{Setup, interrupt};
+use support::{Setup, interrupt};
 
 const TABLES: &str = "
 CREATE DATABASE app;
@@ -31,8 +31,8 @@ async fn replicates_changes_ddl_and_reports_status() {
         .await
         .unwrap();
     let start = setup.source_head().await;
-    let manifest = setup.manifest(&start, "");
-    let mut ferry = setup.spawn(&manifest, &[]);
+    let manifest = setup.incremental_manifest(&start, "");
+    let mut ferry = setup.spawn(&manifest, &[], &[]);
 
     setup
         .source
@@ -117,7 +117,7 @@ async fn replicates_changes_ddl_and_reports_status() {
         .exec("INSERT INTO app.items (id, name) VALUES (30, 'while stopped')")
         .await
         .unwrap();
-    let mut ferry = setup.spawn(&manifest, &[]);
+    let mut ferry = setup.spawn(&manifest, &[], &[]);
     setup.wait_caught_up(&mut ferry, Duration::from_secs(60)).await;
     setup.assert_same("app").await;
     assert!(setup.status()["incremental"]["safeModeUntil"].is_null());

@@ -1,5 +1,5 @@
-//! Shared by the incremental tests: a source and a target, a manifest for an Incremental job, the
-//! `ferry migrate` process, and waiting for it to catch up.
+//! Shared by the `ferry migrate` tests: a source and a target, manifests for a copy or an
+//! Incremental job, the process and its logs, checkpoints, and waiting for it to catch up.
 #![allow(dead_code)]
 
 pub mod load;
@@ -12,7 +12,7 @@ use ferry_e2e::{JobManifest, MariaDb, SqlServer, Target, TargetKind};
 use mysql_async::prelude::Queryable;
 
 pub const PASSWORD: &str = "s3cret-pw";
-pub const JOB: &str = "default/inc";
+pub const JOB: &str = "default/job";
 
 pub struct Setup {
     pub source: MariaDb,
@@ -51,20 +51,29 @@ impl Setup {
         (row.get(0).expect("file"), row.get(1).expect("pos"))
     }
 
+    /// Writes the manifest of a job in `mode` with `objects` (YAML under `objects:`).
+    pub fn manifest(&self, mode: &str, objects: &str) -> PathBuf {
+        self.write_manifest(mode, &format!("  objects:\n{objects}"))
+    }
+
     /// Writes the manifest: Incremental mode from `start`, `extra` spec lines appended.
-    pub fn manifest(&self, start: &(String, u64), extra: &str) -> PathBuf {
+    pub fn incremental_manifest(&self, start: &(String, u64), extra: &str) -> PathBuf {
         let (file, pos) = start;
         let spec = format!(
             "  incremental:\n    start: {{file: {file}, pos: {pos}}}\n  objects:\n    databases: [app]\n{extra}"
         );
+        self.write_manifest("Incremental", &spec)
+    }
+
+    fn write_manifest(&self, mode: &str, spec: &str) -> PathBuf {
         let yaml = JobManifest {
-            name: "inc",
+            name: "job",
             source_port: self.source.port(),
             target_port: self.target.port(),
             user: "ferry",
             password: PASSWORD,
-            mode: "Incremental",
-            spec: &spec,
+            mode,
+            spec,
         }
         .yaml();
         let path = self.dir.path().join("job.yaml");
@@ -76,8 +85,8 @@ impl Setup {
         self.dir.path().join("status.json")
     }
 
-    /// Starts `ferry migrate` on the manifest; its log goes to `run-N.log` in the test dir.
-    pub fn spawn(&mut self, manifest: &PathBuf, extra_args: &[&str]) -> Child {
+    /// Starts `ferry migrate` with `envs` and `args`; its log goes to `run-N.log` in the test dir.
+    pub fn spawn(&mut self, manifest: &PathBuf, envs: &[(&str, &str)], args: &[&str]) -> Child {
         self.runs += 1;
         let log = std::fs::File::create(self.dir.path().join(format!("run-{}.log", self.runs)))
             .expect("log file");
@@ -86,12 +95,24 @@ impl Setup {
             .arg(manifest)
             .arg("--status-file")
             .arg(self.status_path())
-            .args(extra_args)
+            .args(args)
+            .envs(envs.iter().copied())
             .env("FERRY_LOG", "info")
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
             .expect("run ferry")
+    }
+
+    /// Runs `ferry migrate` to its end; (success, log).
+    pub fn run(
+        &mut self,
+        manifest: &PathBuf,
+        envs: &[(&str, &str)],
+        args: &[&str],
+    ) -> (bool, String) {
+        let status = self.spawn(manifest, envs, args).wait().expect("wait for ferry");
+        (status.success(), self.last_log())
     }
 
     /// The log of run `n` (1-based).
@@ -143,6 +164,20 @@ impl Setup {
         }
     }
 
+    /// Chunks of the job's copy that are done on the target.
+    pub async fn done_chunks(&self) -> u64 {
+        let mut conn = self.target.conn().await.expect("target conn");
+        conn.exec_first::<u64, _, _>(
+            "SELECT COUNT(*) FROM ferry_meta.full_chunks WHERE job = ? AND done = 1",
+            (JOB,),
+        )
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or(0)
+    }
+
+    /// Fails with a diff (and the last ferry log) unless `database` is the same on both servers.
     pub async fn assert_same(&self, database: &str) {
         let mut s = self.source.conn().await.expect("source conn");
         let mut t = self.target.conn().await.expect("target conn");
