@@ -95,20 +95,29 @@ async fn resumed_copy_then_replicate_stays_exact() {
     let mut setup = Setup::start().await;
     setup.source.exec(SCHEMA).await.expect("schema");
     write(&setup, 1, 3000).await;
-    // Enough chunks that the copy is still running when it is killed.
+    // Enough chunks that the copy is still running when it is killed, and a keyless table (one
+    // chunk, second in the queue) large enough to be still copying when the first chunk is done.
     let filler = "SET max_recursive_iterations = 100000; INSERT INTO app.items WITH RECURSIVE s(n) AS \
-        (SELECT 1 UNION ALL SELECT n + 1 FROM s WHERE n < 30000) SELECT n + 100000, n, 'filler' FROM s";
+        (SELECT 1 UNION ALL SELECT n + 1 FROM s WHERE n < 30000) SELECT n + 100000, n, 'filler' FROM s; \
+        INSERT INTO app.log WITH RECURSIVE s(n) AS \
+        (SELECT 1 UNION ALL SELECT n + 1 FROM s WHERE n < 100000) SELECT CONCAT('f', n) FROM s";
     setup.source.exec(filler).await.expect("filler rows");
     let manifest = setup.manifest("FullAndIncremental", "    databases: [app]");
     let envs = [("FERRY_CHUNK_ROWS", "100")];
     let mut child = setup.spawn(&manifest, &envs, &["--concurrency", "1"]);
     let deadline = Instant::now() + Duration::from_secs(60);
-    while setup.done_chunks().await < 3 {
+    while setup.done_chunks().await < 1 {
         assert!(Instant::now() < deadline, "no chunk done:\n{}", setup.last_log());
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     child.kill().expect("SIGKILL ferry");
     child.wait().expect("reap ferry");
+    let log_copied: Vec<Option<String>> = setup
+        .target
+        .query_strings("SELECT done FROM ferry_meta.full_chunks WHERE tbl = 'log'")
+        .await
+        .expect("read the plan");
+    assert_eq!(log_copied, [Some("0".to_string())], "app.log must be left to the resumed run");
 
     // Changes made while the job is down: the resumed copy reads some of them from its new
     // snapshot, and replication from the first snapshot's position replays them all again.

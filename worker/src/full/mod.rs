@@ -146,7 +146,7 @@ async fn plan(
     source: &mut Conn,
     target: &mut Conn,
 ) -> crate::Result<Plan> {
-    let mut queue = VecDeque::new();
+    let mut per_table = Vec::new();
     let (mut tables_done, mut rows, mut bytes, mut estimated) = (0, 0, 0, 0);
     for table in &objects.tables {
         let mut saved = meta::load_plan(target, job, &table.db, &table.name).await?;
@@ -162,7 +162,7 @@ async fn plan(
         if saved.iter().all(|c| c.done) {
             tables_done += 1;
         }
-        queue.extend(saved.into_iter().filter(|c| !c.done).map(|c| chunk::Chunk {
+        per_table.push(saved.into_iter().filter(|c| !c.done).map(|c| chunk::Chunk {
             db: table.db.clone(),
             table: table.name.clone(),
             seq: c.seq,
@@ -170,7 +170,18 @@ async fn plan(
         }));
     }
     let progress = Progress::new(objects.tables.len() as u64, tables_done, estimated, rows, bytes);
-    Ok((queue, Arc::new(progress)))
+    Ok((interleave(per_table), Arc::new(progress)))
+}
+
+/// One chunk of each table in turn, so that concurrent workers fill different tables: each
+/// target B-tree then takes one ascending insert stream instead of several interleaved ones.
+fn interleave(tables: Vec<impl Iterator<Item = chunk::Chunk>>) -> VecDeque<chunk::Chunk> {
+    let mut tables: Vec<_> = tables.into_iter().map(Iterator::peekable).collect();
+    let mut queue = VecDeque::new();
+    while tables.iter_mut().any(|t| t.peek().is_some()) {
+        queue.extend(tables.iter_mut().filter_map(Iterator::next));
+    }
+    queue
 }
 
 /// Runs the workers to the end of the queue or a stop; true when every chunk is done.
