@@ -121,9 +121,7 @@ async fn check(source: &MigrationSource, namespace: &str, ctx: &Context) -> Resu
             );
             Outcome { ready: true, reason: "Connected", message, facts: Some(facts) }
         }
-        Err(e) => {
-            Outcome { ready: false, reason: "Unreachable", message: e.to_string(), facts: None }
-        }
+        Err(e) => Outcome { ready: false, reason: e.reason(), message: e.to_string(), facts: None },
     })
 }
 
