@@ -12,6 +12,8 @@
 //! Needs the Kubernetes binaries (`dev/build-go-tools.sh kube`) and, for the Helm test, helm
 //! (`dev/install-helm.sh`); fails, not skips, without them.
 
+// Each test binary uses a part of the shared harness.
+#[allow(dead_code)]
 mod cluster;
 
 use std::time::Duration;

@@ -343,11 +343,20 @@ async fn job_limit_holds_a_job_back_until_the_first_is_deleted() -> anyhow::Resu
         let page = cluster.operator_metrics(&leader).await.context("operator metrics")?;
         metric(&page, JOB_RECONCILES).context("no job reconcile count")
     };
-    let start = reconciles().await?;
+    let versions = async || -> anyhow::Result<Vec<Option<String>>> {
+        let list = jobs.list(&ListParams::default()).await?.items;
+        Ok(list.iter().map(|j| j.metadata.resource_version.clone()).collect())
+    };
+    let (start, before) = (reconciles().await?, versions().await?);
     tokio::time::sleep(Duration::from_secs(10)).await;
-    let more = reconciles().await? - start;
-    eprintln!("job reconciles in 10 s while held back: {more}");
-    assert!(more <= 3.0, "{more} job reconciles in 10 s while the job waits");
+    let (more, after) = (reconciles().await? - start, versions().await?);
+    eprintln!("job reconciles in 10 s while held back: {more}; versions {before:?} -> {after:?}");
+    assert!(
+        more <= 3.0,
+        "{more} job reconciles in 10 s while the job waits; versions {before:?} -> {after:?}\n{}\n{}",
+        cluster.describe(namespace, "first").await,
+        cluster.describe(namespace, "second").await
+    );
     let held = limit(&events_about(&client, namespace, "second").await?);
     let times: i32 = held.iter().map(occurrences).sum();
     assert_eq!(times, 1, "JobLimitExceeded reported {times} times: {held:#?}");

@@ -148,6 +148,11 @@ impl Cluster {
                     .context("the operator Deployment has no --metrics-addr argument")?;
                 list[metrics] = json!("--metrics-addr=127.0.0.1:0");
                 list.extend(args.iter().map(|a| json!(a)));
+                // FERRY_E2E_OPERATOR_LOG (a FERRY_LOG filter) makes the operator log more.
+                if let Ok(filter) = std::env::var("FERRY_E2E_OPERATOR_LOG") {
+                    let env = container["env"].as_array_mut().context("operator env")?;
+                    env.push(json!({"name": "FERRY_LOG", "value": filter}));
+                }
                 patched = true;
             }
             out.push(serde_yaml::to_string(&object)?);
