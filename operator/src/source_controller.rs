@@ -84,12 +84,16 @@ struct Inputs {
 /// nothing; without this, each check's own status write (lastCheckTime) would trigger the next
 /// check at once, a hot loop of connections to the source.
 #[derive(Default)]
-pub struct SourceChecks(Mutex<HashMap<(String, String), (Inputs, Instant, Duration)>>);
+pub struct SourceChecks(Mutex<HashMap<(String, String), LastCheck>>);
+
+struct LastCheck {
+    inputs: Inputs,
+    at: Instant,
+    every: Duration,
+}
 
 impl SourceChecks {
-    fn lock(
-        &self,
-    ) -> std::sync::MutexGuard<'_, HashMap<(String, String), (Inputs, Instant, Duration)>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(String, String), LastCheck>> {
         // A poisoned lock only means another reconcile panicked between two plain writes.
         self.0.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -97,16 +101,16 @@ impl SourceChecks {
     /// How long until the next check is due, if the last one was made with `inputs`.
     fn wait(&self, key: &(String, String), inputs: &Inputs, now: Instant) -> Option<Duration> {
         let checks = self.lock();
-        let (seen, at, every) = checks.get(key)?;
-        let left = every.checked_sub(now.saturating_duration_since(*at))?;
-        (seen == inputs && !left.is_zero()).then_some(left)
+        let last = checks.get(key)?;
+        let left = last.every.checked_sub(now.saturating_duration_since(last.at))?;
+        (last.inputs == *inputs && !left.is_zero()).then_some(left)
     }
 
     /// Records a check; forgets sources not checked for twice their interval (deleted ones).
     fn record(&self, key: (String, String), inputs: Inputs, now: Instant, every: Duration) {
         let mut checks = self.lock();
-        checks.retain(|_, (_, at, every)| now.saturating_duration_since(*at) < *every * 2);
-        checks.insert(key, (inputs, now, every));
+        checks.retain(|_, last| now.saturating_duration_since(last.at) < last.every * 2);
+        checks.insert(key, LastCheck { inputs, at: now, every });
     }
 }
 
