@@ -73,14 +73,13 @@ pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
         // once rather than at their next BLOCKED_RECHECK.
         .watches(Api::<MigrationJob>::all(ctx.client.clone()), watcher::Config::default(), {
             move |gone| {
+                if gone.metadata.deletion_timestamp.is_none() {
+                    return Vec::new();
+                }
                 let ns = gone.namespace();
-                let deleted = gone.metadata.deletion_timestamp.is_some();
-                held_back
-                    .state()
-                    .into_iter()
-                    .filter(|j| deleted && j.namespace() == ns && held_back_by_limit(j))
-                    .map(|j| ObjectRef::from_obj(&*j))
-                    .collect::<Vec<_>>()
+                let waiting = held_back.state().into_iter();
+                let waiting = waiting.filter(|j| j.namespace() == ns && held_back_by_limit(j));
+                waiting.map(|j| ObjectRef::from_obj(&*j)).collect::<Vec<_>>()
             }
         })
         .graceful_shutdown_on(shutdown.cancelled_owned())
@@ -93,8 +92,8 @@ const JOB_LIMIT_EXCEEDED: &str = "JobLimitExceeded";
 
 /// Whether the job waits for a place under --max-jobs-per-namespace.
 fn held_back_by_limit(job: &MigrationJob) -> bool {
-    let conditions = job.status.iter().flat_map(|s| s.conditions.iter());
-    conditions.into_iter().any(|c| c.type_ == "Ready" && c.reason == JOB_LIMIT_EXCEEDED)
+    let mut conditions = job.status.iter().flat_map(|s| &s.conditions);
+    conditions.any(|c| c.type_ == "Ready" && c.reason == JOB_LIMIT_EXCEEDED)
 }
 
 fn error_policy(_job: Arc<MigrationJob>, error: &Error, ctx: Arc<Context>) -> Action {
