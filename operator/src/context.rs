@@ -8,6 +8,7 @@ use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 
 use crate::decisions::{Backoff, EventKind};
 use crate::metrics::Metrics;
+use crate::source_controller::SourceChecks;
 use crate::worker_pod::PodSettings;
 
 /// Field manager of the operator's server-side applies (the worker uses `ferry-worker`).
@@ -30,13 +31,14 @@ pub struct Context {
     pub settings: Settings,
     pub recorder: Recorder,
     pub metrics: Metrics,
+    pub source_checks: SourceChecks,
 }
 
 impl Context {
     pub fn new(client: Client, settings: Settings, metrics: Metrics, instance: String) -> Self {
         let reporter = Reporter { controller: "ferry-operator".into(), instance: Some(instance) };
         let recorder = Recorder::new(client.clone(), reporter);
-        Self { client, settings, recorder, metrics }
+        Self { client, settings, recorder, metrics, source_checks: SourceChecks::default() }
     }
 
     /// Publishes an event about `object`; a failure is logged, never fatal.

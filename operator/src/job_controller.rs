@@ -43,6 +43,7 @@ pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
         Controller::new(Api::<MigrationJob>::all(client.clone()), watcher::Config::default());
     let by_source = controller.store();
     let by_secret = controller.store();
+    let held_back = controller.store();
     let pods = watcher::Config::default().labels("app.kubernetes.io/name=ferry-worker");
     controller
         .owns(Api::<Pod>::all(client.clone()), pods)
@@ -68,10 +69,31 @@ pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
                 .map(|j| ObjectRef::from_obj(&*j))
                 .collect::<Vec<_>>()
         })
+        // A job going away frees a place under the job limit: the jobs it holds back check at
+        // once rather than at their next BLOCKED_RECHECK.
+        .watches(Api::<MigrationJob>::all(ctx.client.clone()), watcher::Config::default(), {
+            move |gone| {
+                if gone.metadata.deletion_timestamp.is_none() {
+                    return Vec::new();
+                }
+                let ns = gone.namespace();
+                let waiting = held_back.state().into_iter();
+                let waiting = waiting.filter(|j| j.namespace() == ns && held_back_by_limit(j));
+                waiting.map(|j| ObjectRef::from_obj(&*j)).collect::<Vec<_>>()
+            }
+        })
         .graceful_shutdown_on(shutdown.cancelled_owned())
         .run(reconcile, error_policy, ctx)
         .for_each(|_| async {})
         .await;
+}
+
+const JOB_LIMIT_EXCEEDED: &str = "JobLimitExceeded";
+
+/// Whether the job waits for a place under --max-jobs-per-namespace.
+fn held_back_by_limit(job: &MigrationJob) -> bool {
+    let mut conditions = job.status.iter().flat_map(|s| &s.conditions);
+    conditions.any(|c| c.type_ == "Ready" && c.reason == JOB_LIMIT_EXCEEDED)
 }
 
 fn error_policy(_job: Arc<MigrationJob>, error: &Error, ctx: Arc<Context>) -> Action {
@@ -168,7 +190,7 @@ async fn gate(job: &MigrationJob, namespace: &str, ctx: &Context) -> Result<Gate
              --max-jobs-per-namespace); delete finished jobs or raise the limit",
             all.len()
         );
-        return Ok(Gate::Blocked { reason: "JobLimitExceeded", message });
+        return Ok(Gate::Blocked { reason: JOB_LIMIT_EXCEEDED, message });
     }
     let sources: Api<MigrationSource> = Api::namespaced(ctx.client.clone(), namespace);
     let name = &job.spec.source_ref.name;

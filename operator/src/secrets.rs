@@ -13,12 +13,15 @@ use crate::error::{Result, kube_err};
 pub struct Loaded {
     pub secrets: Vec<ManifestSecret>,
     pub problems: Vec<String>,
+    /// Each referenced Secret's name and resourceVersion (`None`: not found), by name.
+    pub versions: Vec<(String, Option<String>)>,
 }
 
 /// Reads every Secret named in `refs` (namespace `namespace`).
 pub async fn load(client: &Client, namespace: &str, refs: &[&SecretKeyRef]) -> Result<Loaded> {
     let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
     let mut found: BTreeMap<String, Option<BTreeMap<String, Vec<u8>>>> = BTreeMap::new();
+    let mut versions = Vec::new();
     for r in refs {
         if found.contains_key(&r.name) {
             continue;
@@ -27,6 +30,10 @@ pub async fn load(client: &Client, namespace: &str, refs: &[&SecretKeyRef]) -> R
             .get_opt(&r.name)
             .await
             .map_err(kube_err(format!("read Secret {namespace}/{}", r.name)))?;
+        versions.push((
+            r.name.clone(),
+            secret.as_ref().and_then(|s| s.metadata.resource_version.clone()),
+        ));
         let data =
             secret.map(|s| s.data.unwrap_or_default().into_iter().map(|(k, v)| (k, v.0)).collect());
         found.insert(r.name.clone(), data);
@@ -46,5 +53,6 @@ pub async fn load(client: &Client, namespace: &str, refs: &[&SecretKeyRef]) -> R
             Some(ManifestSecret { namespace: namespace.to_string(), name, data: data? })
         })
         .collect();
-    Ok(Loaded { secrets, problems })
+    versions.sort();
+    Ok(Loaded { secrets, problems, versions })
 }

@@ -27,6 +27,16 @@ pub enum CheckError {
     Query { endpoint: String, source: mysql_async::Error },
 }
 
+impl CheckError {
+    /// The Ready condition's reason for this failure.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::Connect(e) if e.access_denied() => "AuthenticationFailed",
+            _ => "Unreachable",
+        }
+    }
+}
+
 const VARIABLES: &str = "SHOW GLOBAL VARIABLES WHERE Variable_name IN ('version', 'version_comment', \
     'log_bin', 'binlog_format', 'binlog_row_image', 'server_id', 'binlog_expire_logs_seconds', \
     'expire_logs_days', 'gtid_mode', 'gtid_strict_mode')";
@@ -112,6 +122,30 @@ mod tests {
 
     fn vars(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
         pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn a_refused_password_is_an_authentication_failure() {
+        let failed = |code| {
+            CheckError::Connect(ConnectError::Failed {
+                role: "source",
+                endpoint: "ferry@db:3306".into(),
+                hint: "",
+                source: mysql_async::Error::Server(mysql_async::ServerError {
+                    code,
+                    message: "Access denied".into(),
+                    state: "28000".into(),
+                }),
+            })
+        };
+        assert_eq!(failed(1045).reason(), "AuthenticationFailed");
+        assert_eq!(failed(2013).reason(), "Unreachable");
+        let timeout = ConnectError::Timeout {
+            role: "source",
+            endpoint: "ferry@db:3306".into(),
+            timeout: std::time::Duration::from_secs(1),
+        };
+        assert_eq!(CheckError::Connect(timeout).reason(), "Unreachable");
     }
 
     #[test]

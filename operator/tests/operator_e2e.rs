@@ -12,13 +12,18 @@
 //! Needs the Kubernetes binaries (`dev/build-go-tools.sh kube`) and, for the Helm test, helm
 //! (`dev/install-helm.sh`); fails, not skips, without them.
 
+// Each test binary uses a part of the shared harness.
+#[allow(dead_code)]
 mod cluster;
 
 use std::time::Duration;
 
 use anyhow::Context as _;
 use cluster::scenario::{self, Database};
-use cluster::{Cluster, Install, OPERATOR_NAMESPACE, phase, reason, wait_for};
+use cluster::{
+    Cluster, Install, OPERATOR_NAMESPACE, create_secret, job_object, phase, reason, source_object,
+    wait_for,
+};
 use ferry_crds::job::{MigrationJob, Phase, Stage};
 use ferry_crds::source::MigrationSource;
 use ferry_e2e::SqlServer;
@@ -261,50 +266,6 @@ async fn worker_rbac_is_limited_to_its_job(
     let sources: Api<MigrationSource> = Api::namespaced(worker, namespace);
     assert!(forbidden(sources.list(&ListParams::default()).await), "list sources");
     Ok(())
-}
-
-async fn create_secret(
-    client: &Client,
-    namespace: &str,
-    name: &str,
-    password: &str,
-) -> anyhow::Result<()> {
-    let secret: Secret = serde_json::from_value(json!({
-        "apiVersion": "v1", "kind": "Secret", "metadata": {"name": name},
-        "stringData": {"password": password},
-    }))?;
-    Api::<Secret>::namespaced(client.clone(), namespace)
-        .create(&PostParams::default(), &secret)
-        .await?;
-    Ok(())
-}
-
-fn source_object(port: u16) -> anyhow::Result<MigrationSource> {
-    Ok(serde_json::from_value(json!({
-        "apiVersion": "ferry.dev/v1alpha1", "kind": "MigrationSource",
-        "metadata": {"name": "src"},
-        "spec": {"type": "MariaDB", "host": "127.0.0.1", "port": port, "user": "ferry",
-                 "passwordSecretRef": {"name": "source", "key": "password"}},
-    }))?)
-}
-
-fn job_object(
-    name: &str,
-    mode: &str,
-    tier: &str,
-    target_port: u16,
-) -> anyhow::Result<MigrationJob> {
-    Ok(serde_json::from_value(json!({
-        "apiVersion": "ferry.dev/v1alpha1", "kind": "MigrationJob",
-        "metadata": {"name": name},
-        "spec": {
-            "sourceRef": {"name": "src"},
-            "target": {"host": "127.0.0.1", "port": target_port, "user": "ferry",
-                       "passwordSecretRef": {"name": "target", "key": "password"}},
-            "mode": mode, "tier": tier,
-            "objects": {"databases": ["shop"]},
-        },
-    }))?)
 }
 
 /// A client authenticated as a ServiceAccount, with a token from the TokenRequest API.

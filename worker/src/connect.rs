@@ -35,6 +35,13 @@ impl ConnectError {
             Self::TlsConfig { .. } => false,
         }
     }
+
+    /// Whether the server refused the user or the password (MySQL/MariaDB errors 1044, 1045 and
+    /// 1698): the credentials in the referenced Secret need fixing, not the network.
+    pub fn access_denied(&self) -> bool {
+        matches!(self, Self::Failed { source: mysql_async::Error::Server(e), .. }
+            if matches!(e.code, 1044 | 1045 | 1698))
+    }
 }
 
 /// Connection options for an endpoint.

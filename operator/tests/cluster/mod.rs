@@ -12,10 +12,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail, ensure};
 use ferry_crds::job::{MigrationJob, Phase};
+use ferry_crds::source::MigrationSource;
 use ferry_e2e::kube_harness::{ControlPlane, KUBE_VERSION, NodeAgent, NodeAgentOptions, go_tool};
-use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{Namespace, Pod};
-use kube::api::{Api, ListParams, LogParams, Patch, PatchParams, PostParams};
+use k8s_openapi::api::core::v1::{Namespace, Pod, Secret};
+use kube::api::{Api, ListParams, LogParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, Config, ResourceExt};
 use serde_json::json;
@@ -32,6 +32,9 @@ pub fn repo_root() -> PathBuf {
 pub enum Install {
     /// `kubectl apply --server-side -k deploy/`, as the README says.
     Kustomize,
+    /// deploy/ with `replicas` operator replicas and `args` added to the operator's arguments,
+    /// as a user's kustomize overlay would.
+    KustomizeWith { replicas: i32, args: Vec<String> },
     /// `helm install ferry charts/ferry` with these `--set` values on top of the ones the
     /// harness needs (see [`Cluster::helm_install`]).
     Helm(Vec<String>),
@@ -90,9 +93,9 @@ impl Cluster {
             local: Some(Local { _plane: plane, agent }),
         };
         match install {
-            Install::Kustomize => {
-                cluster.kubectl(&["apply", "--server-side", "-k", "deploy/"])?;
-                cluster.share_host_between_replicas().await?;
+            Install::Kustomize => cluster.kustomize_install(None, &[])?,
+            Install::KustomizeWith { replicas, args } => {
+                cluster.kustomize_install(Some(replicas), &args)?
             }
             Install::Helm(set) => cluster.helm_install(&set)?,
         }
@@ -123,30 +126,40 @@ impl Cluster {
         Ok(())
     }
 
-    /// The operator replicas run as processes of one host here: each picks a free metrics port.
-    async fn share_host_between_replicas(&self) -> anyhow::Result<()> {
-        let deployments: Api<Deployment> = Api::namespaced(self.client.clone(), OPERATOR_NAMESPACE);
-        let deployment = deployments.get("ferry-operator").await?;
-        let args = deployment
-            .spec
-            .and_then(|s| s.template.spec)
-            .and_then(|s| s.containers.into_iter().next())
-            .and_then(|c| c.args)
-            .unwrap_or_default();
-        let index = args
-            .iter()
-            .position(|a| a.starts_with("--metrics-addr="))
-            .context("the operator Deployment has no --metrics-addr argument")?;
-        let patch = json!([{"op": "replace",
-                            "path": format!("/spec/template/spec/containers/0/args/{index}"),
-                            "value": "--metrics-addr=127.0.0.1:0"}]);
-        deployments
-            .patch(
-                "ferry-operator",
-                &PatchParams::default(),
-                &Patch::<()>::Json(serde_json::from_value(patch)?),
-            )
-            .await?;
+    /// `kubectl kustomize deploy/` applied server-side (what `kubectl apply --server-side -k`
+    /// does), its operator Deployment adjusted first, so that no rollout follows the install:
+    /// the replicas run as processes of one host here, so each serves its metrics on a free
+    /// port (`--metrics-addr=127.0.0.1:0`, logged at start); `replicas` and `args` as given.
+    fn kustomize_install(&self, replicas: Option<i32>, args: &[String]) -> anyhow::Result<()> {
+        let rendered = self.kubectl(&["kustomize", "deploy/"])?;
+        let mut out = Vec::new();
+        let mut patched = false;
+        for document in serde_yaml::Deserializer::from_str(&rendered) {
+            let mut object: serde_json::Value = serde::Deserialize::deserialize(document)?;
+            if object["kind"] == "Deployment" && object["metadata"]["name"] == "ferry-operator" {
+                if let Some(replicas) = replicas {
+                    object["spec"]["replicas"] = json!(replicas);
+                }
+                let container = &mut object["spec"]["template"]["spec"]["containers"][0];
+                let list = container["args"].as_array_mut().context("operator args")?;
+                let metrics = list
+                    .iter()
+                    .position(|a| a.as_str().is_some_and(|a| a.starts_with("--metrics-addr=")))
+                    .context("the operator Deployment has no --metrics-addr argument")?;
+                list[metrics] = json!("--metrics-addr=127.0.0.1:0");
+                list.extend(args.iter().map(|a| json!(a)));
+                // FERRY_E2E_OPERATOR_LOG (a FERRY_LOG filter) makes the operator log more.
+                if let Ok(filter) = std::env::var("FERRY_E2E_OPERATOR_LOG") {
+                    let env = container["env"].as_array_mut().context("operator env")?;
+                    env.push(json!({"name": "FERRY_LOG", "value": filter}));
+                }
+                patched = true;
+            }
+            out.push(serde_yaml::to_string(&object)?);
+        }
+        ensure!(patched, "deploy/ renders no ferry-operator Deployment");
+        let manifest = out.join("---\n");
+        self.kubectl_with_input(&["apply", "--server-side", "-f", "-"], Some(&manifest))?;
         Ok(())
     }
 
@@ -321,4 +334,84 @@ pub async fn local_pid(client: &Client, namespace: &str, pod: &str) -> Option<i3
 pub fn process_ended(pid: i32) -> bool {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     stat.is_empty() || stat.contains(") Z ")
+}
+
+/// The operator's pods that are not being deleted, by name.
+pub async fn operator_pods(client: &Client) -> anyhow::Result<Vec<Pod>> {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), OPERATOR_NAMESPACE);
+    let params = ListParams::default().labels("app.kubernetes.io/name=ferry-operator");
+    let mut list = pods.list(&params).await?.items;
+    list.retain(|p| p.metadata.deletion_timestamp.is_none());
+    list.sort_by_key(|p| p.name_any());
+    Ok(list)
+}
+
+impl Cluster {
+    /// The metrics page of an operator replica, from the address it logged at start (each one
+    /// binds a free port here, see [`Cluster::kustomize_install`]); `None` before it serves.
+    pub async fn operator_metrics(&self, pod: &str) -> Option<String> {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let log = self.logs(OPERATOR_NAMESPACE, pod).await;
+        let line = log.lines().rev().find(|l| l.contains("serving metrics"))?;
+        let rest = &line[line.find("127.0.0.1:")?..];
+        let end = rest.find(|c: char| !(c.is_ascii_digit() || c == '.' || c == ':'))?;
+        let mut stream = tokio::net::TcpStream::connect(&rest[..end]).await.ok()?;
+        stream.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").await.ok()?;
+        let mut response = String::new();
+        stream.read_to_string(&mut response).await.ok()?;
+        Some(response.split_once("\r\n\r\n")?.1.to_string())
+    }
+}
+
+/// The value of the sample `name` (with its labels, as exposed) in a metrics page.
+pub fn metric(page: &str, name: &str) -> Option<f64> {
+    page.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+}
+
+/// A Secret `name` with the key `password`.
+pub async fn create_secret(
+    client: &Client,
+    namespace: &str,
+    name: &str,
+    password: &str,
+) -> anyhow::Result<()> {
+    let secret: Secret = serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Secret", "metadata": {"name": name},
+        "stringData": {"password": password},
+    }))?;
+    Api::<Secret>::namespaced(client.clone(), namespace)
+        .create(&PostParams::default(), &secret)
+        .await?;
+    Ok(())
+}
+
+/// MigrationSource `src`: MariaDB on this host's `port`, user `ferry`, password in Secret `source`.
+pub fn source_object(port: u16) -> anyhow::Result<MigrationSource> {
+    Ok(serde_json::from_value(json!({
+        "apiVersion": "ferry.dev/v1alpha1", "kind": "MigrationSource",
+        "metadata": {"name": "src"},
+        "spec": {"type": "MariaDB", "host": "127.0.0.1", "port": port, "user": "ferry",
+                 "passwordSecretRef": {"name": "source", "key": "password"}},
+    }))?)
+}
+
+/// MigrationJob `name` copying database `shop` from `src` into this host's `target_port` as
+/// user `ferry`, password in Secret `target`.
+pub fn job_object(
+    name: &str,
+    mode: &str,
+    tier: &str,
+    target_port: u16,
+) -> anyhow::Result<MigrationJob> {
+    Ok(serde_json::from_value(json!({
+        "apiVersion": "ferry.dev/v1alpha1", "kind": "MigrationJob",
+        "metadata": {"name": name},
+        "spec": {
+            "sourceRef": {"name": "src"},
+            "target": {"host": "127.0.0.1", "port": target_port, "user": "ferry",
+                       "passwordSecretRef": {"name": "target", "key": "password"}},
+            "mode": mode, "tier": tier,
+            "objects": {"databases": ["shop"]},
+        },
+    }))?)
 }

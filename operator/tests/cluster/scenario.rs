@@ -230,7 +230,9 @@ async fn crashed_worker_is_replaced<S: SqlServer, T: SqlServer>(
 ) -> anyhow::Result<()> {
     let (namespace, job_name) = key;
     let job = cluster.job(namespace, job_name).await?.context("the job")?;
-    let pod_name = job.status.and_then(|s| s.worker_pod).context("a worker pod")?;
+    let Some(pod_name) = job.status.and_then(|s| s.worker_pod) else {
+        anyhow::bail!("no worker pod\n{}", cluster.describe(namespace, job_name).await);
+    };
     let pid = wait_for(
         "the worker process runs",
         STEP,
