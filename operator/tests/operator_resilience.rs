@@ -19,7 +19,7 @@ use cluster::{
 };
 use ferry_crds::job::{MigrationJob, Phase};
 use ferry_crds::source::MigrationSource;
-use ferry_e2e::MariaDb;
+use ferry_e2e::{MariaDb, SqlServer};
 use futures::StreamExt;
 use k8s_openapi::ByteString;
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
