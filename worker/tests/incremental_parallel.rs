@@ -6,22 +6,13 @@ mod support;
 
 use std::time::Duration;
 
-use ferry_e2e::SqlServer;
+use ferry_e2e::{SqlServer, TargetKind};
 use support::{Setup, interrupt, load};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn four_workers_replicate_a_conflicting_concurrent_load() {
-    let mut setup = Setup::start().await;
-    setup.both(load::TABLES).await;
-    let start = setup.source_head().await;
-    let manifest = setup.incremental_manifest(&start, "");
-    let mut ferry = setup.spawn(&manifest, &[], &["--concurrency", "4"]);
-
-    let committed = load::run(&setup.source, 4, Duration::from_secs(8)).await;
-    assert!(committed > 200, "the load committed only {committed} transactions");
-
-    setup.wait_caught_up(&mut ferry, Duration::from_secs(120)).await;
-    setup.assert_same("app").await;
+    let (setup, mut ferry) =
+        load::replicate_concurrently(TargetKind::MariaDb, Duration::from_secs(120)).await;
     assert!(interrupt(&mut ferry).success(), "{}", setup.last_log());
     let (_, _, state) = setup.checkpoint().await.expect("checkpoint");
     assert_eq!(state, "stopped");

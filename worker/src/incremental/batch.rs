@@ -320,14 +320,7 @@ mod tests {
     use crate::incremental::schema::{ColumnInfo, Fold};
 
     fn schema(foreign: bool) -> Arc<TableSchema> {
-        let column = |name: &str, fold| ColumnInfo {
-            name: name.into(),
-            data_type: "varchar".into(),
-            unsigned: false,
-            generated: false,
-            convert_charset: None,
-            fold,
-        };
+        let column = ColumnInfo::varchar;
         Arc::new(TableSchema {
             database: "d".into(),
             table: "t".into(),

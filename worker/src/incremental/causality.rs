@@ -145,14 +145,7 @@ mod tests {
         unique_keys: Vec<Vec<usize>>,
         foreign: bool,
     ) -> Arc<TableSchema> {
-        let column = |name: &str, fold| ColumnInfo {
-            name: name.into(),
-            data_type: "varchar".into(),
-            unsigned: false,
-            generated: false,
-            convert_charset: None,
-            fold,
-        };
+        let column = ColumnInfo::varchar;
         Arc::new(TableSchema {
             database: "db".into(),
             table: "t".into(),

@@ -28,6 +28,21 @@ pub struct ColumnInfo {
     pub fold: Fold,
 }
 
+#[cfg(test)]
+impl ColumnInfo {
+    /// A plain VARCHAR column comparing as `fold` says, for unit tests.
+    pub fn varchar(name: &str, fold: Fold) -> Self {
+        Self {
+            name: name.into(),
+            data_type: "varchar".into(),
+            unsigned: false,
+            generated: false,
+            convert_charset: None,
+            fold,
+        }
+    }
+}
+
 /// How a column's values are normalized before they are compared as keys.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Fold {

@@ -161,3 +161,22 @@ pub async fn run(source: &ferry_e2e::MariaDb, writers: u64, duration: Duration) 
     }
     committed
 }
+
+/// Replicates `run`'s load with four workers into a target of `kind` while it is written, and
+/// waits until the target is equal; returns the still running `ferry migrate`.
+pub async fn replicate_concurrently(
+    kind: ferry_e2e::TargetKind,
+    catch_up: Duration,
+) -> (super::Setup, std::process::Child) {
+    let mut setup = super::Setup::start_with(kind).await;
+    setup.both(TABLES).await;
+    let start = setup.source_head().await;
+    let manifest = setup.incremental_manifest(&start, "");
+    let mut ferry = setup.spawn(&manifest, &[], &["--concurrency", "4"]);
+
+    let committed = run(&setup.source, 4, Duration::from_secs(8)).await;
+    assert!(committed > 200, "the load committed only {committed} transactions");
+    setup.wait_caught_up(&mut ferry, catch_up).await;
+    setup.assert_same("app").await;
+    (setup, ferry)
+}
