@@ -81,7 +81,17 @@ pub fn failures(items: &[PrecheckItem]) -> Vec<&str> {
 pub fn show(items: &[PrecheckItem]) -> String {
     items
         .iter()
-        .map(|i| format!("  {:?} {}: {}", i.result, i.name, i.observed.as_deref().unwrap_or("")))
+        .map(|i| {
+            let (observed, reason) = (i.observed.as_deref(), i.reason.as_deref());
+            // The reason says why a check failed (e.g. the connection error).
+            format!(
+                "  {:?} {}: {} {}",
+                i.result,
+                i.name,
+                observed.unwrap_or(""),
+                reason.unwrap_or("")
+            )
+        })
         .collect::<Vec<_>>()
         .join("\n")
 }
