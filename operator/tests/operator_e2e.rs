@@ -150,20 +150,7 @@ async fn operator_from_deploy_reconciles_sources_jobs_and_rbac() -> anyhow::Resu
     let namespace = "shop";
     let source = MariaDb::source().await?;
     let target = TiDb::start().await?;
-    source
-        .create_user(
-            "ferry",
-            "src-pw",
-            "SELECT, RELOAD, LOCK TABLES, REPLICATION SLAVE, REPLICATION CLIENT",
-        )
-        .await?;
-    target.create_user("ferry", "dst-pw", "ALL PRIVILEGES").await?;
-    source
-        .exec(
-            "CREATE DATABASE shop; CREATE TABLE shop.items (id INT PRIMARY KEY, name VARCHAR(40)); \
-             INSERT INTO shop.items VALUES (1, 'anchor'), (2, 'buoy'), (3, 'cleat')",
-        )
-        .await?;
+    cluster::prepare_shop(&source, &target).await?;
     let cluster = Cluster::local().await?;
     let client = cluster.client.clone();
     cluster.create_namespace(namespace).await?;

@@ -47,20 +47,7 @@ const SOURCE_RECONCILES: &str = "ferry_reconciles_total{controller=\"source\"}";
 /// target with user `ferry` (password `dst-pw`).
 async fn databases() -> anyhow::Result<(MariaDb, MariaDb)> {
     let (source, target) = (MariaDb::source().await?, MariaDb::target().await?);
-    source
-        .create_user(
-            "ferry",
-            "src-pw",
-            "SELECT, RELOAD, LOCK TABLES, REPLICATION SLAVE, REPLICATION CLIENT",
-        )
-        .await?;
-    target.create_user("ferry", "dst-pw", "ALL PRIVILEGES").await?;
-    source
-        .exec(
-            "CREATE DATABASE shop; CREATE TABLE shop.items (id INT PRIMARY KEY, name VARCHAR(40)); \
-             INSERT INTO shop.items VALUES (1, 'anchor'), (2, 'buoy'), (3, 'cleat')",
-        )
-        .await?;
+    cluster::prepare_shop(&source, &target).await?;
     Ok((source, target))
 }
 

@@ -415,3 +415,23 @@ pub fn job_object(
         },
     }))?)
 }
+
+/// Prepares a source and a target for the Full jobs of the tests: user `ferry` on the source
+/// (password `src-pw`, the privileges a copy needs) with `shop.items`, and on the target
+/// (password `dst-pw`).
+pub async fn prepare_shop(
+    source: &ferry_e2e::MariaDb,
+    target: &impl ferry_e2e::SqlServer,
+) -> anyhow::Result<()> {
+    use ferry_e2e::SqlServer;
+    let privileges = "SELECT, RELOAD, LOCK TABLES, REPLICATION SLAVE, REPLICATION CLIENT";
+    source.create_user("ferry", "src-pw", privileges).await?;
+    target.create_user("ferry", "dst-pw", "ALL PRIVILEGES").await?;
+    source
+        .exec(
+            "CREATE DATABASE shop; CREATE TABLE shop.items (id INT PRIMARY KEY, name VARCHAR(40)); \
+             INSERT INTO shop.items VALUES (1, 'anchor'), (2, 'buoy'), (3, 'cleat')",
+        )
+        .await?;
+    Ok(())
+}
