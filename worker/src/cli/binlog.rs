@@ -79,11 +79,27 @@ fn decode_file(
             summary(&decoded)
         )
         .map_err(w)?;
-        if verbose && let Decoded::Rows(change) = &decoded {
-            write_rows(out, change).map_err(w)?;
-        }
+        write_details(out, &decoded, verbose).map_err(w)?;
     }
     Ok(())
+}
+
+/// The rows of a rows event (with `--verbose`) and the events inside a transaction payload.
+fn write_details(out: &mut impl Write, decoded: &Decoded, verbose: bool) -> std::io::Result<()> {
+    match decoded {
+        Decoded::Rows(change) if verbose => write_rows(out, change),
+        Decoded::Payload(events) => {
+            for event in events {
+                let summary = summary(event);
+                if !summary.is_empty() {
+                    writeln!(out, "#   payload: {summary}")?;
+                }
+                write_details(out, event, verbose)?;
+            }
+            Ok(())
+        }
+        _ => Ok(()),
+    }
 }
 
 fn summary(decoded: &Decoded) -> String {
@@ -106,6 +122,7 @@ fn summary(decoded: &Decoded) -> String {
             format!("{:?}_rows: `{}`.`{}` rows: {}", c.kind, c.database, c.table, c.rows.len())
         }
         Decoded::Heartbeat => "Heartbeat".into(),
+        Decoded::Payload(events) => format!("Transaction_payload  events: {}", events.len()),
         Decoded::Other => String::new(),
     }
 }

@@ -1,20 +1,24 @@
 //! Binlog events to row changes, shared by replication and `ferry binlog decode`.
 //!
 //! mysql_common parses the standard events; this module adds what it lacks: CRC32 verification,
-//! MariaDB's own events (GTID, GTID list, annotate, binlog checkpoint), and the value fixes that
-//! its row decoder needs (YEAR 0, TIMESTAMP as a UTC instant, SET and BIT as numbers, MySQL's
-//! binary JSON as text). Unsigned integers need the table's schema and are fixed by the applier.
+//! MariaDB's own events (GTID, GTID list, annotate, binlog checkpoint), MySQL's compressed
+//! transaction payloads, and the value fixes that its row decoder needs (YEAR 0, TIMESTAMP as a
+//! UTC instant, SET and BIT as numbers, MySQL's binary JSON and partial JSON updates as text).
+//! Unsigned integers need the table's schema and are fixed by the applier.
 
 use std::collections::HashMap;
+use std::io::Read;
 
 use chrono::{DateTime, Datelike, Timelike};
 use mysql_async::Value;
 use mysql_async::binlog::events::{
-    Event, EventData, FormatDescriptionEvent, RowsEventData, TableMapEvent,
+    Event, EventData, FormatDescriptionEvent, RowsEventData, TableMapEvent, TransactionPayloadEvent,
 };
 use mysql_async::binlog::value::BinlogValue;
 use mysql_async::binlog::{BinlogChecksumAlg, BinlogVersion, EventType};
 use mysql_async::consts::ColumnType;
+
+use super::json;
 
 /// MariaDB event types mysql_common does not know.
 pub const MARIA_ANNOTATE_ROWS: u8 = 160;
@@ -61,6 +65,19 @@ impl std::fmt::Display for MariaGtid {
     }
 }
 
+/// A MySQL GTID: its source (`uuid`, or `uuid:tag` on MySQL 8.4) and transaction number.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MysqlGtid {
+    pub source: String,
+    pub gno: u64,
+}
+
+impl std::fmt::Display for MysqlGtid {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.source, self.gno)
+    }
+}
+
 /// Kind of a row change.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum RowKind {
@@ -100,8 +117,8 @@ pub enum Decoded {
         gtid: MariaGtid,
         standalone: bool,
     },
-    /// A MySQL GTID (`uuid:gno`) or anonymous GTID: the next event group starts.
-    MysqlGtid(Option<String>),
+    /// A MySQL GTID, or an anonymous GTID (`None`): the next event group starts.
+    MysqlGtid(Option<MysqlGtid>),
     /// `BEGIN`.
     Begin,
     /// Row changes of a table.
@@ -118,6 +135,8 @@ pub enum Decoded {
     /// MariaDB GTID list at the start of a file: the binlog state then.
     GtidList(Vec<MariaGtid>),
     Heartbeat,
+    /// A MySQL transaction payload (`binlog_transaction_compression=ON`): the events it holds.
+    Payload(Vec<Decoded>),
     /// Format description, table map, checkpoint and other events with nothing to apply.
     Other,
 }
@@ -163,10 +182,14 @@ impl Decoder {
 
     /// Verifies the event's checksum and decodes it.
     pub fn decode(&mut self, event: &Event) -> Result<Decoded, DecodeError> {
-        let header = event.header();
-        let pos = u64::from(header.log_pos());
+        let pos = u64::from(event.header().log_pos());
         verify_checksum(event, &self.file, pos)?;
-        let raw_type = header.event_type_raw();
+        self.decode_unverified(event, pos)
+    }
+
+    /// Decodes an event whose checksum was verified, or that has none (inside a payload).
+    fn decode_unverified(&mut self, event: &Event, pos: u64) -> Result<Decoded, DecodeError> {
+        let raw_type = event.header().event_type_raw();
         let file = self.file.clone();
         let fail = |message: String| DecodeError::Event {
             file: file.clone(),
@@ -195,7 +218,6 @@ impl Decoder {
                     "set log_bin_compress=OFF on the source",
                 ));
             }
-            t if t == EventType::TRANSACTION_PAYLOAD_EVENT as u8 => return Ok(Decoded::Other),
             _ => {}
         }
         let data = event.read_data().map_err(|e| fail(e.to_string()))?;
@@ -204,6 +226,32 @@ impl Decoder {
             Step::Fail(message) => fail(message),
             Step::Error(e) => e,
         })
+    }
+
+    /// The events of a transaction payload, decompressed and decoded in order. They carry no
+    /// checksums (the payload event's own covers them) and no positions of their own.
+    fn decode_payload(
+        &mut self,
+        payload: &TransactionPayloadEvent<'_>,
+        pos: u64,
+    ) -> Result<Decoded, Step> {
+        let mut reader =
+            payload.decompressed().map_err(|e| Step::Fail(format!("transaction payload: {e}")))?;
+        let mut footer = self.fde.footer();
+        footer.set_checksum_enabled(false);
+        let inner_fde = self.fde.clone().with_footer(footer);
+        let mut events = Vec::new();
+        while let Some(bytes) = next_inner_event(&mut reader, payload.uncompressed_size())? {
+            if bytes[4] == EventType::TRANSACTION_PAYLOAD_EVENT as u8 {
+                return Err(Step::Fail(
+                    "a transaction payload inside a transaction payload".into(),
+                ));
+            }
+            let event = Event::read(&inner_fde, &bytes[..])
+                .map_err(|e| Step::Fail(format!("transaction payload event: {e}")))?;
+            events.push(self.decode_unverified(&event, pos).map_err(Step::Error)?);
+        }
+        Ok(Decoded::Payload(events))
     }
 
     fn decode_data(&mut self, data: EventData<'_>, pos: u64) -> Result<Decoded, Step> {
@@ -240,11 +288,17 @@ impl Decoder {
                 }
             }
             EventData::GtidEvent(gtid) => {
-                Decoded::MysqlGtid(Some(format!("{}:{}", format_uuid(&gtid.sid()), gtid.gno())))
+                let uuid = format_uuid(&gtid.sid());
+                let source = match gtid.tag() {
+                    Some(tag) => format!("{uuid}:{tag}"),
+                    None => uuid,
+                };
+                Decoded::MysqlGtid(Some(MysqlGtid { source, gno: gtid.gno() }))
             }
             EventData::AnonymousGtidEvent(_) => Decoded::MysqlGtid(None),
             EventData::HeartbeatEvent => Decoded::Heartbeat,
             EventData::RowsQueryEvent(q) => Decoded::Annotate(q.query().into_owned()),
+            EventData::TransactionPayloadEvent(payload) => self.decode_payload(&payload, pos)?,
             _ => Decoded::Other,
         })
     }
@@ -260,13 +314,6 @@ impl Decoder {
             }
             RowsEventData::DeleteRowsEventV1(_) | RowsEventData::DeleteRowsEvent(_) => {
                 RowKind::Delete
-            }
-            RowsEventData::PartialUpdateRowsEvent(_) => {
-                return Err(Step::Error(self.unsupported(
-                    pos,
-                    "a partial JSON update event",
-                    "set binlog_row_value_options='' on the source",
-                )));
             }
             _ => RowKind::Update,
         };
@@ -284,10 +331,20 @@ impl Decoder {
             rows.rows(tme).collect::<Vec<_>>()
         }))
         .map_err(|_| Step::Fail("the rows event holds a value the decoder cannot read".into()))?;
+        let count = tme.columns_count() as usize;
+        // Which columns each image carries (all of them with `binlog_row_image=FULL`).
+        let present = |bits: Option<Vec<bool>>| bits.unwrap_or_else(|| vec![false; count]);
+        let before_columns =
+            present(rows.columns_before_image().map(|b| b.iter().by_vals().collect()));
+        let after_columns =
+            present(rows.columns_after_image().map(|b| b.iter().by_vals().collect()));
         for row in parsed {
             let (before, after) = row.map_err(|e| Step::Fail(format!("rows event: {e}")))?;
-            let before = before.map(|r| cells(r, tme, &change.column_types)).transpose()?;
-            let after = after.map(|r| cells(r, tme, &change.column_types)).transpose()?;
+            let before = before.map(|r| binlog_values(r, &before_columns));
+            let after = after
+                .map(|r| images_after(binlog_values(r, &after_columns), before.as_deref(), &change))
+                .transpose()?;
+            let before = before.map(|values| image(values, &change.column_types)).transpose()?;
             change.rows.push((before, after));
         }
         Ok(change)
@@ -394,32 +451,61 @@ fn real_column_types(tme: &TableMapEvent<'_>) -> Result<Vec<ColumnType>, Step> {
     Ok(types)
 }
 
-fn cells(
-    mut row: mysql_async::binlog::row::BinlogRow,
-    tme: &TableMapEvent<'_>,
-    types: &[ColumnType],
-) -> Result<Vec<Cell>, Step> {
-    let count = tme.columns_count() as usize;
-    let mut out = Vec::with_capacity(count);
-    for (i, column_type) in types.iter().enumerate().take(count) {
-        let cell = match row.take(i) {
-            None => None,
-            Some(value) => Some(fix_value(*column_type, value).map_err(Step::Fail)?),
+type BinlogCells = Vec<Option<BinlogValue<'static>>>;
+
+/// The row's values by column position: mysql_common's row holds only the present columns.
+fn binlog_values(mut row: mysql_async::binlog::row::BinlogRow, present: &[bool]) -> BinlogCells {
+    let mut next = 0;
+    present
+        .iter()
+        .map(|&is_present| {
+            is_present.then(|| {
+                next += 1;
+                row.take(next - 1).map(BinlogValue::into_owned)
+            })?
+        })
+        .collect()
+}
+
+/// The after image; a partial JSON update is applied to the same column's before image.
+fn images_after(
+    mut after: BinlogCells,
+    before: Option<&[Option<BinlogValue<'static>>]>,
+    change: &RowChange,
+) -> Result<Image, Step> {
+    for (i, cell) in after.iter_mut().enumerate() {
+        let Some(BinlogValue::JsonDiff(diffs)) = cell else { continue };
+        let Some(Some(BinlogValue::Jsonb(base))) = before.and_then(|b| b.get(i)) else {
+            return Err(Step::Fail(format!(
+                "partial JSON update of column {} of `{}`.`{}` without the column's JSON before \
+                 image: set binlog_row_image=FULL on the source",
+                i + 1,
+                change.database,
+                change.table
+            )));
         };
-        out.push(cell);
+        let text = json::apply_diffs(base.clone(), diffs).map_err(Step::Fail)?;
+        *cell = Some(BinlogValue::Value(Value::Bytes(text)));
     }
-    Ok(out)
+    image(after, &change.column_types)
+}
+
+fn image(values: BinlogCells, types: &[ColumnType]) -> Result<Image, Step> {
+    values
+        .into_iter()
+        .zip(types)
+        .map(|(value, column_type)| {
+            value.map(|v| fix_value(*column_type, v)).transpose().map_err(Step::Fail)
+        })
+        .collect()
 }
 
 /// Turns mysql_common's value into the one the target must receive.
 fn fix_value(column_type: ColumnType, value: BinlogValue<'_>) -> Result<Value, String> {
     let value = match value {
         BinlogValue::Value(v) => v,
-        BinlogValue::Jsonb(j) => {
-            let json = serde_json::Value::try_from(j).map_err(|e| format!("JSON value: {e}"))?;
-            return Ok(Value::Bytes(json.to_string().into_bytes()));
-        }
-        BinlogValue::JsonDiff(_) => return Err("partial JSON updates are not supported".into()),
+        BinlogValue::Jsonb(j) => return Ok(Value::Bytes(json::text(j)?)),
+        BinlogValue::JsonDiff(_) => return Err("a partial JSON update without its column".into()),
     };
     if value == Value::NULL {
         return Ok(value);
@@ -439,6 +525,30 @@ fn fix_value(column_type: ColumnType, value: BinlogValue<'_>) -> Result<Value, S
         },
         _ => value,
     })
+}
+
+/// The next event's bytes in a decompressed payload, checked against its header's size.
+fn next_inner_event(read: &mut impl Read, payload_size: u64) -> Result<Option<Vec<u8>>, Step> {
+    const HEADER_LEN: usize = 19;
+    let truncated = |what: String| Step::Fail(format!("transaction payload truncated: {what}"));
+    let mut header = [0u8; HEADER_LEN];
+    let got = super::file::read_full(read, &mut header).map_err(|e| truncated(e.to_string()))?;
+    if got == 0 {
+        return Ok(None);
+    }
+    if got < HEADER_LEN {
+        return Err(truncated(format!("{got} of {HEADER_LEN} header bytes")));
+    }
+    let size = u32::from_le_bytes([header[9], header[10], header[11], header[12]]) as usize;
+    if size < HEADER_LEN || (payload_size > 0 && size as u64 > payload_size) {
+        return Err(Step::Fail(format!(
+            "event size {size} in a transaction payload of {payload_size} bytes"
+        )));
+    }
+    let mut bytes = header.to_vec();
+    bytes.resize(size, 0);
+    read.read_exact(&mut bytes[HEADER_LEN..]).map_err(|e| truncated(e.to_string()))?;
+    Ok(Some(bytes))
 }
 
 fn le_number(bytes: &[u8]) -> u64 {

@@ -15,6 +15,8 @@ pub mod checkpoint;
 pub mod event;
 pub mod file;
 pub mod filter;
+pub mod gtid;
+pub mod json;
 pub mod literal;
 pub mod parallel;
 pub mod schema;
@@ -63,6 +65,8 @@ pub enum IncrementalError {
     Stream { at: String, source: mysql_async::Error },
     #[error("the source closed the binlog stream at {at}")]
     StreamEnded { at: String },
+    #[error("the transaction payload ending at {at} holds more than one transaction")]
+    PayloadWithManyTransactions { at: String },
     #[error("the source has no binary log (SHOW MASTER STATUS is empty): enable log_bin")]
     BinlogOff,
     #[error(transparent)]

@@ -1,17 +1,16 @@
 //! Reading the source's binlog: opening the replication stream (MariaDB's capability and
 //! checksum handshake, file+pos or GTID starts), and turning events into whole transactions.
 
-use std::collections::BTreeMap;
-
 use futures::StreamExt;
 use mysql_async::prelude::Queryable;
-use mysql_async::{BinlogStream, BinlogStreamRequest, Conn};
+use mysql_async::{BinlogStream, BinlogStreamRequest, Conn, Sid};
 use tokio::sync::mpsc;
 
 use super::IncrementalError;
 use super::checkpoint::Position;
-use super::event::{Decoded, Decoder, MariaGtid, RowChange};
+use super::event::{Decoded, Decoder, RowChange};
 use super::filter::{DdlDecision, Filter};
+use super::gtid::GtidState;
 use crate::config::Endpoint;
 use crate::error::SqlContext;
 
@@ -64,9 +63,13 @@ pub async fn source_head(conn: &mut Conn) -> crate::Result<Position> {
     let row = row.ok_or(IncrementalError::BinlogOff)?;
     let file: String = row.get(0).ok_or(IncrementalError::BinlogOff)?;
     let pos: u64 = row.get(1).ok_or(IncrementalError::BinlogOff)?;
-    let gtid: Option<String> =
+    // MariaDB's GTID position, or on MySQL (which lacks that variable) its executed set.
+    let mut gtid: Option<String> =
         conn.query_first("SELECT @@GLOBAL.gtid_binlog_pos").await.ok().flatten();
-    Ok(Position { file, pos, gtid_set: gtid.filter(|g| !g.is_empty()) })
+    if gtid.is_none() {
+        gtid = conn.query_first("SELECT @@GLOBAL.gtid_executed").await.ok().flatten();
+    }
+    Ok(Position { file, pos, gtid_set: gtid.filter(|g| !g.trim().is_empty()) })
 }
 
 /// The source's binlog files and sizes, oldest first.
@@ -123,9 +126,22 @@ pub async fn open(
     let mut request = BinlogStreamRequest::new(server_id);
     if !start.file.is_empty() {
         request = request.with_filename(start.file.as_bytes()).with_pos(start.pos.max(4));
+    } else if let Some(sids) = mysql_gtid_set(start.gtid_set.as_deref().unwrap_or("")) {
+        // MySQL starts after a GTID set through COM_BINLOG_DUMP_GTID.
+        request = request.with_gtid().with_gtid_set(sids);
     }
     let stream = conn.get_binlog_stream(request).await.map_err(|e| stream_error(e, start))?;
     Ok((stream, checksums))
+}
+
+/// A MySQL GTID set (`uuid:1-5:7,...`) as the dump request carries it; `None` for other text
+/// (a MariaDB GTID position) and for an empty set.
+fn mysql_gtid_set(text: &str) -> Option<Vec<Sid<'static>>> {
+    let parts: Vec<&str> = text.split(',').map(str::trim).filter(|p| !p.is_empty()).collect();
+    if parts.is_empty() {
+        return None;
+    }
+    parts.into_iter().map(|part| part.parse().ok()).collect()
 }
 
 /// Maps a stream error; a missing binlog means the position is gone for good.
@@ -152,14 +168,15 @@ pub struct Reader {
     pub decoder: Decoder,
     pub filter: Filter,
     pub position: Position,
-    gtids: BTreeMap<u32, MariaGtid>,
+    gtids: GtidState,
     current: Option<Vec<RowChange>>,
-    pending_gtid: Option<MariaGtid>,
+    /// The GTID of the event group being read, added to `gtids` when it commits.
+    pending_gtid: Option<Decoded>,
 }
 
 impl Reader {
     pub fn new(filter: Filter, start: Position, checksums: bool) -> Self {
-        let gtids = parse_maria_gtids(start.gtid_set.as_deref().unwrap_or(""));
+        let gtids = GtidState::parse(start.gtid_set.as_deref().unwrap_or(""));
         let mut decoder = Decoder::new();
         decoder.checksum_before_fde = checksums;
         decoder.file.clone_from(&start.file);
@@ -204,12 +221,34 @@ impl Reader {
             self.position.pos = u64::from(header.log_pos());
         }
         let timestamp = header.timestamp();
-        Ok(match decoded {
-            Decoded::MariaGtid { gtid, standalone } => {
-                self.pending_gtid = Some(gtid);
+        let Decoded::Payload(events) = decoded else {
+            return Ok(self.assemble(decoded, timestamp));
+        };
+        // A payload holds one whole transaction; it ends where the payload event ends.
+        let mut unit = None;
+        for decoded in events {
+            if let Some(done) = self.assemble(decoded, timestamp)
+                && unit.replace(done).is_some()
+            {
+                let at = describe(&self.position);
+                return Err(IncrementalError::PayloadWithManyTransactions { at }.into());
+            }
+        }
+        Ok(unit)
+    }
+
+    /// Adds a decoded event to the transaction being read; returns it when it is complete.
+    fn assemble(&mut self, decoded: Decoded, timestamp: u32) -> Option<Unit> {
+        match decoded {
+            Decoded::MariaGtid { standalone, .. } => {
                 if !standalone {
                     self.current = Some(Vec::new());
                 }
+                self.pending_gtid = Some(decoded);
+                None
+            }
+            Decoded::MysqlGtid(_) => {
+                self.pending_gtid = Some(decoded);
                 None
             }
             Decoded::Begin => {
@@ -239,16 +278,17 @@ impl Reader {
                 })
             }
             _ => None,
-        })
+        }
     }
 
     /// The position after the event just read, with the GTID of its group applied.
     fn commit_position(&mut self) -> Position {
-        if let Some(gtid) = self.pending_gtid.take() {
-            self.gtids.insert(gtid.domain, gtid);
+        match self.pending_gtid.take() {
+            Some(Decoded::MariaGtid { gtid, .. }) => self.gtids.add_maria(gtid),
+            Some(Decoded::MysqlGtid(Some(gtid))) => self.gtids.add_mysql(&gtid.source, gtid.gno),
+            _ => {}
         }
-        let gtid_set = (!self.gtids.is_empty())
-            .then(|| self.gtids.values().map(|g| g.to_string()).collect::<Vec<_>>().join(","));
+        let gtid_set = (!self.gtids.is_empty()).then(|| self.gtids.to_string());
         Position {
             gtid_set: gtid_set.or_else(|| self.position.gtid_set.clone()),
             ..self.position.clone()
@@ -256,17 +296,21 @@ impl Reader {
     }
 }
 
-/// Parses MariaDB `domain-server-seq,...`; anything else (a MySQL GTID set) yields nothing.
-fn parse_maria_gtids(text: &str) -> BTreeMap<u32, MariaGtid> {
-    text.split(',')
-        .filter_map(|part| {
-            let mut it = part.trim().split('-');
-            let gtid = MariaGtid {
-                domain: it.next()?.parse().ok()?,
-                server: it.next()?.parse().ok()?,
-                seq: it.next()?.parse().ok()?,
-            };
-            it.next().is_none().then_some((gtid.domain, gtid))
-        })
-        .collect()
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mysql_gtid_sets_become_dump_request_blocks() {
+        let sids = mysql_gtid_set(
+            "3E11FA47-71CA-11E1-9E33-C80AA9429562:1-5:7, 3e11fa47-71ca-11e1-9e33-c80aa9429563:2",
+        )
+        .expect("a MySQL GTID set");
+        assert_eq!(sids.len(), 2);
+        let intervals: Vec<(u64, u64)> =
+            sids[0].intervals().iter().map(|i| (i.start(), i.end())).collect();
+        assert_eq!(intervals, vec![(1, 6), (7, 8)]);
+        assert!(mysql_gtid_set("0-1-10").is_none(), "a MariaDB position");
+        assert!(mysql_gtid_set("").is_none());
+    }
 }

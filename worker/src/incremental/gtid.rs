@@ -1,0 +1,143 @@
+//! GTID positions as replication advances: MariaDB's `domain-server-seq` list (one GTID per
+//! domain) and MySQL's GTID set (`uuid:1-5:7,uuid2:1-3`, intervals of executed transactions).
+
+use std::collections::BTreeMap;
+
+use super::event::MariaGtid;
+
+/// The executed GTIDs, in whichever flavor the source uses.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct GtidState {
+    maria: BTreeMap<u32, MariaGtid>,
+    mysql: BTreeMap<String, Vec<(u64, u64)>>,
+}
+
+impl GtidState {
+    /// Parses a saved position's set; text in neither flavor yields an empty state.
+    pub fn parse(text: &str) -> Self {
+        let mut state = Self::default();
+        for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            if let Some(gtid) = parse_maria(part) {
+                state.maria.insert(gtid.domain, gtid);
+            } else if let Some((source, intervals)) = parse_mysql(part) {
+                state.mysql.entry(source).or_default().extend(intervals);
+            }
+        }
+        for intervals in state.mysql.values_mut() {
+            normalize(intervals);
+        }
+        state
+    }
+
+    pub fn add_maria(&mut self, gtid: MariaGtid) {
+        self.maria.insert(gtid.domain, gtid);
+    }
+
+    /// Adds transaction `gno` of `source` (`uuid` or `uuid:tag`).
+    pub fn add_mysql(&mut self, source: &str, gno: u64) {
+        let intervals = self.mysql.entry(source.to_ascii_lowercase()).or_default();
+        match intervals.last_mut() {
+            // The common case: the next transaction of the same source.
+            Some(last) if last.1 + 1 == gno => last.1 = gno,
+            _ => {
+                intervals.push((gno, gno));
+                normalize(intervals);
+            }
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.maria.is_empty() && self.mysql.is_empty()
+    }
+}
+
+impl std::fmt::Display for GtidState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let maria = self.maria.values().map(|g| g.to_string());
+        let mysql = self.mysql.iter().map(|(source, intervals)| {
+            let ranges = intervals
+                .iter()
+                .map(|&(a, b)| if a == b { format!(":{a}") } else { format!(":{a}-{b}") });
+            format!("{source}{}", ranges.collect::<String>())
+        });
+        write!(f, "{}", maria.chain(mysql).collect::<Vec<_>>().join(","))
+    }
+}
+
+fn parse_maria(text: &str) -> Option<MariaGtid> {
+    let mut it = text.split('-');
+    let gtid = MariaGtid {
+        domain: it.next()?.parse().ok()?,
+        server: it.next()?.parse().ok()?,
+        seq: it.next()?.parse().ok()?,
+    };
+    it.next().is_none().then_some(gtid)
+}
+
+/// `uuid[:tag]:a-b:c...` into its source and inclusive intervals.
+fn parse_mysql(text: &str) -> Option<(String, Vec<(u64, u64)>)> {
+    let mut parts = text.split(':');
+    let uuid = parts.next()?.trim();
+    if uuid.len() != 36 || !uuid.chars().all(|c| c.is_ascii_hexdigit() || c == '-') {
+        return None;
+    }
+    let mut source = uuid.to_ascii_lowercase();
+    let mut intervals = Vec::new();
+    for part in parts {
+        let part = part.trim();
+        if part.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_') {
+            source = format!("{source}:{part}");
+            continue;
+        }
+        let (a, b) = part.split_once('-').unwrap_or((part, part));
+        let (a, b) = (a.trim().parse().ok()?, b.trim().parse().ok()?);
+        (a <= b && a > 0).then_some(())?;
+        intervals.push((a, b));
+    }
+    Some((source, intervals))
+}
+
+/// Sorts intervals and merges the ones that overlap or touch.
+fn normalize(intervals: &mut Vec<(u64, u64)>) {
+    intervals.sort_unstable();
+    let mut merged: Vec<(u64, u64)> = Vec::with_capacity(intervals.len());
+    for &(a, b) in intervals.iter() {
+        match merged.last_mut() {
+            Some(last) if a <= last.1.saturating_add(1) => last.1 = last.1.max(b),
+            _ => merged.push((a, b)),
+        }
+    }
+    *intervals = merged;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const UUID: &str = "3e11fa47-71ca-11e1-9e33-c80aa9429562";
+
+    #[test]
+    fn mysql_sets_grow_and_merge() {
+        let mut state = GtidState::parse(&format!("{}:1-5:8, {UUID}:7", UUID.to_uppercase()));
+        assert_eq!(state.to_string(), format!("{UUID}:1-5:7-8"));
+        state.add_mysql(UUID, 9);
+        state.add_mysql(UUID, 6);
+        state.add_mysql("aaaaaaaa-71ca-11e1-9e33-c80aa9429562", 1);
+        assert_eq!(state.to_string(), format!("{UUID}:1-9,aaaaaaaa-71ca-11e1-9e33-c80aa9429562:1"));
+    }
+
+    #[test]
+    fn maria_positions_keep_one_gtid_per_domain() {
+        let mut state = GtidState::parse("0-1-10,1-2-5");
+        state.add_maria(MariaGtid { domain: 0, server: 1, seq: 11 });
+        assert_eq!(state.to_string(), "0-1-11,1-2-5");
+    }
+
+    #[test]
+    fn tagged_and_bad_text() {
+        let state = GtidState::parse(&format!("{UUID}:tag1:1-3"));
+        assert_eq!(state.to_string(), format!("{UUID}:tag1:1-3"));
+        assert!(GtidState::parse("not a gtid").is_empty());
+        assert!(GtidState::parse(&format!("{UUID}:5-2")).is_empty());
+    }
+}
