@@ -131,7 +131,19 @@ async fn worker_pods(job: &MigrationJob, namespace: &str, ctx: &Context) -> Resu
     Ok(list.items)
 }
 
-async fn apply(job: &MigrationJob, namespace: &str, ctx: &Context) -> Result<Action> {
+async fn apply(cached: &MigrationJob, namespace: &str, ctx: &Context) -> Result<Action> {
+    // The informer's copy can trail this controller's own status writes (a recorded restart
+    // request, say); deciding on it could act twice, so decide on the stored object.
+    let jobs: Api<MigrationJob> = Api::namespaced(ctx.client.clone(), namespace);
+    let name = cached.name_any();
+    let Some(job) = jobs
+        .get_opt(&name)
+        .await
+        .map_err(kube_err(format!("read MigrationJob {namespace}/{name}")))?
+    else {
+        return Ok(Action::await_change());
+    };
+    let job = &job;
     let pods = worker_pods(job, namespace, ctx).await?;
     let current = newest(&pods).map(observe);
     let gate = gate(job, namespace, ctx).await?;
