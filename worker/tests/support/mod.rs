@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod load;
+pub mod mysql_binlog;
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
