@@ -1,11 +1,13 @@
 //! `ferry binlog decode`: the `--verbose` row lines match `mariadb-binlog --verbose` for the
 //! same MariaDB binlog file; corrupt and truncated files are errors that say so.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+mod support;
+
+use std::path::PathBuf;
 
 use ferry_e2e::MariaDb;
 use ferry_e2e::SqlServer;
+use support::decode::{row_lines, run};
 
 async fn binlog_with_rows() -> (MariaDb, PathBuf) {
     let source = MariaDb::source().await.expect("source");
@@ -25,19 +27,6 @@ async fn binlog_with_rows() -> (MariaDb, PathBuf) {
     let file = source.dir().join("binlog/mysql-bin.000001");
     assert!(file.exists(), "no binlog at {}", file.display());
     (source, file)
-}
-
-fn run(program: &str, args: &[&str], file: &Path) -> (Option<i32>, String, String) {
-    let output = Command::new(program).args(args).arg(file).output().expect("run decoder");
-    (
-        output.status.code(),
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
-}
-
-fn row_lines(text: &str) -> Vec<String> {
-    text.lines().filter(|l| l.starts_with("###")).map(|l| l.trim_end().to_string()).collect()
 }
 
 #[tokio::test(flavor = "multi_thread")]
