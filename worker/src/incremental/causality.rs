@@ -4,8 +4,8 @@
 //! Every row change yields keys: per unique key of its table (primary included) the table and
 //! that key's values, for the before and the after image (a NULL in a unique key never
 //! conflicts). Values are compared as the column's collation compares them, approximately: text
-//! ignores trailing spaces, and ASCII case unless the collation is binary or case-sensitive
-//! (non-ASCII case and accent folding are not modelled). A table without a usable key yields one
+//! ignores trailing spaces, and case and Latin accents unless the collation is binary or
+//! case-sensitive (other accents, expansions and ignorable characters are not modelled). A table without a usable key yields one
 //! key for the whole table, so its changes stay in order on one worker. Every table with foreign
 //! keys, or referenced by one, yields the same group key: all their changes stay in source order
 //! on one worker, and cascades on the target end as on the source.

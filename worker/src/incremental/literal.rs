@@ -41,11 +41,29 @@ pub fn key_bytes(out: &mut Vec<u8>, value: &Value, column: &ColumnInfo) {
         Fold::Exact => bytes.as_slice(),
         Fold::Trim | Fold::TrimLower => bytes.trim_ascii_end(),
     };
-    if column.fold == Fold::TrimLower {
-        out.extend(trimmed.iter().map(u8::to_ascii_lowercase));
-    } else {
-        out.extend_from_slice(trimmed);
+    match (column.fold, std::str::from_utf8(trimmed)) {
+        (Fold::TrimLower, Ok(text)) if !text.is_ascii() => out.extend(fold_text(text).bytes()),
+        (Fold::TrimLower, _) => out.extend(trimmed.iter().map(u8::to_ascii_lowercase)),
+        _ => out.extend_from_slice(trimmed),
     }
+}
+
+/// Base letters of U+00C0..U+017F after lowercasing (their canonical decomposition's first
+/// character when that is ASCII): `É`, `é`, `ě` all become `e`.
+const LATIN_BASE: &str = "aaaaaaæceeeeiiiiðnooooo×øuuuuyþßaaaaaaæceeeeiiiiðnooooo÷øuuuuyþyaaaaaaccc\
+    cccccddđđeeeeeeeeeegggggggghhħħiiiiiiiiiıĳĳjjkkĸllllllŀŀłłnnnnnnŉŋŋooooooœœrrrrrrssssssssttttŧŧu\
+    uuuuuuuuuuuwwyyyzzzzzzſ";
+
+/// Text folded as case- and accent-insensitive collations compare Latin letters (Unicode case,
+/// Latin-1 and Latin Extended-A accents); other scripts fold case only.
+fn fold_text(text: &str) -> String {
+    text.chars()
+        .flat_map(char::to_lowercase)
+        .map(|c| match (c as usize).checked_sub(0xC0) {
+            Some(i) if i < 192 => LATIN_BASE.chars().nth(i).unwrap_or(c),
+            _ => c,
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -96,5 +114,14 @@ mod tests {
         assert_ne!(key(Fold::Trim, "Ab"), key(Fold::Trim, "ab"));
         assert_eq!(key(Fold::Trim, "ab "), key(Fold::Trim, "ab"));
         assert_ne!(key(Fold::Exact, "ab "), key(Fold::Exact, "ab"));
+        assert_eq!(key(Fold::TrimLower, "Élan Ÿ"), key(Fold::TrimLower, "elan y "));
+        assert_eq!(key(Fold::TrimLower, "ΣΑΣ"), key(Fold::TrimLower, "σασ"));
+        assert_ne!(key(Fold::Trim, "é"), key(Fold::Trim, "e"));
+    }
+
+    #[test]
+    fn the_latin_table_covers_its_range() {
+        assert_eq!(LATIN_BASE.chars().count(), 192);
+        assert_eq!(fold_text("ÀÿĀž"), "ayaz");
     }
 }

@@ -24,7 +24,7 @@ pub struct ColumnInfo {
     /// Character set of a string column, when not UTF-8 or binary (then it needs converting).
     pub convert_charset: Option<String>,
     /// How values compare in keys: text columns ignore trailing spaces (PAD SPACE) and, unless
-    /// the collation is binary or case-sensitive, ASCII case.
+    /// the collation is binary or case-sensitive, case and Latin accents.
     pub fold: Fold,
 }
 
@@ -51,7 +51,7 @@ pub enum Fold {
     Exact,
     /// Trailing spaces ignored.
     Trim,
-    /// Trailing spaces and ASCII case ignored (only ASCII: see docs/incremental.md).
+    /// Trailing spaces, case and Latin accents ignored (see docs/incremental.md).
     TrimLower,
 }
 
