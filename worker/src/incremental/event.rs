@@ -342,7 +342,7 @@ impl Decoder {
             let (before, after) = row.map_err(|e| Step::Fail(format!("rows event: {e}")))?;
             let before = before.map(|r| binlog_values(r, &before_columns));
             let after = after
-                .map(|r| images_after(binlog_values(r, &after_columns), before.as_deref(), &change))
+                .map(|r| after_image(binlog_values(r, &after_columns), before.as_deref(), &change))
                 .transpose()?;
             let before = before.map(|values| image(values, &change.column_types)).transpose()?;
             change.rows.push((before, after));
@@ -468,7 +468,7 @@ fn binlog_values(mut row: mysql_async::binlog::row::BinlogRow, present: &[bool])
 }
 
 /// The after image; a partial JSON update is applied to the same column's before image.
-fn images_after(
+fn after_image(
     mut after: BinlogCells,
     before: Option<&[Option<BinlogValue<'static>>]>,
     change: &RowChange,
