@@ -15,6 +15,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::chunk::Chunk;
+use super::indexes;
 use super::meta;
 use super::objects::Table;
 use super::progress::Progress;
@@ -64,8 +65,9 @@ pub async fn worker(
             Ok(true) => {
                 let left = shared.remaining.get(&key).map(|r| r.fetch_sub(1, Ordering::SeqCst) - 1);
                 if left == Some(0) {
-                    shared.progress.table_done();
                     tracing::info!(table = %table.qualified(), "table copied");
+                    indexes::build(&mut target, &shared.job, &table.db, &table.name).await?;
+                    shared.progress.table_done();
                 }
             }
             Ok(false) => {

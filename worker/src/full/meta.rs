@@ -50,7 +50,10 @@ pub async fn ensure_tables(conn: &mut Conn) -> crate::Result<()> {
     conn.query_drop(CREATE_SNAPSHOT).await.sql("create ferry_meta.full_snapshot on the target")?;
     conn.query_drop(CREATE_CHUNKS).await.sql("create ferry_meta.full_chunks on the target")?;
     add_missing_chunk_columns(conn).await?;
-    conn.query_drop(CREATE_TABLES).await.sql("create ferry_meta.full_tables on the target")
+    conn.query_drop(CREATE_TABLES).await.sql("create ferry_meta.full_tables on the target")?;
+    conn.query_drop(super::indexes::CREATE_TABLE)
+        .await
+        .sql("create ferry_meta.full_indexes on the target")
 }
 
 /// Upgrades a `full_chunks` table created by an earlier version (portable: MySQL has no

@@ -13,6 +13,7 @@
 //! each chunk as of one of the snapshots (see docs/full-copy.md).
 
 mod chunk;
+mod indexes;
 pub(crate) mod copy;
 mod meta;
 mod objects;
@@ -94,7 +95,7 @@ pub async fn run(ctx: &JobContext) -> crate::Result<BinlogPosition> {
     }
     let mut control = connect(&ctx.config.source, "source").await?;
     let objects = objects::read(&mut control, ctx.config.objects.as_ref()).await?;
-    schema::copy(&mut control, &mut target, &objects).await?;
+    schema::copy(&job, &mut control, &mut target, &objects).await?;
     drop(control);
 
     let workers = ctx.config.concurrency.max(1);
@@ -110,6 +111,7 @@ pub async fn run(ctx: &JobContext) -> crate::Result<BinlogPosition> {
     let (chunks, progress) = plan(&job, &objects, &mut sources[0].conn, &mut target).await?;
     let complete = copy_all(ctx, &job, &objects, chunks, progress.clone(), sources).await?;
     if complete {
+        indexes::build_remaining(&mut target, &job).await?;
         meta::save_table_positions(&mut target, &job).await?;
         meta::save_snapshot(&mut target, &job, &snapshot, "done").await?;
         meta::clear_chunks(&mut target, &job).await?;

@@ -12,8 +12,14 @@ use super::objects::Objects;
 use crate::error::SqlContext;
 use crate::sql::{qualified, quote_ident, quote_str};
 
-/// Creates what is missing on the target.
-pub async fn copy(source: &mut Conn, target: &mut Conn, objects: &Objects) -> crate::Result<()> {
+/// Creates what is missing on the target; the plain secondary indexes of the tables it creates
+/// are left for [`super::indexes::build`] once the rows are in.
+pub async fn copy(
+    job: &str,
+    source: &mut Conn,
+    target: &mut Conn,
+    objects: &Objects,
+) -> crate::Result<()> {
     let tidb = is_tidb(target).await?;
     target.query_drop(super::copy::TARGET_SESSION).await.sql("set up a target session")?;
     let existing = existing(target, &objects.databases).await?;
@@ -34,6 +40,10 @@ pub async fn copy(source: &mut Conn, target: &mut Conn, objects: &Objects) -> cr
         }
         let create = show_create(source, &table.db, &table.name, "TABLE").await?;
         let create = if tidb { adapt_for_tidb(&table.qualified(), &create) } else { create };
+        let (create, deferred) = super::indexes::split(&create);
+        if !deferred.is_empty() {
+            super::indexes::record(target, job, &table.db, &table.name, &deferred).await?;
+        }
         target
             .query_drop(format!("USE {}", quote_ident(&table.db)))
             .await
