@@ -1,6 +1,7 @@
 //! `ferry migrate` killed with SIGKILL at several points of a copy, then run again, ends with the
 //! target equal to the source: chunks are committed with their checkpoint, so none is lost or
-//! doubled (a table without a key shows doubling). Ctrl-C stops cleanly and resumes too.
+//! doubled (a table without a key shows doubling), and the secondary indexes built after the
+//! rows all exist. Ctrl-C stops cleanly and resumes too.
 
 mod support;
 
@@ -17,13 +18,14 @@ async fn load(setup: &Setup) {
         .source
         .exec(
             "CREATE DATABASE app; USE app;
-             CREATE TABLE a (id INT PRIMARY KEY, pad VARCHAR(200));
+             CREATE TABLE a (id INT PRIMARY KEY, pad VARCHAR(200), KEY pad_prefix (pad(16)));
              INSERT INTO a SELECT seq, REPEAT(MD5(seq), 6) FROM seq_1_to_40000;
-             CREATE TABLE b (k VARCHAR(32), n INT, pad VARCHAR(200), PRIMARY KEY (k, n));
+             CREATE TABLE b (k VARCHAR(32), n INT, pad VARCHAR(200), PRIMARY KEY (k, n),
+               KEY n_first (n), UNIQUE KEY n_k (n, k));
              INSERT INTO b SELECT MD5(seq % 100), seq, REPEAT('x', seq % 200) FROM seq_1_to_30000;
-             CREATE TABLE c (id BIGINT PRIMARY KEY, v TEXT);
+             CREATE TABLE c (id BIGINT PRIMARY KEY, v TEXT, KEY v_prefix (v(8)), KEY `odd``name` (id, v(2)));
              INSERT INTO c SELECT seq * 3, REPEAT(CHAR(65 + seq % 26), 150) FROM seq_1_to_30000;
-             CREATE TABLE nokey (a INT, b VARCHAR(100));
+             CREATE TABLE nokey (a INT, b VARCHAR(100), KEY a_b (a, b));
              INSERT INTO nokey SELECT seq % 10, REPEAT('n', 90) FROM seq_1_to_20000;
              ANALYZE TABLE a, b, c, nokey;",
         )
@@ -74,6 +76,7 @@ async fn killed_copies_resume_to_an_equal_target() {
     assert!(ok, "the final run failed:\n{log}");
     assert!(log.contains("resuming the copy"), "the final run did not resume:\n{log}");
     setup.assert_same("app").await;
+    setup.assert_same_indexes("app").await;
     assert_eq!(setup.status()["phase"], "Completed");
 }
 

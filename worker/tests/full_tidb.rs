@@ -1,5 +1,5 @@
 //! The full copy into a TiDB target: definitions adapted where TiDB rejects MariaDB's, values
-//! exact, chunked tables, views.
+//! exact, chunked tables, views, secondary indexes built after the rows.
 
 mod support;
 
@@ -23,7 +23,8 @@ INSERT INTO times VALUES (1, '2024-02-29', '9999-12-31 23:59:59.999999', '2038-0
 CREATE TABLE texts (id INT PRIMARY KEY, v VARCHAR(100), l VARCHAR(50) CHARACTER SET latin1 COLLATE latin1_bin,
   bl BLOB, e ENUM('a','b'), s SET('x','y')) DEFAULT CHARSET = latin1 COLLATE latin1_bin;
 INSERT INTO texts VALUES (1, '😀 ü', 'café', X'00FF27', 'b', 'x,y'), (2, NULL, NULL, NULL, NULL, NULL);
-CREATE TABLE composite (a VARCHAR(20), b INT, PRIMARY KEY (a, b));
+CREATE TABLE composite (a VARCHAR(20), b INT, PRIMARY KEY (a, b), KEY b_first (b, a),
+  KEY a_prefix (a(3)));
 INSERT INTO composite SELECT CONCAT('k', seq % 13), seq FROM seq_1_to_2500;
 CREATE VIEW v AS SELECT id, bu FROM ints;
 ANALYZE TABLE composite;
@@ -46,5 +47,6 @@ async fn copies_into_tidb() {
         );
     }
     setup.assert_same("shop").await;
+    setup.assert_same_indexes("shop").await;
     assert_eq!(setup.status()["phase"], "Completed");
 }

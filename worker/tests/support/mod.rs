@@ -180,6 +180,21 @@ impl Setup {
     }
 
     /// Fails with a diff (and the last ferry log) unless `database` is the same on both servers.
+    /// The indexes of `database`'s tables are the same on both sides: names, uniqueness,
+    /// columns in order and prefix lengths.
+    pub async fn assert_same_indexes(&self, database: &str) {
+        let sql = format!(
+            "SELECT CONCAT_WS(' ', TABLE_NAME, INDEX_NAME, NON_UNIQUE, SEQ_IN_INDEX, COLUMN_NAME, \
+             IFNULL(SUB_PART, '-')) FROM information_schema.STATISTICS \
+             WHERE TABLE_SCHEMA = '{database}'"
+        );
+        let mut source = self.source.query_strings(&sql).await.expect("source indexes");
+        let mut target = self.target.query_strings(&sql).await.expect("target indexes");
+        source.sort();
+        target.sort();
+        assert_eq!(source, target, "indexes differ\nferry log:\n{}", self.last_log());
+    }
+
     pub async fn assert_same(&self, database: &str) {
         let mut s = self.source.conn().await.expect("source conn");
         let mut t = self.target.conn().await.expect("target conn");
