@@ -13,8 +13,8 @@
 //! each chunk as of one of the snapshots (see docs/full-copy.md).
 
 mod chunk;
-mod indexes;
 pub(crate) mod copy;
+mod indexes;
 mod meta;
 mod objects;
 mod progress;
