@@ -1,7 +1,8 @@
 //! Exactly-once across crashes: `ferry migrate` with four apply workers is SIGKILLed at random
 //! instants while a mixed write load with DDL and concurrent writers (conflicting keys, foreign
 //! keys, tables without keys) runs on the source, resumed each time, and at the end every table
-//! matches, including those without any key (where a doubled or lost change would show).
+//! matches, including those without any key (where a doubled or lost change would show). Into
+//! MariaDB and into TiDB.
 
 mod support;
 
@@ -9,7 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use ferry_e2e::SqlServer;
+use ferry_e2e::{SqlServer, TargetKind};
 use mysql_async::prelude::Queryable;
 use support::load::{self, Rng};
 use support::{Setup, interrupt, wait_exit};
@@ -67,7 +68,16 @@ async fn step(conn: &mut mysql_async::Conn, rng: &mut Rng, i: u64, columns: &mut
 
 #[tokio::test(flavor = "multi_thread")]
 async fn sigkill_at_random_instants_loses_and_doubles_nothing() {
-    let mut setup = Setup::start().await;
+    kill_and_resume(TargetKind::MariaDb).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigkill_at_random_instants_into_tidb_loses_and_doubles_nothing() {
+    kill_and_resume(TargetKind::TiDb).await;
+}
+
+async fn kill_and_resume(kind: TargetKind) {
+    let mut setup = Setup::start_with(kind).await;
     setup.both(load::TABLES).await;
     setup.both(TABLES).await;
     let start = setup.source_head().await;
