@@ -7,7 +7,8 @@
 #       (slave_parallel_threads = Ferry's worker count): rows/s of each, the ratio, Ferry's peak RSS.
 #
 # Usage: bench/incremental.sh            (env: TABLES, TABLE_SIZE, SUSTAIN_SECONDS, BACKLOG_TXNS,
-#                                          THREADS, WORKERS, FERRY)
+#                                          THREADS, WORKERS, FERRY; PERF=FILE writes a profile
+#                                          of Ferry's catch-up into FILE)
 set -euo pipefail
 
 HERE="$(cd "$(dirname "$0")" && pwd)"
@@ -81,6 +82,12 @@ T1=$(date +%s.%N)
 stop_ferry
 FERRY_SECONDS=$(echo "$T1 - $T0" | bc -l)
 PEAK_RSS_KB=$(awk -F: '/Maximum resident set size/ {gsub(/ /,"",$2); print $2}' "$WORK/ferry-time.txt")
+FERRY_CPU=$(awk -F: '/(User|System) time/ {cpu += $2} END {print cpu}' "$WORK/ferry-time.txt")
+if [[ -n "${PERF:-}" ]]; then
+  # Inclusive time per function (where the time goes), then exclusive (what burns it).
+  { perf report -i "$WORK/perf.data" --children --stdio -g none --percent-limit 2
+    perf report -i "$WORK/perf.data" --no-children --stdio -g none --percent-limit 0.5; } >"$PERF" 2>/dev/null
+fi
 
 log "(b) the native replica catches up"
 T0=$(date +%s.%N)
@@ -98,6 +105,6 @@ printf '\n== Ferry incremental benchmark (%s tables x %s rows, %s sysbench threa
   "$TABLES" "$TABLE_SIZE" "$THREADS" "$WORKERS"
 printf '(a) source sustained %s txn/s (%.0f row changes/s); Ferry applied %s rows/s; lag p50 %ss p99 %ss; lag bytes p50 %s p99 %s\n' \
   "$SOURCE_TPS" "$(echo "$SOURCE_TPS * 4" | bc -l)" "$A_ROWS_S" "$A_LAG50" "$A_LAG99" "$A_BYTES50" "$A_BYTES99"
-printf '(b) backlog %s row changes: Ferry %.1f s (%.0f rows/s), native replica %.1f s (%.0f rows/s), ratio Ferry/native %.2f; Ferry peak RSS %s MiB; same data: %s\n' \
+printf '(b) backlog %s row changes: Ferry %.1f s (%.0f rows/s), native replica %.1f s (%.0f rows/s), ratio Ferry/native %.2f; Ferry CPU %.1f s, peak RSS %s MiB; same data: %s\n' \
   "$ROWS" "$FERRY_SECONDS" "$FERRY_RATE" "$NATIVE_SECONDS" "$NATIVE_RATE" \
-  "$(echo "$FERRY_RATE / $NATIVE_RATE" | bc -l)" "$((PEAK_RSS_KB / 1024))" "$SAME"
+  "$(echo "$FERRY_RATE / $NATIVE_RATE" | bc -l)" "$FERRY_CPU" "$((PEAK_RSS_KB / 1024))" "$SAME"

@@ -74,6 +74,8 @@ EOF
 start_ferry() {
   local cmd=("$FERRY" migrate -f "$WORK/job.yaml" --status-file "$WORK/status.json" --concurrency "$WORKERS")
   if [[ "${1:-}" == timed ]]; then
+    # PERF=FILE: also profile Ferry (call graphs), reported into FILE when it stops.
+    [[ -n "${PERF:-}" ]] && cmd=(perf record -F 99 --call-graph dwarf,16384 -o "$WORK/perf.data" -- "${cmd[@]}")
     /usr/bin/time -v -o "$WORK/ferry-time.txt" "${cmd[@]}" 2>>"$WORK/ferry.log" &
   else
     "${cmd[@]}" 2>>"$WORK/ferry.log" &
@@ -83,9 +85,8 @@ start_ferry() {
 
 stop_ferry() {
   local pid; pid=$(cat "$WORK/ferry.pid")
-  # Under /usr/bin/time the ferry process is its child.
-  pkill -INT -P "$pid" 2>/dev/null || true
-  kill -INT "$pid" 2>/dev/null || true
+  # Every process whose command names this run's manifest: ferry and its /usr/bin/time or perf.
+  pkill -INT -f "$WORK/job.yaml" 2>/dev/null || true
   wait "$pid" 2>/dev/null || true
   rm -f "$WORK/ferry.pid"
 }

@@ -64,6 +64,11 @@ impl Op {
             .collect()
     }
 
+    /// Whether the change can join its table's net effect.
+    fn batchable(&self) -> bool {
+        self.schema.key.is_some() && !self.schema.foreign && self.full_images()
+    }
+
     fn full_images(&self) -> bool {
         [&self.before, &self.after].into_iter().flatten().all(|image| {
             image.len() == self.schema.columns.len() && image.iter().all(Option::is_some)
@@ -82,30 +87,37 @@ pub enum Step {
 
 /// Plans the statements for `ops`, given in source order.
 pub fn plan(ops: Vec<Op>, mode: Mode) -> Vec<Step> {
-    let mut order: Vec<String> = Vec::new();
-    let mut tables: HashMap<String, (bool, Vec<Op>)> = HashMap::new();
-    for op in &ops {
-        let name = op.schema.name();
-        let batchable = op.schema.key.is_some() && !op.schema.foreign && op.full_images();
-        let entry = tables.entry(name.clone()).or_insert_with(|| {
-            order.push(name);
-            (true, Vec::new())
-        });
-        entry.0 &= batchable;
-    }
-    let mut steps = Vec::new();
+    // Each table's slot, in order of first appearance, and whether all its changes batch.
+    let mut batchable: Vec<bool> = Vec::new();
+    let slots: Vec<usize> = {
+        let mut slot_of: HashMap<(&str, &str), usize> = HashMap::new();
+        ops.iter()
+            .map(|op| {
+                let next = slot_of.len();
+                let table = (op.schema.database.as_str(), op.schema.table.as_str());
+                let slot = *slot_of.entry(table).or_insert(next);
+                if slot == batchable.len() {
+                    batchable.push(true);
+                }
+                batchable[slot] &= op.batchable();
+                slot
+            })
+            .collect()
+    };
+    let mut table_ops: Vec<Vec<Op>> = batchable.iter().map(|_| Vec::new()).collect();
     let mut rows = Vec::new();
-    for op in ops {
-        match tables.get_mut(&op.schema.name()) {
-            Some((true, table_ops)) => table_ops.push(op),
-            _ => rows.push(Step::Row(op)),
+    for (op, slot) in ops.into_iter().zip(slots) {
+        if batchable[slot] {
+            table_ops[slot].push(op);
+        } else {
+            rows.push(Step::Row(op));
         }
     }
-    for name in order {
-        let Some((true, table_ops)) = tables.remove(&name) else { continue };
-        match net_effect(&table_ops) {
-            Some(net) => statements(&table_ops[0].schema, &net, mode, &mut steps),
-            None => steps.extend(table_ops.into_iter().map(Step::Row)),
+    let mut steps = Vec::new();
+    for ops in table_ops.into_iter().filter(|ops| !ops.is_empty()) {
+        match net_effect(&ops) {
+            Some(net) => statements(&ops[0].schema, &net, mode, &mut steps),
+            None => steps.extend(ops.into_iter().map(Step::Row)),
         }
     }
     steps.extend(rows);
