@@ -7,8 +7,9 @@
 #       (slave_parallel_threads = Ferry's worker count): rows/s of each, the ratio, Ferry's peak RSS.
 #
 # Usage: bench/incremental.sh            (env: TABLES, TABLE_SIZE, SUSTAIN_SECONDS, BACKLOG_TXNS,
-#                                          THREADS, WORKERS, FERRY; PERF=FILE writes a profile
-#                                          of Ferry's catch-up into FILE)
+#                                          THREADS, WORKERS, NATIVE_THREADS (default WORKERS;
+#                                          0 = the replica's single SQL thread), FERRY;
+#                                          PERF=FILE writes a profile of Ferry's catch-up to FILE)
 set -euo pipefail
 
 HERE="$(cd "$(dirname "$0")" && pwd)"
@@ -20,6 +21,7 @@ SUSTAIN_SECONDS=${SUSTAIN_SECONDS:-60}
 BACKLOG_TXNS=${BACKLOG_TXNS:-250000}
 THREADS=${THREADS:-4}
 WORKERS=${WORKERS:-4}
+NATIVE_THREADS=${NATIVE_THREADS:-$WORKERS}
 FERRY=${FERRY:-}
 WORK=$(mktemp -d /tmp/ferry-bench-XXXXXX)
 source "$HERE/incremental/lib.sh"
@@ -33,7 +35,7 @@ fi
 log "work dir $WORK"
 start_server source 1 --log-bin=mysql-bin --binlog-format=ROW --binlog-row-image=FULL &
 start_server target 2 --skip-log-bin &
-start_server replica 3 --skip-log-bin --slave-parallel-threads="$WORKERS" --slave-parallel-mode=optimistic &
+start_server replica 3 --skip-log-bin --slave-parallel-threads="$NATIVE_THREADS" --slave-parallel-mode=optimistic &
 wait
 for s in source target replica; do
   sql "$s" "CREATE USER 'ferry'@'%' IDENTIFIED BY 'bench'; GRANT ALL ON *.* TO 'ferry'@'%'"
@@ -101,8 +103,8 @@ SAME=$(same_data && echo yes || echo NO)
 
 FERRY_RATE=$(echo "$ROWS / $FERRY_SECONDS" | bc -l)
 NATIVE_RATE=$(echo "$ROWS / $NATIVE_SECONDS" | bc -l)
-printf '\n== Ferry incremental benchmark (%s tables x %s rows, %s sysbench threads, %s workers)\n' \
-  "$TABLES" "$TABLE_SIZE" "$THREADS" "$WORKERS"
+printf '\n== Ferry incremental benchmark (%s tables x %s rows, %s sysbench threads, %s Ferry workers, %s native replica threads)\n' \
+  "$TABLES" "$TABLE_SIZE" "$THREADS" "$WORKERS" "$NATIVE_THREADS"
 printf '(a) source sustained %s txn/s (%.0f row changes/s); Ferry applied %s rows/s; lag p50 %ss p99 %ss; lag bytes p50 %s p99 %s\n' \
   "$SOURCE_TPS" "$(echo "$SOURCE_TPS * 4" | bc -l)" "$A_ROWS_S" "$A_LAG50" "$A_LAG99" "$A_BYTES50" "$A_BYTES99"
 printf '(b) backlog %s row changes: Ferry %.1f s (%.0f rows/s), native replica %.1f s (%.0f rows/s), ratio Ferry/native %.2f; Ferry CPU %.1f s, peak RSS %s MiB; same data: %s\n' \

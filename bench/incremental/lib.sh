@@ -12,8 +12,9 @@ start_server() {
   local dir="$WORK/$name"
   mkdir -p "$dir"
   free_port >"$dir/port"
+  # Each install gets its own tmpdir: three bootstraps sharing /tmp failed now and then.
   mariadb-install-db --no-defaults --datadir="$dir/data" --auth-root-authentication-method=normal \
-    --skip-test-db >"$dir/install.log" 2>&1
+    --skip-test-db --tmpdir="$dir" >"$dir/install.log" 2>&1
   mariadbd --no-defaults --datadir="$dir/data" --port="$(port "$name")" --bind-address=127.0.0.1 \
     --socket="$dir/sock" --pid-file="$dir/pid" --log-error="$dir/error.log" --server-id="$id" \
     --innodb-buffer-pool-size=1G --innodb-flush-log-at-trx-commit=2 --sync-binlog=0 \
