@@ -12,6 +12,16 @@ pub const DISPLAY_NAME_PATTERN: &str = "^[A-Za-z][A-Za-z0-9_-]{0,58}$";
 /// A Kubernetes-style duration such as `60s`, `1m30s` or `500ms`.
 pub const DURATION_PATTERN: &str = "^([0-9]+(\\.[0-9]+)?(ms|s|m|h))+$";
 
+/// A GTID set: MariaDB `domain-server-seq` or MySQL `uuid[:tag]:first[-last]...`, comma-separated.
+pub fn gtid_set_pattern() -> String {
+    const MARIADB: &str = "[0-9]+-[0-9]+-[0-9]+";
+    const UUID: &str = "[0-9A-Fa-f]{8}(-[0-9A-Fa-f]{4}){3}-[0-9A-Fa-f]{12}";
+    const TAG: &str = ":[A-Za-z_][A-Za-z0-9_]{0,31}";
+    const INTERVALS: &str = "(:[0-9]+(-[0-9]+)?)+";
+    let part = format!("({MARIADB}|{UUID}({TAG})?{INTERVALS}({TAG}{INTERVALS})*)");
+    format!("^\\s*{part}(\\s*,\\s*{part})*\\s*$")
+}
+
 /// Both CRDs, in the order they are written to `crds/`.
 pub fn all() -> Vec<CustomResourceDefinition> {
     vec![migration_source(), migration_job()]
@@ -69,6 +79,11 @@ pub fn migration_job() -> CustomResourceDefinition {
         tls_rules(child(spec, &["target", "tls"]));
         min_length(child(spec, &["target", "host"]));
         min_length(child(spec, &["sourceRef", "name"]));
+        set(
+            child(spec, &["incremental", "start", "gtidSet"]),
+            "pattern",
+            json!(gtid_set_pattern()),
+        );
         add_rule(
             child(spec, &["incremental", "start"]),
             "(has(self.file) && has(self.pos)) != has(self.gtidSet)",

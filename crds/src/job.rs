@@ -136,7 +136,8 @@ pub struct BinlogPosition {
     /// Byte offset in `file`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pos: Option<i64>,
-    /// GTID set: MySQL `uuid:1-100,...` or MariaDB `domain-server-seq,...`.
+    /// GTID set to start after: MariaDB `domain-server-seq` positions (`0-1-100,1-2-5`) or a
+    /// MySQL GTID set (`3e11fa47-71ca-11e1-9e33-c80aa9429562:1-100`), comma-separated.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gtid_set: Option<String>,
 }

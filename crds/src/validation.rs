@@ -65,8 +65,27 @@ fn schema_problems(schema: &Value, body: &Value) -> Vec<Problem> {
     };
     validator
         .iter_errors(body)
-        .map(|e| problem(&pointer_to_path(&e.instance_path().to_string()), e.to_string()))
+        .map(|e| {
+            let message = match e.kind() {
+                jsonschema::error::ValidationErrorKind::Pattern { .. } => {
+                    pattern_message(&plain, &e.schema_path().to_string(), e.instance())
+                }
+                _ => None,
+            };
+            let message = message.unwrap_or_else(|| e.to_string());
+            problem(&pointer_to_path(&e.instance_path().to_string()), message)
+        })
         .collect()
+}
+
+/// A pattern mismatch told with the field's description instead of the regular expression.
+fn pattern_message(schema: &Value, pattern_pointer: &str, value: &Value) -> Option<String> {
+    let field = schema.pointer(pattern_pointer.strip_suffix("/pattern")?)?;
+    let description = field.get("description")?.as_str()?.split_whitespace();
+    Some(format!(
+        "{value} is not in the expected form. {}",
+        description.collect::<Vec<_>>().join(" ")
+    ))
 }
 
 fn cel_problems(schema: &Value, body: &Value) -> Vec<Problem> {

@@ -180,6 +180,14 @@ fn invalid_jobs_are_rejected_with_the_field_named() {
             }),
         ),
         ("unknown field", Box::new(|s| s["tyer"] = json!("small"))),
+        (
+            // Told with the field's description, not the regular expression.
+            "gtidSet: \"0-1-5,mysql-bin.000003\" is not in the expected form. GTID set to start",
+            Box::new(|s| {
+                s["mode"] = json!("Incremental");
+                s["incremental"] = json!({"start": {"gtidSet": "0-1-5,mysql-bin.000003"}});
+            }),
+        ),
     ];
     for (expected, change) in cases {
         let problems = job_problems(change);
@@ -187,6 +195,23 @@ fn invalid_jobs_are_rejected_with_the_field_named() {
             problems.iter().any(|p| p.contains(expected)),
             "expected a problem mentioning {expected:?}, got {problems:?}"
         );
+    }
+}
+
+#[test]
+fn gtid_sets_of_both_flavors_are_accepted() {
+    for set in [
+        "0-1-5",
+        "0-1-5, 1-2-300",
+        "3E11FA47-71CA-11E1-9E33-C80AA9429562:1-5:7",
+        "3e11fa47-71ca-11e1-9e33-c80aa9429562:1-5,\n3e11fa47-71ca-11e1-9e33-c80aa9429563:2",
+        "3e11fa47-71ca-11e1-9e33-c80aa9429562:1-5:tag_1:1-3",
+    ] {
+        let problems = job_problems(|s| {
+            s["mode"] = json!("Incremental");
+            s["incremental"] = json!({"start": {"gtidSet": set}});
+        });
+        assert!(problems.is_empty(), "{set:?}: {problems:?}");
     }
 }
 

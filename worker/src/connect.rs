@@ -3,11 +3,13 @@
 use std::time::Duration;
 
 use ferry_crds::TlsMode;
+use mysql_async::prelude::Queryable;
 use mysql_async::{
     ClientIdentity, Conn, Opts, OptsBuilder, Pool, PoolConstraints, PoolOpts, SslOpts,
 };
 
 use crate::config::{Endpoint, TlsMaterial};
+use crate::error::SqlContext;
 
 /// How long a connection attempt may take before it is reported as unreachable.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
@@ -118,4 +120,11 @@ fn hint_for(error: &mysql_async::Error) -> &'static str {
     } else {
         ""
     }
+}
+
+/// Whether the server is MariaDB (its version says so; MySQL, Aurora and TiDB do not).
+pub async fn is_mariadb(conn: &mut Conn) -> crate::Result<bool> {
+    let version: Option<String> =
+        conn.query_first("SELECT VERSION()").await.sql("read the source version")?;
+    Ok(version.unwrap_or_default().to_ascii_lowercase().contains("mariadb"))
 }

@@ -16,6 +16,7 @@ use ferry_worker::incremental::checkpoint::Position;
 use ferry_worker::incremental::event::{Decoded, Decoder, RowChange};
 use ferry_worker::incremental::file::BinlogFile;
 use ferry_worker::incremental::filter::Filter;
+use ferry_worker::incremental::gtid::GtidState;
 use ferry_worker::incremental::stream::{Reader, Unit};
 use mysql_async::Value;
 use mysql_async::binlog::events::{Event, EventData, FormatDescriptionEvent, RowsEventData};
@@ -439,7 +440,8 @@ fn reader_ends_a_compressed_transaction_at_its_payload_and_grows_the_gtid_set() 
         pos: 4,
         gtid_set: Some(format!("{UUID_TEXT}:3-5")),
     };
-    let mut reader = Reader::new(Filter::new(None), start, true);
+    let gtids = GtidState::parse(start.gtid_set.as_deref().unwrap_or("")).expect("GTID set");
+    let mut reader = Reader::new(Filter::new(None), start, gtids, true);
     let mut file = BinlogFile::open(&path).expect("open binlog");
     let mut units = Vec::new();
     while let Some((pos, bytes)) = file.next_raw().expect("next event") {

@@ -56,7 +56,7 @@ pub const SOURCE_SESSION: &str = "SET time_zone = '+00:00', NAMES utf8mb4; \
 pub async fn open(source: &Endpoint, n: usize) -> crate::Result<(Snapshot, Vec<SnapshotConn>)> {
     let mut control = connect(source, "source").await?;
     control.query_drop("SET SESSION lock_wait_timeout = 10").await.sql("set lock_wait_timeout")?;
-    let mariadb = is_mariadb(&mut control).await?;
+    let mariadb = crate::connect::is_mariadb(&mut control).await?;
     match control.query_drop("FLUSH TABLES WITH READ LOCK").await {
         Ok(()) => {
             let result = locked(&mut control, source, n, mariadb).await;
@@ -75,12 +75,6 @@ pub async fn open(source: &Endpoint, n: usize) -> crate::Result<(Snapshot, Vec<S
             lock_free(&mut control, source, n, mariadb).await
         }
     }
-}
-
-async fn is_mariadb(conn: &mut Conn) -> crate::Result<bool> {
-    let version: Option<String> =
-        conn.query_first("SELECT VERSION()").await.sql("read the source version")?;
-    Ok(version.unwrap_or_default().to_ascii_lowercase().contains("mariadb"))
 }
 
 async fn snapshot_conn(source: &Endpoint) -> crate::Result<Conn> {

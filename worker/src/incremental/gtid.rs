@@ -13,20 +13,27 @@ pub struct GtidState {
 }
 
 impl GtidState {
-    /// Parses a saved position's set; text in neither flavor yields an empty state.
-    pub fn parse(text: &str) -> Self {
+    /// Parses a GTID set in either flavor (parts may mix); the error names the part that is
+    /// neither a MariaDB GTID nor a MySQL GTID set.
+    pub fn parse(text: &str) -> Result<Self, String> {
         let mut state = Self::default();
         for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
             if let Some(gtid) = parse_maria(part) {
                 state.maria.insert(gtid.domain, gtid);
             } else if let Some((source, intervals)) = parse_mysql(part) {
                 state.mysql.entry(source).or_default().extend(intervals);
+            } else {
+                return Err(format!(
+                    "`{part}` is neither a MariaDB GTID (domain-server-seq, such as 0-1-100) nor \
+                     a MySQL GTID set (uuid:first-last, such as \
+                     3e11fa47-71ca-11e1-9e33-c80aa9429562:1-100)"
+                ));
             }
         }
         for intervals in state.mysql.values_mut() {
             normalize(intervals);
         }
-        state
+        Ok(state)
     }
 
     pub fn add_maria(&mut self, gtid: MariaGtid) {
@@ -83,6 +90,7 @@ fn parse_mysql(text: &str) -> Option<(String, Vec<(u64, u64)>)> {
     }
     let mut source = uuid.to_ascii_lowercase();
     let mut intervals = Vec::new();
+    let mut has_interval = false;
     for part in parts {
         let part = part.trim();
         if part.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_') {
@@ -93,8 +101,9 @@ fn parse_mysql(text: &str) -> Option<(String, Vec<(u64, u64)>)> {
         let (a, b) = (a.trim().parse().ok()?, b.trim().parse().ok()?);
         (a <= b && a > 0).then_some(())?;
         intervals.push((a, b));
+        has_interval = true;
     }
-    Some((source, intervals))
+    has_interval.then_some((source, intervals))
 }
 
 /// Sorts intervals and merges the ones that overlap or touch.
@@ -118,7 +127,8 @@ mod tests {
 
     #[test]
     fn mysql_sets_grow_and_merge() {
-        let mut state = GtidState::parse(&format!("{}:1-5:8, {UUID}:7", UUID.to_uppercase()));
+        let mut state =
+            GtidState::parse(&format!("{}:1-5:8, {UUID}:7", UUID.to_uppercase())).unwrap();
         assert_eq!(state.to_string(), format!("{UUID}:1-5:7-8"));
         state.add_mysql(UUID, 9);
         state.add_mysql(UUID, 6);
@@ -128,16 +138,19 @@ mod tests {
 
     #[test]
     fn maria_positions_keep_one_gtid_per_domain() {
-        let mut state = GtidState::parse("0-1-10,1-2-5");
+        let mut state = GtidState::parse("0-1-10,1-2-5").unwrap();
         state.add_maria(MariaGtid { domain: 0, server: 1, seq: 11 });
         assert_eq!(state.to_string(), "0-1-11,1-2-5");
     }
 
     #[test]
     fn tagged_and_bad_text() {
-        let state = GtidState::parse(&format!("{UUID}:tag1:1-3"));
+        let state = GtidState::parse(&format!("{UUID}:tag1:1-3")).unwrap();
         assert_eq!(state.to_string(), format!("{UUID}:tag1:1-3"));
-        assert!(GtidState::parse("not a gtid").is_empty());
-        assert!(GtidState::parse(&format!("{UUID}:5-2")).is_empty());
+        assert!(GtidState::parse("").unwrap().is_empty());
+        for bad in ["not a gtid", "0-1", "0-1-2x", &format!("{UUID}:5-2"), UUID] {
+            let error = GtidState::parse(&format!("0-1-2,{bad}")).unwrap_err();
+            assert!(error.contains(&format!("`{bad}`")), "{error}");
+        }
     }
 }

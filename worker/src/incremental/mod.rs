@@ -35,6 +35,7 @@ use tokio::sync::mpsc;
 
 use self::apply::{Applier, Mode};
 use self::checkpoint::Position;
+use self::gtid::GtidState;
 use self::parallel::{Scheduler, Work};
 use self::schema::{SchemaCache, TableSchema};
 use self::stream::{Reader, Txn, Unit};
@@ -43,8 +44,8 @@ use crate::engine::JobContext;
 /// Why replication stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum IncrementalError {
-    #[error("binlog replication is not implemented yet")]
-    NotImplemented,
+    #[error("incremental.start.gtidSet: {0}")]
+    BadGtidSet(String),
     #[error(
         "duplicate key on the target in {table} ({message}): the target holds a row the source \
          does not; fix the target row, or send the restart request to replace conflicting target \
@@ -114,6 +115,8 @@ pub async fn run(ctx: &JobContext, start: Option<BinlogPosition>) -> crate::Resu
         Some(c) => (c.position, !c.clean),
         None => (start_position(&mut source, start).await?, false),
     };
+    let gtids = GtidState::parse(start.gtid_set.as_deref().unwrap_or(""))
+        .map_err(IncrementalError::BadGtidSet)?;
     let applied_above = checkpoint::load_applied(&mut target, &job, &start).await?;
     let safe_until = (abrupt && !ctx.config.safe_mode_duration.is_zero())
         .then(|| Instant::now() + ctx.config.safe_mode_duration);
@@ -135,7 +138,7 @@ pub async fn run(ctx: &JobContext, start: Option<BinlogPosition>) -> crate::Resu
     let (stream, checksums) = stream::open(&ctx.config.source, &start, server_id(&job)).await?;
     let (tx, rx) = mpsc::channel(READ_AHEAD);
     let filter = filter::Filter::new(ctx.config.objects.clone()).with_copy_positions(copied_at);
-    let reader = Reader::new(filter, start, checksums);
+    let reader = Reader::new(filter, start, gtids, checksums);
     let reader_task = tokio::spawn(reader.run(stream, tx));
     let result = state.run(rx).await;
     reader_task.abort();

@@ -107,41 +107,56 @@ pub async fn open(
     }
     // MariaDB sends its GTID events only to replicas that announce capability 4, and checksums
     // only when asked; the heartbeat keeps an idle stream alive (nanoseconds).
-    let mut setup = vec![
-        "SET @mariadb_slave_capability = 4".to_string(),
-        "SET @master_binlog_checksum = @@global.binlog_checksum".to_string(),
-        "SET @master_heartbeat_period = 1000000000".to_string(),
-    ];
-    if start.file.is_empty() {
-        let gtid = start.gtid_set.clone().unwrap_or_default();
-        setup.push(format!("SET @slave_connect_state = {}", crate::sql::quote_str(&gtid)));
-        setup.push("SET @slave_gtid_strict_mode = 0".to_string());
-    }
-    for sql in setup {
+    for sql in [
+        "SET @mariadb_slave_capability = 4",
+        "SET @master_binlog_checksum = @@global.binlog_checksum",
+        "SET @master_heartbeat_period = 1000000000",
+    ] {
         // MySQL rejects the MariaDB-only variables; MariaDB accepts them all.
-        if let Err(e) = conn.query_drop(&sql).await {
+        if let Err(e) = conn.query_drop(sql).await {
             tracing::debug!(%sql, error = %e, "source refused a replication setting");
         }
     }
-    let mut request = BinlogStreamRequest::new(server_id);
-    if !start.file.is_empty() {
-        request = request.with_filename(start.file.as_bytes()).with_pos(start.pos.max(4));
-    } else if let Some(sids) = mysql_gtid_set(start.gtid_set.as_deref().unwrap_or("")) {
+    let request = BinlogStreamRequest::new(server_id);
+    let gtid = start.gtid_set.as_deref().unwrap_or("");
+    let request = if !start.file.is_empty() {
+        request.with_filename(start.file.as_bytes()).with_pos(start.pos.max(4))
+    } else if let Some(sids) = mysql_gtid_set(gtid)? {
         // MySQL starts after a GTID set through COM_BINLOG_DUMP_GTID.
-        request = request.with_gtid().with_gtid_set(sids);
-    }
+        request.with_gtid().with_gtid_set(sids)
+    } else {
+        // MariaDB starts after the GTID position in @slave_connect_state. Any other server would
+        // take the variable and stream from its oldest binlog, so it is refused here.
+        if !crate::connect::is_mariadb(&mut conn).await? {
+            return Err(IncrementalError::BadGtidSet(format!(
+                "`{gtid}` is a MariaDB GTID position but the source is not MariaDB: give a MySQL \
+                 GTID set (uuid:first-last) or a file and pos"
+            ))
+            .into());
+        }
+        conn.query_drop(format!("SET @slave_connect_state = {}", crate::sql::quote_str(gtid)))
+            .await
+            .sql("set the source's @slave_connect_state")?;
+        conn.query_drop("SET @slave_gtid_strict_mode = 0")
+            .await
+            .sql("set the source's @slave_gtid_strict_mode")?;
+        request
+    };
     let stream = conn.get_binlog_stream(request).await.map_err(|e| stream_error(e, start))?;
     Ok((stream, checksums))
 }
 
-/// A MySQL GTID set (`uuid:1-5:7,...`) as the dump request carries it; `None` for other text
-/// (a MariaDB GTID position) and for an empty set.
-fn mysql_gtid_set(text: &str) -> Option<Vec<Sid<'static>>> {
-    let parts: Vec<&str> = text.split(',').map(str::trim).filter(|p| !p.is_empty()).collect();
+/// The MySQL GTID set of a position (`uuid:1-5:7,...`) as the dump request carries it; `None`
+/// when the position is MariaDB's (`domain-server-seq`, no colon) or empty.
+fn mysql_gtid_set(text: &str) -> Result<Option<Vec<Sid<'static>>>, IncrementalError> {
+    let parts: Vec<&str> = text.split(',').map(str::trim).filter(|p| p.contains(':')).collect();
     if parts.is_empty() {
-        return None;
+        return Ok(None);
     }
-    parts.into_iter().map(|part| part.parse().ok()).collect()
+    let sids = parts.into_iter().map(|part| {
+        part.parse().map_err(|e| IncrementalError::BadGtidSet(format!("`{part}`: {e}")))
+    });
+    sids.collect::<Result<_, _>>().map(Some)
 }
 
 /// Maps a stream error; a missing binlog means the position is gone for good.
@@ -175,8 +190,8 @@ pub struct Reader {
 }
 
 impl Reader {
-    pub fn new(filter: Filter, start: Position, checksums: bool) -> Self {
-        let gtids = GtidState::parse(start.gtid_set.as_deref().unwrap_or(""));
+    /// `gtids` is `start`'s GTID set, parsed.
+    pub fn new(filter: Filter, start: Position, gtids: GtidState, checksums: bool) -> Self {
         let mut decoder = Decoder::new();
         decoder.checksum_before_fde = checksums;
         decoder.file.clone_from(&start.file);
@@ -305,12 +320,13 @@ mod tests {
         let sids = mysql_gtid_set(
             "3E11FA47-71CA-11E1-9E33-C80AA9429562:1-5:7, 3e11fa47-71ca-11e1-9e33-c80aa9429563:2",
         )
+        .unwrap()
         .expect("a MySQL GTID set");
         assert_eq!(sids.len(), 2);
         let intervals: Vec<(u64, u64)> =
             sids[0].intervals().iter().map(|i| (i.start(), i.end())).collect();
         assert_eq!(intervals, vec![(1, 6), (7, 8)]);
-        assert!(mysql_gtid_set("0-1-10").is_none(), "a MariaDB position");
-        assert!(mysql_gtid_set("").is_none());
+        assert!(mysql_gtid_set("0-1-10").unwrap().is_none(), "a MariaDB position");
+        assert!(mysql_gtid_set("").unwrap().is_none());
     }
 }
