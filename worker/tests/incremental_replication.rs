@@ -7,7 +7,7 @@ use ferry_e2e::SqlServer;
 
 use std::time::Duration;
 
-use support::{Setup, interrupt};
+use support::{Setup, interrupt, wait_exit};
 
 const TABLES: &str = "
 CREATE DATABASE app;
@@ -122,4 +122,23 @@ async fn replicates_changes_ddl_and_reports_status() {
     setup.assert_same("app").await;
     assert!(setup.status()["incremental"]["safeModeUntil"].is_null());
     assert!(interrupt(&mut ferry).success());
+}
+
+/// mysql_common misreads a negative TIME(1)/TIME(2) value with a fraction (an overflowing
+/// subtraction, checked in tests and, by a profile override, in release builds): the job stops
+/// with an error naming the event instead of writing a wrong time.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_time_value_the_decoder_misreads_stops_the_job_instead_of_writing_it() {
+    let mut setup = Setup::start().await;
+    setup.both("CREATE DATABASE app; CREATE TABLE app.t (id INT PRIMARY KEY, t TIME(1))").await;
+    let start = setup.source_head().await;
+    let manifest = setup.incremental_manifest(&start, "");
+    setup.source.exec("INSERT INTO app.t VALUES (1, '-00:00:01.5')").await.unwrap();
+    let mut ferry = setup.spawn(&manifest, &[], &[]);
+    let exit = wait_exit(&mut ferry, Duration::from_secs(60));
+    let log = setup.last_log();
+    assert!(!exit.success(), "{log}");
+    assert!(log.contains("negative TIME(1) or TIME(2)") && log.contains(&start.0), "{log}");
+    let rows = setup.target.query_strings("SELECT COUNT(*) FROM app.t").await.unwrap();
+    assert_eq!(rows, [Some("0".to_string())], "nothing of the event was applied");
 }

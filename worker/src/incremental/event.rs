@@ -326,11 +326,18 @@ impl Decoder {
             rows: Vec::new(),
         };
         // mysql_common's row parser can panic on values it gets wrong (negative TIME(1|2) with a
-        // fraction); a panic here becomes an error naming the event.
+        // fraction, through an overflow check that the release profile keeps on for it); a panic
+        // here becomes an error naming the event.
         let parsed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             rows.rows(tme).collect::<Vec<_>>()
         }))
-        .map_err(|_| Step::Fail("the rows event holds a value the decoder cannot read".into()))?;
+        .map_err(|_| {
+            Step::Fail(
+                "the rows event holds a value the decoder cannot read (known case: a negative \
+                 TIME(1) or TIME(2) value with a fraction of a second)"
+                    .into(),
+            )
+        })?;
         let count = tme.columns_count() as usize;
         // Which columns each image carries (all of them with `binlog_row_image=FULL`).
         let present = |bits: Option<Vec<bool>>| bits.unwrap_or_else(|| vec![false; count]);
