@@ -240,10 +240,10 @@ fn row_condition(schema: &TableSchema, row: &[Cell]) -> (String, Vec<Value>) {
 
 /// Values as the target must get them: unsigned integers the binlog gave as negative numbers
 /// (no signedness in the table map) are reinterpreted at the column's width.
-pub fn target_values(schema: &Arc<TableSchema>, row: &[Cell]) -> Vec<Cell> {
-    row.iter()
+pub fn target_values(schema: &Arc<TableSchema>, row: Vec<Cell>) -> Vec<Cell> {
+    row.into_iter()
         .zip(&schema.columns)
-        .map(|(cell, column)| cell.clone().map(|v| unsigned_fix(column, v)))
+        .map(|(cell, column)| cell.map(|v| unsigned_fix(column, v)))
         .collect()
 }
 

@@ -39,16 +39,17 @@ pub struct Op {
 
 impl Op {
     /// The row changes of one rows event.
-    pub fn from_change(schema: &Arc<TableSchema>, change: &RowChange) -> crate::Result<Vec<Op>> {
+    pub fn from_change(schema: &Arc<TableSchema>, change: RowChange) -> crate::Result<Vec<Op>> {
+        let kind = change.kind;
         change
             .rows
-            .iter()
+            .into_iter()
             .map(|(before, after)| {
                 let op = Op {
                     schema: schema.clone(),
-                    kind: change.kind,
-                    before: before.as_deref().map(|r| target_values(schema, r)),
-                    after: after.as_deref().map(|r| target_values(schema, r)),
+                    kind,
+                    before: before.map(|r| target_values(schema, r)),
+                    after: after.map(|r| target_values(schema, r)),
                 };
                 let complete = match op.kind {
                     RowKind::Insert => op.after.is_some(),

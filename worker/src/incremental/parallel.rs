@@ -196,7 +196,7 @@ impl Worker {
                 rows += work.rows();
                 batch.push(work);
             }
-            let report = match self.apply(&batch).await {
+            let report = match self.apply(&mut batch).await {
                 Ok(rows) => Report::Applied {
                     worker: self.id,
                     seqs: batch.iter().map(|w| w.seq).collect(),
@@ -213,12 +213,13 @@ impl Worker {
 
     /// Applies a group of source transactions in one target transaction, retrying it after a
     /// deadlock or lock wait timeout (the target rolled it back whole).
-    async fn apply(&mut self, batch: &[Work]) -> crate::Result<u64> {
+    async fn apply(&mut self, batch: &mut [Work]) -> crate::Result<u64> {
         let upsert = batch.iter().any(|w| w.mode == Mode::Upsert);
         let mode = if upsert { Mode::Upsert } else { Mode::Exact };
         let mut ops = Vec::new();
-        for (schema, change) in batch.iter().flat_map(|w| &w.changes) {
-            ops.extend(Op::from_change(schema, change)?);
+        // The changes move into the planned statements; the batch keeps its positions.
+        for (schema, change) in batch.iter_mut().flat_map(|w| std::mem::take(&mut w.changes)) {
+            ops.extend(Op::from_change(&schema, change)?);
         }
         let rows = ops.len() as u64;
         let steps = batch::plan(ops, mode);
