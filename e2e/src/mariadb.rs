@@ -6,6 +6,7 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use mysql_async::Conn;
+use mysql_async::prelude::Queryable;
 
 use crate::SqlServer;
 
@@ -104,9 +105,15 @@ impl MariaDb {
                     self.error_log()
                 )));
             }
-            if let Ok(conn) = Conn::new(self.opts()).await {
+            if let Ok(mut conn) = Conn::new(self.opts()).await {
+                let datadir: Option<String> =
+                    conn.query_first("SELECT @@datadir").await.ok().flatten();
                 drop(conn.disconnect().await);
-                return Ok(());
+                // Another test's server may have taken the port between free_port and our bind:
+                // then ours fails to bind and exits (caught above), and start() tries another.
+                if datadir.is_some_and(|d| d.starts_with(&*self.dir.path().to_string_lossy())) {
+                    return Ok(());
+                }
             }
             if Instant::now() > deadline {
                 return Err(HarnessError::Start(format!(
