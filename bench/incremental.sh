@@ -23,6 +23,10 @@ THREADS=${THREADS:-4}
 WORKERS=${WORKERS:-4}
 NATIVE_THREADS=${NATIVE_THREADS:-$WORKERS}
 FERRY=${FERRY:-}
+if [[ -n "${PERF:-}" ]] && ! command -v perf >/dev/null; then
+  echo "PERF is set but perf is missing: install it (Debian: apt-get install linux-perf)" >&2
+  exit 1
+fi
 WORK=$(mktemp -d /tmp/ferry-bench-XXXXXX)
 source "$HERE/incremental/lib.sh"
 trap cleanup EXIT
