@@ -87,8 +87,15 @@ start=$(now)
     --concurrency "$THREADS" >"$WORK/ferry.log" 2>&1 || { tail -30 "$WORK/ferry.log"; exit 1; }
 SECONDS_OF[ferry]=$(echo "$(now) - $start" | bc)
 FERRY_RSS_KB=$(awk -F': ' '/Maximum resident set size/ {print $2}' "$WORK/ferry.time")
-COPIED=$(dst -N -e "SELECT COUNT(*) FROM sbtest.sbtest1")
-[ "$COPIED" = "$ROWS" ] || { echo "ferry copied $COPIED rows of sbtest1, not $ROWS" >&2; exit 1; }
+# Ferry's copy must be exact before its time counts: every table's CHECKSUM TABLE on both sides.
+TABLE_LIST=$(src -N -e "SELECT GROUP_CONCAT(CONCAT('sbtest.', TABLE_NAME) ORDER BY TABLE_NAME) \
+    FROM information_schema.TABLES WHERE TABLE_SCHEMA = 'sbtest'")
+[ -n "$TABLE_LIST" ] || { echo "no sbtest table on the source" >&2; exit 1; }
+if [ "$(src -N -e "CHECKSUM TABLE $TABLE_LIST")" != "$(dst -N -e "CHECKSUM TABLE $TABLE_LIST")" ]; then
+    echo "ferry's copy differs from the source (CHECKSUM TABLE $TABLE_LIST):" >&2
+    diff <(src -N -e "CHECKSUM TABLE $TABLE_LIST") <(dst -N -e "CHECKSUM TABLE $TABLE_LIST") >&2 || true
+    exit 1
+fi
 
 echo "== mydumper + myloader ($THREADS threads)"
 reset_target

@@ -114,3 +114,7 @@ printf '(a) source sustained %s txn/s (%.0f row changes/s); Ferry applied %s row
 printf '(b) backlog %s row changes: Ferry %.1f s (%.0f rows/s), native replica %.1f s (%.0f rows/s), ratio Ferry/native %.2f; Ferry CPU %.1f s, peak RSS %s MiB; same data: %s\n' \
   "$ROWS" "$FERRY_SECONDS" "$FERRY_RATE" "$NATIVE_SECONDS" "$NATIVE_RATE" \
   "$(echo "$FERRY_RATE / $NATIVE_RATE" | bc -l)" "$FERRY_CPU" "$((PEAK_RSS_KB / 1024))" "$SAME"
+if [ "$SAME" != yes ]; then
+  log "the target differs from the native replica: the benchmark result is void"
+  exit 1
+fi

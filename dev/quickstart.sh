@@ -76,10 +76,12 @@ echo "quickstart: ferry migrate -f $WORK/job.yaml --status-file $WORK/status.jso
 
 echo
 echo "quickstart: the result (rows and CHECKSUM TABLE on each side)"
+DIFFERENT=0
 for t in customers products orders; do
     s=$(src -N -e "SELECT COUNT(*) FROM shop.$t; CHECKSUM TABLE shop.$t" | awk 'NR==1{c=$1} NR==2{print c, $2}')
     d=$(dst -N -e "SELECT COUNT(*) FROM shop.$t; CHECKSUM TABLE shop.$t" | awk 'NR==1{c=$1} NR==2{print c, $2}')
-    mark=$([ "$s" = "$d" ] && echo same || echo DIFFERENT)
+    mark=same
+    if [ -z "$s" ] || [ "$s" != "$d" ]; then mark=DIFFERENT; DIFFERENT=1; fi
     printf '    %-10s source: %-22s target: %-22s %s\n' "$t" "$s" "$d" "$mark"
 done
 echo "    view revenue_by_country on the target:"
@@ -88,4 +90,8 @@ echo "quickstart: status the MigrationJob would report ($WORK/status.json):"
 python3 -c 'import json,sys; s=json.load(open(sys.argv[1])); print("    stage", s.get("stage"), "phase", s.get("phase"), "full", json.dumps(s.get("full")))' "$WORK/status.json"
 if [ "${KEEP:-0}" = 1 ]; then
     echo "quickstart: servers kept: source 127.0.0.1:$SPORT, target 127.0.0.1:$TPORT (user ferry, password ferry-pw); data in $WORK"
+fi
+if [ "$DIFFERENT" = 1 ]; then
+    echo "quickstart: the target differs from the source (see DIFFERENT above)" >&2
+    exit 1
 fi

@@ -112,10 +112,7 @@ impl TiDb {
                     self.log_tail()
                 )));
             }
-            if let Ok(mut conn) = Conn::new(self.opts()).await
-                && conn.query_drop("SELECT 1").await.is_ok()
-            {
-                drop(conn.disconnect().await);
+            if self.answers_as_ours().await {
                 return Ok(());
             }
             if Instant::now() > deadline {
@@ -126,6 +123,16 @@ impl TiDb {
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
+    }
+
+    /// Whether the server answering on our port is this one: TiDB reports its `-path` as
+    /// `@@datadir`. Another test's server may have taken the port between `free_port` and our
+    /// bind: then ours fails to bind and exits (seen by `wait_ready`), and `start` tries another.
+    async fn answers_as_ours(&self) -> bool {
+        let Ok(mut conn) = Conn::new(self.opts()).await else { return false };
+        let datadir: Option<String> = conn.query_first("SELECT @@datadir").await.ok().flatten();
+        drop(conn.disconnect().await);
+        datadir.is_some_and(|d| Path::new(&d) == self.dir.path().join("data"))
     }
 
     /// The last part of the server's logs, for failure messages.

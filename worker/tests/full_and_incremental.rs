@@ -55,13 +55,20 @@ async fn wait_until_equal(setup: &Setup) {
 async fn copy_then_replicate(setup: &mut Setup, envs: &[(&str, &str)]) {
     setup.source.exec(SCHEMA).await.expect("schema");
     write(setup, 1, 3000).await;
+    // Rows the writes do not touch, so the copy lasts long enough to be written to.
+    let filler = "INSERT INTO app.items SELECT seq + 1000000, seq, 'filler' FROM seq_1_to_20000";
+    setup.source.exec(filler).await.expect("filler rows");
     let manifest = setup.manifest("FullAndIncremental", "    databases: [app]");
     let mut child = setup.spawn(&manifest, envs, &["--concurrency", "3"]);
 
-    // Writes while the copy runs land either in the snapshot or in the binlog after it.
-    write(setup, 3001, 300).await;
+    // Writes while the copy runs (after its snapshot) must reach the target through the binlog.
+    let shared: &Setup = setup;
+    let during = shared
+        .write_while_copying(&mut child, move |n| write(shared, 3001 + n as u32 * 5, 5))
+        .await;
+    assert!(during > 0, "no write committed while the copy ran:\n{}", setup.last_log());
     wait_for(setup, "the Incremental stage", |s| s["stage"] == "Incremental").await;
-    write(setup, 3301, 300).await;
+    write(setup, 100_001, 300).await;
     wait_until_equal(setup).await;
 
     let sent = Command::new("kill").args(["-INT", &child.id().to_string()]).status().expect("kill");
@@ -76,6 +83,7 @@ async fn copy_then_replicate(setup: &mut Setup, envs: &[(&str, &str)]) {
 async fn copy_then_replicate_with_no_gap_and_no_overlap() {
     let mut setup = Setup::start().await;
     copy_then_replicate(&mut setup, &[("FERRY_CHUNK_ROWS", "200")]).await;
+    assert_eq!(setup.snapshot_method().await.as_deref(), Some("ftwrl"), "{}", setup.last_log());
 }
 
 #[tokio::test]
@@ -84,7 +92,7 @@ async fn lock_free_snapshot_then_replicate_stays_exact() {
     // Without RELOAD the copy cannot take the global read lock and reads lock-free.
     setup.source.exec("REVOKE RELOAD ON *.* FROM 'ferry'@'%'").await.expect("revoke RELOAD");
     copy_then_replicate(&mut setup, &[("FERRY_CHUNK_ROWS", "200")]).await;
-    assert!(setup.last_log().contains("lock"), "{}", setup.last_log());
+    assert_eq!(setup.snapshot_method().await.as_deref(), Some("lock-free"), "{}", setup.last_log());
 }
 
 /// The keyless `app.log` is copied by the resumed run, after rows were added to it while the job

@@ -124,10 +124,13 @@ async fn every_type_round_trips_exactly() {
     assert_eq!(generated, vec![Some("9".into())]);
 
     // Run again: the copy is recorded as done, so nothing is copied twice.
-    setup.target.exec("INSERT INTO types.parent VALUES (99)").await.expect("marker row");
+    // A copied row changed on the target: copying again (REPLACE) would put the source's back.
+    setup.target.exec("UPDATE types.big SET v = 'marker' WHERE id = 7").await.expect("marker row");
     let (ok, log) = setup.run(&manifest, &[], &[]);
     assert!(ok, "second run failed:\n{log}");
     assert!(log.contains("already copied"), "second run copied again:\n{log}");
+    let marker = setup.target.query_strings("SELECT v FROM types.big WHERE id = 7").await;
+    assert_eq!(marker.expect("marker"), [Some("marker".to_string())], "the rows were copied again");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -178,6 +181,9 @@ async fn selected_objects_that_do_not_exist_are_named() {
     }
 }
 
+/// Without RELOAD the copy cannot take the global read lock and takes one snapshot per
+/// connection; writes committed while it copies (after its snapshots) must not reach the copy,
+/// which holds exactly the rows as they were when it started.
 #[tokio::test(flavor = "multi_thread")]
 async fn without_the_global_lock_the_copy_is_still_exact() {
     let mut setup = Setup::start().await;
@@ -185,16 +191,43 @@ async fn without_the_global_lock_the_copy_is_still_exact() {
         .source
         .exec(
             "CREATE DATABASE app; USE app; CREATE TABLE t (id INT PRIMARY KEY, v VARCHAR(40)); \
-             INSERT INTO t SELECT seq, MD5(seq) FROM seq_1_to_3000; \
+             INSERT INTO t SELECT seq, MD5(seq) FROM seq_1_to_30000; \
              REVOKE RELOAD ON *.* FROM 'ferry'@'%'",
         )
         .await
         .expect("source");
+    let rows_at_start = source_rows(&setup).await;
     let manifest = setup.manifest("Full", "    databases: [app]");
-    let (ok, log) = setup.run(&manifest, &[("FERRY_CHUNK_ROWS", "700")], &["--concurrency", "3"]);
-    assert!(ok, "ferry migrate failed:\n{log}");
-    assert!(log.contains("refused FLUSH TABLES WITH READ LOCK"), "{log}");
-    setup.assert_same("app").await;
+    let mut child =
+        setup.spawn(&manifest, &[("FERRY_CHUNK_ROWS", "300")], &["--concurrency", "3"]);
+    let source = &setup.source;
+    let during = setup
+        .write_while_copying(&mut child, |n| async move {
+            let id = n * 97 % 30_000 + 1;
+            let sql = format!(
+                "UPDATE app.t SET v = 'changed' WHERE id = {id}; \
+                 DELETE FROM app.t WHERE id = {}; INSERT INTO app.t VALUES ({}, 'new')",
+                30_001 - id,
+                100_000 + n
+            );
+            source.exec(&sql).await.expect("write to the source");
+        })
+        .await;
+    assert!(child.wait().expect("wait for ferry").success(), "{}", setup.last_log());
+    assert!(during > 0, "no write committed while the copy ran:\n{}", setup.last_log());
+    assert!(setup.last_log().contains("refused FLUSH TABLES WITH READ LOCK"), "{}", setup.last_log());
+    assert_eq!(setup.snapshot_method().await.as_deref(), Some("lock-free"));
+
+    let mut target = setup.target.conn().await.expect("target conn");
+    let copied = ferry_e2e::table_rows(&mut target, "app", "t").await.expect("target rows");
+    assert_eq!(copied.len(), rows_at_start.len());
+    assert!(copied == rows_at_start, "the copy is not the source as it was when the copy started");
+    assert_ne!(source_rows(&setup).await, rows_at_start, "the writes changed nothing");
     let snapshot = &setup.status()["full"]["snapshot"];
     assert!(snapshot["file"].is_string() && snapshot["pos"].is_number(), "{snapshot}");
+}
+
+async fn source_rows(setup: &Setup) -> Vec<String> {
+    let mut conn = setup.source.conn().await.expect("source conn");
+    ferry_e2e::table_rows(&mut conn, "app", "t").await.expect("source rows")
 }

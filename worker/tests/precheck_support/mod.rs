@@ -74,7 +74,10 @@ pub fn assert_absent(items: &[PrecheckItem], name: &str) {
     assert!(items.iter().all(|i| i.name != name), "{name} should not be checked:\n{}", show(items));
 }
 
+/// The names of the failed items. An empty list of items is itself an error: "no failure" must
+/// not pass because nothing was checked.
 pub fn failures(items: &[PrecheckItem]) -> Vec<&str> {
+    assert!(!items.is_empty(), "the precheck returned no item at all");
     items.iter().filter(|i| i.result == CheckResult::Failure).map(|i| i.name.as_str()).collect()
 }
 

@@ -179,6 +179,53 @@ impl Setup {
         .unwrap_or(0)
     }
 
+    /// Chunks of the job's copy planned and not done yet (0 before any plan is saved).
+    pub async fn pending_chunks(&self) -> u64 {
+        let mut conn = self.target.conn().await.expect("target conn");
+        conn.exec_first::<Option<u64>, _, _>(
+            "SELECT CAST(SUM(done = 0) AS UNSIGNED) FROM ferry_meta.full_chunks WHERE job = ?",
+            (JOB,),
+        )
+        .await
+        .ok()
+        .flatten()
+        .flatten()
+        .unwrap_or(0)
+    }
+
+    /// How the copy's snapshot was taken (`ftwrl`, `lock-free`, ...), from its checkpoint.
+    pub async fn snapshot_method(&self) -> Option<String> {
+        let sql = format!("SELECT method FROM ferry_meta.full_snapshot WHERE job = '{JOB}'");
+        self.target.query_strings(&sql).await.ok()?.into_iter().next().flatten()
+    }
+
+    /// Runs `write(n)` for n = 0, 1, ... from the moment the copy has finished its first chunk
+    /// (its snapshot is taken) until `child` exits or stops copying; returns how many writes
+    /// committed while chunks were still pending, which a test asserts is not zero.
+    pub async fn write_while_copying<F, Fut>(&self, child: &mut Child, mut write: F) -> u64
+    where
+        F: FnMut(u64) -> Fut,
+        Fut: std::future::Future<Output = ()>,
+    {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while self.done_chunks().await < 1 {
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!("ferry exited with {status} before copying a chunk:\n{}", self.last_log());
+            }
+            assert!(Instant::now() < deadline, "no chunk copied:\n{}", self.last_log());
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let mut during = 0;
+        for n in 0.. {
+            write(n).await;
+            if self.pending_chunks().await == 0 || !matches!(child.try_wait(), Ok(None)) {
+                break;
+            }
+            during += 1;
+        }
+        during
+    }
+
     /// Fails with a diff (and the last ferry log) unless `database` is the same on both servers.
     /// The indexes of `database`'s tables are the same on both sides: names, uniqueness,
     /// columns in order and prefix lengths.

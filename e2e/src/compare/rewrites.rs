@@ -1,0 +1,178 @@
+//! What may legitimately differ between a source definition and its copy on the target, in one
+//! place. Two kinds of difference are allowed and nothing else:
+//! - how a server *prints* the same definition (default quoting, `current_timestamp()` spelling,
+//!   the text of expressions and views it re-prints), canonicalised on both sides;
+//! - what the copy *rewrites on purpose* for a TiDB target (worker/src/full/schema.rs:
+//!   collations TiDB lacks, `utf8mb3` spelled `utf8`, engines), applied to the source side only,
+//!   so the target must show exactly the rewritten definition.
+//!
+//! The lists are written out here rather than taken from the worker, so a wrong rewrite in the
+//! copy still shows up as a difference.
+
+use super::Flavour;
+
+/// Collations TiDB lacks and the one the copy creates instead (same list as the copy's, kept
+/// separate on purpose: the proof must not trust the code it checks).
+const TIDB_COLLATIONS: &[(&str, &str)] = &[
+    // TiDB has no latin1 collation but latin1_bin.
+    ("latin1_swedish_ci", "latin1_bin"),
+    // MariaDB 11's default utf8mb4 collation; TiDB's nearest is MySQL 8's default.
+    ("utf8mb4_uca1400_ai_ci", "utf8mb4_0900_ai_ci"),
+];
+
+/// The collation the copy must have created on a `target` for a source `collation`.
+pub fn expected_collation(collation: &str, target: Flavour) -> String {
+    if target != Flavour::TiDb {
+        return collation.to_string();
+    }
+    if let Some((_, to)) = TIDB_COLLATIONS.iter().find(|(from, _)| *from == collation) {
+        return to.to_string();
+    }
+    // TiDB spells utf8mb3 (MariaDB's name for MySQL's 3-byte utf8) as utf8.
+    match collation.strip_prefix("utf8mb3_") {
+        Some(rest) => format!("utf8_{rest}"),
+        None => collation.to_string(),
+    }
+}
+
+/// The character set the copy must have created on a `target` for a source `charset`.
+pub fn expected_charset(charset: &str, target: Flavour) -> String {
+    if target == Flavour::TiDb && charset == "utf8mb3" { "utf8".into() } else { charset.into() }
+}
+
+/// The column type as the copy must have created it: `utf8mb3` inside ENUM/SET member lists
+/// never appears, so only the spelling rules of the type itself apply.
+pub fn expected_column_type(column_type: &str, source: Flavour, target: Flavour) -> String {
+    if source == target {
+        return column_type.to_string();
+    }
+    canonical_column_type(column_type)
+}
+
+/// Column types printed the same way by every server: integer display widths are dropped
+/// (MySQL 8.0.19+ and TiDB stopped printing them; they never changed what a column holds,
+/// except TINYINT(1) which MySQL keeps and so do we), and letter case is ignored.
+pub fn canonical_column_type(column_type: &str) -> String {
+    let lower = column_type.to_ascii_lowercase();
+    for int in ["bigint", "mediumint", "smallint", "tinyint", "int"] {
+        if let Some(rest) = lower.strip_prefix(int)
+            && let Some(rest) = rest.strip_prefix('(')
+            && let Some(end) = rest.find(')')
+            && !(int == "tinyint" && &rest[..end] == "1")
+        {
+            return format!("{int}{}", &rest[end + 1..]);
+        }
+    }
+    lower
+}
+
+/// A column default as one text for every server: MariaDB prints defaults as SQL (`'abc'`,
+/// `NULL`, `current_timestamp()`), MySQL and TiDB print the bare value (`abc`, SQL NULL,
+/// `CURRENT_TIMESTAMP`). `None` is "no default / NULL"; a string default is its bare text.
+pub fn canonical_default(default: Option<&str>, flavour: Flavour) -> Option<String> {
+    let default = default?;
+    let text = if flavour == Flavour::MariaDb {
+        if default == "NULL" {
+            return None;
+        }
+        match default.strip_prefix('\'').and_then(|d| d.strip_suffix('\'')) {
+            Some(literal) => return Some(literal.replace("''", "'")),
+            None => default.to_string(),
+        }
+    } else {
+        default.to_string()
+    };
+    Some(canonical_function(&text))
+}
+
+/// `current_timestamp()` (MariaDB) and `CURRENT_TIMESTAMP` (MySQL, TiDB) are the same function.
+fn canonical_function(text: &str) -> String {
+    let lower = text.to_ascii_lowercase();
+    match lower.strip_prefix("current_timestamp") {
+        Some("" | "()") => "current_timestamp".into(),
+        Some(rest) if rest.starts_with('(') => format!("current_timestamp{rest}"),
+        _ => text.to_string(),
+    }
+}
+
+/// The EXTRA column as one text for every server: MySQL and TiDB add `DEFAULT_GENERATED` to an
+/// expression default (the default itself is compared), and spell `on update` differently.
+pub fn canonical_extra(extra: &str) -> String {
+    extra
+        .to_ascii_lowercase()
+        .replace("default_generated", "")
+        .replace("current_timestamp()", "current_timestamp")
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Expression and view texts re-printed by another kind of server: compared without backquotes,
+/// whitespace, letter case and qualifying database names (TiDB prints `select a from t`, MariaDB
+/// `select `d`.`t`.`a` AS `a` from `d`.`t``). Between servers of the same kind the text is
+/// compared exactly.
+pub fn canonical_text(text: &str, database: &str, source: Flavour, target: Flavour) -> String {
+    if source == target {
+        return text.to_string();
+    }
+    let qualifier = format!("{}.", database.to_ascii_lowercase());
+    text.to_ascii_lowercase()
+        .replace('`', "")
+        .replace(&qualifier, "")
+        .chars()
+        .filter(|c| !c.is_whitespace())
+        .collect()
+}
+
+/// Whether the engine is compared: TiDB reports InnoDB for every table whatever the source
+/// engine (the copy replaces Aria and MyISAM with InnoDB there on purpose).
+pub fn compares_engine(target: Flavour) -> bool {
+    target != Flavour::TiDb
+}
+
+/// Whether CHECK constraints are compared: only between MariaDB servers. TiDB parses and drops
+/// them unless `tidb_enable_check_constraint` is on (the copy does not turn it on), and MySQL
+/// and TiDB list them without their table.
+pub fn compares_checks(source: Flavour, target: Flavour) -> bool {
+    source == Flavour::MariaDb && target == Flavour::MariaDb
+}
+
+/// Whether a view's ALGORITHM and client character set are compared: only between servers of the
+/// same kind (TiDB ignores ALGORITHM, and its `VIEWS` table has no such column on MySQL).
+pub fn compares_view_options(source: Flavour, target: Flavour) -> bool {
+    source == target
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tidb_collations() {
+        assert_eq!(expected_collation("latin1_swedish_ci", Flavour::TiDb), "latin1_bin");
+        assert_eq!(expected_collation("utf8mb3_general_ci", Flavour::TiDb), "utf8_general_ci");
+        assert_eq!(expected_collation("latin1_swedish_ci", Flavour::MariaDb), "latin1_swedish_ci");
+        assert_eq!(expected_charset("utf8mb3", Flavour::TiDb), "utf8");
+    }
+
+    #[test]
+    fn column_types_without_display_widths() {
+        assert_eq!(canonical_column_type("int(11) unsigned"), "int unsigned");
+        assert_eq!(canonical_column_type("tinyint(1)"), "tinyint(1)");
+        assert_eq!(canonical_column_type("tinyint(4)"), "tinyint");
+        assert_eq!(canonical_column_type("varchar(10)"), "varchar(10)");
+        assert_eq!(canonical_column_type("decimal(10,2)"), "decimal(10,2)");
+    }
+
+    #[test]
+    fn defaults_of_every_flavour() {
+        let maria = |d| canonical_default(Some(d), Flavour::MariaDb);
+        let tidb = |d| canonical_default(Some(d), Flavour::TiDb);
+        assert_eq!(maria("NULL"), None);
+        assert_eq!(maria("'NULL'"), tidb("NULL"));
+        assert_eq!(maria("'a''b'"), tidb("a'b"));
+        assert_eq!(maria("current_timestamp(3)"), tidb("CURRENT_TIMESTAMP(3)"));
+        assert_eq!(maria("current_timestamp()"), tidb("CURRENT_TIMESTAMP"));
+        assert_eq!(maria("1.5"), tidb("1.5"));
+    }
+}
