@@ -33,6 +33,23 @@ impl Image {
         Ok(Self { tag: tag.to_string(), size_bytes })
     }
 
+    /// The user the image runs as (`USER` of its Containerfile), e.g. `65532:65532`.
+    pub fn user(&self) -> Result<String> {
+        let output = podman()
+            .args(["image", "inspect", "--format", "{{.Config.User}}", &self.tag])
+            .output()
+            .map_err(io_err("run podman image inspect"))?;
+        check(&output, "podman image inspect")?;
+        Ok(String::from_utf8_lossy(&output.stdout).trim().to_string())
+    }
+
+    /// Whether the image runs as a user other than root (by name or uid 0).
+    pub fn runs_as_non_root(&self) -> Result<bool> {
+        let user = self.user()?;
+        let uid = user.split(':').next().unwrap_or_default();
+        Ok(!uid.is_empty() && uid != "0" && uid != "root")
+    }
+
     /// Runs the image's entrypoint with `args` on the host network, as its non-root user with a
     /// read-only root filesystem; `mounts` are (host path, container path) read-only binds.
     pub fn run(&self, args: &[&str], mounts: &[(&Path, &str)]) -> Result<Output> {

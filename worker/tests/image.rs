@@ -22,6 +22,7 @@ fn image() -> &'static Image {
 
 #[test]
 fn image_runs_the_cli_as_non_root_on_a_read_only_root() -> anyhow::Result<()> {
+    assert!(image().runs_as_non_root()?, "the image runs as {:?}", image().user()?);
     let version = image().run(&["--version"], &[])?;
     assert!(version.status.success(), "{version:?}");
     assert!(String::from_utf8_lossy(&version.stdout).starts_with("ferry "));

@@ -69,10 +69,10 @@ async fn safe_mode_after_an_abrupt_stop_replaces_rows_and_shows_in_status() {
     let mut ferry = setup.spawn(&manifest, &[], &[]);
     setup.wait_caught_up(&mut ferry, Duration::from_secs(60)).await;
     setup.assert_same("app").await;
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    let until = setup.status()["incremental"]["safeModeUntil"].as_str().map(str::to_string);
-    let until = until.expect("safeModeUntil in the status");
-    let until = chrono::DateTime::parse_from_rfc3339(&until).expect("RFC 3339");
+    let has_until = |s: &serde_json::Value| s["incremental"]["safeModeUntil"].is_string();
+    let status = setup.wait_status("safeModeUntil", Duration::from_secs(30), has_until).await;
+    let until = status["incremental"]["safeModeUntil"].as_str().unwrap_or_default();
+    let until = chrono::DateTime::parse_from_rfc3339(until).expect("RFC 3339");
     let left = until.signed_duration_since(chrono::Utc::now()).num_seconds();
     assert!((500..=600).contains(&left), "safe mode for about 10 minutes, {left} s left");
     assert!(interrupt(&mut ferry).success(), "{}", setup.last_log());

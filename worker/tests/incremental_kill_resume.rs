@@ -130,9 +130,8 @@ async fn kill_and_resume(kind: TargetKind) {
     setup.wait_caught_up(&mut ferry, Duration::from_secs(120)).await;
     setup.assert_same("app").await;
     // Resuming after an abrupt stop turns safe mode on, and the status says until when.
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    let status = setup.status();
-    assert!(status["incremental"]["safeModeUntil"].is_string(), "{status:#}");
+    let has_until = |s: &serde_json::Value| s["incremental"]["safeModeUntil"].is_string();
+    setup.wait_status("safeModeUntil", Duration::from_secs(30), has_until).await;
     assert!(interrupt(&mut ferry).success(), "{}", setup.last_log());
 }
 

@@ -87,11 +87,20 @@ async fn replicates_changes_ddl_and_reports_status() {
     let other = setup.target.query_strings("SHOW DATABASES LIKE 'other'").await.unwrap();
     assert!(other.is_empty(), "a database outside the selection reached the target");
 
-    // Status: applied position, source head, lag, rate.
-    tokio::time::sleep(Duration::from_millis(2500)).await;
-    let status = setup.status();
-    let incremental = &status["incremental"];
+    // Status: applied position, source head, lag, rate; the status file is written
+    // periodically, so wait (with a deadline) until it shows the caught-up position.
     let head = setup.source_head().await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        let status = setup.status();
+        let applied = &status["incremental"]["applied"];
+        if applied["file"] == head.0.as_str() && applied["pos"] == head.1 {
+            break status;
+        }
+        assert!(std::time::Instant::now() < deadline, "status never caught up: {status:#}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let incremental = &status["incremental"];
     assert_eq!(status["stage"], "Incremental", "{status:#}");
     assert_eq!(incremental["applied"]["file"], head.0.as_str(), "{status:#}");
     assert_eq!(incremental["applied"]["pos"], head.1, "{status:#}");

@@ -147,7 +147,9 @@ fn every_problem_is_reported_not_only_the_first() {
 
 #[test]
 fn secret_values_never_appear_in_output() {
-    let (_, text) = validate(&GOOD.replacen("key: target}", "key: nothere}", 1));
+    let (code, text) = validate(&GOOD.replacen("key: target}", "key: nothere}", 1));
+    assert_eq!(code, 1, "a missing Secret key must fail validation: {text}");
+    assert!(text.contains("nothere"), "the missing key is not named: {text}");
     assert!(!text.contains("pw1") && !text.contains("pw2"), "{text}");
 }
 

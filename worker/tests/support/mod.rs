@@ -131,6 +131,28 @@ impl Setup {
         serde_json::from_str(&text).unwrap_or(serde_json::Value::Null)
     }
 
+    /// Waits until the status file satisfies `done` (it is written periodically) and returns it.
+    pub async fn wait_status(
+        &self,
+        what: &str,
+        timeout: Duration,
+        done: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let status = self.status();
+            if done(&status) {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the status never showed {what} within {timeout:?}: {status:#}\n{}",
+                self.last_log()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     /// The checkpoint row on the target: (file, pos, state).
     pub async fn checkpoint(&self) -> Option<(String, u64, String)> {
         let mut conn = self.target.conn().await.ok()?;
