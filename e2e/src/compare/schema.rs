@@ -92,6 +92,12 @@ async fn columns(conn: &mut Conn, database: &str, sides: Sides, side: Side) -> R
             literal(database)
         ))
         .await?;
+    let views: Vec<String> = conn
+        .query(format!(
+            "SELECT TABLE_NAME FROM information_schema.VIEWS WHERE TABLE_SCHEMA = {}",
+            literal(database)
+        ))
+        .await?;
     let mut lines = Vec::new();
     for mut row in rows {
         let mut text = |i: usize| -> Text { row.take::<Option<String>, _>(i).flatten() };
@@ -108,7 +114,11 @@ async fn columns(conn: &mut Conn, database: &str, sides: Sides, side: Side) -> R
             // MariaDB shows NULL, MySQL and TiDB an empty text, for a column that is not generated.
             generation: text(9).filter(|g| !g.is_empty()),
         };
-        lines.push(column_line(column, database, sides, side));
+        lines.push(if views.contains(&column.table) && !rw::compares_view_column_details(sides) {
+            view_column_line(column, sides)
+        } else {
+            column_line(column, database, sides, side)
+        });
     }
     Ok(lines)
 }
@@ -141,6 +151,13 @@ fn column_line(c: Column, database: &str, sides: Sides, side: Side) -> String {
         default.map_or("none".into(), |d| format!("{d:?}")),
         show(&generation),
     )
+}
+
+/// A view's column where only its name, position and type are compared (see
+/// [`rw::compares_view_column_details`]).
+fn view_column_line(c: Column, sides: Sides) -> String {
+    let column_type = rw::expected_column_type(&c.column_type, sides.source, sides.target);
+    format!("column {}.{} #{}: {column_type} (a view's)", c.table, c.name, c.ordinal)
 }
 
 async fn indexes(conn: &mut Conn, database: &str) -> Result<Vec<String>> {
@@ -223,7 +240,8 @@ async fn views(conn: &mut Conn, database: &str, sides: Sides) -> Result<Vec<Stri
     Ok(rows
         .into_iter()
         .map(|(name, definition, check, security, algorithm)| {
-            let definition = rw::canonical_text(&definition, database, sides.source, sides.target);
+            let definition = rw::canonical_view(&definition, database, sides.source, sides.target);
+            let check = if options { check } else { "-".into() };
             format!(
                 "view {name}: {definition}; check option {check}, security {security}, \
                  algorithm {algorithm:?}"
