@@ -10,9 +10,11 @@ use std::time::Duration;
 use ferry_e2e::SqlServer;
 use mysql_async::prelude::Queryable;
 
-/// The tables, created and seeded on both sides before the job starts.
+/// The tables, created and seeded on both sides before the job starts. The database's collation
+/// and the foreign key's name are spelled out: left to each server, MariaDB and TiDB choose
+/// different ones (utf8mb4_general_ci vs utf8mb4_bin, child_ibfk_1 vs fk_1).
 pub const TABLES: &str = "
-CREATE DATABASE app;
+CREATE DATABASE app CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci;
 CREATE TABLE app.acct (id INT PRIMARY KEY, bal BIGINT NOT NULL, code VARCHAR(20) NOT NULL,
   UNIQUE KEY (code));
 CREATE TABLE app.slots (id INT PRIMARY KEY, slot INT NOT NULL, UNIQUE KEY (slot));
@@ -21,7 +23,8 @@ CREATE TABLE app.ci (name VARCHAR(20) COLLATE utf8mb4_general_ci PRIMARY KEY, v 
   DEFAULT CHARSET = utf8mb4;
 CREATE TABLE app.parent (id INT PRIMARY KEY, name VARCHAR(20));
 CREATE TABLE app.child (id INT PRIMARY KEY, parent_id INT, v INT,
-  FOREIGN KEY (parent_id) REFERENCES app.parent (id) ON DELETE CASCADE ON UPDATE CASCADE);
+  CONSTRAINT child_parent FOREIGN KEY (parent_id) REFERENCES app.parent (id)
+  ON DELETE CASCADE ON UPDATE CASCADE);
 CREATE TABLE app.nokey (a INT, b VARCHAR(20));
 INSERT INTO app.slots VALUES (1,1),(2,2),(3,3),(4,4),(5,5),(6,6),(7,7),(8,8),(9,9),(10,10),
   (11,11),(12,12),(13,13),(14,14),(15,15),(16,16),(17,17),(18,18),(19,19),(20,20);
