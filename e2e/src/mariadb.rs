@@ -169,6 +169,9 @@ fn server_args(dir: &Path, port: u16, options: &MariaDbOptions) -> Vec<String> {
         format!("--datadir={}", path("data")),
         format!("--socket={}", path("mysqld.sock")),
         format!("--pid-file={}", path("mysqld.pid")),
+        // Temporary tables (information_schema queries make some) in the server's own
+        // directory: in the shared /tmp another process's cleanup can remove them mid-query.
+        format!("--tmpdir={}", path("")),
         format!("--port={port}"),
         "--bind-address=127.0.0.1".into(),
         "--user=root".into(),
