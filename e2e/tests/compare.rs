@@ -270,8 +270,8 @@ const FOR_TIDB: &str = "CREATE TABLE {db}.p (id INT PRIMARY KEY, name VARCHAR(20
       tm TIME(2), y YEAR, b BIT(5) DEFAULT b'101', bl BLOB, e ENUM('x','y') DEFAULT 'x', s SET('a','b'), \
       u VARCHAR(10) CHARACTER SET utf8mb3, g INT AS (id * 2) VIRTUAL, \
       KEY pm (p, m), UNIQUE KEY dts (dt), \
-      CONSTRAINT fk FOREIGN KEY (p) REFERENCES {db}.p (id) ON DELETE CASCADE) ENGINE=Aria; \
-    CREATE TABLE {db}.keyless (msg VARCHAR(10))";
+      CONSTRAINT fk FOREIGN KEY (p) REFERENCES {db}.p (id) ON DELETE CASCADE); \
+    CREATE TABLE {db}.keyless (msg VARCHAR(10)) ENGINE=Aria";
 
 const FOR_TIDB_ROWS: &str = "INSERT INTO {db}.p VALUES (1, 'é'), (2, NULL); \
     INSERT INTO {db}.t (id, p, f, d, m, dt, ts, tm, y, b, bl, e, s, u) VALUES \

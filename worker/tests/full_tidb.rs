@@ -26,6 +26,12 @@ INSERT INTO texts VALUES (1, '😀 ü', 'café', X'00FF27', 'b', 'x,y'), (2, NUL
 CREATE TABLE composite (a VARCHAR(20), b INT, PRIMARY KEY (a, b), KEY b_first (b, a),
   KEY a_prefix (a(3)));
 INSERT INTO composite SELECT CONCAT('k', seq % 13), seq FROM seq_1_to_2500;
+CREATE TABLE more (id INT PRIMARY KEY, f FLOAT, j JSON, l VARCHAR(10) CHARACTER SET latin1,
+  u VARCHAR(10) CHARACTER SET utf8mb3, g INT AS (id * 2) VIRTUAL, s INT AS (id + 1) STORED,
+  t INT, d VARCHAR(10) NOT NULL DEFAULT 'x''y',
+  CONSTRAINT more_times FOREIGN KEY (t) REFERENCES times (id) ON DELETE CASCADE);
+INSERT INTO more (id, f, j, l, u, t) VALUES (1, 3.1415927, '{"b": [1, 2.5], "a": null}', 'café', 'ü', 1),
+  (2, 16777217, '[]', '', '', NULL), (3, 0.1, NULL, NULL, NULL, 2);
 CREATE VIEW v AS SELECT id, bu FROM ints;
 ANALYZE TABLE composite;
 "#;

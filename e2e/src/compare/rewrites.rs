@@ -139,6 +139,12 @@ pub fn compares_view_column_details(sides: super::schema::Sides) -> bool {
     sides.source == sides.target
 }
 
+/// A foreign key's ON UPDATE / ON DELETE rule: MariaDB prints the default as RESTRICT, TiDB as
+/// NO ACTION; InnoDB and TiDB both check NO ACTION at once, exactly like RESTRICT.
+pub fn canonical_fk_rule(rule: String, source: Flavour, target: Flavour) -> String {
+    if source != target && rule == "NO ACTION" { "RESTRICT".into() } else { rule }
+}
+
 /// Whether the engine is compared: TiDB reports InnoDB for every table whatever the source
 /// engine (the copy replaces Aria and MyISAM with InnoDB there on purpose).
 pub fn compares_engine(target: Flavour) -> bool {

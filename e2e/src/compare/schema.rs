@@ -37,7 +37,7 @@ pub async fn facts(conn: &mut Conn, database: &str, sides: Sides, side: Side) ->
     let mut lines = tables(conn, database, sides).await?;
     lines.extend(columns(conn, database, sides, side).await?);
     lines.extend(indexes(conn, database).await?);
-    lines.extend(foreign_keys(conn, database).await?);
+    lines.extend(foreign_keys(conn, database, sides).await?);
     if rw::compares_checks(sides.source, sides.target) {
         lines.extend(checks(conn, database).await?);
     }
@@ -182,7 +182,7 @@ async fn indexes(conn: &mut Conn, database: &str) -> Result<Vec<String>> {
         .collect())
 }
 
-async fn foreign_keys(conn: &mut Conn, database: &str) -> Result<Vec<String>> {
+async fn foreign_keys(conn: &mut Conn, database: &str, sides: Sides) -> Result<Vec<String>> {
     let rows: Vec<(String, String, String, String, Text, Text, Text, String, String)> = conn
         .query(format!(
             "SELECT k.TABLE_NAME, k.CONSTRAINT_NAME, CAST(k.ORDINAL_POSITION AS CHAR), \
@@ -199,6 +199,8 @@ async fn foreign_keys(conn: &mut Conn, database: &str) -> Result<Vec<String>> {
     Ok(rows
         .into_iter()
         .map(|(table, name, seq, column, ref_db, ref_table, ref_column, on_update, on_delete)| {
+            let on_update = rw::canonical_fk_rule(on_update, sides.source, sides.target);
+            let on_delete = rw::canonical_fk_rule(on_delete, sides.source, sides.target);
             format!(
                 "foreign key {table}.{name} part {seq}: {column} references {}.{}.{} \
                  on update {on_update} on delete {on_delete}",
