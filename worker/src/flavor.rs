@@ -136,7 +136,10 @@ mod tests {
         assert_eq!(status("8.0.40"), "SHOW MASTER STATUS");
         assert_eq!(status("5.7.44-log"), "SHOW MASTER STATUS");
         assert_eq!(status("11.8.2-MariaDB"), "SHOW MASTER STATUS");
-        assert_eq!(Version::parse("10.11.19-MariaDB").gtid_sql(), "SELECT @@GLOBAL.gtid_binlog_pos");
+        assert_eq!(
+            Version::parse("10.11.19-MariaDB").gtid_sql(),
+            "SELECT @@GLOBAL.gtid_binlog_pos"
+        );
         assert_eq!(Version::parse("9.7.4").gtid_sql(), "SELECT @@GLOBAL.gtid_executed");
     }
 }

@@ -5,8 +5,8 @@ mod precheck_support;
 
 use ferry_crds::job::{CheckResult, MigrationMode};
 use ferry_crds::source::SourceType;
-use ferry_e2e::{MariaDb, MySql};
 use ferry_e2e::SqlServer;
+use ferry_e2e::{MariaDb, MySql};
 use precheck_support::*;
 
 type TestResult = Result<(), Box<dyn std::error::Error>>;

@@ -106,6 +106,9 @@ pub async fn open(
         "SET @mariadb_slave_capability = 4",
         "SET @master_binlog_checksum = @@global.binlog_checksum",
         "SET @master_heartbeat_period = 1000000000",
+        // MySQL 8.0.26 renamed these; newer versions read only the source_ spellings.
+        "SET @source_binlog_checksum = @@global.binlog_checksum",
+        "SET @source_heartbeat_period = 1000000000",
     ] {
         // MySQL rejects the MariaDB-only variables; MariaDB accepts them all.
         if let Err(e) = conn.query_drop(sql).await {

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use ferry_e2e::{JobManifest, SqlServer, Source, SourceKind, Target, TargetKind};
+use ferry_e2e::{JobManifest, Source, SourceKind, SqlServer, Target, TargetKind};
 use mysql_async::prelude::Queryable;
 
 pub const PASSWORD: &str = "s3cret-pw";
@@ -100,8 +100,9 @@ impl Setup {
             .arg("--status-file")
             .arg(self.status_path())
             .args(args)
-            .envs(envs.iter().copied())
+            // A test may raise FERRY_LOG through `envs`.
             .env("FERRY_LOG", "info")
+            .envs(envs.iter().copied())
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
