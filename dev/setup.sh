@@ -39,6 +39,9 @@ rustup component add rustfmt clippy >/dev/null 2>&1 || true
 # helm and kubernetes-validate for the chart tests (e2e/tests/helm_chart.rs), cached by version.
 bash dev/install-helm.sh
 
+# Real MySQL (Debian unstable's, in a chroot: it needs a newer glibc), cached like the Go builds.
+bash dev/build-mysql-root.sh
+
 # Real TiDB and Kubernetes binaries, built from the Go module proxy and cached by version.
 if [ -x dev/build-go-tools.sh ] || [ -f dev/build-go-tools.sh ]; then
   bash dev/build-go-tools.sh

@@ -10,8 +10,10 @@ pub mod external;
 pub mod kube_harness;
 pub mod manifest;
 pub mod mariadb;
+pub mod mysql;
 pub mod podman;
 mod ports;
+pub mod source;
 pub mod tidb;
 
 pub use compare::{CompareOptions, Flavour, TableDigest, assert_same_tables, compare_databases};
@@ -20,6 +22,8 @@ pub use compare::{quote, table_digest, table_rows};
 pub use external::ExternalServer;
 pub use manifest::JobManifest;
 pub use mariadb::{MariaDb, MariaDbOptions, Role};
+pub use mysql::{MySql, MySqlOptions};
+pub use source::{Source, SourceKind};
 pub use tidb::{SqlServer, TIDB_VERSION, Target, TargetKind, TiDb, start_target};
 
 /// Errors of the harness; tests usually just `?` them.

@@ -264,7 +264,7 @@ fn init_template() -> Result<PathBuf> {
     Ok(template)
 }
 
-fn copy_dir(from: &Path, to: &Path) -> Result<()> {
+pub(crate) fn copy_dir(from: &Path, to: &Path) -> Result<()> {
     let status = Command::new("cp")
         .arg("-a")
         .arg(from)

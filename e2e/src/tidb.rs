@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Opts, OptsBuilder};
 
-use crate::{HarnessError, MariaDb, Result, io_err, ports::free_port};
+use crate::{HarnessError, MariaDb, MySql, Result, io_err, ports::free_port};
 
 /// The `github.com/pingcap/tidb` module version `dev/build-go-tools.sh` builds (its
 /// `TIDB_VERSION`; a test checks the two agree).
@@ -203,6 +203,9 @@ pub enum TargetKind {
     MariaDb,
     /// TiDB (`tidb-server -store unistore`).
     TiDb,
+    /// MySQL 9.7 in its chroot (e2e/src/mysql.rs), binlog off. Not in [`TargetKind::ALL`]: it
+    /// is here as a source kind, and so that any server can be a [`Target`].
+    MySql,
 }
 
 impl TargetKind {
@@ -220,6 +223,7 @@ impl fmt::Display for TargetKind {
         f.write_str(match self {
             TargetKind::MariaDb => "MariaDB",
             TargetKind::TiDb => "TiDB",
+            TargetKind::MySql => "MySQL",
         })
     }
 }
@@ -229,6 +233,7 @@ pub async fn start_target(kind: TargetKind) -> Result<Target> {
     Ok(match kind {
         TargetKind::MariaDb => Target::MariaDb(MariaDb::target().await?),
         TargetKind::TiDb => Target::TiDb(TiDb::start().await?),
+        TargetKind::MySql => Target::MySql(MySql::target().await?),
     })
 }
 
@@ -276,7 +281,7 @@ pub trait SqlServer: Send + Sync {
 }
 
 /// TCP connection options to a harness server (never its socket).
-fn loopback_opts(port: u16, user: &str, password: &str) -> Opts {
+pub(crate) fn loopback_opts(port: u16, user: &str, password: &str) -> Opts {
     OptsBuilder::default()
         .ip_or_hostname("127.0.0.1")
         .tcp_port(port)
@@ -320,6 +325,7 @@ impl SqlServer for TiDb {
 pub enum Target {
     MariaDb(MariaDb),
     TiDb(TiDb),
+    MySql(MySql),
 }
 
 impl Target {
@@ -327,7 +333,7 @@ impl Target {
     pub fn as_mariadb(&self) -> Option<&MariaDb> {
         match self {
             Target::MariaDb(s) => Some(s),
-            Target::TiDb(_) => None,
+            _ => None,
         }
     }
 
@@ -335,7 +341,7 @@ impl Target {
     pub fn as_tidb(&self) -> Option<&TiDb> {
         match self {
             Target::TiDb(s) => Some(s),
-            Target::MariaDb(_) => None,
+            _ => None,
         }
     }
 }
@@ -345,24 +351,28 @@ impl SqlServer for Target {
         match self {
             Target::MariaDb(_) => TargetKind::MariaDb,
             Target::TiDb(_) => TargetKind::TiDb,
+            Target::MySql(_) => TargetKind::MySql,
         }
     }
     fn host(&self) -> &str {
         match self {
             Target::MariaDb(s) => s.host(),
             Target::TiDb(s) => s.host(),
+            Target::MySql(s) => s.host(),
         }
     }
     fn port(&self) -> u16 {
         match self {
             Target::MariaDb(s) => s.port(),
             Target::TiDb(s) => s.port(),
+            Target::MySql(s) => s.port(),
         }
     }
     fn opts_for(&self, user: &str, password: &str) -> Opts {
         match self {
             Target::MariaDb(s) => s.opts_for(user, password),
             Target::TiDb(s) => s.opts_for(user, password),
+            Target::MySql(s) => s.opts_for(user, password),
         }
     }
 }

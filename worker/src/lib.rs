@@ -10,6 +10,7 @@ pub mod config;
 pub mod connect;
 pub mod engine;
 pub mod error;
+pub mod flavor;
 pub mod full;
 pub mod incremental;
 pub mod kube;

@@ -4,8 +4,9 @@
 mod precheck_support;
 
 use ferry_crds::job::{CheckResult, MigrationMode};
-use ferry_e2e::MariaDb;
+use ferry_crds::source::SourceType;
 use ferry_e2e::SqlServer;
+use ferry_e2e::{MariaDb, MySql};
 use precheck_support::*;
 
 type TestResult = Result<(), Box<dyn std::error::Error>>;
@@ -95,5 +96,47 @@ async fn each_missing_target_privilege_is_named() -> TestResult {
     }
     let items = check(&as_user("scoped")).await;
     assert_item(&items, "target_privileges", CheckResult::Pass, "CREATE VIEW");
+    Ok(())
+}
+
+/// MySQL 9.7 with the privileges the reference product lists (SELECT, RELOAD, REPLICATION SLAVE,
+/// REPLICATION CLIENT): a view needs SHOW VIEW too, which the precheck names with its GRANT
+/// (before, the precheck passed and the copy stopped at the view).
+#[tokio::test]
+async fn a_mysql_user_with_the_reference_privileges_is_told_about_show_view() -> TestResult {
+    let (source, target) = tokio::try_join!(MySql::source(), MariaDb::target())?;
+    source
+        .exec(
+            "CREATE DATABASE app CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci; \
+             CREATE TABLE app.t (id INT PRIMARY KEY); CREATE VIEW app.v AS SELECT id FROM app.t",
+        )
+        .await?;
+    let reference = "SELECT, RELOAD, REPLICATION SLAVE, REPLICATION CLIENT";
+    source.create_user("reference", "pw", reference).await?;
+    source.create_user("complete", "pw", &format!("{reference}, SHOW VIEW")).await?;
+    let as_user = |user: &str, mode| {
+        let mut cfg = config(&source, &target, mode);
+        cfg.source_type = SourceType::SelfManaged;
+        cfg.source = endpoint(&source, user, "pw");
+        cfg
+    };
+    for mode in [MigrationMode::Full, MigrationMode::FullAndIncremental] {
+        let items = check(&as_user("reference", mode)).await;
+        assert_item(&items, "dump_privileges", CheckResult::Failure, "SHOW VIEW");
+        assert_item(&items, "dump_privileges", CheckResult::Failure, "app.v");
+        let remedy = item(&items, "dump_privileges").remedy.clone().unwrap_or_default();
+        assert!(remedy.contains("GRANT SELECT, SHOW VIEW ON *.* TO 'reference'@'%'"), "{remedy}");
+        let items = check(&as_user("complete", mode)).await;
+        assert_item(&items, "dump_privileges", CheckResult::Pass, "RELOAD yes");
+        assert_item(&items, "source_version", CheckResult::Warning, "MySQL 9.7");
+    }
+    // The snapshot reads the binlog position, which takes REPLICATION CLIENT on MySQL.
+    source.create_user("noclient", "pw", "SELECT, RELOAD, SHOW VIEW").await?;
+    let items = check(&as_user("noclient", MigrationMode::Full)).await;
+    assert_item(&items, "dump_privileges", CheckResult::Failure, "no REPLICATION CLIENT");
+    // Incremental mode reads no view definitions: SHOW VIEW is not asked for.
+    let items = check(&as_user("reference", MigrationMode::Incremental)).await;
+    assert_item(&items, "replication_privileges", CheckResult::Pass, "REPLICATION CLIENT");
+    assert_absent(&items, "dump_privileges");
     Ok(())
 }

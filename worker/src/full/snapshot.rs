@@ -15,6 +15,7 @@ use mysql_async::prelude::Queryable;
 use crate::config::Endpoint;
 use crate::connect::connect;
 use crate::error::SqlContext;
+use crate::flavor::{self, Flavor, Version};
 
 /// Where the copy's data was read, in the source's binlog.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -56,10 +57,10 @@ pub const SOURCE_SESSION: &str = "SET time_zone = '+00:00', NAMES utf8mb4; \
 pub async fn open(source: &Endpoint, n: usize) -> crate::Result<(Snapshot, Vec<SnapshotConn>)> {
     let mut control = connect(source, "source").await?;
     control.query_drop("SET SESSION lock_wait_timeout = 10").await.sql("set lock_wait_timeout")?;
-    let mariadb = crate::connect::is_mariadb(&mut control).await?;
+    let version = Version::read(&mut control).await.sql("read the source version")?;
     match control.query_drop("FLUSH TABLES WITH READ LOCK").await {
         Ok(()) => {
-            let result = locked(&mut control, source, n, mariadb).await;
+            let result = locked(&mut control, source, n, &version).await;
             let unlock =
                 control.query_drop("UNLOCK TABLES").await.sql("UNLOCK TABLES on the source");
             let opened = result?;
@@ -72,7 +73,7 @@ pub async fn open(source: &Endpoint, n: usize) -> crate::Result<(Snapshot, Vec<S
                 "the source refused FLUSH TABLES WITH READ LOCK; taking lock-free snapshots, \
                  so replication starts at the earliest snapshot in safe mode"
             );
-            lock_free(&mut control, source, n, mariadb).await
+            lock_free(&mut control, source, n, &version).await
         }
     }
 }
@@ -90,11 +91,11 @@ async fn locked(
     control: &mut Conn,
     source: &Endpoint,
     n: usize,
-    mariadb: bool,
+    version: &Version,
 ) -> crate::Result<(Snapshot, Vec<SnapshotConn>)> {
     let conns = futures::future::try_join_all((0..n.max(1)).map(|_| snapshot_conn(source))).await?;
-    let read_at = master_status(control).await?;
-    let gtid_set = gtid(control, mariadb).await?;
+    let read_at = flavor::binlog_status(control, version).await?;
+    let gtid_set = flavor::gtid_executed(control, version).await?;
     let conns = conns.into_iter().map(|conn| SnapshotConn { conn, read_at: read_at.clone() });
     let (file, pos) = read_at.clone().unzip();
     let snapshot = Snapshot { file, pos, gtid_set, safe_until: None, method: "ftwrl".into() };
@@ -105,10 +106,11 @@ async fn lock_free(
     control: &mut Conn,
     source: &Endpoint,
     n: usize,
-    mariadb: bool,
+    version: &Version,
 ) -> crate::Result<(Snapshot, Vec<SnapshotConn>)> {
-    let before = master_status(control).await?;
-    let gtid_before = gtid(control, mariadb).await?;
+    let mariadb = version.flavor == Flavor::MariaDb;
+    let before = flavor::binlog_status(control, version).await?;
+    let gtid_before = flavor::gtid_executed(control, version).await?;
     let mut conns = Vec::with_capacity(n.max(1));
     let mut positions = Vec::new();
     for _ in 0..n.max(1) {
@@ -118,7 +120,7 @@ async fn lock_free(
         positions.extend(read_at.clone());
         conns.push(SnapshotConn { conn, read_at });
     }
-    let after = master_status(control).await?;
+    let after = flavor::binlog_status(control, version).await?;
     let earliest = positions.iter().min().cloned().or(before);
     let latest = positions.iter().max().cloned().or(after);
     let (file, pos) = earliest.clone().unzip();
@@ -131,19 +133,6 @@ async fn lock_free(
         method: "lock-free".into(),
     };
     Ok((snapshot, conns))
-}
-
-async fn master_status(conn: &mut Conn) -> crate::Result<Option<(String, u64)>> {
-    let row: Option<mysql_async::Row> =
-        conn.query_first("SHOW MASTER STATUS").await.sql("SHOW MASTER STATUS on the source")?;
-    Ok(row.and_then(|r| Some((r.get::<String, _>(0)?, r.get::<u64, _>(1)?))))
-}
-
-async fn gtid(conn: &mut Conn, mariadb: bool) -> crate::Result<Option<String>> {
-    let sql =
-        if mariadb { "SELECT @@GLOBAL.gtid_binlog_pos" } else { "SELECT @@GLOBAL.gtid_executed" };
-    let value: Option<Option<String>> = conn.query_first(sql).await.unwrap_or(None);
-    Ok(value.flatten().filter(|g| !g.is_empty()))
 }
 
 async fn mariadb_snapshot_position(conn: &mut Conn) -> crate::Result<Option<(String, u64)>> {

@@ -13,6 +13,7 @@ use super::filter::{DdlDecision, Filter};
 use super::gtid::GtidState;
 use crate::config::Endpoint;
 use crate::error::SqlContext;
+use crate::flavor::{self, Version};
 
 /// What the applier gets, in source order.
 #[derive(Debug)]
@@ -56,20 +57,14 @@ impl Unit {
     }
 }
 
-/// The source's current binlog position (`SHOW MASTER STATUS`) and GTID position.
+/// The source's current binlog position (`SHOW BINARY LOG STATUS` or `SHOW MASTER STATUS`, as
+/// its version spells it) and GTID position.
 pub async fn source_head(conn: &mut Conn) -> crate::Result<Position> {
-    let row: Option<mysql_async::Row> =
-        conn.query_first("SHOW MASTER STATUS").await.sql("read the source binlog position")?;
-    let row = row.ok_or(IncrementalError::BinlogOff)?;
-    let file: String = row.get(0).ok_or(IncrementalError::BinlogOff)?;
-    let pos: u64 = row.get(1).ok_or(IncrementalError::BinlogOff)?;
-    // MariaDB's GTID position, or on MySQL (which lacks that variable) its executed set.
-    let mut gtid: Option<String> =
-        conn.query_first("SELECT @@GLOBAL.gtid_binlog_pos").await.ok().flatten();
-    if gtid.is_none() {
-        gtid = conn.query_first("SELECT @@GLOBAL.gtid_executed").await.ok().flatten();
-    }
-    Ok(Position { file, pos, gtid_set: gtid.filter(|g| !g.trim().is_empty()) })
+    let version = Version::read(conn).await.sql("read the source version")?;
+    let (file, pos) =
+        flavor::binlog_status(conn, &version).await?.ok_or(IncrementalError::BinlogOff)?;
+    let gtid_set = flavor::gtid_executed(conn, &version).await?;
+    Ok(Position { file, pos, gtid_set })
 }
 
 /// The source's binlog files and sizes, oldest first.
@@ -111,6 +106,9 @@ pub async fn open(
         "SET @mariadb_slave_capability = 4",
         "SET @master_binlog_checksum = @@global.binlog_checksum",
         "SET @master_heartbeat_period = 1000000000",
+        // MySQL 8.0.26 renamed these; newer versions read only the source_ spellings.
+        "SET @source_binlog_checksum = @@global.binlog_checksum",
+        "SET @source_heartbeat_period = 1000000000",
     ] {
         // MySQL rejects the MariaDB-only variables; MariaDB accepts them all.
         if let Err(e) = conn.query_drop(sql).await {

@@ -35,6 +35,31 @@ fn unreadable_tables(server: &Server, schema: &SourceSchema) -> Vec<String> {
     unreadable
 }
 
+/// Selected views whose definition the user cannot read: SHOW CREATE VIEW needs SHOW VIEW and
+/// SELECT on the view.
+fn unreadable_views(server: &Server, schema: &SourceSchema) -> Vec<String> {
+    let grants = &server.grants;
+    schema
+        .views
+        .iter()
+        .filter(|v| {
+            !(grants.on_table("SHOW VIEW", &v.db, &v.name)
+                && grants.on_table("SELECT", &v.db, &v.name))
+        })
+        .map(|v| v.qualified())
+        .collect()
+}
+
+/// What the server calls the privilege that lets a user read the binlog position and list the
+/// binary logs: MariaDB 10.5 renamed REPLICATION CLIENT to BINLOG MONITOR.
+fn binlog_client_privilege(server: &Server) -> &'static str {
+    if server.version.flavor == Flavor::MariaDb && server.version.at_least(10, 5) {
+        "BINLOG MONITOR"
+    } else {
+        "REPLICATION CLIENT"
+    }
+}
+
 fn roles_note(server: &Server) -> String {
     if server.grants.roles.is_empty() {
         String::new()
@@ -46,8 +71,9 @@ fn roles_note(server: &Server) -> String {
     }
 }
 
-/// SELECT on every selected table, and RELOAD (FLUSH TABLES WITH READ LOCK) or LOCK TABLES for
-/// the consistent snapshot.
+/// SELECT on every selected table, SHOW VIEW for the selected views' definitions, the binlog
+/// status privilege (the snapshot records its binlog position), and RELOAD (FLUSH TABLES WITH
+/// READ LOCK) or LOCK TABLES for the consistent snapshot.
 pub fn dump_privileges(
     mode: MigrationMode,
     source_type: SourceType,
@@ -65,6 +91,9 @@ pub fn dump_privileges(
             "Ferry reads every selected table to copy it.",
             remedy::grant(&["SELECT"], "*.*", &grantee),
         );
+    }
+    if let Some(item) = copy_reads(server, schema) {
+        return item;
     }
     let (reload, lock_tables) = (grants.global("RELOAD"), grants.global("LOCK TABLES"));
     let observed = format!(
@@ -113,6 +142,39 @@ pub fn dump_privileges(
     )
 }
 
+/// The views' definitions and the snapshot's binlog position, which the copy reads besides the
+/// rows; a failure naming each missing privilege, or None when the user has them all.
+fn copy_reads(server: &Server, schema: &SourceSchema) -> Option<PrecheckItem> {
+    const NAME: &str = "dump_privileges";
+    let views = unreadable_views(server, schema);
+    let client = binlog_client_privilege(server);
+    let mut missing = Vec::new();
+    let mut observed = Vec::new();
+    let mut why = Vec::new();
+    if !views.is_empty() {
+        missing.extend(["SELECT", "SHOW VIEW"]);
+        observed.push(format!("no SHOW VIEW or SELECT on the views {}", list(&views)));
+        why.push("Ferry reads each selected view's definition (SHOW CREATE VIEW).");
+    }
+    if !server.grants.global("REPLICATION CLIENT") {
+        missing.push(client);
+        observed.push(format!("no {client}"));
+        why.push(
+            "Ferry records the snapshot's binlog position (so replication can continue from it), \
+             which needs the binlog status.",
+        );
+    }
+    if missing.is_empty() {
+        return None;
+    }
+    Some(failure(
+        NAME,
+        format!("{}{}", observed.join("; "), roles_note(server)),
+        why.join(" "),
+        remedy::grant(&missing, "*.*", &server.grantee()),
+    ))
+}
+
 fn yes_no(held: bool) -> &'static str {
     if held { "yes" } else { "no" }
 }
@@ -125,8 +187,7 @@ pub fn replication_privileges(
     schema: &SourceSchema,
 ) -> PrecheckItem {
     const NAME: &str = "replication_privileges";
-    let mariadb_names = server.version.flavor == Flavor::MariaDb && server.version.at_least(10, 5);
-    let client_name = if mariadb_names { "BINLOG MONITOR" } else { "REPLICATION CLIENT" };
+    let client_name = binlog_client_privilege(server);
     let mut missing = Vec::new();
     if !server.grants.global("REPLICATION SLAVE") {
         missing.push("REPLICATION SLAVE");

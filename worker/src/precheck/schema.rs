@@ -86,6 +86,8 @@ pub struct SourceSchema {
     /// Selected schemas the user can see, with their default collation.
     pub schemas: BTreeMap<String, String>,
     pub tables: Vec<Table>,
+    /// Selected views (their engine and collation are None): the copy reads their definitions.
+    pub views: Vec<Table>,
     /// `db.table` of selected tables without a primary key or a unique key on NOT NULL columns.
     pub keyless: Vec<String>,
     /// Collation -> `db.table` of the tables with columns in it.
@@ -117,17 +119,18 @@ impl SourceSchema {
         selection: Selection<'_>,
     ) -> Result<(), PrecheckError> {
         let sql = format!(
-            "SELECT TABLE_SCHEMA, TABLE_NAME, ENGINE, TABLE_COLLATION FROM information_schema.TABLES \
-             WHERE TABLE_TYPE = 'BASE TABLE' AND {}",
+            "SELECT TABLE_TYPE = 'VIEW', TABLE_SCHEMA, TABLE_NAME, ENGINE, TABLE_COLLATION \
+             FROM information_schema.TABLES WHERE TABLE_TYPE IN ('BASE TABLE', 'VIEW') AND {}",
             selection.schema_condition("TABLE_SCHEMA")
         );
-        let rows: Vec<(String, String, Option<String>, Option<String>)> =
+        let rows: Vec<(bool, String, String, Option<String>, Option<String>)> =
             conn.query(sql).await.map_err(PrecheckError::sql("list the source's tables"))?;
-        self.tables = rows
-            .into_iter()
-            .filter(|(db, name, ..)| selection.table(db, name))
-            .map(|(db, name, engine, collation)| Table { db, name, engine, collation })
-            .collect();
+        for (view, db, name, engine, collation) in rows {
+            if selection.table(&db, &name) {
+                let table = Table { db, name, engine, collation };
+                if view { self.views.push(table) } else { self.tables.push(table) }
+            }
+        }
         Ok(())
     }
 

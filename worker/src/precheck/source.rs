@@ -17,7 +17,7 @@ const DAY: u64 = 86_400;
 #[derive(Debug, Clone)]
 pub struct SourceFacts {
     pub server: Server,
-    /// `Binlog_Do_DB` and `Binlog_Ignore_DB` of SHOW MASTER STATUS; None when unreadable.
+    /// `Binlog_Do_DB` and `Binlog_Ignore_DB` of the binlog status; None when unreadable.
     pub binlog_filters: Option<(Vec<String>, Vec<String>)>,
     /// SHOW BINARY LOGS (name, size); None when unreadable or not needed.
     pub binary_logs: Option<Vec<(String, u64)>>,
@@ -36,7 +36,7 @@ impl SourceFacts {
     ) -> Result<Self, PrecheckError> {
         let settings = async {
             let server = Server::read(settings_conn).await?;
-            let filters = read_binlog_filters(settings_conn).await;
+            let filters = read_binlog_filters(settings_conn, &server.version).await;
             let binary_logs = settings_conn.query("SHOW BINARY LOGS").await.ok().map(
                 |rows: Vec<mysql_async::Row>| rows.into_iter().filter_map(binary_log).collect(),
             );
@@ -55,12 +55,12 @@ impl SourceFacts {
     }
 }
 
-async fn read_binlog_filters(conn: &mut Conn) -> Option<(Vec<String>, Vec<String>)> {
-    // MySQL 8.4 renamed the statement; older servers only know the first spelling.
-    let mut rows: Vec<mysql_async::Row> = match conn.query("SHOW MASTER STATUS").await {
-        Ok(rows) => rows,
-        Err(_) => conn.query("SHOW BINARY LOG STATUS").await.ok()?,
-    };
+/// None when the user may not read the binlog status (or the binary log is off).
+async fn read_binlog_filters(
+    conn: &mut Conn,
+    version: &Version,
+) -> Option<(Vec<String>, Vec<String>)> {
+    let mut rows: Vec<mysql_async::Row> = conn.query(version.binlog_status_sql()).await.ok()?;
     let Some(row) = rows.pop() else { return Some((Vec::new(), Vec::new())) };
     let names = |column: &str| -> Vec<String> {
         row.get_opt::<String, _>(column)
@@ -299,7 +299,7 @@ pub fn binlog_filters(facts: &SourceFacts, selected: &[String]) -> PrecheckItem 
     let Some((do_db, ignore_db)) = &facts.binlog_filters else {
         return warning(
             NAME,
-            "could not read SHOW MASTER STATUS",
+            format!("could not read {}", facts.server.version.binlog_status_sql()),
             "Ferry could not check binlog_do_db and binlog_ignore_db (the user lacks \
              REPLICATION CLIENT / BINLOG MONITOR, or the binary log is off).",
             "Grant REPLICATION CLIENT (BINLOG MONITOR on MariaDB 10.5+) and run the precheck \
@@ -417,7 +417,10 @@ pub fn incremental_start(
             NAME,
             format!("{observed}; {file} has {size} bytes"),
             "The start position lies beyond the end of the file.",
-            "Take the position from SHOW MASTER STATUS or SHOW BINLOG EVENTS.",
+            format!(
+                "Take the position from {} or SHOW BINLOG EVENTS.",
+                facts.server.version.binlog_status_sql()
+            ),
         )),
         Some(_) => Some(pass(NAME, observed)),
     }

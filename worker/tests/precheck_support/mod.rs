@@ -6,11 +6,11 @@ use std::time::Duration;
 
 use ferry_crds::job::{CheckResult, MigrationMode, ObjectSelection, PrecheckItem, Tier};
 use ferry_crds::source::SourceType;
-use ferry_e2e::MariaDb;
+use ferry_e2e::SqlServer;
 use ferry_worker::config::{Endpoint, JobConfig, JobId, Password, TlsMaterial};
 
 /// An endpoint for a harness server and a user.
-pub fn endpoint(server: &MariaDb, user: &str, password: &str) -> Endpoint {
+pub fn endpoint(server: &impl SqlServer, user: &str, password: &str) -> Endpoint {
     Endpoint {
         host: server.host().to_string(),
         port: server.port(),
@@ -21,7 +21,7 @@ pub fn endpoint(server: &MariaDb, user: &str, password: &str) -> Endpoint {
 }
 
 /// A MariaDB-to-MariaDB job as root on both ends, every schema, small tier.
-pub fn config(source: &MariaDb, target: &MariaDb, mode: MigrationMode) -> JobConfig {
+pub fn config(source: &impl SqlServer, target: &impl SqlServer, mode: MigrationMode) -> JobConfig {
     JobConfig {
         id: JobId { namespace: "default".into(), name: "precheck-test".into() },
         source_type: SourceType::MariaDB,

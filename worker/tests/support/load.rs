@@ -125,7 +125,7 @@ pub async fn writer(mut conn: mysql_async::Conn, w: u64, stop: Arc<AtomicBool>) 
 }
 
 /// DDL while the writers run: a column added and dropped, a table created and filled.
-pub async fn ddl(source: &ferry_e2e::MariaDb, stop: Arc<AtomicBool>) {
+pub async fn ddl(source: &impl SqlServer, stop: Arc<AtomicBool>) {
     let steps = [
         "ALTER TABLE app.acct ADD COLUMN extra INT NOT NULL DEFAULT 7",
         "CREATE TABLE app.late (id INT PRIMARY KEY, v INT); INSERT INTO app.late VALUES (1, 1), (2, 2)",
@@ -142,7 +142,7 @@ pub async fn ddl(source: &ferry_e2e::MariaDb, stop: Arc<AtomicBool>) {
 }
 
 /// Runs `writers` writers and the DDL for `duration`; returns the committed transactions.
-pub async fn run(source: &ferry_e2e::MariaDb, writers: u64, duration: Duration) -> u64 {
+pub async fn run(source: &impl SqlServer, writers: u64, duration: Duration) -> u64 {
     let stop = Arc::new(AtomicBool::new(false));
     let mut tasks = Vec::new();
     for w in 0..writers {

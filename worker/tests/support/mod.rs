@@ -10,14 +10,14 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use ferry_e2e::{JobManifest, MariaDb, SqlServer, Target, TargetKind};
+use ferry_e2e::{JobManifest, Source, SourceKind, SqlServer, Target, TargetKind};
 use mysql_async::prelude::Queryable;
 
 pub const PASSWORD: &str = "s3cret-pw";
 pub const JOB: &str = "default/job";
 
 pub struct Setup {
-    pub source: MariaDb,
+    pub source: Source,
     pub target: Target,
     pub dir: tempfile::TempDir,
     runs: usize,
@@ -30,7 +30,12 @@ impl Setup {
 
     /// A MariaDB source and a target of `kind`.
     pub async fn start_with(kind: TargetKind) -> Setup {
-        let (source, target) = tokio::join!(MariaDb::source(), kind.start());
+        Self::start_with_source(SourceKind::MariaDb, kind).await
+    }
+
+    /// A source of `source_kind` and a target of `target_kind`, each with the user `ferry`.
+    pub async fn start_with_source(source_kind: SourceKind, target_kind: TargetKind) -> Setup {
+        let (source, target) = tokio::join!(source_kind.start(), target_kind.start());
         let source = source.expect("start the source");
         let target = target.expect("start the target");
         source.create_user("ferry", PASSWORD, "ALL PRIVILEGES").await.expect("source user");
@@ -47,10 +52,7 @@ impl Setup {
 
     /// The source's current `(file, pos)`.
     pub async fn source_head(&self) -> (String, u64) {
-        let mut conn = self.source.conn().await.expect("source conn");
-        let row: mysql_async::Row =
-            conn.query_first("SHOW MASTER STATUS").await.expect("status").expect("binlog on");
-        (row.get(0).expect("file"), row.get(1).expect("pos"))
+        self.source.binlog_head().await.expect("the source's binlog position")
     }
 
     /// Writes the manifest of a job in `mode` with `objects` (YAML under `objects:`).
@@ -98,8 +100,9 @@ impl Setup {
             .arg("--status-file")
             .arg(self.status_path())
             .args(args)
-            .envs(envs.iter().copied())
+            // A test may raise FERRY_LOG through `envs`.
             .env("FERRY_LOG", "info")
+            .envs(envs.iter().copied())
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
