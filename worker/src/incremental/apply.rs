@@ -7,8 +7,6 @@
 //! of the after image; upserts rather than REPLACE or DELETE + INSERT keep ON DELETE CASCADE
 //! foreign keys from deleting child rows.
 
-use std::sync::Arc;
-
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Params, Value};
 
@@ -236,56 +234,4 @@ fn row_condition(schema: &TableSchema, row: &[Cell]) -> (String, Vec<Value>) {
         condition.push_str(" LIMIT 1");
     }
     (condition, params)
-}
-
-/// Values as the target must get them: unsigned integers the binlog gave as negative numbers
-/// (no signedness in the table map) are reinterpreted at the column's width.
-pub fn target_values(schema: &Arc<TableSchema>, row: Vec<Cell>) -> Vec<Cell> {
-    row.into_iter()
-        .zip(&schema.columns)
-        .map(|(cell, column)| cell.map(|v| unsigned_fix(column, v)))
-        .collect()
-}
-
-fn unsigned_fix(column: &ColumnInfo, value: Value) -> Value {
-    let Value::Int(n) = value else { return value };
-    if !column.unsigned || n >= 0 {
-        return value;
-    }
-    let bits = match column.data_type.as_str() {
-        "tinyint" => 8,
-        "smallint" => 16,
-        "mediumint" => 24,
-        "int" | "integer" => 32,
-        _ => 64,
-    };
-    let mask = if bits == 64 { u64::MAX } else { (1u64 << bits) - 1 };
-    Value::UInt((n as u64) & mask)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn column(data_type: &str, unsigned: bool) -> ColumnInfo {
-        ColumnInfo {
-            name: "c".into(),
-            data_type: data_type.into(),
-            unsigned,
-            generated: false,
-            convert_charset: None,
-            fold: Default::default(),
-        }
-    }
-
-    #[test]
-    fn unsigned_values_get_their_width_back() {
-        assert_eq!(unsigned_fix(&column("bigint", true), Value::Int(-1)), Value::UInt(u64::MAX));
-        assert_eq!(unsigned_fix(&column("tinyint", true), Value::Int(-1)), Value::UInt(255));
-        assert_eq!(
-            unsigned_fix(&column("mediumint", true), Value::Int(-2)),
-            Value::UInt(16_777_214)
-        );
-        assert_eq!(unsigned_fix(&column("int", false), Value::Int(-1)), Value::Int(-1));
-    }
 }
