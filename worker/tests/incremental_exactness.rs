@@ -107,22 +107,28 @@ async fn integers_at_every_limit_replicate_and_decode_exactly() {
 }
 
 /// Values go to the target column of their name: a pre-existing target table with the
-/// source's columns in another order and an extra column gets each value in its own column,
-/// whether the binlog names its columns (`binlog_row_metadata=FULL`) or not; changes logged
-/// before a column was added on the source are still placed right after a restart.
+/// source's columns in another order, and one with an extra column too, get each value in its
+/// own column, whether the binlog names its columns (`binlog_row_metadata=FULL`) or not;
+/// changes logged before a column was added on the source are still placed right after a
+/// restart.
 #[tokio::test(flavor = "multi_thread")]
 async fn values_go_to_target_columns_by_name() {
     let mut setup = Setup::start().await;
     setup
         .source
-        .exec("CREATE DATABASE app; CREATE TABLE app.t (id INT PRIMARY KEY, a INT, b INT, c VARCHAR(10))")
+        .exec(
+            "CREATE DATABASE app;
+             CREATE TABLE app.t (id INT PRIMARY KEY, a INT, b INT, c VARCHAR(10));
+             CREATE TABLE app.x (id INT PRIMARY KEY, a INT, b INT, c VARCHAR(10));",
+        )
         .await
         .unwrap();
     setup
         .target
         .exec(
-            "CREATE DATABASE app; CREATE TABLE app.t (c VARCHAR(10), extra INT DEFAULT 42, \
-             b INT, id INT PRIMARY KEY, a INT)",
+            "CREATE DATABASE app;
+             CREATE TABLE app.t (id INT PRIMARY KEY, b INT, a INT, c VARCHAR(10));
+             CREATE TABLE app.x (c VARCHAR(10), extra INT DEFAULT 42, b INT, id INT PRIMARY KEY, a INT);",
         )
         .await
         .unwrap();
@@ -130,21 +136,25 @@ async fn values_go_to_target_columns_by_name() {
     let manifest = setup.incremental_manifest(&start, "");
     let mut ferry = setup.spawn(&manifest, &[], &[]);
     for metadata in ["NO_LOG", "FULL"] {
-        setup
-            .source
-            .exec(&format!(
-                "SET GLOBAL binlog_row_metadata = {metadata};
-                 INSERT INTO app.t VALUES (1, 10, 20, 'x'), (2, 11, 21, 'y'), (3, 12, 22, 'z');
-                 UPDATE app.t SET a = a + 100, c = 'moved' WHERE id = 2;
-                 DELETE FROM app.t WHERE id = 3;"
-            ))
-            .await
-            .unwrap();
+        for table in ["t", "x"] {
+            setup
+                .source
+                .exec(&format!(
+                    "SET GLOBAL binlog_row_metadata = {metadata};
+                     INSERT INTO app.{table} VALUES (1, 10, 20, 'x'), (2, 11, 21, 'y'), (3, 12, 22, 'z');
+                     UPDATE app.{table} SET a = a + 100, c = 'moved' WHERE id = 2;
+                     DELETE FROM app.{table} WHERE id = 3;"
+                ))
+                .await
+                .unwrap();
+        }
         setup.wait_caught_up(&mut ferry, Duration::from_secs(60)).await;
-        assert_same_columns(&setup, "id, a, b, c").await;
-        let extra = setup.target.query_strings("SELECT DISTINCT extra FROM app.t").await.unwrap();
+        for table in ["t", "x"] {
+            assert_same_columns(&setup, table, "id, a, b, c").await;
+        }
+        let extra = setup.target.query_strings("SELECT DISTINCT extra FROM app.x").await.unwrap();
         assert_eq!(extra, [Some("42".to_string())], "{}", setup.last_log());
-        setup.source.exec("DELETE FROM app.t").await.unwrap();
+        setup.source.exec("DELETE FROM app.t; DELETE FROM app.x").await.unwrap();
     }
     // Changes logged before the source's table changed, read after it did (the target follows
     // the source's DDL in stream order, here a copy of its columns).
@@ -284,6 +294,7 @@ async fn a_stalled_target_shows_growing_lag_and_a_warning() {
     signal(&pid, "-STOP");
     let frozen = Instant::now();
     let mut seen: BTreeMap<&str, i64> = BTreeMap::new();
+    let mut lags = Vec::new();
     let mut id = 1;
     loop {
         setup.source.exec(&format!("INSERT INTO app.t VALUES ({id}, {id})")).await.unwrap();
@@ -299,6 +310,7 @@ async fn a_stalled_target_shows_growing_lag_and_a_warning() {
         let lag_seconds = inc["lagSeconds"].as_i64().unwrap_or(0);
         let lag_bytes = inc["lagBytes"].as_i64().unwrap_or(0);
         seen.insert("lagSeconds", lag_seconds);
+        lags.push(lag_seconds);
         seen.insert("lagBytes", lag_bytes);
         let lagging = status["conditions"]
             .as_array()
@@ -306,6 +318,7 @@ async fn a_stalled_target_shows_growing_lag_and_a_warning() {
             .flatten()
             .any(|c| c["type"] == "Lagging" && c["status"] == "True");
         if lagging && lag_seconds >= 5 && lag_bytes > 0 {
+            assert!(lags[0] < lag_seconds, "lag did not grow: {lags:?}");
             break;
         }
         assert!(
@@ -336,10 +349,11 @@ async fn a_stalled_target_shows_growing_lag_and_a_warning() {
     assert!(interrupt(&mut ferry).success(), "{}", setup.last_log());
 }
 
-/// `SELECT columns FROM app.t` is the same on both sides (the tables may differ in layout).
-async fn assert_same_columns(setup: &Setup, columns: &str) {
-    let sql = format!("SELECT CONCAT_WS('|', {columns}) FROM app.t ORDER BY id");
+/// `SELECT columns FROM app.table` is the same on both sides (the tables may differ in layout).
+async fn assert_same_columns(setup: &Setup, table: &str, columns: &str) {
+    let sql = format!("SELECT CONCAT_WS('|', {columns}) FROM app.{table} ORDER BY id");
     let source = setup.source.query_strings(&sql).await.unwrap();
     let target = setup.target.query_strings(&sql).await.unwrap();
-    assert_eq!(source, target, "{}", setup.last_log());
+    assert!(!source.is_empty());
+    assert_eq!(source, target, "app.{table}\n{}", setup.last_log());
 }
