@@ -9,7 +9,7 @@ use chrono::NaiveDate;
 use mysql_async::Value;
 use mysql_async::consts::ColumnType;
 
-use crate::incremental::event::{Decoded, Decoder, RowChange, RowKind};
+use crate::incremental::event::{Decoded, Decoder, RowChange, RowKind, integer_bits};
 use crate::incremental::file::{BinlogFile, FileError};
 
 #[derive(clap::Subcommand)]
@@ -176,13 +176,7 @@ fn format_value(column_type: ColumnType, value: &Value) -> String {
     match value {
         Value::NULL => "NULL".into(),
         Value::Int(n) if *n < 0 => {
-            let bits = match column_type {
-                MYSQL_TYPE_TINY => 8,
-                MYSQL_TYPE_SHORT => 16,
-                MYSQL_TYPE_INT24 => 24,
-                MYSQL_TYPE_LONG => 32,
-                _ => 64,
-            };
+            let bits = integer_bits(column_type).unwrap_or(64);
             let mask = if bits == 64 { u64::MAX } else { (1u64 << bits) - 1 };
             format!("{n} ({})", (*n as u64) & mask)
         }

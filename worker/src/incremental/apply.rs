@@ -7,8 +7,6 @@
 //! of the after image; upserts rather than REPLACE or DELETE + INSERT keep ON DELETE CASCADE
 //! foreign keys from deleting child rows.
 
-use std::sync::Arc;
-
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Params, Value};
 
@@ -86,7 +84,7 @@ impl Applier {
         let columns = writable(schema, row);
         let names: Vec<String> =
             columns.iter().map(|&i| quote_ident(&schema.columns[i].name)).collect();
-        let marks: Vec<String> = columns.iter().map(|&i| placeholder(&schema.columns[i])).collect();
+        let (marks, params) = bind(schema, &columns, row);
         let mut sql = format!(
             "INSERT INTO {} ({}) VALUES ({})",
             schema.name(),
@@ -98,7 +96,6 @@ impl Applier {
             sql.push_str(" ON DUPLICATE KEY UPDATE ");
             sql.push_str(&set.join(", "));
         }
-        let params = columns.iter().filter_map(|&i| row[i].clone()).collect();
         self.exec(schema, &sql, params).await
     }
 
@@ -151,19 +148,14 @@ impl Applier {
         after: &[Cell],
     ) -> crate::Result<()> {
         let columns = writable(schema, after);
+        let (marks, mut params) = bind(schema, &columns, after);
         let set: Vec<String> = columns
             .iter()
-            .map(|&i| {
-                format!(
-                    "{} = {}",
-                    quote_ident(&schema.columns[i].name),
-                    placeholder(&schema.columns[i])
-                )
-            })
+            .zip(marks)
+            .map(|(&i, mark)| format!("{} = {mark}", quote_ident(&schema.columns[i].name)))
             .collect();
         let (condition, where_params) = row_condition(schema, before);
         let sql = format!("UPDATE {} SET {} WHERE {condition}", schema.name(), set.join(", "));
-        let mut params: Vec<Value> = columns.iter().filter_map(|&i| after[i].clone()).collect();
         params.extend(where_params);
         self.exec(schema, &sql, params).await
     }
@@ -200,11 +192,25 @@ pub fn writable(schema: &TableSchema, row: &[Cell]) -> Vec<usize> {
         .collect()
 }
 
-fn placeholder(column: &ColumnInfo) -> String {
-    match &column.convert_charset {
-        // Bytes in the column's own charset: pass them through unconverted.
-        Some(charset) => format!("CONVERT(CAST(? AS BINARY) USING {charset})"),
-        None => "?".to_string(),
+/// The placeholders and parameters of `columns`' values in `row` (all present).
+fn bind(schema: &TableSchema, columns: &[usize], row: &[Cell]) -> (Vec<String>, Vec<Value>) {
+    columns
+        .iter()
+        .filter_map(|&i| Some(bind_value(&schema.columns[i], row.get(i)?.as_ref()?)))
+        .unzip()
+}
+
+/// A value's placeholder and parameter. Strings of a column in another charset are bytes in that
+/// charset: they go as hex, decoded on the target, since a string parameter is taken as text in
+/// the session's charset (utf8mb4) and bytes that are not valid there would become `?`.
+fn bind_value(column: &ColumnInfo, value: &Value) -> (String, Value) {
+    match (&column.convert_charset, value) {
+        (Some(charset), Value::Bytes(bytes)) => {
+            let mut hex = Vec::with_capacity(bytes.len() * 2);
+            hex.extend(bytes.iter().flat_map(|b| format!("{b:02X}").into_bytes()));
+            (format!("CONVERT(UNHEX(?) USING {charset})"), Value::Bytes(hex))
+        }
+        _ => ("?".to_string(), value.clone()),
     }
 }
 
@@ -220,72 +226,15 @@ fn row_condition(schema: &TableSchema, row: &[Cell]) -> (String, Vec<Value>) {
         }
         _ => (writable(schema, row), "<=>"),
     };
+    let (marks, params) = bind(schema, &columns, row);
     let parts: Vec<String> = columns
         .iter()
-        .map(|&i| {
-            format!(
-                "{} {op} {}",
-                quote_ident(&schema.columns[i].name),
-                placeholder(&schema.columns[i])
-            )
-        })
+        .zip(marks)
+        .map(|(&i, mark)| format!("{} {op} {mark}", quote_ident(&schema.columns[i].name)))
         .collect();
-    let params = columns.iter().filter_map(|&i| row[i].clone()).collect();
     let mut condition = if parts.is_empty() { "FALSE".to_string() } else { parts.join(" AND ") };
     if op == "<=>" {
         condition.push_str(" LIMIT 1");
     }
     (condition, params)
-}
-
-/// Values as the target must get them: unsigned integers the binlog gave as negative numbers
-/// (no signedness in the table map) are reinterpreted at the column's width.
-pub fn target_values(schema: &Arc<TableSchema>, row: Vec<Cell>) -> Vec<Cell> {
-    row.into_iter()
-        .zip(&schema.columns)
-        .map(|(cell, column)| cell.map(|v| unsigned_fix(column, v)))
-        .collect()
-}
-
-fn unsigned_fix(column: &ColumnInfo, value: Value) -> Value {
-    let Value::Int(n) = value else { return value };
-    if !column.unsigned || n >= 0 {
-        return value;
-    }
-    let bits = match column.data_type.as_str() {
-        "tinyint" => 8,
-        "smallint" => 16,
-        "mediumint" => 24,
-        "int" | "integer" => 32,
-        _ => 64,
-    };
-    let mask = if bits == 64 { u64::MAX } else { (1u64 << bits) - 1 };
-    Value::UInt((n as u64) & mask)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn column(data_type: &str, unsigned: bool) -> ColumnInfo {
-        ColumnInfo {
-            name: "c".into(),
-            data_type: data_type.into(),
-            unsigned,
-            generated: false,
-            convert_charset: None,
-            fold: Default::default(),
-        }
-    }
-
-    #[test]
-    fn unsigned_values_get_their_width_back() {
-        assert_eq!(unsigned_fix(&column("bigint", true), Value::Int(-1)), Value::UInt(u64::MAX));
-        assert_eq!(unsigned_fix(&column("tinyint", true), Value::Int(-1)), Value::UInt(255));
-        assert_eq!(
-            unsigned_fix(&column("mediumint", true), Value::Int(-2)),
-            Value::UInt(16_777_214)
-        );
-        assert_eq!(unsigned_fix(&column("int", false), Value::Int(-1)), Value::Int(-1));
-    }
 }

@@ -21,7 +21,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::IncrementalError;
-use super::apply::{Mode, target_values, writable};
+use super::apply::{Mode, writable};
 use super::event::{Image, RowChange, RowKind};
 use super::literal;
 use super::schema::TableSchema;
@@ -48,8 +48,8 @@ impl Op {
                 let op = Op {
                     schema: schema.clone(),
                     kind,
-                    before: before.map(|r| target_values(schema, r)),
-                    after: after.map(|r| target_values(schema, r)),
+                    before,
+                    after,
                 };
                 let complete = match op.kind {
                     RowKind::Insert => op.after.is_some(),

@@ -157,7 +157,15 @@ mod tests {
     }
 
     fn change(kind: RowKind, rows: Vec<(Option<Image>, Option<Image>)>) -> RowChange {
-        RowChange { database: "db".into(), table: "t".into(), kind, column_types: vec![], rows }
+        RowChange {
+            database: "db".into(),
+            table: "t".into(),
+            kind,
+            column_types: vec![],
+            column_names: None,
+            unsigned: None,
+            rows,
+        }
     }
 
     fn row(id: i64, code: &str) -> Option<Image> {

@@ -12,12 +12,14 @@ use std::io::Read;
 use chrono::{DateTime, Datelike, Timelike};
 use mysql_async::Value;
 use mysql_async::binlog::events::{
-    Event, EventData, FormatDescriptionEvent, RowsEventData, TableMapEvent, TransactionPayloadEvent,
+    Event, EventData, FormatDescriptionEvent, OptionalMetaExtractor, RowsEventData, TableMapEvent,
+    TransactionPayloadEvent,
 };
 use mysql_async::binlog::value::BinlogValue;
 use mysql_async::binlog::{BinlogChecksumAlg, BinlogVersion, EventType};
 use mysql_async::consts::ColumnType;
 
+use super::filter::Filter;
 use super::json;
 
 /// MariaDB event types mysql_common does not know.
@@ -98,8 +100,13 @@ pub struct RowChange {
     pub database: String,
     pub table: String,
     pub kind: RowKind,
-    /// Binlog column types (the real type for ENUM and SET).
+    /// Binlog column types (the real type for ENUM and SET), in the source's column order.
     pub column_types: Vec<ColumnType>,
+    /// Column names, when the table map carries them (`binlog_row_metadata=FULL`).
+    pub column_names: Option<Vec<String>>,
+    /// Per column, whether it is an unsigned number, when the table map says so
+    /// (`binlog_row_metadata=MINIMAL` or `FULL`).
+    pub unsigned: Option<Vec<bool>>,
     /// (before image, after image); inserts have no before image, deletes no after image.
     pub rows: Vec<(Option<Image>, Option<Image>)>,
 }
@@ -151,6 +158,9 @@ pub struct Decoder {
     /// description carries a checksum the decoder cannot know about yet.
     pub checksum_before_fde: bool,
     seen_fde: bool,
+    /// Rows of tables outside this selection are not decoded (a value the decoder cannot read
+    /// there must not stop the job).
+    selection: Option<Filter>,
 }
 
 impl Default for Decoder {
@@ -167,7 +177,24 @@ impl Decoder {
             file: String::new(),
             checksum_before_fde: false,
             seen_fde: false,
+            selection: None,
         }
+    }
+
+    /// Decodes only the rows of tables `filter` selects; other rows events become
+    /// [`Decoded::Other`].
+    pub fn with_selection(mut self, filter: Filter) -> Self {
+        self.selection = Some(filter);
+        self
+    }
+
+    /// Whether the rows of the table behind `table_id` are to be decoded (unknown ids are, so
+    /// that their error is reported).
+    fn selected(&self, table_id: u64) -> bool {
+        let (Some(filter), Some(tme)) = (&self.selection, self.tables.get(&table_id)) else {
+            return true;
+        };
+        filter.table(&tme.database_name(), &tme.table_name())
     }
 
     /// The format description to read the next event's bytes with (files only).
@@ -277,6 +304,7 @@ impl Decoder {
                 self.tables.insert(tme.table_id(), tme.into_owned());
                 Decoded::Other
             }
+            EventData::RowsEvent(rows) if !self.selected(rows.table_id()) => Decoded::Other,
             EventData::RowsEvent(rows) => Decoded::Rows(self.decode_rows(&rows, pos)?),
             EventData::XidEvent(_) => Decoded::Commit,
             EventData::QueryEvent(query) => {
@@ -287,6 +315,11 @@ impl Decoder {
                     _ => Decoded::Query { schema: query.schema().into_owned(), sql },
                 }
             }
+            // LOAD DATA logged as a statement: its rows are in the event's file, not in rows events.
+            EventData::ExecuteLoadQueryEvent(load) => Decoded::Query {
+                schema: load.schema().into_owned(),
+                sql: load.query().into_owned(),
+            },
             EventData::GtidEvent(gtid) => {
                 let uuid = format_uuid(&gtid.sid());
                 let source = match gtid.tag() {
@@ -318,11 +351,14 @@ impl Decoder {
             _ => RowKind::Update,
         };
         let column_types = real_column_types(tme)?;
+        let (column_names, unsigned) = optional_metadata(tme, &column_types)?;
         let mut change = RowChange {
             database: tme.database_name().into_owned(),
             table: tme.table_name().into_owned(),
             kind,
             column_types,
+            column_names,
+            unsigned,
             rows: Vec::new(),
         };
         // mysql_common's row parser can panic on values it gets wrong (negative TIME(1|2) with a
@@ -434,6 +470,33 @@ fn format_uuid(sid: &[u8; 16]) -> String {
     format!("{}-{}-{}-{}-{}", &hex[0..8], &hex[8..12], &hex[12..16], &hex[16..20], &hex[20..32])
 }
 
+/// Column names and integer signedness from the table map's optional metadata, when it has
+/// them (names with `binlog_row_metadata=FULL`, signedness with `MINIMAL` too).
+fn optional_metadata(
+    tme: &TableMapEvent<'_>,
+    types: &[ColumnType],
+) -> Result<(Option<Vec<String>>, Option<Vec<bool>>), Step> {
+    let meta = OptionalMetaExtractor::new(tme.iter_optional_meta())
+        .map_err(|e| Step::Fail(format!("table map optional metadata: {e}")))?;
+    let names: Vec<String> = meta
+        .iter_column_name()
+        .map(|name| name.map(|n| String::from_utf8_lossy(n.name_raw()).into_owned()))
+        .collect::<Result<_, _>>()
+        .map_err(|e| Step::Fail(format!("table map column names: {e}")))?;
+    let names = (names.len() == types.len()).then_some(names);
+    // One bit per numeric column of the table map (ENUM and SET are strings there).
+    let mut bits = meta.iter_signedness().peekable();
+    let unsigned = bits.peek().is_some().then(|| {
+        (0..types.len())
+            .map(|i| {
+                let numeric = tme.get_column_type(i).ok().flatten().is_some_and(|t| t.is_numeric_type());
+                numeric && bits.next().unwrap_or(false)
+            })
+            .collect()
+    });
+    Ok((names, unsigned))
+}
+
 /// Column types with ENUM and SET unwrapped from the STRING type that carries them.
 fn real_column_types(tme: &TableMapEvent<'_>) -> Result<Vec<ColumnType>, Step> {
     let count = tme.columns_count() as usize;
@@ -518,6 +581,11 @@ fn fix_value(column_type: ColumnType, value: BinlogValue<'_>) -> Result<Value, S
         return Ok(value);
     }
     Ok(match column_type {
+        ColumnType::MYSQL_TYPE_TINY
+        | ColumnType::MYSQL_TYPE_SHORT
+        | ColumnType::MYSQL_TYPE_INT24
+        | ColumnType::MYSQL_TYPE_LONG
+        | ColumnType::MYSQL_TYPE_LONGLONG => signed_integer(column_type, value),
         ColumnType::MYSQL_TYPE_YEAR => year(value)?,
         ColumnType::MYSQL_TYPE_TIMESTAMP | ColumnType::MYSQL_TYPE_TIMESTAMP2 => timestamp(value)?,
         ColumnType::MYSQL_TYPE_SET => match value {
@@ -532,6 +600,41 @@ fn fix_value(column_type: ColumnType, value: BinlogValue<'_>) -> Result<Value, S
         },
         _ => value,
     })
+}
+
+/// Bits of an integer column type.
+pub fn integer_bits(column_type: ColumnType) -> Option<u32> {
+    match column_type {
+        ColumnType::MYSQL_TYPE_TINY => Some(8),
+        ColumnType::MYSQL_TYPE_SHORT => Some(16),
+        ColumnType::MYSQL_TYPE_INT24 => Some(24),
+        ColumnType::MYSQL_TYPE_LONG => Some(32),
+        ColumnType::MYSQL_TYPE_LONGLONG => Some(64),
+        _ => None,
+    }
+}
+
+/// An integer as the signed number its bits make at the column's width, whatever signedness
+/// the decoder assumed: mysql_common reads MEDIUMINT without sign extension (-1 as 16777215)
+/// and unsigned columns as unsigned when the table map says so. The binlog itself carries no
+/// signedness (without optional metadata), so one form is kept and the column's signedness is
+/// applied where it is known ([`to_unsigned`]). This is also how mysqlbinlog prints them.
+fn signed_integer(column_type: ColumnType, value: Value) -> Value {
+    let Some(bits) = integer_bits(column_type) else { return value };
+    let raw = match value {
+        Value::Int(n) => n as u64,
+        Value::UInt(n) => n,
+        other => return other,
+    };
+    let shift = 64 - bits;
+    Value::Int(((raw << shift) as i64) >> shift)
+}
+
+/// The value of an unsigned integer column from its signed form ([`signed_integer`]).
+pub fn to_unsigned(column_type: ColumnType, value: Value) -> Value {
+    let (Some(bits), Value::Int(n)) = (integer_bits(column_type), &value) else { return value };
+    let mask = if bits == 64 { u64::MAX } else { (1u64 << bits) - 1 };
+    Value::UInt((*n as u64) & mask)
 }
 
 /// The next event's bytes in a decompressed payload, checked against its header's size.
@@ -634,6 +737,49 @@ mod tests {
         let bit =
             fix_value(ColumnType::MYSQL_TYPE_BIT, BinlogValue::Value(Value::Bytes(vec![1, 0])));
         assert_eq!(bit.ok(), Some(Value::UInt(256)));
+    }
+
+    /// Every integer width and signedness, at its limits and at random values: whatever form
+    /// mysql_common gives (signed, unsigned when the table map says so, MEDIUMINT without sign
+    /// extension), the value that reaches the target is the one the source stored.
+    #[test]
+    fn integers_of_every_width_decode_to_their_value() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(15);
+        for (column_type, bits) in [
+            (ColumnType::MYSQL_TYPE_TINY, 8u32),
+            (ColumnType::MYSQL_TYPE_SHORT, 16),
+            (ColumnType::MYSQL_TYPE_INT24, 24),
+            (ColumnType::MYSQL_TYPE_LONG, 32),
+            (ColumnType::MYSQL_TYPE_LONGLONG, 64),
+        ] {
+            let mask = if bits == 64 { u64::MAX } else { (1u64 << bits) - 1 };
+            let (min, max) = (-(1i128 << (bits - 1)), (1i128 << (bits - 1)) - 1);
+            for unsigned in [false, true] {
+                let (low, high) = if unsigned { (0, i128::from(mask)) } else { (min, max) };
+                let edges = [low, low + 1, high - 1, high, 0, 1, -1, max, max + 1, min];
+                let random = (0..200).map(|_| rng.random_range(low..=high));
+                for v in edges.into_iter().filter(|v| (low..=high).contains(v)).chain(random) {
+                    let raw = (v as u64) & mask;
+                    let sign_extended = ((raw << (64 - bits)) as i64) >> (64 - bits);
+                    // What mysql_common gives without signedness metadata, and with it.
+                    let without = if bits == 24 { Value::Int(raw as i64) } else { Value::Int(sign_extended) };
+                    let with = match (unsigned, bits) {
+                        (true, 24) => Value::Int(raw as i64),
+                        (true, _) => Value::UInt(raw),
+                        (false, _) => Value::Int(sign_extended),
+                    };
+                    for decoded in [without, with] {
+                        let fixed = fix_value(column_type, BinlogValue::Value(decoded.clone()))
+                            .expect("fix");
+                        assert_eq!(fixed, Value::Int(sign_extended), "{column_type:?} {decoded:?}");
+                        let stored = if unsigned { to_unsigned(column_type, fixed) } else { fixed };
+                        let expected = if unsigned { Value::UInt(v as u64) } else { Value::Int(v as i64) };
+                        assert_eq!(stored, expected, "{column_type:?} unsigned={unsigned} {v}");
+                    }
+                }
+            }
+        }
     }
 
     #[test]

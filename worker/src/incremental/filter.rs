@@ -194,6 +194,101 @@ pub fn ddl_objects(default_schema: &str, sql: &str) -> Option<Vec<Object>> {
     }
 }
 
+/// The tables a data-changing statement (INSERT, REPLACE, UPDATE, DELETE, LOAD DATA) may change,
+/// as the source logs it in statement format; `None` when the statement changes no rows.
+/// UPDATE and DELETE name every table of their table references (those only read included):
+/// a statement is never missed, at worst one is reported that changes only unselected tables.
+pub fn dml_tables(default_schema: &str, sql: &str) -> Option<Vec<Object>> {
+    let tokens = tokenize(sql);
+    let mut t = Tokens { tokens: &tokens, at: 0 };
+    let verb = t.word()?;
+    const MODIFIERS: &[&str] = &["LOW_PRIORITY", "DELAYED", "HIGH_PRIORITY", "QUICK", "IGNORE"];
+    match verb.as_str() {
+        "INSERT" | "REPLACE" => {
+            t.skip_words(MODIFIERS);
+            t.skip_words(&["INTO"]);
+            Some(t.name(default_schema).into_iter().collect())
+        }
+        "LOAD" => {
+            let at = t.find_word("TABLE")?;
+            t.at = at + 1;
+            Some(t.name(default_schema).into_iter().collect())
+        }
+        "UPDATE" | "DELETE" => {
+            t.skip_words(MODIFIERS);
+            let end: &[&str] = if verb == "UPDATE" { &["SET"] } else { &["WHERE", "ORDER", "LIMIT", "RETURNING"] };
+            Some(table_references(&mut t, default_schema, end))
+        }
+        _ => None,
+    }
+}
+
+/// Table names in a table reference list up to one of the `end` words: the first, and those
+/// after FROM, JOIN, USING and commas (aliases, ON conditions and `t.*` are passed over).
+fn table_references(t: &mut Tokens<'_>, default_schema: &str, end: &[&str]) -> Vec<Object> {
+    let mut objects = Vec::new();
+    let mut expect_name = true;
+    while t.at < t.tokens.len() {
+        if let Some(word) = t.peek_word() {
+            if end.contains(&word.as_str()) {
+                break;
+            }
+            if matches!(word.as_str(), "FROM" | "JOIN" | "USING") {
+                t.at += 1;
+                expect_name = true;
+                continue;
+            }
+        }
+        if t.eat(",") {
+            expect_name = true;
+            continue;
+        }
+        if expect_name && let Some(object) = t.name(default_schema) {
+            objects.push(object);
+        } else {
+            t.at += 1;
+        }
+        expect_name = false;
+    }
+    objects
+}
+
+/// A statement as an error may show it: string literals blanked (they may hold secrets),
+/// whitespace collapsed, at most `max` characters.
+pub fn redacted(sql: &str, max: usize) -> String {
+    let mut out = String::new();
+    let mut chars = sql.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\'' | '"' => {
+                out.push_str("'…'");
+                while let Some(n) = chars.next() {
+                    if n == '\\' {
+                        chars.next();
+                    } else if n == c {
+                        if chars.peek() != Some(&c) {
+                            break;
+                        }
+                        chars.next();
+                    }
+                }
+            }
+            c if c.is_whitespace() => {
+                if !out.ends_with(' ') {
+                    out.push(' ');
+                }
+            }
+            c => out.push(c),
+        }
+    }
+    let out = out.trim();
+    if out.chars().count() > max {
+        format!("{}…", out.chars().take(max).collect::<String>())
+    } else {
+        out.to_string()
+    }
+}
+
 fn index_target(t: &mut Tokens<'_>, default_schema: &str) -> Option<Vec<Object>> {
     let at = t.find_word("ON")?;
     t.at = at + 1;
@@ -362,6 +457,42 @@ mod tests {
         );
         assert_eq!(ddl_objects("app", "GRANT ALL ON *.* TO x"), None);
         assert_eq!(ddl_objects("app", "CREATE USER x"), None);
+    }
+
+    #[test]
+    fn dml_statements_name_the_tables_they_may_change() {
+        assert_eq!(
+            dml_tables("app", "INSERT IGNORE INTO t (a) VALUES (1)"),
+            Some(vec![table("app", "t")])
+        );
+        assert_eq!(dml_tables("app", "replace `o`.`t` set a=1"), Some(vec![table("o", "t")]));
+        assert_eq!(
+            dml_tables("app", "UPDATE a AS x JOIN o.b y ON x.id = y.id, c SET x.v = 1"),
+            Some(vec![table("app", "a"), table("o", "b"), table("app", "c")])
+        );
+        assert_eq!(
+            dml_tables("app", "DELETE FROM t WHERE id IN (SELECT id FROM u)"),
+            Some(vec![table("app", "t")])
+        );
+        assert_eq!(
+            dml_tables("app", "DELETE t1.*, t2 FROM t1 JOIN t2 USING (id) WHERE 1"),
+            Some(vec![table("app", "t2"), table("app", "t1"), table("app", "t2")])
+        );
+        assert_eq!(
+            dml_tables("", "LOAD DATA INFILE '/x' INTO TABLE `app`.`t`"),
+            Some(vec![table("app", "t")])
+        );
+        assert_eq!(dml_tables("app", "SAVEPOINT a"), None);
+        assert_eq!(dml_tables("app", "ALTER TABLE t ADD c INT"), None);
+    }
+
+    #[test]
+    fn statements_in_errors_hide_their_strings() {
+        assert_eq!(
+            redacted("INSERT INTO t VALUES (1, 'hunter2', \"x\\\"y\", 'it''s')\n  -- end", 200),
+            "INSERT INTO t VALUES (1, '…', '…', '…') -- end"
+        );
+        assert_eq!(redacted("UPDATE t SET a = 1", 10), "UPDATE t S…");
     }
 
     #[test]

@@ -17,7 +17,9 @@ pub mod file;
 pub mod filter;
 pub mod gtid;
 pub mod json;
+pub mod lag;
 pub mod literal;
+pub mod mapping;
 pub mod parallel;
 pub mod schema;
 pub mod stream;
@@ -27,8 +29,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use chrono::Utc;
-use ferry_crds::job::{BinlogPosition, IncrementalStatus};
+use ferry_crds::job::BinlogPosition;
 use mysql_async::Conn;
 use mysql_async::prelude::Queryable;
 use tokio::sync::mpsc;
@@ -36,6 +37,7 @@ use tokio::sync::mpsc;
 use self::apply::{Applier, Mode};
 use self::checkpoint::Position;
 use self::gtid::GtidState;
+use self::mapping::Mappings;
 use self::parallel::{Scheduler, Work};
 use self::schema::{SchemaCache, TableSchema};
 use self::stream::{Reader, Txn, Unit};
@@ -78,12 +80,33 @@ pub enum IncrementalError {
     )]
     MissingTable { table: String },
     #[error(
-        "table {table} has {binlog} columns in the binlog but {target} on the target: the target \
-         table must have the source's columns in the same order"
+        "column `{column}` of {table} on the source is not in the target table: add it to the \
+         target table (or recreate the table from the source's definition)"
     )]
-    SchemaMismatch { table: String, binlog: usize, target: usize },
+    MissingColumn { table: String, column: String },
+    #[error(
+        "column `{column}` of {table} holds {source_type} values on the source but is {target_type} \
+         on the target, which would turn them into something else: give the target column a \
+         type of the same kind"
+    )]
+    IncompatibleColumn { table: String, column: String, source_type: String, target_type: String },
+    #[error(
+        "the binlog's columns of {table} ({binlog}) are not the source's columns now ({current}) \
+         nor the target's: the table changed on the source after these changes were logged, so \
+         which value belongs to which column is unknown; set binlog_row_metadata=FULL on the \
+         source (the binlog then names its columns) and start a new full migration"
+    )]
+    UnknownSourceColumns { table: String, binlog: String, current: String },
     #[error("a row event for {table} lacks the row image it needs: set binlog_row_image=FULL")]
     BadRowImage { table: String },
+    #[error(
+        "the source logged row changes to a selected table as a statement, which Ferry cannot \
+         replay exactly (at {at}: `{statement}`): set binlog_format=ROW on the source, globally \
+         and in every session (a session may have run SET SESSION binlog_format=STATEMENT or \
+         MIXED), then start a new full migration (mode FullAndIncremental); or, if the target \
+         may miss this statement's changes, start again from the position after it"
+    )]
+    StatementFormat { at: String, statement: String },
     #[error("applying DDL from the binlog failed: {sql}: {source}")]
     Ddl { sql: String, source: mysql_async::Error },
     #[error("the binlog reader stopped unexpectedly: {0}")]
@@ -98,8 +121,6 @@ impl IncrementalError {
 
 /// Source transactions read ahead of the scheduler.
 const READ_AHEAD: usize = 1024;
-/// How often the source head is read for lag.
-const HEAD_INTERVAL: Duration = Duration::from_secs(2);
 /// How often the checkpoint follows the watermark.
 const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(200);
 
@@ -133,6 +154,8 @@ pub async fn run(ctx: &JobContext, start: Option<BinlogPosition>) -> crate::Resu
     let mut state = Loop::new(ctx, control, scheduler, source, start.clone(), safe_until);
     state.copy_safe_until = copy_safe_until;
     state.applied_above = applied_above;
+    state.share_progress();
+    let mut monitor = lag::Monitor::new(ctx, state.progress.clone());
     checkpoint::advance(&mut state.control.conn, &job, &start, true).await?;
 
     let (stream, checksums) = stream::open(&ctx.config.source, &start, server_id(&job)).await?;
@@ -140,7 +163,10 @@ pub async fn run(ctx: &JobContext, start: Option<BinlogPosition>) -> crate::Resu
     let filter = filter::Filter::new(ctx.config.objects.clone()).with_copy_positions(copied_at);
     let reader = Reader::new(filter, start, gtids, checksums);
     let reader_task = tokio::spawn(reader.run(stream, tx));
-    let result = state.run(rx).await;
+    let result = tokio::select! {
+        result = state.run(rx) => result,
+        () = monitor.run() => unreachable!("the monitor runs until replication stops"),
+    };
     reader_task.abort();
     if let Ok(Err(panic)) = tokio::time::timeout(Duration::from_secs(5), reader_task).await
         && panic.is_panic()
@@ -151,7 +177,8 @@ pub async fn run(ctx: &JobContext, start: Option<BinlogPosition>) -> crate::Resu
     state.scheduler.drain().await?;
     let applied = state.scheduler.watermark().low().clone();
     checkpoint::advance(&mut state.control.conn, &job, &applied, false).await?;
-    state.report(true).await;
+    state.share_progress();
+    monitor.report(true).await;
     Ok(())
 }
 
@@ -195,6 +222,8 @@ struct Loop<'a> {
     /// The target connection for schemas, DDL and the checkpoint.
     control: Applier,
     schemas: SchemaCache,
+    /// Binlog columns to target columns, by name.
+    mappings: Mappings,
     scheduler: Scheduler,
     source: Conn,
     /// End of the last unit read: where the next one starts.
@@ -208,11 +237,8 @@ struct Loop<'a> {
     /// Until this source position, rows the copy may already hold are replayed idempotently:
     /// the copy's tables were not all read at the start position.
     copy_safe_until: Option<(String, u64)>,
-    head: Option<Position>,
-    head_files: Vec<(String, u64)>,
-    head_read: Option<Instant>,
-    rate_mark: (Instant, u64),
-    rows_per_second: i64,
+    /// What the status shows, for the [`lag::Monitor`].
+    progress: lag::SharedProgress,
 }
 
 impl<'a> Loop<'a> {
@@ -229,6 +255,7 @@ impl<'a> Loop<'a> {
             job: ctx.config.id.to_string(),
             control,
             schemas: SchemaCache::default(),
+            mappings: Mappings::default(),
             scheduler,
             source,
             read: start.clone(),
@@ -237,11 +264,7 @@ impl<'a> Loop<'a> {
             applied_above: HashSet::new(),
             safe_until,
             copy_safe_until: None,
-            head: None,
-            head_files: Vec::new(),
-            head_read: None,
-            rate_mark: (Instant::now(), 0),
-            rows_per_second: 0,
+            progress: Default::default(),
         }
     }
 
@@ -257,11 +280,12 @@ impl<'a> Loop<'a> {
             match event {
                 Event::Stop => return Ok(()),
                 Event::Tick => {
+                    self.share_progress();
                     self.save_checkpoint().await?;
-                    self.report(false).await;
                 }
                 Event::Applied(applied) => {
                     applied?;
+                    self.share_progress();
                     if !self.scheduler.busy() {
                         self.save_checkpoint().await?;
                     }
@@ -310,7 +334,8 @@ impl<'a> Loop<'a> {
         self.scheduler.dispatch(Work { seq, end, changes, mode }, keys).await
     }
 
-    /// The target schema of each row change's table.
+    /// The target schema of each row change's table, and the change with its values in the
+    /// target's column order.
     async fn resolve(
         &mut self,
         txn: Txn,
@@ -324,15 +349,8 @@ impl<'a> Loop<'a> {
                 .ok_or_else(|| IncrementalError::MissingTable {
                     table: crate::sql::qualified(&change.database, &change.table),
                 })?;
-            if schema.columns.len() != change.column_types.len() {
-                return Err(IncrementalError::SchemaMismatch {
-                    table: schema.name(),
-                    binlog: change.column_types.len(),
-                    target: schema.columns.len(),
-                }
-                .into());
-            }
-            resolved.push((schema, change));
+            let mapping = self.mappings.get(&mut self.source, &change, &schema).await?;
+            resolved.push((schema, mapping.apply(change)));
         }
         Ok(resolved)
     }
@@ -381,82 +399,24 @@ impl<'a> Loop<'a> {
             tracing::warn!(sql = %ddl.sql, error = %e, "DDL already applied before the restart");
         }
         self.schemas.clear();
+        self.mappings.clear();
         self.read = ddl.end.clone();
         let seq = self.scheduler.register(ddl.end, ddl.timestamp);
         self.scheduler.skip(seq);
         self.save_checkpoint().await
     }
 
-    /// Updates status.incremental and status.position; publishes when due (or now if `force`).
-    async fn report(&mut self, force: bool) {
-        if self.head_read.is_none_or(|t| t.elapsed() >= HEAD_INTERVAL) {
-            self.head_read = Some(Instant::now());
-            match stream::source_head(&mut self.source).await {
-                Ok(head) => self.head = Some(head),
-                Err(e) => tracing::warn!(error = %e, "cannot read the source head position"),
-            }
-            if let Ok(files) = stream::binary_logs(&mut self.source).await {
-                self.head_files = files;
-            }
-        }
-        let elapsed = self.rate_mark.0.elapsed();
-        let rows_total = self.scheduler.rows_total;
-        if elapsed >= Duration::from_secs(1) {
-            let rows = rows_total - self.rate_mark.1;
-            self.rows_per_second = (rows as f64 / elapsed.as_secs_f64()).round() as i64;
-            self.rate_mark = (Instant::now(), rows_total);
-        }
-        let applied = self.scheduler.watermark().low().clone();
-        let applied_timestamp = self.scheduler.watermark().low_timestamp();
-        let lag_bytes = self.head.as_ref().map(|h| lag_bytes(&applied, h, &self.head_files));
-        let caught_up = lag_bytes == Some(0);
-        let lag_seconds = if caught_up || applied_timestamp == 0 {
-            0
-        } else {
-            (Utc::now().timestamp() - i64::from(applied_timestamp)).max(0)
+    /// Publishes what is applied and what is waiting to the monitor.
+    fn share_progress(&self) {
+        let watermark = self.scheduler.watermark();
+        let progress = lag::Progress {
+            applied: watermark.low().clone(),
+            oldest_pending: watermark.oldest_pending_timestamp(),
+            rows_total: self.scheduler.rows_total,
+            safe_until: self.safe_until,
         };
-        let safe_mode_until = self.safe_until.map(|until| {
-            let left = until.saturating_duration_since(Instant::now());
-            (Utc::now() + chrono::Duration::from_std(left).unwrap_or_default()).to_rfc3339()
-        });
-        let status = IncrementalStatus {
-            applied: Some(applied.to_api()),
-            source_head: self.head.as_ref().map(Position::to_api),
-            lag_seconds: Some(lag_seconds),
-            lag_bytes,
-            rows_per_second: Some(self.rows_per_second),
-            safe_mode_until,
-        };
-        let position = format!("{}:{}", applied.file, applied.pos);
-        self.ctx.reporter.update(|s| {
-            s.incremental = Some(status);
-            s.position = Some(position);
-        });
-        if force {
-            self.ctx.reporter.publish().await;
-        } else {
-            self.ctx.reporter.publish_due().await;
+        if let Ok(mut shared) = self.progress.lock() {
+            *shared = progress;
         }
     }
-}
-
-/// Bytes of binlog between `applied` and `head`, across files.
-fn lag_bytes(applied: &Position, head: &Position, files: &[(String, u64)]) -> i64 {
-    if applied.file == head.file {
-        return head.pos.saturating_sub(applied.pos) as i64;
-    }
-    let mut total: u64 = 0;
-    let mut counting = false;
-    for (file, size) in files {
-        if *file == applied.file {
-            counting = true;
-            total += size.saturating_sub(applied.pos);
-        } else if *file == head.file {
-            total += head.pos;
-            break;
-        } else if counting {
-            total += size;
-        }
-    }
-    total as i64
 }

@@ -9,7 +9,7 @@ use tokio::sync::mpsc;
 use super::IncrementalError;
 use super::checkpoint::Position;
 use super::event::{Decoded, Decoder, RowChange};
-use super::filter::{DdlDecision, Filter};
+use super::filter::{DdlDecision, Filter, Object, dml_tables, redacted};
 use super::gtid::GtidState;
 use crate::config::Endpoint;
 use crate::error::SqlContext;
@@ -190,7 +190,7 @@ pub struct Reader {
 impl Reader {
     /// `gtids` is `start`'s GTID set, parsed.
     pub fn new(filter: Filter, start: Position, gtids: GtidState, checksums: bool) -> Self {
-        let mut decoder = Decoder::new();
+        let mut decoder = Decoder::new().with_selection(filter.clone());
         decoder.checksum_before_fde = checksums;
         decoder.file.clone_from(&start.file);
         Self { decoder, filter, position: start, gtids, current: None, pending_gtid: None }
@@ -235,12 +235,12 @@ impl Reader {
         }
         let timestamp = header.timestamp();
         let Decoded::Payload(events) = decoded else {
-            return Ok(self.assemble(decoded, timestamp));
+            return self.assemble(decoded, timestamp);
         };
         // A payload holds one whole transaction; it ends where the payload event ends.
         let mut unit = None;
         for decoded in events {
-            if let Some(done) = self.assemble(decoded, timestamp)
+            if let Some(done) = self.assemble(decoded, timestamp)?
                 && unit.replace(done).is_some()
             {
                 let at = describe(&self.position);
@@ -251,8 +251,11 @@ impl Reader {
     }
 
     /// Adds a decoded event to the transaction being read; returns it when it is complete.
-    fn assemble(&mut self, decoded: Decoded, timestamp: u32) -> Option<Unit> {
-        match decoded {
+    fn assemble(&mut self, decoded: Decoded, timestamp: u32) -> crate::Result<Option<Unit>> {
+        if let Decoded::Query { schema, sql } = &decoded {
+            self.refuse_statement_dml(schema, sql)?;
+        }
+        Ok(match decoded {
             Decoded::MariaGtid { standalone, .. } => {
                 if !standalone {
                     self.current = Some(Vec::new());
@@ -291,7 +294,25 @@ impl Reader {
                 })
             }
             _ => None,
+        })
+    }
+
+    /// Row changes the source logged as a statement (`binlog_format=STATEMENT` or `MIXED` in
+    /// some session) cannot be replayed exactly: on a selected table they stop the job.
+    fn refuse_statement_dml(&self, schema: &str, sql: &str) -> Result<(), IncrementalError> {
+        let Some(tables) = dml_tables(schema, sql) else { return Ok(()) };
+        let selected = |object: &Object| match object {
+            Object::Table(database, table) => self.filter.row(database, table, &self.position),
+            Object::Database(database) => self.filter.database(database),
+        };
+        // A statement whose table is not understood is treated as touching the selection.
+        if !tables.is_empty() && !tables.iter().any(selected) {
+            return Ok(());
         }
+        Err(IncrementalError::StatementFormat {
+            at: describe(&self.position),
+            statement: redacted(sql, 160),
+        })
     }
 
     /// The position after the event just read, with the GTID of its group applied.

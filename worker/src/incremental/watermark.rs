@@ -60,6 +60,11 @@ impl Watermark {
         self.low_timestamp
     }
 
+    /// Source time of the oldest unit registered and not yet applied.
+    pub fn oldest_pending_timestamp(&self) -> Option<u32> {
+        self.pending.values().find(|unit| !unit.done).map(|unit| unit.timestamp)
+    }
+
     /// Units registered and not yet below the watermark.
     pub fn in_flight(&self) -> usize {
         self.pending.len()
