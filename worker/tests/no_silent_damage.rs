@@ -369,3 +369,63 @@ fn bad_input_is_rejected_in_bounded_time_and_memory() {
         assert!(took < Duration::from_secs(2), "{name} took {took:?}");
     }
 }
+
+/// The same on TiDB: its session takes the strict mode with ALLOW_INVALID_DATES, the dates
+/// arrive as they are, and a second run (whose precheck compares the tables Ferry created with
+/// the source's) passes.
+#[tokio::test(flavor = "multi_thread")]
+async fn invalid_dates_reach_tidb_exactly_and_created_tables_pass_the_precheck() {
+    let mut setup = Setup::start_with(ferry_e2e::TargetKind::TiDb).await;
+    setup
+        .source
+        .exec(
+            "SET SESSION sql_mode = 'ALLOW_INVALID_DATES'; CREATE DATABASE app; \
+             CREATE TABLE app.dates (id INT PRIMARY KEY, d DATE, dt DATETIME(3), \
+               name VARCHAR(20), price DECIMAL(10,2), kind ENUM('a','b'), big BIGINT UNSIGNED) \
+               CHARACTER SET latin1; \
+             INSERT INTO app.dates VALUES (1, '2024-02-31', '2024-02-31 10:00:00.125', 'é', 1.5, 'b', 18446744073709551615), \
+               (2, '0000-00-00', '0000-00-00 00:00:00', '', -0.01, 'a', 0), \
+               (3, '2024-00-10', '2024-04-00 01:02:03', NULL, NULL, NULL, NULL)",
+        )
+        .await
+        .expect("source");
+    let manifest = setup.manifest("Full", "    databases: [app]");
+    for run in 0..2 {
+        let (ok, log) = setup.run(&manifest, &[], &[]);
+        assert!(ok, "run {run} failed:\n{log}");
+    }
+    let sql =
+        "SELECT CONCAT_WS(' | ', id, d, dt, name, price, kind, big) FROM app.dates ORDER BY id";
+    let source = setup.source.query_strings(sql).await.expect("source rows");
+    let target = setup.target.query_strings(sql).await.expect("target rows");
+    assert_eq!(source, target, "values changed on the way:\n{}", setup.last_log());
+}
+
+/// Replication too: rows written under ALLOW_INVALID_DATES, zero dates and zero parts arrive
+/// as the source holds them.
+#[tokio::test(flavor = "multi_thread")]
+async fn replication_carries_invalid_and_zero_dates_exactly() {
+    let mut setup = Setup::start().await;
+    setup
+        .both("CREATE DATABASE app; CREATE TABLE app.dates (id INT PRIMARY KEY, d DATE, dt DATETIME(3))")
+        .await;
+    let start = setup.source_head().await;
+    let manifest = setup.incremental_manifest(&start, "");
+    let mut child = setup.spawn(&manifest, &[], &[]);
+    setup
+        .source
+        .exec(
+            "SET SESSION sql_mode = 'ALLOW_INVALID_DATES'; \
+             INSERT INTO app.dates VALUES (1, '2024-02-31', '2024-02-31 10:00:00.125'), \
+               (2, '0000-00-00', '0000-00-00 00:00:00'), (3, '2024-00-10', '2024-04-00 01:02:03'); \
+             UPDATE app.dates SET d = '2023-04-31' WHERE id = 2",
+        )
+        .await
+        .expect("source");
+    setup.wait_caught_up(&mut child, Duration::from_secs(60)).await;
+    assert!(support::interrupt(&mut child).success(), "{}", setup.last_log());
+    let sql = "SELECT CONCAT_WS(' | ', id, d, dt) FROM app.dates ORDER BY id";
+    let source = setup.source.query_strings(sql).await.expect("source rows");
+    let target = setup.target.query_strings(sql).await.expect("target rows");
+    assert_eq!(source, target, "dates changed on the way:\n{}", setup.last_log());
+}
