@@ -46,6 +46,7 @@ pub struct MariaDb {
     dir: tempfile::TempDir,
     port: u16,
     role: Role,
+    options: MariaDbOptions,
 }
 
 const START_TIMEOUT: Duration = Duration::from_secs(60);
@@ -82,18 +83,24 @@ impl MariaDb {
         let data = dir.path().join("data");
         copy_dir(template_datadir()?, &data)?;
         let port = free_port().map_err(io_err("find a free port"))?;
-        let log = std::fs::File::create(dir.path().join("error.log"))
-            .map_err(io_err("create error log"))?;
-        let child = Command::new(mariadbd())
-            .arg("--no-defaults")
-            .args(server_args(dir.path(), port, options))
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .map_err(io_err("start mariadbd (is mariadb-server installed? run dev/setup.sh)"))?;
-        let mut server = Self { child, dir, port, role: options.role };
+        let child = spawn(dir.path(), port, options)?;
+        let mut server = Self { child, dir, port, role: options.role, options: options.clone() };
         server.wait_ready().await?;
         Ok(server)
+    }
+
+    /// Kills the server at once, as a crash or a power cut would; [`MariaDb::restart`] brings it
+    /// back on the same port with the same data.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts a killed server again (crash recovery included) and waits until it answers.
+    pub async fn restart(&mut self) -> Result<()> {
+        self.kill();
+        self.child = spawn(self.dir.path(), self.port, &self.options)?;
+        self.wait_ready().await
     }
 
     async fn wait_ready(&mut self) -> Result<()> {
@@ -161,6 +168,21 @@ impl Drop for MariaDb {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+fn spawn(dir: &Path, port: u16, options: &MariaDbOptions) -> Result<Child> {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("error.log"))
+        .map_err(io_err("open the error log"))?;
+    Command::new(mariadbd())
+        .arg("--no-defaults")
+        .args(server_args(dir, port, options))
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .map_err(io_err("start mariadbd (is mariadb-server installed? run dev/setup.sh)"))
 }
 
 fn server_args(dir: &Path, port: u16, options: &MariaDbOptions) -> Vec<String> {

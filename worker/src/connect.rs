@@ -14,6 +14,35 @@ use crate::error::SqlContext;
 /// How long a connection attempt may take before it is reported as unreachable.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 
+/// The SQL mode of every Ferry session that writes to the target. Strict, so that a value the
+/// target cannot hold is an error rather than a silent truncation or clamp; and allowing every
+/// date the source may hold, so that such dates arrive exactly: zero dates and zero parts (no
+/// NO_ZERO_DATE, NO_ZERO_IN_DATE, which sources allow by default) and dates such as
+/// `2024-02-31` written under ALLOW_INVALID_DATES (the source keeps them whatever its sql_mode
+/// is now). Explicit zeros in AUTO_INCREMENT columns stay zeros. MariaDB, MySQL and TiDB all
+/// accept this mode.
+pub const TARGET_SQL_MODE: &str =
+    "STRICT_ALL_TABLES,ALLOW_INVALID_DATES,NO_AUTO_VALUE_ON_ZERO,NO_ENGINE_SUBSTITUTION";
+
+/// Whether an error means the server went away or is restarting (the network, a shutdown, a
+/// killed connection): running again later may succeed without anyone changing anything.
+pub fn transient(error: &mysql_async::Error) -> bool {
+    match error {
+        mysql_async::Error::Io(_) => true,
+        mysql_async::Error::Driver(e) => {
+            matches!(
+                e,
+                mysql_async::DriverError::ConnectionClosed
+                    | mysql_async::DriverError::PoolDisconnected
+            )
+        }
+        // Server shutdown in progress, connection killed, server gone away, lost connection,
+        // too many connections (the server is still starting other sessions).
+        mysql_async::Error::Server(e) => matches!(e.code, 1040 | 1053 | 1927 | 2006 | 2013),
+        _ => false,
+    }
+}
+
 /// Why a server could not be reached. Messages name the endpoint, never the password.
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectError {
@@ -33,7 +62,7 @@ impl ConnectError {
     pub fn retryable(&self) -> bool {
         match self {
             Self::Timeout { .. } => true,
-            Self::Failed { source, .. } => matches!(source, mysql_async::Error::Io(_)),
+            Self::Failed { source, .. } => transient(source),
             Self::TlsConfig { .. } => false,
         }
     }
@@ -74,7 +103,23 @@ pub async fn connect(endpoint: &Endpoint, role: &'static str) -> Result<Conn, Co
             hint: hint_for(&source),
             source,
         }),
+        Ok(Ok(conn)) if role == "target" => strict(conn, endpoint).await,
         Ok(Ok(conn)) => Ok(conn),
+    }
+}
+
+/// Every target session starts strict (see [`TARGET_SQL_MODE`]): checkpoints, DDL and rows alike
+/// fail rather than being cut to fit.
+async fn strict(mut conn: Conn, endpoint: &Endpoint) -> Result<Conn, ConnectError> {
+    let set = format!("SET SESSION sql_mode = '{TARGET_SQL_MODE}'");
+    match conn.query_drop(set).await {
+        Ok(()) => Ok(conn),
+        Err(source) => Err(ConnectError::Failed {
+            role: "target",
+            endpoint: endpoint.describe(),
+            hint: " (setting the session's sql_mode)",
+            source,
+        }),
     }
 }
 

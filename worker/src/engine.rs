@@ -66,6 +66,36 @@ async fn stopped(ctx: &JobContext) -> Result<Outcome> {
     Ok(Outcome::Stopped)
 }
 
+/// The first SIGINT (Ctrl-C) or SIGTERM (`kill`, pod deletion) stops the job at a checkpoint;
+/// a second one exits at once with 128 + the signal's number (130, 143), as shells do.
+pub fn stop_on_signals(cancel: CancellationToken) {
+    use tokio::signal::unix::{SignalKind, signal};
+    tokio::spawn(async move {
+        let (mut interrupt, mut terminate) =
+            match (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) {
+                (Ok(i), Ok(t)) => (i, t),
+                (Err(e), _) | (_, Err(e)) => {
+                    tracing::warn!("cannot watch for SIGINT and SIGTERM: {e}");
+                    return;
+                }
+            };
+        let name = tokio::select! {
+            _ = interrupt.recv() => "SIGINT",
+            _ = terminate.recv() => "SIGTERM",
+        };
+        tracing::info!(
+            signal = name,
+            "stopping: saving the checkpoint (a second signal aborts at once)"
+        );
+        cancel.cancel();
+        let code = tokio::select! {
+            _ = interrupt.recv() => 130,
+            _ = terminate.recv() => 143,
+        };
+        std::process::exit(code);
+    });
+}
+
 async fn record_error(ctx: &JobContext, error: &crate::Error) {
     let message = error.to_string();
     tracing::error!(job = %ctx.config.id, error = %message, "job failed");

@@ -28,11 +28,12 @@ impl Error {
     /// Whether running the job again may succeed without the user changing anything.
     pub fn retryable(&self) -> bool {
         match self {
-            Self::Manifest(_) | Self::Precheck(_) => false,
+            Self::Manifest(_) => false,
+            Self::Precheck(e) => e.retryable(),
             Self::Connect(e) => e.retryable(),
             Self::Full(e) => e.retryable(),
             Self::Incremental(e) => e.retryable(),
-            Self::Sql { source, .. } => matches!(source, mysql_async::Error::Io(_)),
+            Self::Sql { source, .. } => crate::connect::transient(source),
             Self::Io { .. } => true,
         }
     }

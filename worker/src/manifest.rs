@@ -27,6 +27,16 @@ pub enum ManifestError {
     Yaml { index: usize, message: String },
     #[error("{} problem(s):\n{}", .0.len(), .0.iter().map(|p| format!("  - {p}")).collect::<Vec<_>>().join("\n"))]
     Invalid(Vec<LocatedProblem>),
+    #[error(
+        "the manifest is {0} bytes; at most {MAX_MANIFEST_BYTES} are read (a manifest holds a few \
+         Secrets, a MigrationSource and MigrationJobs: a few KiB)"
+    )]
+    TooLarge(usize),
+    #[error(
+        "the manifest nests collections {depth} deep at line {line}; at most {MAX_DEPTH} levels \
+         are read (a MigrationJob needs fewer than 10): check its brackets and indentation"
+    )]
+    TooDeep { depth: usize, line: usize },
     #[error("the manifest has no MigrationJob; add one (see deploy/examples/)")]
     NoJob,
     #[error("the manifest has {0} MigrationJobs ({1}); choose one with --job NAME")]
@@ -74,13 +84,18 @@ pub struct Manifest {
 impl Manifest {
     /// Reads and validates a manifest file.
     pub fn load(path: &Path) -> Result<Self, ManifestError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| ManifestError::Read { path: path.display().to_string(), source })?;
+        let read_error = |source| ManifestError::Read { path: path.display().to_string(), source };
+        let size = std::fs::metadata(path).map_err(read_error)?.len();
+        if size > MAX_MANIFEST_BYTES as u64 {
+            return Err(ManifestError::TooLarge(size as usize));
+        }
+        let text = std::fs::read_to_string(path).map_err(read_error)?;
         Self::parse(&text)
     }
 
     /// Parses and validates manifest text; every problem is reported, not only the first.
     pub fn parse(text: &str) -> Result<Self, ManifestError> {
+        check_bounds(text)?;
         let documents = split_documents(text)?;
         let mut manifest = Manifest::default();
         let mut problems = Vec::new();
@@ -374,6 +389,88 @@ fn secret_refs<'a>(
         refs.extend(named.into_iter().filter_map(|(p, r)| r.as_ref().map(|r| (p, r))));
     }
     refs
+}
+
+/// Largest manifest read: far above any real one, well below what takes the parser long.
+const MAX_MANIFEST_BYTES: usize = 4 << 20;
+/// Deepest nesting read. The YAML parser takes time that grows steeply with nesting (100 KB of
+/// brackets took 16 s), so depth is measured by a linear scan before parsing.
+const MAX_DEPTH: usize = 64;
+
+/// Rejects manifests too large or too deeply nested to parse in bounded time.
+fn check_bounds(text: &str) -> Result<(), ManifestError> {
+    if text.len() > MAX_MANIFEST_BYTES {
+        return Err(ManifestError::TooLarge(text.len()));
+    }
+    let mut flow = 0usize;
+    let mut indents: Vec<usize> = Vec::new();
+    for (number, line) in text.lines().enumerate() {
+        let too_deep = |depth| ManifestError::TooDeep { depth, line: number + 1 };
+        let block = block_depth(line, &mut indents);
+        for depth in flow_depths(line, &mut flow) {
+            if block + depth > MAX_DEPTH {
+                return Err(too_deep(block + depth));
+            }
+        }
+        if block > MAX_DEPTH {
+            return Err(too_deep(block));
+        }
+    }
+    Ok(())
+}
+
+/// Block nesting at a line: the stack of indentations it is under, counting each `- ` that
+/// opens a sequence item on the line as one more level. Blank and comment lines keep it.
+fn block_depth(line: &str, indents: &mut Vec<usize>) -> usize {
+    let content = line.trim_start_matches([' ', '-', '\t']);
+    if content.is_empty() || content.starts_with('#') {
+        return indents.len();
+    }
+    let mut column = line.len() - line.trim_start_matches([' ', '\t']).len();
+    loop {
+        while indents.last().is_some_and(|&top| top >= column) {
+            indents.pop();
+        }
+        indents.push(column);
+        let rest = &line[column..];
+        match rest.strip_prefix('-') {
+            Some(after) if after.starts_with([' ', '\t']) => {
+                column = line.len() - after.trim_start_matches([' ', '\t']).len();
+            }
+            _ => return indents.len(),
+        }
+    }
+}
+
+/// The flow nesting (`[`, `{`) after each bracket of a line, outside quoted strings and
+/// comments. Quotes are followed within the line only: a multi-line quoted string counts its
+/// later lines' brackets, which only overestimates.
+fn flow_depths(line: &str, flow: &mut usize) -> Vec<usize> {
+    let mut depths = Vec::new();
+    let mut quote: Option<char> = None;
+    let mut previous = ' ';
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        match (quote, c) {
+            (Some('"'), '\\') => {
+                chars.next();
+            }
+            (Some(q), _) if c == q => quote = None,
+            (Some(_), _) => {}
+            (None, '\'' | '"') if previous.is_whitespace() || "[{,".contains(previous) => {
+                quote = Some(c)
+            }
+            (None, '#') if previous.is_whitespace() => break,
+            (None, '[' | '{') => {
+                *flow += 1;
+                depths.push(*flow);
+            }
+            (None, ']' | '}') => *flow = flow.saturating_sub(1),
+            _ => {}
+        }
+        previous = c;
+    }
+    depths
 }
 
 fn split_documents(text: &str) -> Result<Vec<(usize, Value)>, ManifestError> {

@@ -153,3 +153,79 @@ async fn a_tidb_target_passes_with_collation_rewrites_as_warnings() -> TestResul
     );
     Ok(())
 }
+
+/// Triggers, procedures, functions and events are not migrated: each is named, with what to do
+/// on a MariaDB target and on TiDB (which supports none of them).
+#[tokio::test]
+async fn triggers_routines_and_events_are_named_as_not_migrated() -> TestResult {
+    let (source, target, tidb) =
+        tokio::try_join!(MariaDb::source(), MariaDb::target(), ferry_e2e::TiDb::start())?;
+    let mut cfg = config(&source, &target, MigrationMode::FullAndIncremental);
+    cfg.objects = databases(&["app"]);
+    assert_item(&check(&cfg).await, "triggers_routines_events", CheckResult::Pass, "none");
+    source
+        .exec(
+            "CREATE DATABASE app; CREATE TABLE app.t (id INT PRIMARY KEY, n INT); \
+             CREATE TRIGGER app.t_bi BEFORE INSERT ON app.t FOR EACH ROW SET NEW.n = 1; \
+             CREATE PROCEDURE app.p() SELECT 1; \
+             CREATE FUNCTION app.f() RETURNS INT DETERMINISTIC RETURN 1; \
+             CREATE EVENT app.e ON SCHEDULE EVERY 1 DAY DO DELETE FROM app.t; \
+             CREATE DATABASE other; CREATE PROCEDURE other.q() SELECT 2",
+        )
+        .await?;
+    let items = check(&cfg).await;
+    let expected = "not migrated: trigger app.t_bi (on app.t), function app.f, procedure app.p, \
+                    event app.e";
+    assert_item(&items, "triggers_routines_events", CheckResult::Warning, expected);
+    let found = item(&items, "triggers_routines_events");
+    assert!(found.remedy.as_deref().unwrap_or("").contains("After cutover"), "{found:?}");
+    assert!(!found.observed.as_deref().unwrap_or("").contains("other.q"), "{found:?}");
+
+    cfg.target.port = tidb.port();
+    let found = check(&cfg).await;
+    let found = item(&found, "triggers_routines_events");
+    assert!(found.reason.as_deref().unwrap_or("").contains("TiDB does not support"), "{found:?}");
+    Ok(())
+}
+
+/// Source and target on one server fail; pre-existing target tables are compared column by
+/// column with the source's (an equal table passes, a narrower one fails), also on TiDB.
+#[tokio::test]
+async fn target_tables_are_compared_and_one_server_is_refused() -> TestResult {
+    let (source, target, tidb) =
+        tokio::try_join!(MariaDb::source(), MariaDb::target(), ferry_e2e::TiDb::start())?;
+    let table = "CREATE DATABASE app; CREATE TABLE app.same (id BIGINT UNSIGNED PRIMARY KEY, \
+                 name VARCHAR(50) CHARACTER SET utf8mb4, price DECIMAL(10,2), seen DATETIME(3), \
+                 kind ENUM('a','b'), data BLOB, day DATE, note TEXT)";
+    source.exec(table).await?;
+    source.exec("CREATE TABLE app.narrow (id INT PRIMARY KEY, code VARCHAR(10))").await?;
+    let mut cfg = config(&source, &target, MigrationMode::FullAndIncremental);
+    cfg.objects = databases(&["app"]);
+    for (server, port) in [("MariaDB", target.port()), ("TiDB", tidb.port())] {
+        cfg.target.port = port;
+        let created =
+            if server == "TiDB" { tidb.exec(table).await } else { target.exec(table).await };
+        created?;
+        let narrow = "CREATE TABLE app.narrow (id INT PRIMARY KEY, code CHAR(4) NOT NULL)";
+        if server == "TiDB" {
+            tidb.exec(narrow).await?
+        } else {
+            target.exec(narrow).await?
+        };
+        let items = check(&cfg).await;
+        assert_item(&items, "distinct_servers", CheckResult::Pass, "");
+        let found = item(&items, "target_table_definitions");
+        let observed = found.observed.as_deref().unwrap_or("");
+        assert_eq!(found.result, CheckResult::Failure, "{server}: {}", show(&items));
+        assert!(
+            observed
+                .contains("`app`.`narrow`.`code` (source varchar(10), target char(4): NULL values"),
+            "{server}: {observed}"
+        );
+        assert!(!observed.contains("`app`.`same`"), "{server}: {observed}");
+    }
+    let mut same = config(&source, &source, MigrationMode::Full);
+    same.objects = databases(&["app"]);
+    assert_item(&check(&same).await, "distinct_servers", CheckResult::Failure, "the same server");
+    Ok(())
+}

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use ferry_crds::job::Phase;
 use tokio_util::sync::CancellationToken;
 
 use crate::engine::{self, JobContext, Outcome};
@@ -49,15 +50,28 @@ pub async fn run(args: Args) -> crate::Result<ExitCode> {
     }
     let reporter = Arc::new(StatusReporter::new(sinks, Duration::from_secs(1)));
     let cancel = CancellationToken::new();
-    stop_on_ctrl_c(cancel.clone());
+    engine::stop_on_signals(cancel.clone());
     let ctx = JobContext { config, reporter, cancel };
     match run_with_retries(&ctx, args.retries).await? {
         Outcome::Completed => eprintln!("job {} completed", ctx.config.id),
         Outcome::Stopped => {
+            record_stop(&ctx).await;
             eprintln!("job {} stopped; run the same command to resume", ctx.config.id)
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// A stopped run leaves the status saying so (Paused, not Running): nothing works on the job
+/// until the command runs again.
+async fn record_stop(ctx: &JobContext) {
+    ctx.reporter.update(|s| {
+        s.phase = Some(Phase::Paused);
+        let message =
+            "stopped on request with the checkpoint saved; run the same command to resume";
+        set_condition(&mut s.conditions, "Ready", false, "Stopped", message);
+    });
+    ctx.reporter.publish().await;
 }
 
 /// Runs the job, and again from its checkpoint after each retryable error, so a blip on the
@@ -92,16 +106,4 @@ async fn run_with_retries(ctx: &JobContext, retries: u32) -> crate::Result<Outco
             _ = ctx.cancel.cancelled() => return Ok(Outcome::Stopped),
         }
     }
-}
-
-fn stop_on_ctrl_c(cancel: CancellationToken) {
-    tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            tracing::info!("stopping: saving the checkpoint (Ctrl-C again to abort at once)");
-            cancel.cancel();
-            if tokio::signal::ctrl_c().await.is_ok() {
-                std::process::exit(130);
-            }
-        }
-    });
 }

@@ -5,6 +5,7 @@
 //! the previous one executes, and at most two statements wait, so memory stays flat.
 
 use std::collections::{HashMap, VecDeque};
+use std::ops::Range;
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -14,6 +15,7 @@ use mysql_async::prelude::Queryable;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use super::FullError;
 use super::chunk::Chunk;
 use super::indexes;
 use super::meta;
@@ -21,16 +23,88 @@ use super::objects::Table;
 use super::progress::Progress;
 use super::snapshot::SnapshotConn;
 use super::value;
+use crate::connect::TARGET_SQL_MODE;
 use crate::error::SqlContext;
 use crate::sql::quote_ident;
 
 /// Largest multi-row statement.
 pub const MAX_STATEMENT: usize = 1 << 20;
 
-/// Target session: UTC, utf8mb4, zero dates and explicit zeros in AUTO_INCREMENT columns
-/// accepted as they are, foreign keys not checked while tables fill in any order.
-pub const TARGET_SESSION: &str = "SET time_zone = '+00:00', NAMES utf8mb4, \
-    sql_mode = 'NO_AUTO_VALUE_ON_ZERO,NO_ENGINE_SUBSTITUTION', foreign_key_checks = 0";
+/// Target session: UTC, utf8mb4, the strict SQL mode of [`TARGET_SQL_MODE`] (a value the target
+/// cannot hold is an error; every date the source holds arrives as it is), foreign keys not
+/// checked while tables fill in any order.
+pub fn target_session() -> String {
+    format!(
+        "SET time_zone = '+00:00', NAMES utf8mb4, sql_mode = '{TARGET_SQL_MODE}', \
+         foreign_key_checks = 0"
+    )
+}
+
+/// A multi-row statement and, per row, where the values that identify it are in its text (the
+/// key's literals, or the whole row for a table without a key), to name a row the target
+/// rejects.
+struct Batch {
+    sql: Vec<u8>,
+    rows: u64,
+    /// Where each row's `(...)` starts.
+    starts: Vec<usize>,
+    /// Per row, one byte range per identifying value.
+    keys: Vec<Vec<Range<usize>>>,
+}
+
+impl Batch {
+    fn new(header: &[u8]) -> Self {
+        Self { sql: header.to_vec(), rows: 0, starts: Vec::new(), keys: Vec::new() }
+    }
+
+    /// The statement that writes only the 0-based row `i`.
+    fn single_row(&self, i: usize) -> Option<Vec<u8>> {
+        let start = *self.starts.get(i)?;
+        let end = self.starts.get(i + 1).map_or(self.sql.len(), |next| next - 1);
+        let mut sql = self.sql[..*self.starts.first()?].to_vec();
+        sql.extend_from_slice(&self.sql[start..end]);
+        Some(sql)
+    }
+
+    /// `id=42` for the 1-based `row` of the statement, from the literals written for it.
+    fn describe_row(&self, table: &Table, row: usize) -> Option<String> {
+        let ranges = self.keys.get(row.checked_sub(1)?)?;
+        let text = |r: &Range<usize>| String::from_utf8_lossy(&self.sql[r.clone()]).into_owned();
+        if table.key.is_empty() {
+            return Some(format!(
+                "(no key) row ({})",
+                ranges.iter().map(text).collect::<Vec<_>>().join(", ")
+            ));
+        }
+        // The ranges follow the columns' order, which may differ from the key's.
+        let names = table.columns.iter().filter(|c| table.key.contains(&c.name));
+        let pairs: Vec<String> =
+            names.zip(ranges).map(|(c, r)| format!("{}={}", c.name, text(r))).collect();
+        Some(pairs.join(", "))
+    }
+}
+
+/// The row number (1-based) a MySQL/MariaDB/TiDB error about a value names (`... at row 3`);
+/// None when absent or 0 (an error raised inside a target trigger says row 0).
+fn error_row(message: &str) -> Option<usize> {
+    let at = message.rfind(" at row ")?;
+    let digits: String = message[at + 8..].chars().take_while(char::is_ascii_digit).collect();
+    digits.parse().ok().filter(|n| *n > 0)
+}
+
+/// Errors about a value the column cannot take: NULL into NOT NULL, out of range, truncated,
+/// incorrect value, too long, invalid JSON, a failed CHECK constraint.
+const VALUE_ERRORS: &[u16] = &[1048, 1264, 1265, 1292, 1366, 1367, 1406, 1690, 3140, 4025];
+
+/// The column an error about a value names: `for column 'c'` or `` for column `db`.`t`.`c` ``.
+fn error_column(message: &str) -> Option<String> {
+    let start = message.find("column ")? + 7;
+    let rest = &message[start..];
+    let end = rest.find(" at row").unwrap_or(rest.len());
+    let quoted = rest[..end].trim();
+    let last = quoted.rsplit('.').next().unwrap_or(quoted);
+    Some(last.trim_matches(|c| c == '\'' || c == '`').to_string())
+}
 
 /// What the workers share.
 pub struct Shared {
@@ -55,7 +129,7 @@ pub async fn worker(
     mut source: SnapshotConn,
     mut target: Conn,
 ) -> crate::Result<()> {
-    target.query_drop(TARGET_SESSION).await.sql("set up a target session")?;
+    target.query_drop(target_session()).await.sql("set up a target session")?;
     while !shared.cancel.is_cancelled() {
         let Some(chunk) = shared.next() else { break };
         let key = (chunk.db.clone(), chunk.table.clone());
@@ -109,18 +183,17 @@ async fn copy_chunk(
     );
     let header = format!("REPLACE INTO {} ({}) VALUES ", table.qualified(), columns.join(", "));
     target.query_drop("BEGIN").await.sql("begin a chunk on the target")?;
-    let (tx, mut rx) = mpsc::channel::<(Vec<u8>, u64)>(2);
+    let (tx, mut rx) = mpsc::channel::<Batch>(2);
     let read = read_rows(shared, table, &select, header.as_bytes(), &mut source.conn, tx);
     let write = async {
         let (mut rows, mut bytes) = (0u64, 0u64);
-        while let Some((statement, n)) = rx.recv().await {
-            target
-                .query_drop(&statement)
-                .await
-                .sql(format!("write rows of {} to the target", table.qualified()))?;
-            rows += n;
-            bytes += statement.len() as u64;
-            shared.progress.add(n, statement.len() as u64);
+        while let Some(batch) = rx.recv().await {
+            if let Err(error) = target.query_drop(&batch.sql).await {
+                return Err(write_error(target, table, &batch, error).await);
+            }
+            rows += batch.rows;
+            bytes += batch.sql.len() as u64;
+            shared.progress.add(batch.rows, batch.sql.len() as u64);
         }
         Ok::<_, crate::Error>((rows, bytes))
     };
@@ -137,6 +210,46 @@ async fn copy_chunk(
     Ok(true)
 }
 
+/// A rejected statement: a value the target cannot hold names the table, the column and the
+/// row's key; anything else keeps the server's message. The chunk's transaction is rolled back
+/// after this, so finding the row by writing rows one at a time leaves nothing behind.
+async fn write_error(
+    target: &mut Conn,
+    table: &Table,
+    batch: &Batch,
+    error: mysql_async::Error,
+) -> crate::Error {
+    let value_error = match &error {
+        mysql_async::Error::Server(e) if VALUE_ERRORS.contains(&e.code) => Some(e.message.clone()),
+        _ => None,
+    };
+    let Some(message) = value_error else {
+        let context = format!("write rows of {} to the target", table.qualified());
+        return crate::Error::Sql { context, source: error };
+    };
+    let row = match error_row(&message) {
+        Some(n) => Some(n),
+        None => rejected_row(target, batch).await,
+    };
+    FullError::Value {
+        table: table.qualified(),
+        column: error_column(&message).unwrap_or_else(|| "?".into()),
+        row: row.and_then(|n| batch.describe_row(table, n)).unwrap_or_else(|| "?".into()),
+        message,
+    }
+    .into()
+}
+
+/// The first row (1-based) the target refuses when written alone.
+async fn rejected_row(target: &mut Conn, batch: &Batch) -> Option<usize> {
+    for i in 0..batch.starts.len() {
+        if target.query_drop(batch.single_row(i)?).await.is_err() {
+            return Some(i + 1);
+        }
+    }
+    None
+}
+
 /// Streams the chunk's rows into statements; false when stopped before the end.
 async fn read_rows(
     shared: &Shared,
@@ -144,37 +257,68 @@ async fn read_rows(
     select: &str,
     header: &[u8],
     source: &mut Conn,
-    tx: mpsc::Sender<(Vec<u8>, u64)>,
+    tx: mpsc::Sender<Batch>,
 ) -> crate::Result<bool> {
     let context = || format!("read rows of {} from the source", table.qualified());
+    let key_columns: Vec<usize> =
+        table.key.iter().filter_map(|k| table.columns.iter().position(|c| &c.name == k)).collect();
     let mut result = source.query_iter(select).await.sql(context())?;
-    let mut statement = header.to_vec();
-    let mut rows = 0u64;
+    let mut batch = Batch::new(header);
     while let Some(row) = result.next().await.sql(context())? {
-        if rows > 0 {
-            statement.push(b',');
+        if batch.rows > 0 {
+            batch.sql.push(b',');
         }
-        statement.push(b'(');
+        batch.starts.push(batch.sql.len());
+        batch.sql.push(b'(');
+        let mut values = Vec::with_capacity(key_columns.len().max(1));
         for (i, column) in table.columns.iter().enumerate() {
             if i > 0 {
-                statement.push(b',');
+                batch.sql.push(b',');
             }
-            value::push(&mut statement, row.as_ref(i), column.render);
+            let start = batch.sql.len();
+            value::push(&mut batch.sql, row.as_ref(i), column.render);
+            if key_columns.is_empty() || key_columns.contains(&i) {
+                values.push(start..batch.sql.len());
+            }
         }
-        statement.push(b')');
-        rows += 1;
-        if statement.len() >= MAX_STATEMENT {
-            let full = std::mem::replace(&mut statement, header.to_vec());
-            if tx.send((full, rows)).await.is_err() || shared.cancel.is_cancelled() {
+        batch.sql.push(b')');
+        batch.keys.push(values);
+        batch.rows += 1;
+        if batch.sql.len() >= MAX_STATEMENT {
+            let full = std::mem::replace(&mut batch, Batch::new(header));
+            if tx.send(full).await.is_err() || shared.cancel.is_cancelled() {
                 // The writer failed (its error is reported) or a stop was asked for.
                 result.drop_result().await.sql(context())?;
                 return Ok(false);
             }
-            rows = 0;
         }
     }
-    if rows > 0 && tx.send((statement, rows)).await.is_err() {
+    if batch.rows > 0 && tx.send(batch).await.is_err() {
         return Ok(false);
     }
     Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_about_values_name_their_row_and_column() {
+        let messages = [
+            ("Data too long for column 'name' at row 3", Some(3), "name"),
+            (
+                "Incorrect datetime value: '2024-02-31' for column `app`.`t`.`d` at row 12",
+                Some(12),
+                "d",
+            ),
+            ("Out of range value for column 'n' at row 1", Some(1), "n"),
+            ("Data too long for column 'name' at row 0", None, "name"),
+        ];
+        for (message, row, column) in messages {
+            assert_eq!(error_row(message), row, "{message}");
+            assert_eq!(error_column(message).as_deref(), Some(column), "{message}");
+        }
+        assert_eq!(error_row("Duplicate entry '1' for key 'PRIMARY'"), None);
+    }
 }

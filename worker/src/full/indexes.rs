@@ -14,7 +14,7 @@ use crate::error::SqlContext;
 use crate::sql::qualified;
 
 pub const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS ferry_meta.full_indexes (\
-    job VARCHAR(255) NOT NULL, db VARCHAR(64) NOT NULL, tbl VARCHAR(64) NOT NULL, \
+    job VARCHAR(320) NOT NULL, db VARCHAR(64) NOT NULL, tbl VARCHAR(64) NOT NULL, \
     definitions LONGTEXT NOT NULL, PRIMARY KEY (job, db, tbl))";
 
 /// Splits the plain secondary indexes (`KEY ...` lines of SHOW CREATE TABLE) off a definition.

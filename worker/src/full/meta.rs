@@ -16,15 +16,20 @@ use crate::error::SqlContext;
 /// Ferry's own schema on the target.
 pub const META_SCHEMA: &str = "ferry_meta";
 
+/// Characters of the `job` column of every `ferry_meta` table: a job id is `namespace/name`,
+/// at most 63 + 1 + 253 characters in Kubernetes, so a whole id always fits and two jobs never
+/// share a checkpoint (the CREATE statements spell this number out).
+pub const JOB_KEY_CHARS: u64 = 320;
+
 const CREATE_SNAPSHOT: &str = "CREATE TABLE IF NOT EXISTS ferry_meta.full_snapshot (\
-    job VARCHAR(255) NOT NULL PRIMARY KEY, \
+    job VARCHAR(320) NOT NULL PRIMARY KEY, \
     binlog_file VARCHAR(255) NULL, binlog_pos BIGINT UNSIGNED NULL, gtid_set TEXT NULL, \
     safe_until_file VARCHAR(255) NULL, safe_until_pos BIGINT UNSIGNED NULL, \
     method VARCHAR(32) NOT NULL, state VARCHAR(16) NOT NULL, \
     updated_at TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6) ON UPDATE CURRENT_TIMESTAMP(6))";
 
 const CREATE_CHUNKS: &str = "CREATE TABLE IF NOT EXISTS ferry_meta.full_chunks (\
-    job VARCHAR(255) NOT NULL, db VARCHAR(64) NOT NULL, tbl VARCHAR(64) NOT NULL, \
+    job VARCHAR(320) NOT NULL, db VARCHAR(64) NOT NULL, tbl VARCHAR(64) NOT NULL, \
     seq INT NOT NULL, cond LONGTEXT NOT NULL, done TINYINT NOT NULL DEFAULT 0, \
     rows_copied BIGINT NOT NULL DEFAULT 0, bytes BIGINT NOT NULL DEFAULT 0, \
     read_file VARCHAR(255) NULL, read_pos BIGINT UNSIGNED NULL, \
@@ -35,7 +40,7 @@ const CHUNK_COLUMNS_ADDED: &[(&str, &str)] =
     &[("read_file", "VARCHAR(255) NULL"), ("read_pos", "BIGINT UNSIGNED NULL")];
 
 const CREATE_TABLES: &str = "CREATE TABLE IF NOT EXISTS ferry_meta.full_tables (\
-    job VARCHAR(255) NOT NULL, db VARCHAR(64) NOT NULL, tbl VARCHAR(64) NOT NULL, \
+    job VARCHAR(320) NOT NULL, db VARCHAR(64) NOT NULL, tbl VARCHAR(64) NOT NULL, \
     read_file VARCHAR(255) NOT NULL, read_pos BIGINT UNSIGNED NOT NULL, \
     PRIMARY KEY (job, db, tbl))";
 
@@ -47,6 +52,7 @@ pub async fn ensure_tables(conn: &mut Conn) -> crate::Result<()> {
     conn.query_drop("CREATE DATABASE IF NOT EXISTS ferry_meta")
         .await
         .sql("create database ferry_meta on the target")?;
+    widen_job_keys(conn).await?;
     conn.query_drop(CREATE_SNAPSHOT).await.sql("create ferry_meta.full_snapshot on the target")?;
     conn.query_drop(CREATE_CHUNKS).await.sql("create ferry_meta.full_chunks on the target")?;
     add_missing_chunk_columns(conn).await?;
@@ -54,6 +60,29 @@ pub async fn ensure_tables(conn: &mut Conn) -> crate::Result<()> {
     conn.query_drop(super::indexes::CREATE_TABLE)
         .await
         .sql("create ferry_meta.full_indexes on the target")
+}
+
+/// Upgrades `ferry_meta` tables created by versions whose `job` column held 255 characters,
+/// which cut longer job ids (and so mixed up or lost checkpoints).
+pub async fn widen_job_keys(conn: &mut Conn) -> crate::Result<()> {
+    let narrow: Vec<String> = conn
+        .exec(
+            "SELECT TABLE_NAME FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = 'ferry_meta' \
+             AND COLUMN_NAME = 'job' AND CHARACTER_MAXIMUM_LENGTH < ?",
+            (JOB_KEY_CHARS,),
+        )
+        .await
+        .sql("read the job columns of ferry_meta on the target")?;
+    for table in narrow {
+        tracing::info!(table = %table, "widening ferry_meta's job column");
+        conn.query_drop(format!(
+            "ALTER TABLE ferry_meta.{} MODIFY job VARCHAR({JOB_KEY_CHARS}) NOT NULL",
+            crate::sql::quote_ident(&table)
+        ))
+        .await
+        .sql(format!("widen the job column of ferry_meta.{table} on the target"))?;
+    }
+    Ok(())
 }
 
 /// Upgrades a `full_chunks` table created by an earlier version (portable: MySQL has no

@@ -33,7 +33,7 @@ use mysql_async::Conn;
 
 use crate::connect::connect;
 use crate::engine::JobContext;
-pub use meta::{META_SCHEMA, TablePositions};
+pub use meta::{META_SCHEMA, TablePositions, widen_job_keys};
 use objects::Objects;
 use progress::Progress;
 pub use schema::tidb_collation;
@@ -46,6 +46,12 @@ pub enum FullError {
     Selection(String),
     #[error("a copy worker stopped unexpectedly: {0}")]
     Worker(String),
+    #[error(
+        "the target cannot hold the value of {table} column `{column}` in the row {row}: \
+         {message}. Make the target column as wide as the source's (or drop the target table \
+         and let Ferry create it), then run the job again"
+    )]
+    Value { table: String, column: String, row: String, message: String },
 }
 
 impl FullError {

@@ -21,7 +21,7 @@ pub async fn copy(
     objects: &Objects,
 ) -> crate::Result<()> {
     let tidb = is_tidb(target).await?;
-    target.query_drop(super::copy::TARGET_SESSION).await.sql("set up a target session")?;
+    target.query_drop(super::copy::target_session()).await.sql("set up a target session")?;
     let existing = existing(target, &objects.databases).await?;
     for db in &objects.databases {
         let row: Option<(String, String)> = source

@@ -32,15 +32,15 @@ pub struct Applier {
 }
 
 impl Applier {
-    /// Prepares the session: UTC (TIMESTAMP values arrive as UTC instants) and a SQL mode that
-    /// stores what the source stored (explicit zeros in AUTO_INCREMENT columns, zero dates).
+    /// Prepares the session: UTC (TIMESTAMP values arrive as UTC instants) and the strict SQL
+    /// mode that stores what the source stored or fails (see `connect::TARGET_SQL_MODE`).
     /// On MariaDB and MySQL, READ COMMITTED takes no gap locks, so workers changing disjoint rows
     /// do not block each other on the gaps between them.
     pub async fn new(mut conn: Conn) -> crate::Result<Self> {
-        conn.query_drop(
-            "SET SESSION time_zone = '+00:00', \
-             SESSION sql_mode = 'NO_AUTO_VALUE_ON_ZERO,NO_ENGINE_SUBSTITUTION'",
-        )
+        conn.query_drop(format!(
+            "SET SESSION time_zone = '+00:00', SESSION sql_mode = '{}'",
+            crate::connect::TARGET_SQL_MODE
+        ))
         .await
         .sql("prepare the target session for replication")?;
         let version: Option<String> =

@@ -44,7 +44,7 @@ pub struct Checkpoint {
 }
 
 const CREATE: &str = "CREATE TABLE IF NOT EXISTS ferry_meta.incremental_checkpoint (\
-    job VARCHAR(255) NOT NULL PRIMARY KEY, \
+    job VARCHAR(320) NOT NULL PRIMARY KEY, \
     binlog_file VARCHAR(255) NOT NULL, \
     binlog_pos BIGINT UNSIGNED NOT NULL, \
     gtid_set TEXT NULL, \
@@ -57,7 +57,7 @@ const SAVE: &str = "INSERT INTO ferry_meta.incremental_checkpoint \
     gtid_set = VALUES(gtid_set), state = VALUES(state)";
 
 const CREATE_APPLIED: &str = "CREATE TABLE IF NOT EXISTS ferry_meta.incremental_applied (\
-    job VARCHAR(255) NOT NULL, \
+    job VARCHAR(320) NOT NULL, \
     last_file VARCHAR(255) NOT NULL, \
     last_pos BIGINT UNSIGNED NOT NULL, \
     worker INT UNSIGNED NOT NULL, \
@@ -72,6 +72,7 @@ pub async fn ensure_table(conn: &mut Conn) -> crate::Result<()> {
     conn.query_drop("CREATE DATABASE IF NOT EXISTS ferry_meta")
         .await
         .sql("create database ferry_meta on the target")?;
+    crate::full::widen_job_keys(conn).await?;
     conn.query_drop(CREATE)
         .await
         .sql("create table ferry_meta.incremental_checkpoint on the target")?;

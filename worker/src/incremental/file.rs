@@ -89,11 +89,15 @@ impl<R: Read> BinlogFile<R> {
                 message: format!("event size {size} is below the minimum {min}"),
             });
         }
+        // Memory grows with the bytes actually read, not with what the header claims: a corrupt
+        // length of 4 GiB in a small file ends at its end, as a truncated event.
         let mut bytes = header.to_vec();
-        bytes.resize(size, 0);
-        let got = read_full(&mut self.read, &mut bytes[HEADER_LEN..])
+        let body = (size - HEADER_LEN) as u64;
+        let got = (&mut self.read)
+            .take(body)
+            .read_to_end(&mut bytes)
             .map_err(|source| FileError::Io { path: self.path.clone(), source })?;
-        if got < size - HEADER_LEN {
+        if (got as u64) < body {
             return Err(truncated(format!("{} of {size} bytes", HEADER_LEN + got)));
         }
         if is_fde {

@@ -10,7 +10,6 @@ use ::kube::{Api, Client};
 use ferry_crds::job::MigrationJob;
 use ferry_crds::source::MigrationSource;
 use ferry_crds::{SecretKeyRef, TlsConfig};
-use tokio::signal::unix::{SignalKind, signal};
 use tokio_util::sync::CancellationToken;
 
 use super::{DEFAULT_SECRETS_DIR, EXIT_NOT_RETRYABLE, KubeSink};
@@ -88,7 +87,8 @@ pub async fn run(args: Args) -> crate::Result<ExitCode> {
         StatusReporter::new(vec![Box::new(sink)], args.status_interval).with_status(previous),
     );
     let cancel = CancellationToken::new();
-    stop_on_sigterm(cancel.clone());
+    // SIGTERM (pod deletion: pause, restart, job deletion) stops the job at a checkpoint.
+    engine::stop_on_signals(cancel.clone());
     let ctx = JobContext { config, reporter, cancel };
     match engine::run(&ctx).await {
         Ok(Outcome::Completed) => eprintln!("job {} completed", ctx.config.id),
@@ -164,29 +164,4 @@ fn referenced_keys<'a>(
         .chain(tls(source.spec.tls.as_ref()))
         .chain(std::iter::once(&job.spec.target.password_secret_ref))
         .chain(tls(job.spec.target.tls.as_ref()))
-}
-
-/// SIGTERM (pod deletion: pause, restart, job deletion) or Ctrl-C stops the job at a
-/// checkpoint; a second one exits at once.
-fn stop_on_sigterm(cancel: CancellationToken) {
-    tokio::spawn(async move {
-        let mut term = match signal(SignalKind::terminate()) {
-            Ok(term) => term,
-            Err(e) => {
-                tracing::warn!("cannot watch for SIGTERM: {e}");
-                return;
-            }
-        };
-        tokio::select! {
-            _ = term.recv() => {}
-            _ = tokio::signal::ctrl_c() => {}
-        }
-        tracing::info!("stopping: saving the checkpoint");
-        cancel.cancel();
-        tokio::select! {
-            _ = term.recv() => {}
-            _ = tokio::signal::ctrl_c() => {}
-        }
-        std::process::exit(143);
-    });
 }

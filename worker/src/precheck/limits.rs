@@ -155,3 +155,35 @@ pub fn max_allowed_packet(source: &Server, target: &Server) -> Option<PrecheckIt
         format!("Raise max_allowed_packet on the target to at least {} bytes.", s as u64),
     ))
 }
+
+/// Source and target must be two servers: copying a server into itself doubles rows of tables
+/// without a key, and replicating into it feeds on its own writes without end. MySQL's
+/// server_uuid tells servers apart; elsewhere (MariaDB), host name, port, data directory and
+/// server_id together do.
+pub fn distinct_servers(source: &Server, target: &Server) -> PrecheckItem {
+    const NAME: &str = "distinct_servers";
+    let identity = |s: &Server| -> Option<String> {
+        if let Some(uuid) = s.var("server_uuid").filter(|u| !u.is_empty()) {
+            return Some(format!("server_uuid {uuid}"));
+        }
+        let parts = ["hostname", "port", "datadir", "server_id"].map(|v| s.var(v).unwrap_or(""));
+        parts.iter().all(|p| !p.is_empty()).then(|| {
+            format!(
+                "host {}, port {}, datadir {}, server_id {}",
+                parts[0], parts[1], parts[2], parts[3]
+            )
+        })
+    };
+    match (identity(source), identity(target)) {
+        (Some(s), Some(t)) if s == t => failure(
+            NAME,
+            format!("source and target are the same server ({s})"),
+            "The job would read the server and write into it again: a copy doubles the rows of \
+             tables without a key, and replication replays its own writes without end.",
+            "Point spec.target at the server the data should move to (another host or port), \
+             not at the source.",
+        ),
+        (Some(s), Some(t)) => pass(NAME, format!("source {s}; target {t}")),
+        _ => pass(NAME, "the target is another kind of server than the source"),
+    }
+}

@@ -8,6 +8,7 @@
 //! the item modules (`source`, `privileges`, `objects`, `limits`) are plain functions of what
 //! was read. Items a mode does not need are not produced.
 
+mod columns;
 mod grants;
 mod item;
 mod limits;
@@ -42,11 +43,24 @@ const SIDE_TIMEOUT: Duration = Duration::from_secs(120);
 pub enum PrecheckError {
     #[error("precheck failed: {0}")]
     Failed(String),
+    /// A server could not be reached or went away while being checked: nothing was judged,
+    /// and a later run may find it up again.
+    #[error("precheck could not run: {0}")]
+    Unreachable(String),
     #[error("{context}: {source}")]
     Sql { context: String, source: mysql_async::Error },
 }
 
 impl PrecheckError {
+    /// A server that is down is worth retrying; a real precheck failure is not.
+    pub fn retryable(&self) -> bool {
+        match self {
+            Self::Failed(_) => false,
+            Self::Unreachable(_) => true,
+            Self::Sql { source, .. } => connect::transient(source),
+        }
+    }
+
     pub(crate) fn sql(context: &'static str) -> impl FnOnce(mysql_async::Error) -> Self {
         move |source| Self::Sql { context: context.to_string(), source }
     }
@@ -55,7 +69,11 @@ impl PrecheckError {
 /// Runs the checks the job's mode needs, records them in the status (`precheck` and the
 /// Prechecked condition) and fails when an item fails. Warnings let the job go on.
 pub async fn run(ctx: &JobContext) -> crate::Result<()> {
-    let items = check(&ctx.config).await?;
+    let (items, unreachable) = check_all(&ctx.config).await?;
+    if let Some(reason) = unreachable {
+        // Judging the other items against a server that is down would make a restart final.
+        return Err(PrecheckError::Unreachable(reason).into());
+    }
     let summary = Summary::of(&items);
     for item in items.iter().filter(|i| i.result != CheckResult::Pass) {
         tracing::warn!(
@@ -87,16 +105,27 @@ pub async fn run(ctx: &JobContext) -> crate::Result<()> {
         tracing::info!(%summary, "precheck passed");
         return Ok(());
     }
-    let details: Vec<String> = failed
-        .iter()
-        .map(|i| format!("{}: {}", i.name, i.remedy.as_deref().unwrap_or("see the status")))
-        .collect();
+    let details: Vec<String> = failed.iter().map(|i| describe_failure(i)).collect();
     Err(PrecheckError::Failed(format!("{message}\n  {}", details.join("\n  "))).into())
+}
+
+/// `name: observed; remedy`, for the error that stops the job.
+fn describe_failure(item: &PrecheckItem) -> String {
+    let observed = item.observed.as_deref().map(|o| format!("{o}; ")).unwrap_or_default();
+    format!("{}: {observed}{}", item.name, item.remedy.as_deref().unwrap_or("see the status"))
 }
 
 /// Checks source and target for a job and returns every item, without a status to report to
 /// (`ferry precheck`). Unreachable servers are Failure items, not errors.
 pub async fn check(config: &JobConfig) -> Result<Vec<PrecheckItem>, PrecheckError> {
+    Ok(check_all(config).await?.0)
+}
+
+/// Every item, and why an end could not be read when that may pass by itself (the server is
+/// down or restarting, or did not answer in time).
+async fn check_all(
+    config: &JobConfig,
+) -> Result<(Vec<PrecheckItem>, Option<String>), PrecheckError> {
     let selection = Selection(config.objects.as_ref());
     let (source, target) = tokio::join!(
         bounded("source", read_source(config, selection)),
@@ -106,6 +135,11 @@ pub async fn check(config: &JobConfig) -> Result<Vec<PrecheckItem>, PrecheckErro
         connection_item("source_connection", &config.source, source.as_ref().map(|_| ())),
         connection_item("target_connection", &config.target, target.as_ref().map(|_| ())),
     ];
+    let unreachable = [&source.as_ref().err(), &target.as_ref().err()]
+        .into_iter()
+        .flatten()
+        .find(|e| e.transient())
+        .map(|e| e.to_string());
     let source = source.ok();
     // A job that ran before resumes from its checkpoint, not from spec.incremental.start.
     let resume = target.as_ref().ok().and_then(|t| t.3.clone());
@@ -120,7 +154,7 @@ pub async fn check(config: &JobConfig) -> Result<Vec<PrecheckItem>, PrecheckErro
         }
         drop(conn.disconnect().await);
     }
-    Ok(items)
+    Ok((items, unreachable))
 }
 
 /// Why one end could not be read.
@@ -132,6 +166,16 @@ enum SideError {
     Query(#[from] PrecheckError),
     #[error("the {0} did not answer the precheck queries within {SIDE_TIMEOUT:?}")]
     Timeout(&'static str),
+}
+
+impl SideError {
+    fn transient(&self) -> bool {
+        match self {
+            Self::Connect(e) => e.retryable(),
+            Self::Query(e) => e.retryable(),
+            Self::Timeout(_) => true,
+        }
+    }
 }
 
 async fn bounded<T>(
@@ -272,7 +316,11 @@ async fn cross_items(
     target: &TargetSchema,
 ) -> Vec<PrecheckItem> {
     let tidb = target_server.version.flavor == server::Flavor::TiDb;
-    let mut items = vec![objects::collations(&source.schema, target, tidb)];
+    let mut items = vec![
+        limits::distinct_servers(&source.server, target_server),
+        objects::collations(&source.schema, target, tidb),
+        objects::programs(&source.schema, tidb),
+    ];
     let existing: Vec<(String, String)> = source
         .schema
         .tables
@@ -296,6 +344,8 @@ async fn cross_items(
             "Grant SELECT on them to the target user.",
         )),
     }
+    let mismatches = columns::compare(&source.schema.columns, &target.columns);
+    items.push(columns::item(&mismatches, existing.len()));
     items.extend(limits::max_allowed_packet(&source.server, target_server));
     items
 }

@@ -144,6 +144,37 @@ pub fn non_transactional_tables(schema: &SourceSchema) -> PrecheckItem {
     )
 }
 
+/// Triggers, stored procedures and functions, and events of the selected schemas: Ferry copies
+/// tables and views only, so each is named with what to do about it on this kind of target.
+pub fn programs(source: &SourceSchema, tidb: bool) -> PrecheckItem {
+    const NAME: &str = "triggers_routines_events";
+    if source.programs.is_empty() {
+        return pass(NAME, "none in the selected schemas (that the source user may see)");
+    }
+    let observed = format!("not migrated: {}", list(&source.programs));
+    if tidb {
+        return warning(
+            NAME,
+            observed,
+            "TiDB does not support triggers, stored procedures, stored functions or events, so \
+             Ferry does not create them; whatever they do on the source will not happen on the \
+             target after cutover.",
+            "Before cutover, move their logic into the application (events: into a scheduler \
+             such as a Kubernetes CronJob).",
+        );
+    }
+    warning(
+        NAME,
+        observed,
+        "Ferry does not create them on the target: while it replicates, a trigger there would \
+         fire again for row changes whose effects the binlog already carries, and an event would \
+         run on both servers.",
+        "After cutover, create them on the target from the source's definitions, for example \
+         `mariadb-dump --no-data --no-create-info --triggers --routines --events DB` (mysqldump \
+         for MySQL) applied to the target.",
+    )
+}
+
 /// Collations (and so character sets) of tables the target does not have yet must exist on
 /// the target, or Ferry cannot create them there. On TiDB, the copy's rewrites count (a
 /// Warning: comparisons may change).

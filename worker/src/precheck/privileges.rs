@@ -14,17 +14,22 @@ pub const TARGET_PRIVILEGES: &[&str] =
     &["CREATE", "SELECT", "INSERT", "UPDATE", "DELETE", "ALTER", "DROP", "INDEX", "CREATE VIEW"];
 
 /// Selected tables the user cannot SELECT from. Tables without any privilege are invisible in
-/// information_schema, so a schema with no visible table and no SELECT counts as `db.*`.
+/// information_schema: InnoDB's own list names them when the user may read it; otherwise a
+/// schema selected whole without SELECT on the schema counts as `db.*`, since tables it cannot
+/// see would be left out.
 fn unreadable_tables(server: &Server, schema: &SourceSchema) -> Vec<String> {
     let grants = &server.grants;
     let mut unreadable: Vec<String> = schema
         .schemas
         .keys()
         .filter(|db| {
-            !grants.on_database("SELECT", db) && !schema.tables.iter().any(|t| &t.db == *db)
+            !grants.on_database("SELECT", db)
+                && schema.whole_databases.contains(*db)
+                && schema.hidden_tables.is_none()
         })
         .map(|db| format!("{db}.*"))
         .collect();
+    unreadable.extend(schema.hidden_tables.iter().flatten().cloned());
     unreadable.extend(
         schema
             .tables
@@ -60,6 +65,19 @@ fn binlog_client_privilege(server: &Server) -> &'static str {
     }
 }
 
+/// `GRANT SELECT ON db.t TO user;` for each object (`db.*` for whole schemas).
+fn grant_each(objects: &[String], grantee: &str) -> String {
+    let statements: Vec<String> = objects
+        .iter()
+        .map(|object| {
+            let (db, table) = object.split_once('.').unwrap_or((object, "*"));
+            let table = if table == "*" { "*".into() } else { format!("`{table}`") };
+            format!("GRANT SELECT ON `{db}`.{table} TO {grantee};")
+        })
+        .collect();
+    format!("Run as an administrator: {}", list(&statements))
+}
+
 fn roles_note(server: &Server) -> String {
     if server.grants.roles.is_empty() {
         String::new()
@@ -88,8 +106,9 @@ pub fn dump_privileges(
         return failure(
             NAME,
             format!("no SELECT on {}{}", list(&unreadable), roles_note(server)),
-            "Ferry reads every selected table to copy it.",
-            remedy::grant(&["SELECT"], "*.*", &grantee),
+            "Ferry reads every selected table to copy it; a table the user has no privilege on \
+             is invisible to it and would be left out.",
+            grant_each(&unreadable, &grantee),
         );
     }
     if let Some(item) = copy_reads(server, schema) {

@@ -9,6 +9,7 @@ use mysql_async::Conn;
 use mysql_async::prelude::Queryable;
 
 use super::PrecheckError;
+use super::columns::Columns;
 use crate::sql::{qualified, quote_str};
 
 /// Ferry's own schema on the target (checkpoints).
@@ -93,6 +94,16 @@ pub struct SourceSchema {
     /// Collation -> `db.table` of the tables with columns in it.
     pub column_collations: BTreeMap<String, BTreeSet<String>>,
     pub foreign_keys: Vec<ForeignKey>,
+    /// The columns of the selected tables.
+    pub columns: Columns,
+    /// Schemas selected whole (every table, later ones too): all of them with no selection.
+    pub whole_databases: BTreeSet<String>,
+    /// `db.table` of InnoDB tables of whole schemas that information_schema hides from the
+    /// user (no privilege on them); None when the server would not list them (no PROCESS).
+    pub hidden_tables: Option<Vec<String>>,
+    /// Triggers, stored procedures and functions, and events of the selected schemas, as
+    /// `kind db.name`; the copy does not create them.
+    pub programs: Vec<String>,
 }
 
 impl SourceSchema {
@@ -110,7 +121,77 @@ impl SourceSchema {
         schema.read_keys(conn, selection).await?;
         schema.read_column_collations(conn, selection).await?;
         schema.read_foreign_keys(conn, selection).await?;
+        schema.columns = super::columns::read(conn, selection).await?;
+        schema.whole_databases = match selection.0 {
+            Some(s) if !selection.everything() => s.databases.iter().cloned().collect(),
+            _ => schema.schemas.keys().cloned().collect(),
+        };
+        schema.hidden_tables = schema.read_hidden_tables(conn).await;
+        schema.read_programs(conn, selection).await?;
         Ok(schema)
+    }
+
+    /// Tables the storage engine has that information_schema.TABLES does not show this user
+    /// (InnoDB's own list needs PROCESS: MariaDB's INNODB_SYS_TABLES, MySQL 8's INNODB_TABLES).
+    async fn read_hidden_tables(&self, conn: &mut Conn) -> Option<Vec<String>> {
+        let mut names: Option<Vec<String>> = None;
+        for list in ["INNODB_SYS_TABLES", "INNODB_TABLES"] {
+            let sql = format!("SELECT NAME FROM information_schema.{list}");
+            if let Ok(found) = conn.query::<String, _>(sql).await {
+                names = Some(found);
+                break;
+            }
+        }
+        let visible: BTreeSet<String> = self.tables.iter().map(Table::qualified).collect();
+        let hidden = names?
+            .into_iter()
+            .filter_map(|name| {
+                let (db, table) = name.split_once('/')?;
+                let (db, table) = (decode_file_name(db), decode_file_name(table));
+                let whole = self.whole_databases.contains(&db) && self.schemas.contains_key(&db);
+                // Partitions (`t#P#p0`) belong to their table; InnoDB's full-text index tables
+                // (`FTS_<hex>_...`) are its own.
+                let table = table.split('#').next().unwrap_or_default();
+                if table.starts_with("FTS_") && table.get(4..20).is_some_and(is_hex) {
+                    return None;
+                }
+                let qualified = format!("{db}.{table}");
+                (whole && !table.is_empty() && !visible.contains(&qualified)).then_some(qualified)
+            })
+            .collect::<BTreeSet<String>>();
+        Some(hidden.into_iter().collect())
+    }
+
+    /// Triggers, routines and events: the copy creates none of them.
+    async fn read_programs(
+        &mut self,
+        conn: &mut Conn,
+        selection: Selection<'_>,
+    ) -> Result<(), PrecheckError> {
+        let queries = [
+            ("TRIGGERS", "'trigger'", "TRIGGER_SCHEMA", "TRIGGER_NAME", "EVENT_OBJECT_TABLE"),
+            ("ROUTINES", "LOWER(ROUTINE_TYPE)", "ROUTINE_SCHEMA", "ROUTINE_NAME", "NULL"),
+            ("EVENTS", "'event'", "EVENT_SCHEMA", "EVENT_NAME", "NULL"),
+        ];
+        for (view, kind, schema, name, table) in queries {
+            let sql = format!(
+                "SELECT {kind}, {schema}, {name}, {table} FROM information_schema.{view} \
+                 WHERE {} ORDER BY 2, 3",
+                selection.schema_condition(schema)
+            );
+            let rows: Vec<(String, String, String, Option<String>)> = conn
+                .query(sql)
+                .await
+                .map_err(PrecheckError::sql("list the source's triggers, routines and events"))?;
+            for (kind, db, name, table) in rows {
+                if table.as_ref().is_some_and(|t| !selection.table(&db, t)) {
+                    continue;
+                }
+                let on = table.map(|t| format!(" (on {db}.{t})")).unwrap_or_default();
+                self.programs.push(format!("{kind} {db}.{name}{on}"));
+            }
+        }
+        Ok(())
     }
 
     async fn read_tables(
@@ -245,6 +326,32 @@ impl SourceSchema {
     }
 }
 
+fn is_hex(text: &str) -> bool {
+    text.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// A name as the server spells it on disk (`my@002dtable`) back to the SQL name (`my-table`).
+fn decode_file_name(name: &str) -> String {
+    let mut out = String::new();
+    let mut rest = name;
+    while let Some(at) = rest.find('@') {
+        out.push_str(&rest[..at]);
+        let code = rest.get(at + 1..at + 5).filter(|c| is_hex(c));
+        match code.and_then(|c| u32::from_str_radix(c, 16).ok()).and_then(char::from_u32) {
+            Some(c) => {
+                out.push(c);
+                rest = &rest[at + 5..];
+            }
+            None => {
+                out.push('@');
+                rest = &rest[at + 1..];
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
 /// What the target holds that the checks compare against.
 #[derive(Debug, Clone, Default)]
 pub struct TargetSchema {
@@ -254,6 +361,8 @@ pub struct TargetSchema {
     pub default_collations: BTreeMap<String, String>,
     pub schemas: BTreeSet<String>,
     pub tables: BTreeSet<(String, String)>,
+    /// The columns of the tables of the selected schemas that exist on the target.
+    pub columns: Columns,
 }
 
 impl TargetSchema {
@@ -289,6 +398,7 @@ impl TargetSchema {
         let tables: Vec<(String, String)> =
             conn.query(sql).await.map_err(PrecheckError::sql("list the target's tables"))?;
         schema.tables = tables.into_iter().collect();
+        schema.columns = super::columns::read(conn, selection).await?;
         Ok(schema)
     }
 
@@ -328,6 +438,13 @@ pub async fn tables_with_rows(
 mod tests {
     use super::*;
     use ferry_crds::job::TableRef;
+
+    #[test]
+    fn file_names_decode_to_sql_names() {
+        assert_eq!(decode_file_name("my@002dtable"), "my-table");
+        assert_eq!(decode_file_name("plain"), "plain");
+        assert_eq!(decode_file_name("odd@"), "odd@");
+    }
 
     #[test]
     fn selections_become_schema_conditions() {

@@ -19,6 +19,7 @@ const VARIABLES: &[&str] = &[
     "binlog_expire_logs_seconds",
     "binlog_format",
     "binlog_row_image",
+    "datadir",
     "expire_logs_days",
     "hostname",
     "innodb_read_only",
@@ -32,6 +33,7 @@ const VARIABLES: &[&str] = &[
     "port",
     "read_only",
     "server_id",
+    "server_uuid",
     "super_read_only",
     "tidb_super_read_only",
 ];
