@@ -1,22 +1,28 @@
 //! `ferry-lab`: everything Ferry needs to try it on Kubernetes without a cluster, as local
 //! processes: a MariaDB source with a sample database, a TiDB target, a control plane (etcd,
-//! kube-apiserver, kube-controller-manager) with Ferry's CRDs installed, and the node agent that
-//! runs pods as local processes.
+//! kube-apiserver, kube-controller-manager), the node agent that runs pods as local processes,
+//! and Ferry installed with `helm install` of `charts/ferry` as on a real cluster (the agent
+//! runs the `ferry-operator` and `ferry` built next to this binary for Ferry's images).
 //!
 //! `ferry-lab up` starts it all, prints every endpoint and credential (throwaway lab values)
-//! and the kubeconfig path, and runs until Ctrl-C or `ferry-lab down`. Its state (pid file,
-//! kubeconfig, `lab.env`, an example manifest) lives in `~/.cache/ferry/lab/` (or
-//! `$FERRY_CACHE_DIR/lab/`, or `$FERRY_LAB_DIR`). Needs the binaries of `dev/build-go-tools.sh`, Debian's
-//! `mariadb-server` and `etcd-server`.
+//! and the next steps of README.md's try-out, and runs until Ctrl-C or `ferry-lab down`.
+//! `ferry-lab env` prints the shell variables of a running lab (`eval "$(ferry-lab env)"`).
+//! Everything it writes lives in its directory, `$FERRY_LAB_DIR`, else `lab/` in the cache
+//! directory (`$FERRY_CACHE_DIR`, default `~/.cache/ferry`): the servers' data, the pods'
+//! files and logs, the kubeconfig, the example; it removes the directory when it stops. Needs
+//! `dev/setup.sh` (Debian's `mariadb-server` and `etcd-server`, the Go tools, helm).
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
-use ferry_e2e::SqlServer;
-use ferry_e2e::kube_harness::{ControlPlane, NodeAgent, NodeAgentOptions};
-use ferry_e2e::{MariaDb, TiDb};
+use ferry_e2e::kube_harness::install::{self, LocalBinaries};
+use ferry_e2e::kube_harness::{
+    ControlPlane, KUBE_VERSION, NodeAgent, NodeAgentOptions, OPERATOR_IMAGE, OPERATOR_NAMESPACE,
+    WORKER_BINARY, go_tool,
+};
+use ferry_e2e::{MariaDb, SqlServer, TiDb};
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, Patch, PatchParams};
 
@@ -29,30 +35,41 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Start the lab and keep it running until Ctrl-C or `ferry-lab down`.
-    Up {
-        /// Run IMAGE's containers that have no command as COMMAND (split on spaces), e.g.
-        /// `ferry-worker=/path/to/ferry-worker`. Repeatable.
-        #[arg(long = "image", value_name = "IMAGE=COMMAND")]
-        images: Vec<String>,
-        /// Run LOCAL where a container's command[0] is PATH, e.g.
-        /// `/usr/local/bin/ferry-worker=target/debug/ferry-worker`. Repeatable.
-        #[arg(long = "executable", value_name = "PATH=LOCAL")]
-        executables: Vec<String>,
-    },
-    /// Stop a running lab.
+    /// Start the lab, install Ferry with its Helm chart, and keep it all running until Ctrl-C
+    /// or `ferry-lab down`.
+    Up(UpArgs),
+    /// Stop a running lab and remove its directory.
     Down,
     /// Print the endpoints of a running lab.
     Status,
+    /// Print `export` lines for a running lab's kubeconfig, kubectl and servers, for
+    /// `eval "$(ferry-lab env)"`.
+    Env,
 }
 
-/// Where the worker image has the `ferry` binary (the operator's pods run it).
-const WORKER_BINARY: &str = "/usr/local/bin/ferry";
+#[derive(clap::Args)]
+struct UpArgs {
+    /// Leave the operator out (install only the CRDs), to run it yourself, e.g. from an
+    /// editor; the output says how.
+    #[arg(long)]
+    no_operator: bool,
+    /// Run IMAGE's containers that have no command as COMMAND (split on spaces). Repeatable.
+    /// Default: the operator image runs the `ferry-operator` next to this binary.
+    #[arg(long = "image", value_name = "IMAGE=COMMAND")]
+    images: Vec<String>,
+    /// Run LOCAL where a container's command[0] is PATH. Repeatable. Default: the worker
+    /// pods' /usr/local/bin/ferry runs the `ferry` next to this binary.
+    #[arg(long = "executable", value_name = "PATH=LOCAL")]
+    executables: Vec<String>,
+}
 
 const SOURCE_USER: &str = "ferry";
 const SOURCE_PASSWORD: &str = "ferry-lab-source";
 const TARGET_USER: &str = "ferry";
 const TARGET_PASSWORD: &str = "ferry-lab-target";
+/// Chart values on top of those the node agent needs: readable operator logs.
+const CHART_VALUES: &[&str] = &["logFormat=text"];
+const OPERATOR_START_TIMEOUT: Duration = Duration::from_secs(120);
 
 const SAMPLE: &str = "CREATE DATABASE shop; \
     CREATE TABLE shop.customers (id INT PRIMARY KEY AUTO_INCREMENT, name VARCHAR(100) NOT NULL, \
@@ -68,23 +85,127 @@ const SAMPLE: &str = "CREATE DATABASE shop; \
     CREATE TABLE billing.invoices (id INT PRIMARY KEY, order_id BIGINT, amount DECIMAL(12,2)); \
     INSERT INTO billing.invoices VALUES (1, 1, 19.99), (2, 3, 120.50)";
 
-/// The lab's state: `$FERRY_LAB_DIR`, else `lab/` in the cache directory.
-fn lab_dir() -> PathBuf {
-    match std::env::var_os("FERRY_LAB_DIR") {
-        Some(dir) => dir.into(),
-        None => ferry_e2e::cache_dir().join("lab"),
+/// The try-out once the lab is up, as `(command, comment)`; `{bin}` is this binary's
+/// directory. README.md's "Try it on Kubernetes without a cluster" shows the same commands
+/// with `target/debug/`, and e2e/tests/lab_readme.rs runs them from there and checks that
+/// `up` printed them.
+const NEXT_STEPS: &[(&str, &str)] = &[
+    (r#"eval "$({bin}/ferry-lab env)""#, "KUBECONFIG, the lab's kubectl, FERRY_LAB_*"),
+    ("kubectl apply -f $FERRY_LAB_DIR/example.yaml", "a MigrationSource and a MigrationJob"),
+    ("kubectl get mj -w", "Incremental / Running within a minute; Ctrl-C"),
+    (
+        r#"mariadb -h 127.0.0.1 -P $FERRY_LAB_SOURCE_PORT -u root -e "INSERT INTO shop.customers (name) VALUES ('Hedy')""#,
+        "a change on the source...",
+    ),
+    (
+        r#"mariadb -h 127.0.0.1 -P $FERRY_LAB_TARGET_PORT -u root -e "SELECT id, name FROM shop.customers""#,
+        "...replicated to TiDB",
+    ),
+    (
+        r#"kubectl patch mj lab-shop --type merge -p '{"spec":{"paused":true}}'"#,
+        "pause: the worker stops",
+    ),
+    (
+        r#"kubectl patch mj lab-shop --type merge -p '{"spec":{"paused":false}}'"#,
+        "resume from the checkpoint",
+    ),
+    (
+        r#"kubectl patch mj lab-shop --type merge -p '{"spec":{"restartRequest":"1"}}'"#,
+        "restart (a new value each time)",
+    ),
+    (
+        "tail -n 20 $FERRY_LAB_DIR/pods/ferry-system_ferry-operator-*/logs/*.log",
+        "the operator's log",
+    ),
+    ("tail -n 20 $FERRY_LAB_DIR/pods/default_lab-shop-worker-*/logs/*.log", "the workers' logs"),
+    ("kubectl delete -f $FERRY_LAB_DIR/example.yaml", "stops the job; TiDB keeps the data"),
+    ("{bin}/ferry-lab down", "stops the lab and removes $FERRY_LAB_DIR"),
+];
+
+/// The lab's directory and what it keeps there. Nothing else is written outside it: the
+/// servers' and the control plane's temporary directories go to its `tmp/` (TMPDIR), helm's
+/// caches to `helm/`, kubectl's (through `ferry-lab env`) to `kube-cache/`.
+struct Lab {
+    dir: PathBuf,
+}
+
+impl Lab {
+    /// `$FERRY_LAB_DIR`, else `lab/` in the cache directory.
+    fn from_env() -> Self {
+        let dir = match std::env::var_os("FERRY_LAB_DIR") {
+            Some(dir) => dir.into(),
+            None => ferry_e2e::cache_dir().join("lab"),
+        };
+        Self { dir }
+    }
+
+    /// Every entry the lab creates in its directory; the pid file last, so that it goes last.
+    const ENTRIES: &[&str] = &[
+        "lab.env",
+        "example.yaml",
+        "kubeconfig",
+        "bin",
+        "pods",
+        "helm",
+        "kube-cache",
+        "tmp",
+        "ferry-lab.pid",
+    ];
+
+    fn path(&self, entry: &str) -> PathBuf {
+        debug_assert!(Self::ENTRIES.contains(&entry), "{entry} is not a lab entry");
+        self.dir.join(entry)
+    }
+
+    fn running_pid(&self) -> Option<i32> {
+        let text = std::fs::read_to_string(self.path("ferry-lab.pid")).ok()?;
+        let pid: i32 = text.trim().parse().ok()?;
+        // SAFETY: signal 0 only checks that the process exists.
+        let alive = unsafe { libc::kill(pid, 0) } == 0;
+        alive.then_some(pid)
+    }
+
+    /// Removes every entry and then the directory if nothing else is in it (a directory named
+    /// by FERRY_LAB_DIR may hold other files).
+    fn remove(&self) -> anyhow::Result<()> {
+        for entry in Self::ENTRIES {
+            let path = self.dir.join(entry);
+            let removed = match std::fs::symlink_metadata(&path) {
+                Ok(meta) if meta.is_dir() => std::fs::remove_dir_all(&path),
+                Ok(_) => std::fs::remove_file(&path),
+                Err(_) => Ok(()),
+            };
+            removed.with_context(|| format!("remove {}", path.display()))?;
+        }
+        if std::fs::remove_dir(&self.dir).is_err() && self.dir.exists() {
+            eprintln!("left {} in place: it holds files the lab did not make", self.dir.display());
+        }
+        Ok(())
+    }
+
+    /// The shell lines of `ferry-lab env`.
+    fn env_lines(&self, source_port: u16, target_port: u16, apiserver: &str) -> String {
+        format!(
+            "export FERRY_LAB_DIR={dir}\n\
+             export KUBECONFIG={kubeconfig}\n\
+             export KUBECACHEDIR={cache}\n\
+             export PATH={bin}:\"$PATH\"\n\
+             export FERRY_LAB_SOURCE_HOST=127.0.0.1 FERRY_LAB_SOURCE_PORT={source_port}\n\
+             export FERRY_LAB_SOURCE_USER={SOURCE_USER} FERRY_LAB_SOURCE_PASSWORD={SOURCE_PASSWORD}\n\
+             export FERRY_LAB_TARGET_HOST=127.0.0.1 FERRY_LAB_TARGET_PORT={target_port}\n\
+             export FERRY_LAB_TARGET_USER={TARGET_USER} FERRY_LAB_TARGET_PASSWORD={TARGET_PASSWORD}\n\
+             export FERRY_LAB_APISERVER={apiserver}\n",
+            dir = shell_quote(&self.dir),
+            kubeconfig = shell_quote(&self.path("kubeconfig")),
+            cache = shell_quote(&self.path("kube-cache")),
+            bin = shell_quote(&self.path("bin")),
+        )
     }
 }
 
-fn pid_file() -> PathBuf {
-    lab_dir().join("ferry-lab.pid")
-}
-
-fn running_pid() -> Option<i32> {
-    let pid: i32 = std::fs::read_to_string(pid_file()).ok()?.trim().parse().ok()?;
-    // SAFETY: signal 0 only checks that the process exists.
-    let alive = unsafe { libc::kill(pid, 0) } == 0;
-    alive.then_some(pid)
+/// `path` in single quotes for a POSIX shell.
+fn shell_quote(path: &Path) -> String {
+    format!("'{}'", path.display().to_string().replace('\'', r"'\''"))
 }
 
 fn main() -> anyhow::Result<()> {
@@ -97,13 +218,117 @@ fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
+    let lab = Lab::from_env();
     match cli.command {
-        Command::Up { images, executables } => {
-            let runtime = tokio::runtime::Runtime::new().context("start the async runtime")?;
-            runtime.block_on(up(images, executables))
+        Command::Up(args) => up(&lab, args),
+        Command::Down => down(&lab),
+        Command::Status => status(&lab),
+        Command::Env => env(&lab),
+    }
+}
+
+fn up(lab: &Lab, args: UpArgs) -> anyhow::Result<()> {
+    if let Some(pid) = lab.running_pid() {
+        bail!(
+            "a lab is already running in {} (pid {pid}); stop it with `ferry-lab down`",
+            lab.dir.display()
+        );
+    }
+    // What a lab that was killed left behind.
+    lab.remove()?;
+    for dir in [&lab.dir, &lab.path("tmp")] {
+        std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
+    }
+    std::fs::write(lab.path("ferry-lab.pid"), std::process::id().to_string())
+        .context("write the pid file")?;
+    // SAFETY: no other thread runs yet (the runtime starts below), so nothing reads the
+    // environment meanwhile. The servers, the control plane and helm inherit these.
+    unsafe {
+        std::env::set_var("TMPDIR", lab.path("tmp"));
+        for (variable, dir) in [
+            ("HELM_CACHE_HOME", "cache"),
+            ("HELM_CONFIG_HOME", "config"),
+            ("HELM_DATA_HOME", "data"),
+        ] {
+            std::env::set_var(variable, lab.path("helm").join(dir));
         }
-        Command::Down => down(),
-        Command::Status => status(),
+    }
+    let result = tokio::runtime::Runtime::new()
+        .context("start the async runtime")
+        .and_then(|runtime| runtime.block_on(run(lab, args)));
+    let removed = lab.remove();
+    result.and(removed)
+}
+
+/// What runs while the lab is up; dropped in this order.
+struct Running {
+    agent: NodeAgent,
+    plane: ControlPlane,
+    target: TiDb,
+    source: MariaDb,
+}
+
+async fn run(lab: &Lab, args: UpArgs) -> anyhow::Result<()> {
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("listen for SIGTERM")?;
+    let stop = async move {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = terminate.recv() => {}
+        }
+    };
+    tokio::pin!(stop);
+    let started = Instant::now();
+    let running = tokio::select! {
+        running = start(lab, &args) => running?,
+        _ = &mut stop => {
+            eprintln!("stopped before the lab was up");
+            return Ok(());
+        }
+    };
+    print_summary(lab, &args, &running, started.elapsed())?;
+    stop.await;
+    eprintln!("stopping...");
+    drop(running);
+    eprintln!("stopped");
+    Ok(())
+}
+
+/// The node agent's options: Ferry's images run as the binaries next to this one, unless
+/// `--image`/`--executable` say otherwise; each binary in use must exist.
+fn agent_options(lab: &Lab, args: &UpArgs) -> anyhow::Result<NodeAgentOptions> {
+    let exe = std::env::current_exe().context("find this binary")?;
+    let dir = exe.parent().context("the directory of this binary")?;
+    let local = LocalBinaries { operator: dir.join("ferry-operator"), worker: dir.join("ferry") };
+    let mut options =
+        local.node_agent_options(NodeAgentOptions::default().pods_dir(lab.path("pods")));
+    for image in &args.images {
+        let (image, command) = split_pair(image)?;
+        options = options.image(image, command.split_whitespace().map(String::from).collect());
+    }
+    for executable in &args.executables {
+        let (path, local) = split_pair(executable)?;
+        options = options.executable(path, local);
+    }
+    let operator = options.images.get(OPERATOR_IMAGE).and_then(|c| c.first());
+    if !args.no_operator {
+        require_binary(operator.map(Path::new), "ferry-operator", "ferry-operator")?;
+    }
+    require_binary(
+        options.executables.get(WORKER_BINARY).map(PathBuf::as_path),
+        "ferry",
+        "ferry-worker",
+    )?;
+    Ok(options)
+}
+
+fn require_binary(path: Option<&Path>, binary: &str, package: &str) -> anyhow::Result<()> {
+    match path {
+        Some(path) if path.is_file() => Ok(()),
+        _ => bail!(
+            "{binary} is not built ({}): run `cargo build -p {package} --bin {binary}`",
+            path.map(|p| p.display().to_string()).unwrap_or_default()
+        ),
     }
 }
 
@@ -112,73 +337,52 @@ fn split_pair(value: &str) -> anyhow::Result<(String, String)> {
     Ok((a.to_string(), b.to_string()))
 }
 
-async fn up(images: Vec<String>, executables: Vec<String>) -> anyhow::Result<()> {
-    if let Some(pid) = running_pid() {
-        bail!("a lab is already running (pid {pid}); stop it with `ferry-lab down`");
+async fn start(lab: &Lab, args: &UpArgs) -> anyhow::Result<Running> {
+    // Everything that can be missing is checked before anything starts.
+    let options = agent_options(lab, args)?;
+    let kubectl = go_tool("kubectl", KUBE_VERSION)?;
+    if !args.no_operator {
+        ferry_e2e::chart::helm()?;
     }
-    let mut options = NodeAgentOptions::default();
-    for image in &images {
-        let (image, command) = split_pair(image)?;
-        options = options.image(image, command.split_whitespace().map(String::from).collect());
-    }
-    for executable in &executables {
-        let (path, local) = split_pair(executable)?;
-        options = options.executable(path, local);
-    }
-    // The operator's worker pods run /usr/local/bin/ferry; use the `ferry` built next to this
-    // binary (same cargo target directory) unless told otherwise.
-    if !options.executables.contains_key(WORKER_BINARY)
-        && let Some(ferry) = std::env::current_exe()
-            .ok()
-            .and_then(|exe| Some(exe.parent()?.join("ferry")))
-            .filter(|p| p.is_file())
-    {
-        options = options.executable(WORKER_BINARY, ferry);
-    }
-    let dir = lab_dir();
-    std::fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
-    std::fs::write(pid_file(), std::process::id().to_string()).context("write the pid file")?;
-    let result = run(options, &dir).await;
-    let _ = std::fs::remove_file(pid_file());
-    result
-}
-
-async fn run(options: NodeAgentOptions, dir: &Path) -> anyhow::Result<()> {
-    let started = Instant::now();
     eprintln!("starting MariaDB, TiDB and the control plane...");
-    let (source, target, plane) = tokio::try_join!(
-        async {
-            let source = MariaDb::source().await?;
-            source.exec(SAMPLE).await?;
-            source
-                .create_user(
-                    SOURCE_USER,
-                    SOURCE_PASSWORD,
-                    "SELECT, RELOAD, LOCK TABLES, SHOW VIEW, REPLICATION SLAVE, REPLICATION CLIENT",
-                )
-                .await?;
-            Ok::<_, ferry_e2e::HarnessError>(source)
-        },
-        async {
-            let target = TiDb::start().await?;
-            target.create_user(TARGET_USER, TARGET_PASSWORD, "ALL PRIVILEGES").await?;
-            Ok(target)
-        },
-        async {
-            let plane = ControlPlane::start().await?;
-            plane.install_crds().await?;
-            Ok(plane)
-        },
-    )?;
-    let worker = options
-        .executables
-        .get(WORKER_BINARY)
-        .map(|p| format!("{WORKER_BINARY} runs {}", p.display()))
-        .unwrap_or_else(|| {
-            format!("none: build `ferry` (cargo build -p ferry-worker) or pass --executable {WORKER_BINARY}=PATH")
-        });
+    let (source, target, plane) =
+        tokio::try_join!(start_source(), start_target(), ControlPlane::start())?;
     let agent = NodeAgent::start_with(&plane, options).await?;
     let client = plane.client().await?;
+    create_secrets(&client).await?;
+    if args.no_operator {
+        plane.install_crds().await?;
+    } else {
+        eprintln!("installing Ferry with helm (charts/ferry)...");
+        let kubeconfig = plane.kubeconfig().to_path_buf();
+        let values: Vec<String> = CHART_VALUES.iter().map(|v| v.to_string()).collect();
+        tokio::task::spawn_blocking(move || install::helm_install(&kubeconfig, &values))
+            .await
+            .context("helm install")??;
+        let holder = install::wait_for_operator(&client, OPERATOR_START_TIMEOUT).await?;
+        tracing::info!(pod = %holder, "the operator is the leader");
+    }
+    write_files(lab, &plane, &kubectl, source.port(), target.port())?;
+    Ok(Running { agent, plane, target, source })
+}
+
+async fn start_source() -> ferry_e2e::Result<MariaDb> {
+    let source = MariaDb::source().await?;
+    source.exec(SAMPLE).await?;
+    let privileges =
+        "SELECT, RELOAD, LOCK TABLES, SHOW VIEW, REPLICATION SLAVE, REPLICATION CLIENT";
+    source.create_user(SOURCE_USER, SOURCE_PASSWORD, privileges).await?;
+    Ok(source)
+}
+
+async fn start_target() -> ferry_e2e::Result<TiDb> {
+    let target = TiDb::start().await?;
+    target.create_user(TARGET_USER, TARGET_PASSWORD, "ALL PRIVILEGES").await?;
+    Ok(target)
+}
+
+/// The Secrets the example refers to.
+async fn create_secrets(client: &kube::Client) -> anyhow::Result<()> {
     for (name, password) in [("lab-source", SOURCE_PASSWORD), ("lab-target", TARGET_PASSWORD)] {
         let secret: Secret = serde_json::from_value(serde_json::json!({
             "apiVersion": "v1", "kind": "Secret",
@@ -190,33 +394,53 @@ async fn run(options: NodeAgentOptions, dir: &Path) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("create Secret {name}"))?;
     }
+    Ok(())
+}
 
-    let kubeconfig = dir.join("kubeconfig");
-    std::fs::copy(plane.kubeconfig(), &kubeconfig).context("copy the kubeconfig")?;
-    let example = dir.join("example.yaml");
-    std::fs::write(&example, example_manifest(source.port(), target.port()))
+/// The kubeconfig, the example, `lab.env` and `bin/kubectl`.
+fn write_files(
+    lab: &Lab,
+    plane: &ControlPlane,
+    kubectl: &Path,
+    source_port: u16,
+    target_port: u16,
+) -> anyhow::Result<()> {
+    std::fs::copy(plane.kubeconfig(), lab.path("kubeconfig")).context("copy the kubeconfig")?;
+    std::fs::write(lab.path("example.yaml"), example_manifest(source_port, target_port))
         .context("write the example manifest")?;
-    let env = format!(
-        "export KUBECONFIG={kc}\n\
-         export FERRY_LAB_SOURCE_HOST=127.0.0.1 FERRY_LAB_SOURCE_PORT={sp}\n\
-         export FERRY_LAB_SOURCE_USER={SOURCE_USER} FERRY_LAB_SOURCE_PASSWORD={SOURCE_PASSWORD}\n\
-         export FERRY_LAB_TARGET_HOST=127.0.0.1 FERRY_LAB_TARGET_PORT={tp}\n\
-         export FERRY_LAB_TARGET_USER={TARGET_USER} FERRY_LAB_TARGET_PASSWORD={TARGET_PASSWORD}\n\
-         export FERRY_LAB_APISERVER={api}\n",
-        kc = kubeconfig.display(),
-        sp = source.port(),
-        tp = target.port(),
-        api = plane.server_url(),
-    );
-    std::fs::write(dir.join("lab.env"), &env).context("write lab.env")?;
+    std::fs::create_dir_all(lab.path("bin")).context("create the lab's bin directory")?;
+    std::os::unix::fs::symlink(kubectl, lab.path("bin").join("kubectl"))
+        .context("link the lab's kubectl")?;
+    let env = lab.env_lines(source_port, target_port, &plane.server_url());
+    std::fs::write(lab.path("lab.env"), env).context("write lab.env")
+}
 
-    let kubectl =
-        ferry_e2e::kube_harness::go_tool("kubectl", ferry_e2e::kube_harness::KUBE_VERSION)
-            .map(|p| p.display().to_string())
-            .unwrap_or_else(|_| "not built (dev/build-go-tools.sh kube builds it)".into());
+fn print_summary(
+    lab: &Lab,
+    args: &UpArgs,
+    running: &Running,
+    elapsed: Duration,
+) -> anyhow::Result<()> {
+    let Running { agent, plane, target, source } = running;
+    let exe = std::env::current_exe().context("find this binary")?;
+    let bin = exe.parent().context("the directory of this binary")?.display().to_string();
     let times = plane.start_times();
+    let operator = if args.no_operator {
+        format!(
+            "not installed (--no-operator); run it against the lab with\n                \
+             KUBECONFIG={kubeconfig} {bin}/ferry-operator --leader-elect=false \
+             --metrics-addr=127.0.0.1:0",
+            kubeconfig = shell_quote(&lab.path("kubeconfig")),
+        )
+    } else {
+        format!(
+            "installed with `helm install {release} charts/ferry` in namespace \
+             {OPERATOR_NAMESPACE}; it runs {bin}/ferry-operator",
+            release = install::RELEASE,
+        )
+    };
     println!(
-        "ferry-lab is up after {:.1?} (etcd {:.1?}, kube-apiserver {:.1?}, \
+        "ferry-lab is up after {elapsed:.1?} (etcd {:.1?}, kube-apiserver {:.1?}, \
          kube-controller-manager {:.1?})\n\
          \n\
          MariaDB source  127.0.0.1:{sp}  user {SOURCE_USER} / {SOURCE_PASSWORD} (root: no \
@@ -225,15 +449,16 @@ async fn run(options: NodeAgentOptions, dir: &Path) -> anyhow::Result<()> {
          password)  status http://127.0.0.1:{tsp}/status\n\
          kube-apiserver  {api}  (etcd {etcd})\n\
          kubeconfig      {kc}  (admin, system:masters)\n\
-         kubectl         {kubectl}\n\
-         node            {node}  (pods run as local processes; their files: {pods})\n\
-         worker binary   {worker}\n\
+         node            {node}  (pods run as local processes; their files and logs: {pods})\n\
+         operator        {operator}\n\
+         workers         their {WORKER_BINARY} runs {bin}/ferry (nothing is installed there)\n\
          Secrets         default/lab-source, default/lab-target (key: password)\n\
-         example         {example}  (kubectl apply -f it)\n\
-         environment     source {envfile}\n\
+         example         {example}\n\
+         lab directory   {dir}  (removed when the lab stops)\n\
          \n\
+         Next, in another terminal (README.md, \"Try it on Kubernetes without a cluster\"):\n\
+         \n{steps}\n\
          Stop with Ctrl-C or `ferry-lab down`.",
-        started.elapsed(),
         times.etcd,
         times.apiserver,
         times.controller_manager.unwrap_or_default(),
@@ -242,29 +467,26 @@ async fn run(options: NodeAgentOptions, dir: &Path) -> anyhow::Result<()> {
         tsp = target.status_port(),
         api = plane.server_url(),
         etcd = plane.etcd_url(),
-        kc = kubeconfig.display(),
-        kubectl = kubectl,
+        kc = lab.path("kubeconfig").display(),
         node = agent.node_name(),
-        worker = worker,
         pods = agent.pods_dir().display(),
-        example = example.display(),
-        envfile = dir.join("lab.env").display(),
+        example = lab.path("example.yaml").display(),
+        dir = lab.dir.display(),
+        steps = next_steps(&bin),
     );
-
-    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .context("listen for SIGTERM")?;
-    tokio::select! {
-        r = tokio::signal::ctrl_c() => r.context("wait for Ctrl-C")?,
-        _ = terminate.recv() => {}
-    }
-    eprintln!("stopping...");
-    drop(agent);
-    drop(plane);
-    drop(target);
-    drop(source);
-    let _ = std::fs::remove_file(dir.join("lab.env"));
-    eprintln!("stopped");
     Ok(())
+}
+
+/// [`NEXT_STEPS`] for the binaries in `bin`, comments aligned.
+fn next_steps(bin: &str) -> String {
+    let commands: Vec<String> =
+        NEXT_STEPS.iter().map(|(command, _)| command.replace("{bin}", bin)).collect();
+    let width = commands.iter().map(|c| c.chars().count()).max().unwrap_or(0);
+    let mut out = String::new();
+    for (command, (_, comment)) in commands.iter().zip(NEXT_STEPS) {
+        out.push_str(&format!("  {command:<width$}  # {comment}\n"));
+    }
+    out
 }
 
 fn example_manifest(source_port: u16, target_port: u16) -> String {
@@ -286,34 +508,52 @@ fn example_manifest(source_port: u16, target_port: u16) -> String {
     )
 }
 
-fn down() -> anyhow::Result<()> {
-    let Some(pid) = running_pid() else {
-        println!("no lab is running");
-        let _ = std::fs::remove_file(pid_file());
-        return Ok(());
+fn down(lab: &Lab) -> anyhow::Result<()> {
+    let Some(pid) = lab.running_pid() else {
+        println!("no lab is running in {}", lab.dir.display());
+        return lab.remove();
     };
     // SAFETY: sends SIGTERM to the pid the running lab wrote; no memory is involved.
     if unsafe { libc::kill(pid, libc::SIGTERM) } != 0 {
         bail!("could not signal pid {pid}: {}", std::io::Error::last_os_error());
     }
+    // The lab removes its directory, the pid file last, then exits.
     let deadline = Instant::now() + Duration::from_secs(60);
-    while running_pid() == Some(pid) {
+    while lab.running_pid() == Some(pid) {
         if Instant::now() > deadline {
             bail!("the lab (pid {pid}) did not stop within 60s");
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-    println!("lab (pid {pid}) stopped");
+    println!("lab (pid {pid}) stopped; {} removed", lab.dir.display());
     Ok(())
 }
 
-fn status() -> anyhow::Result<()> {
-    match running_pid() {
+fn status(lab: &Lab) -> anyhow::Result<()> {
+    match lab.running_pid() {
         Some(pid) => {
-            let env = std::fs::read_to_string(lab_dir().join("lab.env")).unwrap_or_default();
-            println!("lab running (pid {pid})\n{env}");
+            let env = std::fs::read_to_string(lab.path("lab.env")).unwrap_or_default();
+            println!("lab running (pid {pid}) in {}\n{env}", lab.dir.display());
         }
-        None => println!("no lab is running"),
+        None => println!("no lab is running in {}", lab.dir.display()),
     }
     Ok(())
+}
+
+fn env(lab: &Lab) -> anyhow::Result<()> {
+    let env = match lab.running_pid() {
+        Some(_) => std::fs::read_to_string(lab.path("lab.env")).ok(),
+        None => None,
+    };
+    match env {
+        Some(env) => {
+            print!("{env}");
+            Ok(())
+        }
+        None => bail!(
+            "no lab is up in {}: start one with `ferry-lab up` (FERRY_LAB_DIR names another \
+             directory)",
+            lab.dir.display()
+        ),
+    }
 }

@@ -2,11 +2,13 @@
 //! processes.
 //!
 //! [`ControlPlane`] starts etcd, kube-apiserver and kube-controller-manager with a throwaway
-//! PKI and RBAC on; [`NodeAgent`] stands in for the scheduler and the kubelet of one node. The
-//! Kubernetes binaries come from `dev/build-go-tools.sh` (see [`KUBE_VERSION`]).
+//! PKI and RBAC on; [`NodeAgent`] stands in for the scheduler and the kubelet of one node;
+//! [`install`] installs Ferry on them with its Helm chart. The Kubernetes binaries come from
+//! `dev/build-go-tools.sh` (see [`KUBE_VERSION`]).
 
 pub mod certs;
 pub mod control_plane;
+pub mod install;
 pub mod node_agent;
 
 pub use crate::tidb::go_tool;
@@ -14,6 +16,7 @@ pub use certs::{ADMIN_USER, Pki};
 pub use control_plane::{
     ControlPlane, ControlPlaneOptions, KUBE_VERSION, SERVICE_CIDR, StartTimes, install_crds,
 };
+pub use install::{LocalBinaries, OPERATOR_IMAGE, OPERATOR_NAMESPACE, WORKER_BINARY};
 pub use node_agent::{DEFAULT_NODE_NAME, NodeAgent, NodeAgentOptions};
 
 #[cfg(test)]

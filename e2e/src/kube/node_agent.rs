@@ -88,6 +88,9 @@ pub struct NodeAgentOptions {
     /// Local programs that replace `command[0]` (e.g. `/usr/local/bin/ferry-worker` ->
     /// `target/debug/ferry-worker`).
     pub executables: HashMap<String, PathBuf>,
+    /// Where the pods' directories go (created if missing, left in place on drop); `None`: a
+    /// temporary directory removed on drop.
+    pub pods_dir: Option<PathBuf>,
 }
 
 impl Default for NodeAgentOptions {
@@ -97,6 +100,7 @@ impl Default for NodeAgentOptions {
             bind_selector: None,
             images: HashMap::new(),
             executables: HashMap::new(),
+            pods_dir: None,
         }
     }
 }
@@ -111,6 +115,12 @@ impl NodeAgentOptions {
     /// Runs `local` where a container's `command[0]` is `path`.
     pub fn executable(mut self, path: impl Into<String>, local: impl Into<PathBuf>) -> Self {
         self.executables.insert(path.into(), local.into());
+        self
+    }
+
+    /// Keeps the pods' directories (logs, volumes) in `dir` rather than a temporary one.
+    pub fn pods_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.pods_dir = Some(dir.into());
         self
     }
 }
@@ -143,7 +153,8 @@ pub struct NodeAgent {
     ctx: Arc<Ctx>,
     tasks: Vec<JoinHandle<()>>,
     node_name: String,
-    _dir: tempfile::TempDir,
+    /// The temporary pods directory, removed on drop (none when the options named one).
+    _dir: Option<tempfile::TempDir>,
 }
 
 impl NodeAgent {
@@ -156,10 +167,20 @@ impl NodeAgent {
     /// as long as the agent.
     pub async fn start_with(plane: &ControlPlane, options: NodeAgentOptions) -> Result<Self> {
         let client = plane.client().await?;
-        let dir = tempfile::Builder::new()
-            .prefix("ferry-node-")
-            .tempdir()
-            .map_err(io_err("create the node agent directory"))?;
+        let (pods_dir, dir) = match &options.pods_dir {
+            Some(pods_dir) => {
+                std::fs::create_dir_all(pods_dir)
+                    .map_err(io_err(format!("create {}", pods_dir.display())))?;
+                (pods_dir.clone(), None)
+            }
+            None => {
+                let dir = tempfile::Builder::new()
+                    .prefix("ferry-node-")
+                    .tempdir()
+                    .map_err(io_err("create the node agent directory"))?;
+                (dir.path().to_path_buf(), Some(dir))
+            }
+        };
         let ca_pem = std::fs::read(&plane.pki().ca_cert).map_err(io_err("read the CA"))?;
         let port = plane.apiserver_port();
         register_node(&client, &options.node_name).await?;
@@ -167,7 +188,7 @@ impl NodeAgent {
         let ctx = Arc::new(Ctx {
             client,
             options,
-            pods_dir: dir.path().to_path_buf(),
+            pods_dir,
             ca_pem,
             apiserver_port: port,
             pki: plane.pki().clone(),
@@ -176,7 +197,7 @@ impl NodeAgent {
             finished: Mutex::new(HashSet::new()),
         });
         let tasks = vec![tokio::spawn(bind_loop(ctx.clone())), tokio::spawn(run_loop(ctx.clone()))];
-        tracing::info!(node = %node_name, dir = %dir.path().display(), "node agent started");
+        tracing::info!(node = %node_name, dir = %ctx.pods_dir.display(), "node agent started");
         Ok(Self { ctx, tasks, node_name, _dir: dir })
     }
 

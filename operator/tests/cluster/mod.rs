@@ -13,16 +13,17 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, bail, ensure};
 use ferry_crds::job::{MigrationJob, Phase};
 use ferry_crds::source::MigrationSource;
-use ferry_e2e::kube_harness::{ControlPlane, KUBE_VERSION, NodeAgent, NodeAgentOptions, go_tool};
+use ferry_e2e::kube_harness::{
+    ControlPlane, KUBE_VERSION, LocalBinaries, NodeAgent, NodeAgentOptions, go_tool,
+};
 use k8s_openapi::api::core::v1::{Namespace, Pod, Secret};
 use kube::api::{Api, ListParams, LogParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, Config, ResourceExt};
 use serde_json::json;
 
-/// Namespace of the operator in `deploy/`.
-pub const OPERATOR_NAMESPACE: &str = "ferry-system";
-const OPERATOR_IMAGE: &str = "ghcr.io/ferry-dev/ferry-operator";
+/// Namespace of the operator in `deploy/` and of the chart's release.
+pub use ferry_e2e::kube_harness::OPERATOR_NAMESPACE;
 
 pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("repo root").to_path_buf()
@@ -36,7 +37,7 @@ pub enum Install {
     /// as a user's kustomize overlay would.
     KustomizeWith { replicas: i32, args: Vec<String> },
     /// `helm install ferry charts/ferry` with these `--set` values on top of the ones the
-    /// harness needs (see [`Cluster::helm_install`]).
+    /// harness needs (see `ferry_e2e::kube_harness::install::helm_install`).
     Helm(Vec<String>),
 }
 
@@ -79,11 +80,12 @@ impl Cluster {
 
     /// Starts the harness's control plane and node agent and installs Ferry as `install` says.
     pub async fn local_with(install: Install) -> anyhow::Result<Self> {
-        let ferry = ferry_binary()?;
+        let binaries = LocalBinaries {
+            operator: env!("CARGO_BIN_EXE_ferry-operator").into(),
+            worker: ferry_binary()?,
+        };
         let plane = ControlPlane::start().await?;
-        let options = NodeAgentOptions::default()
-            .image(OPERATOR_IMAGE, vec![env!("CARGO_BIN_EXE_ferry-operator").to_string()])
-            .executable("/usr/local/bin/ferry", &ferry);
+        let options = binaries.node_agent_options(NodeAgentOptions::default());
         let agent = NodeAgent::start_with(&plane, options).await?;
         let client = plane.client().await?;
         let cluster = Self {
@@ -97,33 +99,11 @@ impl Cluster {
             Install::KustomizeWith { replicas, args } => {
                 cluster.kustomize_install(Some(replicas), &args)?
             }
-            Install::Helm(set) => cluster.helm_install(&set)?,
+            Install::Helm(set) => {
+                ferry_e2e::kube_harness::install::helm_install(&cluster.kubeconfig, &set)?
+            }
         }
         Ok(cluster)
-    }
-
-    /// `helm install` of the chart, adjusted for the node agent with values alone: one replica
-    /// (replicas are processes of this one host, and the chart's metrics port is a fixed number)
-    /// on a free metrics port, and pull policy Never, since the agent pulls no image (it maps
-    /// the operator image to the test's binary and the worker's command to `ferry`).
-    fn helm_install(&self, set: &[String]) -> anyhow::Result<()> {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-        let mut values = vec![
-            format!("image.repository={OPERATOR_IMAGE}"),
-            "image.pullPolicy=Never".to_string(),
-            "worker.image.pullPolicy=Never".to_string(),
-            "replicaCount=1".to_string(),
-            format!("metrics.port={port}"),
-        ];
-        values.extend(set.iter().cloned());
-        let kubeconfig = format!("--kubeconfig={}", self.kubeconfig.display());
-        let mut args = vec!["install", "ferry", "charts/ferry", kubeconfig.as_str()];
-        args.extend(["--namespace", OPERATOR_NAMESPACE, "--create-namespace"]);
-        for value in &values {
-            args.extend(["--set", value.as_str()]);
-        }
-        ferry_e2e::chart::helm_run(&args)?;
-        Ok(())
     }
 
     /// `kubectl kustomize deploy/` applied server-side (what `kubectl apply --server-side -k`
