@@ -184,10 +184,12 @@ impl Setup {
 
     /// Fails with a diff (and the last ferry log) unless `database` is the same on both servers.
     /// The indexes of `database`'s tables are the same on both sides: names, uniqueness,
-    /// columns in order and prefix lengths.
+    /// columns in order and prefix lengths. A functional index part has no column: MySQL shows
+    /// NULL, TiDB the text 'NULL'.
     pub async fn assert_same_indexes(&self, database: &str) {
         let sql = format!(
-            "SELECT CONCAT_WS(' ', TABLE_NAME, INDEX_NAME, NON_UNIQUE, SEQ_IN_INDEX, COLUMN_NAME, \
+            "SELECT CONCAT_WS(' ', TABLE_NAME, INDEX_NAME, NON_UNIQUE, SEQ_IN_INDEX, \
+             IFNULL(COLUMN_NAME, 'NULL'), \
              IFNULL(SUB_PART, '-')) FROM information_schema.STATISTICS \
              WHERE TABLE_SCHEMA = '{database}'"
         );
