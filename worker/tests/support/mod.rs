@@ -69,6 +69,14 @@ impl Setup {
         self.write_manifest("Incremental", &spec)
     }
 
+    /// Writes the manifest: Incremental mode from a GTID set alone (no file and position).
+    pub fn incremental_manifest_from_gtid(&self, gtid_set: &str, extra: &str) -> PathBuf {
+        let spec = format!(
+            "  incremental:\n    start: {{gtidSet: \"{gtid_set}\"}}\n  objects:\n    databases: [app]\n{extra}"
+        );
+        self.write_manifest("Incremental", &spec)
+    }
+
     fn write_manifest(&self, mode: &str, spec: &str) -> PathBuf {
         let yaml = JobManifest {
             name: "job",
