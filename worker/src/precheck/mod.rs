@@ -244,6 +244,7 @@ fn source_items(
     };
     items.extend(source::binlog_items(mode, source_type, facts, &selected, start));
     items.push(objects::selected_objects(selection, schema));
+    items.extend(source::invisible_columns_item(facts));
     items.push(objects::primary_keys(mode, schema));
     items.push(objects::foreign_keys(mode, schema));
     if mode.copies_existing_data() {
