@@ -110,6 +110,16 @@ pub async fn gtid_executed(conn: &mut Conn, version: &Version) -> crate::Result<
     Ok(value.flatten().filter(|g| !g.trim().is_empty()))
 }
 
+/// Whether a column is generated, from its `EXTRA` in information_schema.COLUMNS: `VIRTUAL
+/// GENERATED` or `STORED GENERATED` (MySQL and MariaDB), `PERSISTENT` (older MariaDB). MySQL's
+/// `DEFAULT_GENERATED` is not one: it marks an expression default (`DEFAULT (UUID())`, `DEFAULT
+/// CURRENT_TIMESTAMP`), a column whose values are copied and replicated like any other.
+pub fn is_generated_column(extra: &str) -> bool {
+    extra.split_whitespace().any(|word| {
+        ["VIRTUAL", "STORED", "PERSISTENT"].iter().any(|kind| word.eq_ignore_ascii_case(kind))
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -125,6 +135,23 @@ mod tests {
         assert!(Version::parse("8.0.35").at_least(5, 7));
         assert!(!Version::parse("5.6.51").at_least(5, 7));
         assert_eq!(Version::parse("5.5.5-10.6.1-MariaDB").major, 10);
+    }
+
+    #[test]
+    fn expression_defaults_are_not_generated_columns() {
+        for generated in ["VIRTUAL GENERATED", "STORED GENERATED", "PERSISTENT", "VIRTUAL"] {
+            assert!(is_generated_column(generated), "{generated}");
+        }
+        for plain in [
+            "",
+            "DEFAULT_GENERATED",
+            "DEFAULT_GENERATED on update CURRENT_TIMESTAMP",
+            "on update current_timestamp()",
+            "auto_increment",
+            "INVISIBLE",
+        ] {
+            assert!(!is_generated_column(plain), "{plain}");
+        }
     }
 
     #[test]

@@ -108,7 +108,8 @@ async fn a_mysql_user_with_the_reference_privileges_is_told_about_show_view() ->
     source
         .exec(
             "CREATE DATABASE app CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci; \
-             CREATE TABLE app.t (id INT PRIMARY KEY); CREATE VIEW app.v AS SELECT id FROM app.t",
+             CREATE TABLE app.t (id INT PRIMARY KEY, hidden INT INVISIBLE); \
+             CREATE VIEW app.v AS SELECT id FROM app.t",
         )
         .await?;
     let reference = "SELECT, RELOAD, REPLICATION SLAVE, REPLICATION CLIENT";
@@ -129,6 +130,8 @@ async fn a_mysql_user_with_the_reference_privileges_is_told_about_show_view() ->
         let items = check(&as_user("complete", mode)).await;
         assert_item(&items, "dump_privileges", CheckResult::Pass, "RELOAD yes");
         assert_item(&items, "source_version", CheckResult::Warning, "MySQL 9.7");
+        // SHOW CREATE TABLE writes INVISIBLE as a comment the targets skip.
+        assert_item(&items, "invisible_columns", CheckResult::Warning, "app.t.hidden");
     }
     // The snapshot reads the binlog position, which takes REPLICATION CLIENT on MySQL.
     source.create_user("noclient", "pw", "SELECT, RELOAD, SHOW VIEW").await?;

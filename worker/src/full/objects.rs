@@ -182,10 +182,7 @@ async fn columns(
     let not_null = rows.iter().filter(|r| r.4 == "NO").map(|r| r.0.clone()).collect();
     let copied = rows
         .into_iter()
-        .filter(|(.., extra, _)| {
-            let extra = extra.to_ascii_uppercase();
-            !extra.contains("GENERATED") && !extra.contains("PERSISTENT")
-        })
+        .filter(|(.., extra, _)| !crate::flavor::is_generated_column(extra))
         .map(|(name, data_type, charset, ..)| {
             let data_type = data_type.to_ascii_lowercase();
             let render = render_for(&data_type, charset.as_deref());

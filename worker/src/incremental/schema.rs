@@ -142,15 +142,11 @@ async fn load(conn: &mut Conn, database: &str, table: &str) -> crate::Result<Opt
         .into_iter()
         .map(|(name, data_type, column_type, extra, charset, is_nullable, collation)| {
             nullable.push(is_nullable == "YES");
-            let extra = extra.to_ascii_uppercase();
             ColumnInfo {
                 name,
                 data_type: data_type.to_ascii_lowercase(),
                 unsigned: column_type.to_ascii_lowercase().contains("unsigned"),
-                generated: extra.contains("GENERATED")
-                    || extra.contains("VIRTUAL")
-                    || extra.contains("PERSISTENT")
-                    || extra.contains("STORED"),
+                generated: crate::flavor::is_generated_column(&extra),
                 convert_charset: charset.filter(|c| !is_utf8_or_binary(c)),
                 fold: Fold::of(collation.as_deref()),
             }

@@ -219,13 +219,14 @@ async fn read_checkpoint(conn: &mut Conn, config: &JobConfig) -> Option<BinlogPo
     if !config.mode.replicates() {
         return None;
     }
-    let sql = "SELECT binlog_file, binlog_pos FROM ferry_meta.incremental_checkpoint WHERE job = ?";
-    let row: Option<(String, u64)> =
+    let sql = "SELECT binlog_file, binlog_pos, gtid_set FROM ferry_meta.incremental_checkpoint \
+               WHERE job = ?";
+    let row: Option<(String, u64, Option<String>)> =
         conn.exec_first(sql, (config.id.to_string(),)).await.ok().flatten();
-    row.map(|(file, pos)| BinlogPosition {
-        file: Some(file),
-        pos: Some(pos as i64),
-        gtid_set: None,
+    // A job started from a GTID set alone (MySQL) may stop before the stream named a file.
+    row.map(|(file, pos, gtid_set)| {
+        let file = Some(file).filter(|f| !f.is_empty());
+        BinlogPosition { pos: file.as_ref().map(|_| pos as i64), file, gtid_set }
     })
 }
 
@@ -287,6 +288,7 @@ fn source_items(
     };
     items.extend(source::binlog_items(mode, source_type, facts, &selected, start));
     items.push(objects::selected_objects(selection, schema));
+    items.extend(source::invisible_columns_item(facts));
     items.push(objects::primary_keys(mode, schema));
     items.push(objects::foreign_keys(mode, schema));
     if mode.copies_existing_data() {

@@ -69,6 +69,9 @@ impl Table {
     }
 }
 
+/// (is a view, schema, name, engine, collation) of information_schema.TABLES.
+type TableRow = (bool, String, String, Option<String>, Option<String>);
+
 /// A foreign key of a selected table.
 #[derive(Debug, Clone)]
 pub struct ForeignKey {
@@ -204,7 +207,7 @@ impl SourceSchema {
              FROM information_schema.TABLES WHERE TABLE_TYPE IN ('BASE TABLE', 'VIEW') AND {}",
             selection.schema_condition("TABLE_SCHEMA")
         );
-        let rows: Vec<(bool, String, String, Option<String>, Option<String>)> =
+        let rows: Vec<TableRow> =
             conn.query(sql).await.map_err(PrecheckError::sql("list the source's tables"))?;
         for (view, db, name, engine, collation) in rows {
             if selection.table(&db, &name) {

@@ -23,6 +23,8 @@ pub struct SourceFacts {
     pub binary_logs: Option<Vec<(String, u64)>>,
     /// RDS/Aurora `binlog retention hours`: outer None when unreadable, inner None when NULL.
     pub rds_retention_hours: Option<Option<f64>>,
+    /// `db.table.column` of the selected MySQL invisible columns.
+    pub invisible_columns: Vec<String>,
     pub schema: SourceSchema,
 }
 
@@ -46,13 +48,63 @@ impl SourceFacts {
                 }
                 _ => None,
             };
-            Ok::<_, PrecheckError>((server, filters, binary_logs, rds))
+            let invisible = match server.version.flavor {
+                Flavor::MySql => invisible_columns(settings_conn, selection).await?,
+                _ => Vec::new(),
+            };
+            Ok::<_, PrecheckError>((server, filters, binary_logs, rds, invisible))
         };
         let schema = SourceSchema::read(schema_conn, selection);
-        let ((server, binlog_filters, binary_logs, rds_retention_hours), schema) =
+        let ((server, binlog_filters, binary_logs, rds_retention_hours, invisible_columns), schema) =
             tokio::try_join!(settings, schema)?;
-        Ok(Self { server, binlog_filters, binary_logs, rds_retention_hours, schema })
+        Ok(Self {
+            server,
+            binlog_filters,
+            binary_logs,
+            rds_retention_hours,
+            invisible_columns,
+            schema,
+        })
     }
+}
+
+/// MySQL's invisible columns (8.0.23+) among the selected tables, as `db.table.column`.
+async fn invisible_columns(
+    conn: &mut Conn,
+    selection: Selection<'_>,
+) -> Result<Vec<String>, PrecheckError> {
+    let sql = format!(
+        "SELECT TABLE_SCHEMA, TABLE_NAME, COLUMN_NAME FROM information_schema.COLUMNS \
+         WHERE EXTRA LIKE '%INVISIBLE%' AND {} ORDER BY 1, 2, ORDINAL_POSITION",
+        selection.schema_condition("TABLE_SCHEMA")
+    );
+    let rows: Vec<(String, String, String)> =
+        conn.query(sql).await.map_err(PrecheckError::sql("list the invisible columns"))?;
+    Ok(rows
+        .into_iter()
+        .filter(|(db, table, _)| selection.table(db, table))
+        .map(|(db, table, column)| format!("{db}.{table}.{column}"))
+        .collect())
+}
+
+/// MySQL writes INVISIBLE in SHOW CREATE TABLE as the version comment `/*!80023 INVISIBLE */`,
+/// which MariaDB and TiDB (which reports 8.0.11) skip: the column is created visible.
+pub fn invisible_columns_item(facts: &SourceFacts) -> Option<PrecheckItem> {
+    const NAME: &str = "invisible_columns";
+    if facts.invisible_columns.is_empty() {
+        return None;
+    }
+    Some(warning(
+        NAME,
+        format!("invisible on the source: {}", list(&facts.invisible_columns)),
+        "MySQL's SHOW CREATE TABLE marks these columns with the version comment \
+         /*!80023 INVISIBLE */, which the target skips: Ferry copies their values, but on the \
+         target they are visible, so SELECT * and INSERT without a column list see one more \
+         column than on the source.",
+        "Make them visible on the source first (ALTER TABLE ... ALTER COLUMN ... SET VISIBLE), \
+         or create these tables on the target yourself before starting and adapt the \
+         applications that rely on SELECT *.",
+    ))
 }
 
 /// None when the user may not read the binlog status (or the binary log is off).
@@ -473,6 +525,7 @@ mod tests {
             binlog_filters: None,
             binary_logs: None,
             rds_retention_hours,
+            invisible_columns: Vec::new(),
             schema: Default::default(),
         }
     }

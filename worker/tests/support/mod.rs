@@ -69,6 +69,14 @@ impl Setup {
         self.write_manifest("Incremental", &spec)
     }
 
+    /// Writes the manifest: Incremental mode from a GTID set alone (no file and position).
+    pub fn incremental_manifest_from_gtid(&self, gtid_set: &str, extra: &str) -> PathBuf {
+        let spec = format!(
+            "  incremental:\n    start: {{gtidSet: \"{gtid_set}\"}}\n  objects:\n    databases: [app]\n{extra}"
+        );
+        self.write_manifest("Incremental", &spec)
+    }
+
     fn write_manifest(&self, mode: &str, spec: &str) -> PathBuf {
         let yaml = JobManifest {
             name: "job",
@@ -253,10 +261,12 @@ impl Setup {
 
     /// Fails with a diff (and the last ferry log) unless `database` is the same on both servers.
     /// The indexes of `database`'s tables are the same on both sides: names, uniqueness,
-    /// columns in order and prefix lengths.
+    /// columns in order and prefix lengths. A functional index part has no column: MySQL shows
+    /// NULL, TiDB the text 'NULL'.
     pub async fn assert_same_indexes(&self, database: &str) {
         let sql = format!(
-            "SELECT CONCAT_WS(' ', TABLE_NAME, INDEX_NAME, NON_UNIQUE, SEQ_IN_INDEX, COLUMN_NAME, \
+            "SELECT CONCAT_WS(' ', TABLE_NAME, INDEX_NAME, NON_UNIQUE, SEQ_IN_INDEX, \
+             IFNULL(COLUMN_NAME, 'NULL'), \
              IFNULL(SUB_PART, '-')) FROM information_schema.STATISTICS \
              WHERE TABLE_SCHEMA = '{database}'"
         );
