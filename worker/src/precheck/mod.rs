@@ -332,8 +332,8 @@ async fn cross_items(
     source: &SourceFacts,
     target_facts: &mut TargetFacts,
 ) -> Vec<PrecheckItem> {
-    let TargetFacts { conn: target_conn, server: target_server, schema: target, .. } = target_facts;
-    let (target_server, target) = (&*target_server, &*target);
+    let (target_conn, target_server, target) =
+        (&mut target_facts.conn, &target_facts.server, &target_facts.schema);
     let tidb = target_server.version.flavor == server::Flavor::TiDb;
     let mut items = vec![
         limits::distinct_servers(&source.server, target_server),
