@@ -78,8 +78,13 @@ impl Batch {
         }
         // The ranges follow the columns' order, which may differ from the key's.
         let names = table.columns.iter().filter(|c| table.key.contains(&c.name));
-        let pairs: Vec<String> =
-            names.zip(ranges).map(|(c, r)| format!("{}={}", c.name, text(r))).collect();
+        let values: HashMap<&str, String> =
+            names.zip(ranges).map(|(c, r)| (c.name.as_str(), text(r))).collect();
+        let pairs: Vec<String> = table
+            .key
+            .iter()
+            .map(|k| format!("{k}={}", values.get(k.as_str()).map_or("?", String::as_str)))
+            .collect();
         Some(pairs.join(", "))
     }
 }
@@ -320,5 +325,36 @@ mod tests {
             assert_eq!(error_column(message).as_deref(), Some(column), "{message}");
         }
         assert_eq!(error_row("Duplicate entry '1' for key 'PRIMARY'"), None);
+    }
+
+    #[test]
+    fn a_batch_names_its_rows_by_key_and_writes_them_alone() {
+        use super::super::objects::{Column, Render};
+        let column =
+            |name: &str| Column { name: name.into(), data_type: "int".into(), render: Render::Raw };
+        let table = Table {
+            db: "app".into(),
+            name: "t".into(),
+            columns: vec![column("v"), column("b"), column("a")],
+            key: vec!["a".into(), "b".into()],
+            estimated_rows: 0,
+            estimated_bytes: 0,
+        };
+        let mut batch = Batch::new(b"REPLACE INTO t VALUES ");
+        for (i, row) in ["(1,2,3)", "(4,5,6)"].iter().enumerate() {
+            if i > 0 {
+                batch.sql.push(b',');
+            }
+            let start = batch.sql.len();
+            batch.starts.push(start);
+            batch.sql.extend_from_slice(row.as_bytes());
+            // b and a are the 2nd and 3rd values, at offsets 3 and 5 of the row.
+            batch.keys.push(vec![start + 3..start + 4, start + 5..start + 6]);
+            batch.rows += 1;
+        }
+        assert_eq!(batch.describe_row(&table, 2).as_deref(), Some("a=6, b=5"));
+        assert_eq!(batch.describe_row(&table, 3), None);
+        assert_eq!(batch.single_row(0).as_deref(), Some(&b"REPLACE INTO t VALUES (1,2,3)"[..]));
+        assert_eq!(batch.single_row(1).as_deref(), Some(&b"REPLACE INTO t VALUES (4,5,6)"[..]));
     }
 }

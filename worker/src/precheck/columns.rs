@@ -10,7 +10,7 @@ use mysql_async::Conn;
 use mysql_async::prelude::Queryable;
 
 use super::PrecheckError;
-use super::item::{failure, list, pass};
+use super::item::{failure, list, pass, warning};
 use super::schema::Selection;
 use crate::sql::{qualified, quote_ident};
 
@@ -155,8 +155,10 @@ fn definition(c: &ColumnDef) -> String {
     format!("{} {}{charset} {null}", quote_ident(&c.name), c.column_type)
 }
 
-/// The precheck item over every mismatch.
-pub fn item(mismatches: &[Mismatch], compared: usize) -> PrecheckItem {
+/// The precheck item over every mismatch: a Failure, or a Warning when replication may still
+/// bring the target's definition in line (`pending_ddl`: DDL run on the source after the
+/// replication's start position reaches the target in binlog order).
+pub fn item(mismatches: &[Mismatch], compared: usize, pending_ddl: bool) -> PrecheckItem {
     const NAME: &str = "target_table_definitions";
     if mismatches.is_empty() {
         return pass(
@@ -179,6 +181,21 @@ pub fn item(mismatches: &[Mismatch], compared: usize) -> PrecheckItem {
         })
         .collect();
     let fixes: Vec<String> = mismatches.iter().map(|m| format!("{};", m.fix)).collect();
+    if pending_ddl {
+        return warning(
+            NAME,
+            list(&observed),
+            "The source's tables differ from the target's. Replication applies the source's DDL \
+             in binlog order, so DDL run on the source after the position replication resumes \
+             from brings the target in line; anything else would cut, round or convert values, \
+             and replication stops at the first value the target cannot hold.",
+            format!(
+                "If these columns were not changed on the source since replication started, \
+                 change them on the target: {}",
+                list(&fixes)
+            ),
+        );
+    }
     failure(
         NAME,
         list(&observed),

@@ -142,17 +142,17 @@ async fn check_all(
         .map(|e| e.to_string());
     let source = source.ok();
     // A job that ran before resumes from its checkpoint, not from spec.incremental.start.
-    let resume = target.as_ref().ok().and_then(|t| t.3.clone());
+    let resume = target.as_ref().ok().and_then(|t| t.checkpoint.clone());
     if let Some(facts) = &source {
         items.extend(source_items(config, selection, facts, resume.as_ref()));
     }
-    if let Ok((mut conn, server, schema, _)) = target {
+    if let Ok(mut target) = target {
         let databases = target_databases(selection, source.as_ref().map(|f| &f.schema));
-        items.extend(target_items(config, &server, &databases));
+        items.extend(target_items(config, &target.server, &databases));
         if let Some(facts) = &source {
-            items.extend(cross_items(config, &mut conn, facts, &server, &schema).await);
+            items.extend(cross_items(config, facts, &mut target).await);
         }
-        drop(conn.disconnect().await);
+        drop(target.conn.disconnect().await);
     }
     Ok((items, unreachable))
 }
@@ -199,7 +199,16 @@ async fn read_source(
     Ok(facts?)
 }
 
-type TargetFacts = (Conn, Server, TargetSchema, Option<BinlogPosition>);
+/// What the precheck read on the target, and the connection it used.
+struct TargetFacts {
+    conn: Conn,
+    server: Server,
+    schema: TargetSchema,
+    /// The replication checkpoint of an earlier run.
+    checkpoint: Option<BinlogPosition>,
+    /// An earlier run finished copying the existing data (or started replicating after it).
+    copied: bool,
+}
 
 async fn read_target(
     config: &JobConfig,
@@ -209,7 +218,17 @@ async fn read_target(
     let server = Server::read(&mut conn).await?;
     let schema = TargetSchema::read(&mut conn, selection).await?;
     let checkpoint = read_checkpoint(&mut conn, config).await;
-    Ok((conn, server, schema, checkpoint))
+    let copied = checkpoint.is_some() || copy_done(&mut conn, config).await;
+    Ok(TargetFacts { conn, server, schema, checkpoint, copied })
+}
+
+/// Whether an earlier run recorded its copy as done (see `full::meta`); false when it cannot be
+/// read.
+async fn copy_done(conn: &mut Conn, config: &JobConfig) -> bool {
+    use mysql_async::prelude::Queryable;
+    let sql = "SELECT state FROM ferry_meta.full_snapshot WHERE job = ?";
+    let state: Option<String> = conn.exec_first(sql, (config.id.to_string(),)).await.ok().flatten();
+    state.as_deref() == Some("done")
 }
 
 /// The replication checkpoint of an earlier run (see `incremental::checkpoint`); None when
@@ -312,11 +331,11 @@ fn target_items(config: &JobConfig, server: &Server, databases: &[String]) -> Ve
 /// Items that compare both ends.
 async fn cross_items(
     config: &JobConfig,
-    target_conn: &mut Conn,
     source: &SourceFacts,
-    target_server: &Server,
-    target: &TargetSchema,
+    target_facts: &mut TargetFacts,
 ) -> Vec<PrecheckItem> {
+    let (target_conn, target_server, target) =
+        (&mut target_facts.conn, &target_facts.server, &target_facts.schema);
     let tidb = target_server.version.flavor == server::Flavor::TiDb;
     let mut items = vec![
         limits::distinct_servers(&source.server, target_server),
@@ -347,7 +366,10 @@ async fn cross_items(
         )),
     }
     let mismatches = columns::compare(&source.schema.columns, &target.columns);
-    items.push(columns::item(&mismatches, existing.len()));
+    // Before the copy, every difference is the target's own; once replication runs, the source
+    // may be ahead by DDL the binlog still holds for the target.
+    let pending_ddl = !config.mode.copies_existing_data() || target_facts.copied;
+    items.push(columns::item(&mismatches, existing.len(), pending_ddl));
     items.extend(limits::max_allowed_packet(&source.server, target_server));
     items
 }

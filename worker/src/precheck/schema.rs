@@ -129,14 +129,18 @@ impl SourceSchema {
             Some(s) if !selection.everything() => s.databases.iter().cloned().collect(),
             _ => schema.schemas.keys().cloned().collect(),
         };
-        schema.hidden_tables = schema.read_hidden_tables(conn).await;
+        schema.hidden_tables = schema.read_hidden_tables(conn, selection).await;
         schema.read_programs(conn, selection).await?;
         Ok(schema)
     }
 
     /// Tables the storage engine has that information_schema.TABLES does not show this user
     /// (InnoDB's own list needs PROCESS: MariaDB's INNODB_SYS_TABLES, MySQL 8's INNODB_TABLES).
-    async fn read_hidden_tables(&self, conn: &mut Conn) -> Option<Vec<String>> {
+    async fn read_hidden_tables(
+        &self,
+        conn: &mut Conn,
+        selection: Selection<'_>,
+    ) -> Option<Vec<String>> {
         let mut names: Option<Vec<String>> = None;
         for list in ["INNODB_SYS_TABLES", "INNODB_TABLES"] {
             let sql = format!("SELECT NAME FROM information_schema.{list}");
@@ -145,7 +149,15 @@ impl SourceSchema {
                 break;
             }
         }
-        let visible: BTreeSet<String> = self.tables.iter().map(Table::qualified).collect();
+        names.as_ref()?;
+        // Every kind the user sees counts (sequences and system-versioned tables are InnoDB
+        // tables too).
+        let sql = format!(
+            "SELECT CONCAT(TABLE_SCHEMA, '.', TABLE_NAME) FROM information_schema.TABLES WHERE {}",
+            selection.schema_condition("TABLE_SCHEMA")
+        );
+        let visible: BTreeSet<String> =
+            conn.query::<String, _>(sql).await.ok()?.into_iter().collect();
         let hidden = names?
             .into_iter()
             .filter_map(|name| {
