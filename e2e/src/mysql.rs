@@ -34,6 +34,7 @@ pub struct MySql {
     dir: tempfile::TempDir,
     port: u16,
     role: Role,
+    options: MySqlOptions,
 }
 
 impl MySql {
@@ -73,26 +74,30 @@ impl MySql {
             std::fs::create_dir_all(dir.path().join(sub)).map_err(io_err("create server dirs"))?;
         }
         let port = free_port().map_err(io_err("find a free port"))?;
-        let log = std::fs::File::create(dir.path().join("error.log"))
-            .map_err(io_err("create error log"))?;
-        let inside = inside_path(root, dir.path());
-        let child = Command::new("chroot")
-            .arg(root)
-            .arg("/usr/sbin/mysqld")
-            .arg("--no-defaults")
-            .args(server_args(&inside, port, options))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .map_err(io_err("start mysqld in its chroot (run as root? run dev/setup.sh)"))?;
-        let mut server = Self { child, dir, port, role: options.role };
-        server.wait_ready(&inside).await?;
+        let child = spawn(root, dir.path(), port, options)?;
+        let mut server = Self { child, dir, port, role: options.role, options: options.clone() };
+        server.wait_ready().await?;
         tracing::info!(port, elapsed = ?started.elapsed(), "MySQL answers");
         Ok(server)
     }
 
-    async fn wait_ready(&mut self, inside: &str) -> Result<()> {
+    /// Kills the server at once, as a crash would; [`MySql::restart`] brings it back on the same
+    /// port with the same data.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts a killed server again (crash recovery included) and waits until it answers.
+    pub async fn restart(&mut self) -> Result<()> {
+        self.kill();
+        self.child = spawn(chroot_dir()?, self.dir.path(), self.port, &self.options)?;
+        self.wait_ready().await
+    }
+
+    async fn wait_ready(&mut self) -> Result<()> {
+        let inside = inside_path(chroot_dir()?, self.dir.path());
+        let inside = inside.as_str();
         let deadline = Instant::now() + START_TIMEOUT;
         loop {
             if let Ok(Some(status)) = self.child.try_wait() {
@@ -166,6 +171,26 @@ impl Drop for MySql {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Runs mysqld inside the chroot on the server directory `dir` (a host path under the chroot).
+fn spawn(root: &Path, dir: &Path, port: u16, options: &MySqlOptions) -> Result<Child> {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("error.log"))
+        .map_err(io_err("open error log"))?;
+    let inside = inside_path(root, dir);
+    Command::new("chroot")
+        .arg(root)
+        .arg("/usr/sbin/mysqld")
+        .arg("--no-defaults")
+        .args(server_args(&inside, port, options))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .map_err(io_err("start mysqld in its chroot (run as root? run dev/setup.sh)"))
 }
 
 fn server_args(inside: &str, port: u16, options: &MySqlOptions) -> Vec<String> {

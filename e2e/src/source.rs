@@ -73,6 +73,22 @@ impl Source {
         }
     }
 
+    /// Kills the server at once, as a crash or a power cut would.
+    pub fn kill(&mut self) {
+        match self {
+            Source::MariaDb(s) => s.kill(),
+            Source::MySql(s) => s.kill(),
+        }
+    }
+
+    /// Starts a killed server again on the same port with the same data.
+    pub async fn restart(&mut self) -> Result<()> {
+        match self {
+            Source::MariaDb(s) => s.restart().await,
+            Source::MySql(s) => s.restart().await,
+        }
+    }
+
     /// The statement that shows the binlog file and position being written: MySQL 8.2 added
     /// `SHOW BINARY LOG STATUS` and 8.4 removed `SHOW MASTER STATUS`; MariaDB keeps the latter.
     pub fn binlog_status_sql(&self) -> &'static str {
