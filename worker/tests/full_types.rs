@@ -198,8 +198,7 @@ async fn without_the_global_lock_the_copy_is_still_exact() {
         .expect("source");
     let rows_at_start = source_rows(&setup).await;
     let manifest = setup.manifest("Full", "    databases: [app]");
-    let mut child =
-        setup.spawn(&manifest, &[("FERRY_CHUNK_ROWS", "300")], &["--concurrency", "3"]);
+    let mut child = setup.spawn(&manifest, &[("FERRY_CHUNK_ROWS", "300")], &["--concurrency", "3"]);
     let source = &setup.source;
     let during = setup
         .write_while_copying(&mut child, |n| async move {
@@ -215,7 +214,11 @@ async fn without_the_global_lock_the_copy_is_still_exact() {
         .await;
     assert!(child.wait().expect("wait for ferry").success(), "{}", setup.last_log());
     assert!(during > 0, "no write committed while the copy ran:\n{}", setup.last_log());
-    assert!(setup.last_log().contains("refused FLUSH TABLES WITH READ LOCK"), "{}", setup.last_log());
+    assert!(
+        setup.last_log().contains("refused FLUSH TABLES WITH READ LOCK"),
+        "{}",
+        setup.last_log()
+    );
     assert_eq!(setup.snapshot_method().await.as_deref(), Some("lock-free"));
 
     let mut target = setup.target.conn().await.expect("target conn");
