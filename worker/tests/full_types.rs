@@ -239,3 +239,40 @@ async fn source_rows(setup: &Setup) -> Vec<String> {
     let mut conn = setup.source.conn().await.expect("source conn");
     ferry_e2e::table_rows(&mut conn, "app", "t").await.expect("source rows")
 }
+
+/// A job without `objects` copies every user database, and no system one.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_job_without_objects_copies_every_user_database() {
+    let mut setup = Setup::start().await;
+    setup
+        .source
+        .exec(
+            "CREATE DATABASE a; CREATE TABLE a.t (id INT PRIMARY KEY, f FLOAT); \
+             INSERT INTO a.t VALUES (1, 0.1), (2, 16777217); \
+             CREATE DATABASE b; CREATE TABLE b.u (v VARCHAR(5)); INSERT INTO b.u VALUES ('x'); \
+             CREATE VIEW b.w AS SELECT v FROM b.u",
+        )
+        .await
+        .expect("source");
+    let yaml = ferry_e2e::JobManifest {
+        name: "job",
+        source_port: setup.source.port(),
+        target_port: setup.target.port(),
+        user: "ferry",
+        password: support::PASSWORD,
+        mode: "Full",
+        spec: "",
+    }
+    .yaml();
+    assert!(!yaml.contains("objects"), "{yaml}");
+    let manifest = setup.dir.path().join("job.yaml");
+    std::fs::write(&manifest, yaml).expect("write the manifest");
+    let (ok, log) = setup.run(&manifest, &[], &[]);
+    assert!(ok, "ferry migrate failed:\n{log}");
+    setup.assert_same("a").await;
+    setup.assert_same("b").await;
+    let user_databases = "SELECT SCHEMA_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME \
+        NOT IN ('mysql', 'information_schema', 'performance_schema', 'sys', 'ferry_meta') ORDER BY 1";
+    let copied = setup.target.query_strings(user_databases).await.expect("target databases");
+    assert_eq!(copied, [Some("a".to_string()), Some("b".to_string())]);
+}
