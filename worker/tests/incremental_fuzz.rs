@@ -178,8 +178,8 @@ impl Kind {
                     .expect("times");
                 // mysql_common misreads a negative TIME(1|2) with a fraction (a known gap: the job
                 // stops with an error rather than writing it), so those get no fraction.
-                let negative = base.starts_with('-');
-                let fraction = !base.contains("838") && !(negative && *fsp <= 2);
+                let misread = base.starts_with('-') && *fsp <= 2;
+                let fraction = !(base.contains("838") || misread);
                 quoted(&with_fraction(rng, base, *fsp, fraction))
             }
             Kind::Year => ["0", "1901", "2155", "2000"].choose(rng).expect("years").to_string(),

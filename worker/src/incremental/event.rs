@@ -470,12 +470,17 @@ fn format_uuid(sid: &[u8; 16]) -> String {
     format!("{}-{}-{}-{}-{}", &hex[0..8], &hex[8..12], &hex[12..16], &hex[16..20], &hex[20..32])
 }
 
+/// Column names from a table map, when it has them.
+type ColumnNames = Option<Vec<String>>;
+/// Per column, whether it is an unsigned number, when the table map says.
+type Signedness = Option<Vec<bool>>;
+
 /// Column names and integer signedness from the table map's optional metadata, when it has
 /// them (names with `binlog_row_metadata=FULL`, signedness with `MINIMAL` too).
 fn optional_metadata(
     tme: &TableMapEvent<'_>,
     types: &[ColumnType],
-) -> Result<(Option<Vec<String>>, Option<Vec<bool>>), Step> {
+) -> Result<(ColumnNames, Signedness), Step> {
     let meta = OptionalMetaExtractor::new(tme.iter_optional_meta())
         .map_err(|e| Step::Fail(format!("table map optional metadata: {e}")))?;
     let names: Vec<String> = meta

@@ -208,7 +208,7 @@ impl Mappings {
                 unsigned: c.unsigned,
             })
             .collect();
-        if same_types(&mirrored, types) && same_relative_order(&definition, &mirrored) {
+        if same_types(&mirrored, types) && same_relative_order(definition, &mirrored) {
             return Ok(with_signedness(mirrored));
         }
         Err(IncrementalError::UnknownSourceColumns {
