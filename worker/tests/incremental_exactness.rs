@@ -118,7 +118,9 @@ async fn values_go_to_target_columns_by_name() {
         .exec(
             "CREATE DATABASE app;
              CREATE TABLE app.t (id INT PRIMARY KEY, a INT, b INT, c VARCHAR(10));
-             CREATE TABLE app.x (id INT PRIMARY KEY, a INT, b INT, c VARCHAR(10));",
+             CREATE TABLE app.x (id INT PRIMARY KEY, a INT, b INT, c VARCHAR(10));
+             CREATE TABLE app.g (id INT PRIMARY KEY, a INT, v INT AS (a * 2) VIRTUAL,
+               s INT AS (a * 3) STORED, b INT);",
         )
         .await
         .unwrap();
@@ -127,7 +129,9 @@ async fn values_go_to_target_columns_by_name() {
         .exec(
             "CREATE DATABASE app;
              CREATE TABLE app.t (id INT PRIMARY KEY, b INT, a INT, c VARCHAR(10));
-             CREATE TABLE app.x (c VARCHAR(10), extra INT DEFAULT 42, b INT, id INT PRIMARY KEY, a INT);",
+             CREATE TABLE app.x (c VARCHAR(10), extra INT DEFAULT 42, b INT, id INT PRIMARY KEY, a INT);
+             CREATE TABLE app.g (id INT PRIMARY KEY, a INT, v INT AS (a * 2) VIRTUAL,
+               s INT AS (a * 3) STORED, b INT);",
         )
         .await
         .unwrap();
@@ -148,13 +152,23 @@ async fn values_go_to_target_columns_by_name() {
                 .await
                 .unwrap();
         }
+        // Generated columns are in the binlog's columns, and computed by the target.
+        setup
+            .source
+            .exec(
+                "INSERT INTO app.g (id, a, b) VALUES (1, 5, 6), (2, 7, 8);
+                 UPDATE app.g SET a = a + 1, b = 0 WHERE id = 2;",
+            )
+            .await
+            .unwrap();
         setup.wait_caught_up(&mut ferry, Duration::from_secs(60)).await;
         for table in ["t", "x"] {
             assert_same_columns(&setup, table, "id, a, b, c").await;
         }
+        assert_same_columns(&setup, "g", "id, a, v, s, b").await;
         let extra = setup.target.query_strings("SELECT DISTINCT extra FROM app.x").await.unwrap();
         assert_eq!(extra, [Some("42".to_string())], "{}", setup.last_log());
-        setup.source.exec("DELETE FROM app.t; DELETE FROM app.x").await.unwrap();
+        setup.source.exec("DELETE FROM app.t; DELETE FROM app.x; DELETE FROM app.g").await.unwrap();
     }
     // Changes logged before the source's table changed, read after it did (the target follows
     // the source's DDL in stream order, here a copy of its columns).

@@ -17,7 +17,7 @@ use rand::{Rng, SeedableRng};
 use support::{Setup, interrupt};
 
 /// Seeds run on every test run (each found no bug, or one that is fixed now).
-const SEEDS: &[u64] = &[1, 2, 3, 4, 5, 6, 2092612388];
+const SEEDS: &[u64] = &[1, 2, 3, 4, 5, 6, 2092612388, 2766776394];
 
 /// One column type and the edge values it is tested with.
 #[derive(Debug, Clone)]

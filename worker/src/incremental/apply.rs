@@ -85,7 +85,7 @@ impl Applier {
         let columns = writable(schema, row);
         let names: Vec<String> =
             columns.iter().map(|&i| quote_ident(&schema.columns[i].name)).collect();
-        let (marks, params) = bind(schema, &columns, row);
+        let (marks, mut params) = bind(schema, &columns, row);
         let mut sql = format!(
             "INSERT INTO {} ({}) VALUES ({})",
             schema.name(),
@@ -93,9 +93,13 @@ impl Applier {
             marks.join(", ")
         );
         if mode == Mode::Upsert && !names.is_empty() {
-            let set: Vec<String> = names.iter().map(|n| format!("{n} = VALUES({n})")).collect();
+            // The values again rather than VALUES(col): TiDB's VALUES() of a BIT column wider
+            // than 56 bits gives its bytes shifted (1 becomes 0x0100000000000000).
+            let set: Vec<String> =
+                names.iter().zip(&marks).map(|(n, mark)| format!("{n} = {mark}")).collect();
             sql.push_str(" ON DUPLICATE KEY UPDATE ");
             sql.push_str(&set.join(", "));
+            params.extend_from_within(..);
         }
         self.exec(schema, &sql, params).await
     }

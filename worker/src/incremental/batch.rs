@@ -162,7 +162,11 @@ fn net_effect(ops: &[Op]) -> Option<NetEffect<'_>> {
     }
     // With other unique keys, rows may trade unique values within the batch: every touched row
     // is deleted before any is written back.
-    let in_place = ops.first().is_some_and(|op| op.schema.unique_keys.len() <= 1);
+    // Not with BIT columns either: TiDB's VALUES() of a BIT column wider than 56 bits gives its
+    // bytes shifted (1 becomes 0x0100000000000000).
+    let in_place = ops.first().is_some_and(|op| {
+        op.schema.unique_keys.len() <= 1 && !op.schema.columns.iter().any(|c| c.data_type == "bit")
+    });
     let mut net = NetEffect { deletes: Vec::new(), inserts: Vec::new(), updates: Vec::new() };
     for key in &order {
         let state = rows.get(key)?;
