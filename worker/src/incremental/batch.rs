@@ -5,7 +5,7 @@
 //! after image of a row that exists at the end) and written as one `DELETE ... WHERE key IN
 //! (...)` of the rows that existed, then one multi-row `INSERT` (`REPLACE` in safe mode) of the
 //! final rows, each statement at most [`MAX_STATEMENT`] bytes. When the row key is the table's
-//! only unique key, rows that existed before and after the batch are instead written in place by
+//! only unique key (and no column is a BIT), rows that existed before and after the batch are instead written in place by
 //! one `INSERT ... ON DUPLICATE KEY UPDATE` (no other unique value can collide). An UPDATE is thus a delete of its
 //! before key and an insert of its after image: key-changing updates, chains of updates and
 //! unique-key swaps between rows all end as on the source, whatever order the rows had in the
