@@ -13,6 +13,7 @@ pub mod mariadb;
 pub mod mysql;
 pub mod podman;
 mod ports;
+mod ready;
 pub mod source;
 pub mod tidb;
 

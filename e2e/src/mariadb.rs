@@ -3,13 +3,11 @@
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
-
-use mysql_async::Conn;
-use mysql_async::prelude::Queryable;
+use std::time::Duration;
 
 use crate::SqlServer;
 
+use crate::ready::Starting;
 use crate::{HarnessError, Result, io_err, ports::free_port};
 
 /// What a server is for; decides its binlog settings.
@@ -104,32 +102,16 @@ impl MariaDb {
     }
 
     async fn wait_ready(&mut self) -> Result<()> {
-        let deadline = Instant::now() + START_TIMEOUT;
-        loop {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                return Err(HarnessError::Start(format!(
-                    "mariadbd exited with {status}; its log:\n{}",
-                    self.error_log()
-                )));
-            }
-            if let Ok(mut conn) = Conn::new(self.opts()).await {
-                let datadir: Option<String> =
-                    conn.query_first("SELECT @@datadir").await.ok().flatten();
-                drop(conn.disconnect().await);
-                // Another test's server may have taken the port between free_port and our bind:
-                // then ours fails to bind and exits (caught above), and start() tries another.
-                if datadir.is_some_and(|d| d.starts_with(&*self.dir.path().to_string_lossy())) {
-                    return Ok(());
-                }
-            }
-            if Instant::now() > deadline {
-                return Err(HarnessError::Start(format!(
-                    "mariadbd did not answer within {START_TIMEOUT:?}; its log:\n{}",
-                    self.error_log()
-                )));
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        let ours = self.dir.path().to_string_lossy().into_owned();
+        let log = self.dir.path().join("error.log");
+        let starting = Starting {
+            program: "mariadbd",
+            child: &mut self.child,
+            port: self.port,
+            timeout: START_TIMEOUT,
+        };
+        let read_log = || std::fs::read_to_string(&log).unwrap_or_default();
+        starting.wait_until_ours(|d| d.starts_with(&ours), read_log).await
     }
 
     /// The server's error log, for failure messages.

@@ -15,10 +15,10 @@ use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use mysql_async::Conn;
 use mysql_async::prelude::Queryable;
 
 use crate::mariadb::{MariaDbOptions, Role, copy_dir};
+use crate::ready::Starting;
 use crate::{HarnessError, Result, SqlServer, io_err, ports::free_port};
 
 /// How to start a MySQL server: the same role and extra arguments as a MariaDB one.
@@ -96,34 +96,16 @@ impl MySql {
     }
 
     async fn wait_ready(&mut self) -> Result<()> {
-        let inside = inside_path(chroot_dir()?, self.dir.path());
-        let inside = inside.as_str();
-        let deadline = Instant::now() + START_TIMEOUT;
-        loop {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                return Err(HarnessError::Start(format!(
-                    "mysqld exited with {status}; its log:\n{}",
-                    self.error_log()
-                )));
-            }
-            if let Ok(mut conn) = Conn::new(self.opts()).await {
-                let datadir: Option<String> =
-                    conn.query_first("SELECT @@datadir").await.ok().flatten();
-                drop(conn.disconnect().await);
-                // Another test's server may have taken the port between free_port and our bind:
-                // only a server with our data directory is ours.
-                if datadir.is_some_and(|d| d.starts_with(inside)) {
-                    return Ok(());
-                }
-            }
-            if Instant::now() > deadline {
-                return Err(HarnessError::Start(format!(
-                    "mysqld did not answer within {START_TIMEOUT:?}; its log:\n{}",
-                    self.error_log()
-                )));
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        let ours = inside_path(chroot_dir()?, self.dir.path());
+        let log = self.dir.path().join("error.log");
+        let starting = Starting {
+            program: "mysqld",
+            child: &mut self.child,
+            port: self.port,
+            timeout: START_TIMEOUT,
+        };
+        let read_log = || std::fs::read_to_string(&log).unwrap_or_default();
+        starting.wait_until_ours(|d| d.starts_with(&ours), read_log).await
     }
 
     /// The server's error log, for failure messages.

@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Opts, OptsBuilder};
 
+use crate::ready::Starting;
 use crate::{HarnessError, MariaDb, MySql, Result, io_err, ports::free_port};
 
 /// The `github.com/pingcap/tidb` module version `dev/build-go-tools.sh` builds (its
@@ -104,47 +105,21 @@ impl TiDb {
     }
 
     async fn wait_ready(&mut self) -> Result<()> {
-        let deadline = Instant::now() + START_TIMEOUT;
-        loop {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                return Err(HarnessError::Start(format!(
-                    "tidb-server exited with {status}; its log:\n{}",
-                    self.log_tail()
-                )));
-            }
-            if self.answers_as_ours().await {
-                return Ok(());
-            }
-            if Instant::now() > deadline {
-                return Err(HarnessError::Start(format!(
-                    "tidb-server did not answer within {START_TIMEOUT:?}; its log:\n{}",
-                    self.log_tail()
-                )));
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    }
-
-    /// Whether the server answering on our port is this one: TiDB reports its `-path` as
-    /// `@@datadir`. Another test's server may have taken the port between `free_port` and our
-    /// bind: then ours fails to bind and exits (seen by `wait_ready`), and `start` tries another.
-    async fn answers_as_ours(&self) -> bool {
-        let Ok(mut conn) = Conn::new(self.opts()).await else { return false };
-        let datadir: Option<String> = conn.query_first("SELECT @@datadir").await.ok().flatten();
-        drop(conn.disconnect().await);
-        datadir.is_some_and(|d| Path::new(&d) == self.dir.path().join("data"))
+        // TiDB reports its `-path` as `@@datadir`.
+        let ours = self.dir.path().join("data");
+        let dir = self.dir.path().to_path_buf();
+        let starting = Starting {
+            program: "tidb-server",
+            child: &mut self.child,
+            port: self.port,
+            timeout: START_TIMEOUT,
+        };
+        starting.wait_until_ours(|d| Path::new(d) == ours, || log_tail(&dir)).await
     }
 
     /// The last part of the server's logs, for failure messages.
     pub fn log_tail(&self) -> String {
-        let mut text = String::new();
-        for name in ["stderr.log", "tidb.log"] {
-            let log = std::fs::read_to_string(self.dir.path().join(name)).unwrap_or_default();
-            let start = log.len().saturating_sub(4000);
-            let start = (start..log.len()).find(|&i| log.is_char_boundary(i)).unwrap_or(0);
-            text.push_str(&format!("--- {name}\n{}\n", &log[start..]));
-        }
-        text
+        log_tail(self.dir.path())
     }
 
     pub fn host(&self) -> &'static str {
@@ -375,6 +350,18 @@ impl SqlServer for Target {
             Target::MySql(s) => s.opts_for(user, password),
         }
     }
+}
+
+/// The last part of the logs of the TiDB server in `dir`.
+fn log_tail(dir: &Path) -> String {
+    let mut text = String::new();
+    for name in ["stderr.log", "tidb.log"] {
+        let log = std::fs::read_to_string(dir.join(name)).unwrap_or_default();
+        let start = log.len().saturating_sub(4000);
+        let start = (start..log.len()).find(|&i| log.is_char_boundary(i)).unwrap_or(0);
+        text.push_str(&format!("--- {name}\n{}\n", &log[start..]));
+    }
+    text
 }
 
 #[cfg(test)]
