@@ -13,21 +13,7 @@ use ferry_e2e::SqlServer;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use support::decode::{row_lines, run};
-use support::{Setup, interrupt, wait_exit};
-
-/// (column type, min, max) of every integer type, signed and unsigned.
-const INTEGERS: &[(&str, i128, i128)] = &[
-    ("TINYINT", -128, 127),
-    ("TINYINT UNSIGNED", 0, 255),
-    ("SMALLINT", -32768, 32767),
-    ("SMALLINT UNSIGNED", 0, 65535),
-    ("MEDIUMINT", -8388608, 8388607),
-    ("MEDIUMINT UNSIGNED", 0, 16777215),
-    ("INT", -2147483648, 2147483647),
-    ("INT UNSIGNED", 0, 4294967295),
-    ("BIGINT", -9223372036854775808, 9223372036854775807),
-    ("BIGINT UNSIGNED", 0, 18446744073709551615),
-];
+use support::{INTEGERS, Setup, interrupt, wait_exit};
 
 /// A value of `[min, max]`, most often at or next to a limit or zero.
 fn edge_value(rng: &mut StdRng, min: i128, max: i128) -> i128 {

@@ -14,7 +14,7 @@ use ferry_e2e::{SqlServer, TargetKind};
 use rand::rngs::StdRng;
 use rand::seq::IndexedRandom;
 use rand::{Rng, SeedableRng};
-use support::{Setup, interrupt};
+use support::{INTEGERS, Setup, interrupt};
 
 /// Seeds run on every test run (each found no bug, or one that is fixed now), with
 /// [`Mode::Dml`] and [`Mode::DmlAndDdl`].
@@ -48,24 +48,11 @@ enum Charset {
     Binary,
 }
 
-const INTS: &[(&str, i128, i128)] = &[
-    ("TINYINT", -128, 127),
-    ("TINYINT UNSIGNED", 0, 255),
-    ("SMALLINT", -32768, 32767),
-    ("SMALLINT UNSIGNED", 0, 65535),
-    ("MEDIUMINT", -8388608, 8388607),
-    ("MEDIUMINT UNSIGNED", 0, 16777215),
-    ("INT", -2147483648, 2147483647),
-    ("INT UNSIGNED", 0, 4294967295),
-    ("BIGINT", -9223372036854775808, 9223372036854775807),
-    ("BIGINT UNSIGNED", 0, 18446744073709551615),
-];
-
 impl Kind {
     fn random(rng: &mut StdRng) -> Kind {
         match rng.random_range(0..15) {
             0 | 1 => {
-                let &(ddl, min, max) = INTS.choose(rng).expect("ints");
+                let &(ddl, min, max) = INTEGERS.choose(rng).expect("ints");
                 Kind::Int { ddl, min, max }
             }
             2 => {

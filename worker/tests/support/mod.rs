@@ -13,6 +13,20 @@ use std::time::{Duration, Instant};
 use ferry_e2e::{JobManifest, Source, SourceKind, SqlServer, Target, TargetKind};
 use mysql_async::prelude::Queryable;
 
+/// (column type, min, max) of every integer type, signed and unsigned.
+pub const INTEGERS: &[(&str, i128, i128)] = &[
+    ("TINYINT", -128, 127),
+    ("TINYINT UNSIGNED", 0, 255),
+    ("SMALLINT", -32768, 32767),
+    ("SMALLINT UNSIGNED", 0, 65535),
+    ("MEDIUMINT", -8388608, 8388607),
+    ("MEDIUMINT UNSIGNED", 0, 16777215),
+    ("INT", -2147483648, 2147483647),
+    ("INT UNSIGNED", 0, 4294967295),
+    ("BIGINT", -9223372036854775808, 9223372036854775807),
+    ("BIGINT UNSIGNED", 0, 18446744073709551615),
+];
+
 pub const PASSWORD: &str = "s3cret-pw";
 pub const JOB: &str = "default/job";
 
