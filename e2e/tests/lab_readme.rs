@@ -287,6 +287,9 @@ struct Cluster {
     jobs: Api<MigrationJob>,
     pods: Api<Pod>,
     lab: PathBuf,
+    /// Where kubectl and helm would cache what they learn of the lab's API server if they
+    /// ignored the lab's KUBECACHEDIR.
+    home_cache: PathBuf,
 }
 
 impl Cluster {
@@ -294,8 +297,12 @@ impl Cluster {
         let kubeconfig = Kubeconfig::read_from(lab.join("kubeconfig"))?;
         let config =
             kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await?;
+        let port = config.cluster_url.port_u16().context("the API server's port")?;
+        let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_default();
+        let home_cache = home.join(format!(".kube/cache/discovery/127.0.0.1_{port}"));
         let client = kube::Client::try_from(config)?;
         Ok(Self {
+            home_cache,
             jobs: Api::namespaced(client.clone(), NAMESPACE),
             pods: Api::namespaced(client, NAMESPACE),
             lab: lab.to_path_buf(),
@@ -357,7 +364,7 @@ fn replicating(job: Option<&MigrationJob>) -> bool {
 }
 
 /// Runs the README's watch command until a line shows the job in Incremental / Running.
-fn watch_until_replicating(script: &str, lab: &Path) -> anyhow::Result<()> {
+fn watch_until_replicating(command: &str, script: &str, lab: &Path) -> anyhow::Result<()> {
     let mut child = spawn_shell(script, lab, Stdio::piped(), Stdio::piped())?;
     let mut stderr = child.stderr.take().context("stderr")?;
     let output = collect(child.stdout.take().context("stdout")?);
@@ -374,7 +381,7 @@ fn watch_until_replicating(script: &str, lab: &Path) -> anyhow::Result<()> {
         if let Some(status) = child.try_wait()? {
             let mut errors = String::new();
             let _ = stderr.read_to_string(&mut errors);
-            break Err(anyhow::anyhow!("{script} ended ({status}) first:\n{errors}{printed}"));
+            break Err(anyhow::anyhow!("{command} ended ({status}) first:\n{errors}{printed}"));
         }
         if Instant::now() > deadline {
             break Err(anyhow::anyhow!(
@@ -457,7 +464,7 @@ async fn readme_try_out_runs_as_written() -> anyhow::Result<()> {
             environment.push(command.clone());
             cluster = Some(Cluster::connect(&lab).await?);
         } else if command.starts_with("kubectl get") && command.ends_with(" -w") {
-            watch_until_replicating(&script, &lab)?;
+            watch_until_replicating(&command, &script, &lab)?;
             // Everything runs now: the lab's processes, the operator's and the worker's.
             family = descendants(up.child.id() as i32);
             let cache = ferry_e2e::cache_dir();
@@ -566,6 +573,8 @@ async fn check_effect(
                 family.iter().filter(|p| process(p.pid).as_ref() == Some(*p)).collect();
             ensure!(left.is_empty(), "processes of the lab still run after `down`: {left:?}");
             ensure!(!lab.exists(), "{} is still there after `down`", lab.display());
+            let home_cache = &cluster.home_cache;
+            ensure!(!home_cache.exists(), "kubectl or helm cached into {}", home_cache.display());
             Ok(())
         }
         _ => Ok(()),

@@ -159,8 +159,12 @@ impl Lab {
         let text = std::fs::read_to_string(self.path("ferry-lab.pid")).ok()?;
         let pid: i32 = text.trim().parse().ok()?;
         // SAFETY: signal 0 only checks that the process exists.
-        let alive = unsafe { libc::kill(pid, 0) } == 0;
-        alive.then_some(pid)
+        let exists = unsafe { libc::kill(pid, 0) } == 0;
+        // A zombie (exited, its parent has not waited yet) has stopped.
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        let zombie =
+            stat.rsplit_once(')').is_some_and(|(_, rest)| rest.trim_start().starts_with('Z'));
+        (exists && !zombie).then_some(pid)
     }
 
     /// Removes every entry and then the directory if nothing else is in it (a directory named
@@ -240,9 +244,11 @@ fn up(lab: &Lab, args: UpArgs) -> anyhow::Result<()> {
     std::fs::write(lab.path("ferry-lab.pid"), std::process::id().to_string())
         .context("write the pid file")?;
     // SAFETY: no other thread runs yet (the runtime starts below), so nothing reads the
-    // environment meanwhile. The servers, the control plane and helm inherit these.
+    // environment meanwhile. The servers, the control plane and helm inherit these (helm's
+    // discovery cache would go to ~/.kube/cache without KUBECACHEDIR).
     unsafe {
         std::env::set_var("TMPDIR", lab.path("tmp"));
+        std::env::set_var("KUBECACHEDIR", lab.path("kube-cache"));
         for (variable, dir) in [
             ("HELM_CACHE_HOME", "cache"),
             ("HELM_CONFIG_HOME", "config"),
