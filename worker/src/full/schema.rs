@@ -1,7 +1,8 @@
 //! Creates the selected databases, tables and views on the target from the source's own
 //! definitions (SHOW CREATE), keeping whatever already exists there. Views come after tables,
 //! and a view that depends on another view is retried once that one exists. For a TiDB target
-//! the definitions are adapted where TiDB rejects MariaDB syntax, each change logged.
+//! the definitions are adapted where TiDB rejects MariaDB syntax, and for a MariaDB target
+//! MySQL's version comments MariaDB would skip are made real, each change logged.
 
 use std::collections::HashSet;
 
@@ -10,6 +11,7 @@ use mysql_async::prelude::Queryable;
 
 use super::objects::Objects;
 use crate::error::SqlContext;
+use crate::flavor::{Flavor, Version};
 use crate::sql::{qualified, quote_ident, quote_str};
 
 /// Creates what is missing on the target; the plain secondary indexes of the tables it creates
@@ -20,7 +22,8 @@ pub async fn copy(
     target: &mut Conn,
     objects: &Objects,
 ) -> crate::Result<()> {
-    let tidb = is_tidb(target).await?;
+    let target_flavor = Version::read(target).await.sql("read the target version")?.flavor;
+    let tidb = target_flavor == Flavor::TiDb;
     target.query_drop(super::copy::target_session()).await.sql("set up a target session")?;
     let existing = existing(target, &objects.databases).await?;
     for db in &objects.databases {
@@ -39,7 +42,11 @@ pub async fn copy(
             continue;
         }
         let create = show_create(source, &table.db, &table.name, "TABLE").await?;
-        let create = if tidb { adapt_for_tidb(&table.qualified(), &create) } else { create };
+        let create = match target_flavor {
+            Flavor::TiDb => adapt_for_tidb(&table.qualified(), &create),
+            Flavor::MariaDb => adapt_mysql_for_mariadb(&table.qualified(), &create),
+            Flavor::MySql => create,
+        };
         let (create, deferred) = super::indexes::split(&create);
         if !deferred.is_empty() {
             super::indexes::record(target, job, &table.db, &table.name, &deferred).await?;
@@ -58,11 +65,30 @@ pub async fn copy(
     create_views(source, target, views).await
 }
 
-async fn is_tidb(conn: &mut Conn) -> crate::Result<bool> {
-    let version: Option<String> =
-        conn.query_first("SELECT VERSION()").await.sql("read the target version")?;
-    Ok(version.unwrap_or_default().contains("TiDB"))
+/// MySQL's SHOW CREATE TABLE writes `/*!80023 INVISIBLE */` and `/*!80003 SRID n */` as version
+/// comments, which MariaDB skips (its versions are 10.x, 11.x): the column would turn visible
+/// and lose its SRID. MariaDB spells them `INVISIBLE` and `REF_SYSTEM_ID=n`.
+pub fn adapt_mysql_for_mariadb(object: &str, create: &str) -> String {
+    let mut out = create.to_string();
+    if out.contains(MYSQL_INVISIBLE) {
+        out = out.replace(MYSQL_INVISIBLE, "INVISIBLE");
+        tracing::info!(object, "MySQL INVISIBLE columns kept invisible on MariaDB");
+    }
+    while let Some(start) = out.find(MYSQL_SRID) {
+        let rest = &out[start + MYSQL_SRID.len()..];
+        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+        let Some(after) = rest[digits..].strip_prefix(" */").filter(|_| digits > 0) else {
+            break;
+        };
+        let srid = rest[..digits].to_string();
+        out = format!("{}REF_SYSTEM_ID={srid}{after}", &out[..start]);
+        tracing::info!(object, %srid, "MySQL SRID written as MariaDB's REF_SYSTEM_ID");
+    }
+    out
 }
+
+const MYSQL_INVISIBLE: &str = "/*!80023 INVISIBLE */";
+const MYSQL_SRID: &str = "/*!80003 SRID ";
 
 async fn existing(
     target: &mut Conn,
@@ -199,6 +225,20 @@ mod tests {
             adapt_for_tidb("u", create),
             "CREATE TABLE `u` (`b` text CHARACTER SET utf8 COLLATE utf8_general_ci)"
         );
+    }
+
+    #[test]
+    fn mysql_version_comments_are_made_real_for_mariadb() {
+        let create = "CREATE TABLE `t` (`id` int NOT NULL, `s` int DEFAULT NULL /*!80023 INVISIBLE */, \
+            `p` point NOT NULL /*!80003 SRID 4326 */, `q` point /*!80003 SRID 0 */, PRIMARY KEY (`id`))";
+        assert_eq!(
+            adapt_mysql_for_mariadb("t", create),
+            "CREATE TABLE `t` (`id` int NOT NULL, `s` int DEFAULT NULL INVISIBLE, \
+            `p` point NOT NULL REF_SYSTEM_ID=4326, `q` point REF_SYSTEM_ID=0, PRIMARY KEY (`id`))"
+        );
+        // Anything else after the marker is left alone rather than guessed at.
+        let odd = "CREATE TABLE `t` (`p` point /*!80003 SRID x */)";
+        assert_eq!(adapt_mysql_for_mariadb("t", odd), odd);
     }
 
     #[test]
