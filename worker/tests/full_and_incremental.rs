@@ -56,7 +56,8 @@ async fn copy_then_replicate(setup: &mut Setup, envs: &[(&str, &str)]) {
     setup.source.exec(SCHEMA).await.expect("schema");
     write(setup, 1, 3000).await;
     // Rows the writes do not touch, so the copy lasts long enough to be written to.
-    let filler = "INSERT INTO app.items SELECT seq + 1000000, seq, 'filler' FROM app.seq_1_to_20000";
+    let filler =
+        "INSERT INTO app.items SELECT seq + 1000000, seq, 'filler' FROM app.seq_1_to_20000";
     setup.source.exec(filler).await.expect("filler rows");
     let manifest = setup.manifest("FullAndIncremental", "    databases: [app]");
     let mut child = setup.spawn(&manifest, envs, &["--concurrency", "3"]);
@@ -172,7 +173,12 @@ async fn mysql_without_reload_locks_the_tables_and_stays_exact() {
         written += writer.await.expect("writer");
     }
     assert!(written > 100, "only {written} transactions raced the copy");
-    assert_eq!(setup.snapshot_method().await.as_deref(), Some("lock-tables"), "{}", setup.last_log());
+    assert_eq!(
+        setup.snapshot_method().await.as_deref(),
+        Some("lock-tables"),
+        "{}",
+        setup.last_log()
+    );
     assert!(setup.last_log().contains("holding LOCK TABLES"), "{}", setup.last_log());
     setup.wait_caught_up(&mut child, Duration::from_secs(60)).await;
     wait_until_equal(&setup).await;

@@ -198,8 +198,7 @@ async fn without_the_global_lock_the_copy_is_still_exact() {
         .expect("source");
     let rows_at_start = source_rows(&setup).await;
     let manifest = setup.manifest("Full", "    databases: [app]");
-    let mut child =
-        setup.spawn(&manifest, &[("FERRY_CHUNK_ROWS", "300")], &["--concurrency", "3"]);
+    let mut child = setup.spawn(&manifest, &[("FERRY_CHUNK_ROWS", "300")], &["--concurrency", "3"]);
     let source = &setup.source;
     let during = setup
         .write_while_copying(&mut child, |n| async move {
@@ -215,7 +214,11 @@ async fn without_the_global_lock_the_copy_is_still_exact() {
         .await;
     assert!(child.wait().expect("wait for ferry").success(), "{}", setup.last_log());
     assert!(during > 0, "no write committed while the copy ran:\n{}", setup.last_log());
-    assert!(setup.last_log().contains("refused FLUSH TABLES WITH READ LOCK"), "{}", setup.last_log());
+    assert!(
+        setup.last_log().contains("refused FLUSH TABLES WITH READ LOCK"),
+        "{}",
+        setup.last_log()
+    );
     assert_eq!(setup.snapshot_method().await.as_deref(), Some("lock-free"));
 
     let mut target = setup.target.conn().await.expect("target conn");
@@ -265,6 +268,21 @@ async fn mysql_types_round_trip_into_mariadb() {
     let manifest = setup.manifest("Full", "    databases: [types]");
     let (ok, log) = setup.run(&manifest, &[("FERRY_CHUNK_ROWS", "500")], &["--concurrency", "3"]);
     assert!(ok, "ferry migrate failed:\n{log}");
+    let extra = "SELECT EXTRA FROM information_schema.COLUMNS \
+        WHERE TABLE_SCHEMA = 'types' AND TABLE_NAME = 'own' AND COLUMN_NAME = 'secret'";
+    assert_eq!(
+        setup.target.query_strings(extra).await.expect("target"),
+        [Some("INVISIBLE".into())]
+    );
+    let secret = "SELECT secret FROM types.own ORDER BY id";
+    assert_eq!(
+        setup.target.query_strings(secret).await.expect("target"),
+        [Some("42".into()), None]
+    );
+    // MariaDB records the SRID (its SHOW CREATE TABLE does not show it).
+    let srid = "SELECT SRID FROM information_schema.GEOMETRY_COLUMNS \
+        WHERE G_TABLE_SCHEMA = 'types' AND G_TABLE_NAME = 'own' AND G_GEOMETRY_COLUMN = 'loc'";
+    assert_eq!(setup.target.query_strings(srid).await.expect("target"), [Some("4326".into())]);
     setup.assert_same("types").await;
     // The expression defaults hold the source's values, not ones the target computed.
     let tag = "SELECT tag FROM types.own ORDER BY id";
@@ -274,13 +292,5 @@ async fn mysql_types_round_trip_into_mariadb() {
     );
     let views = "SELECT TABLE_NAME FROM information_schema.VIEWS WHERE TABLE_SCHEMA = 'types'";
     assert_eq!(setup.target.query_strings(views).await.expect("views"), [Some("v_own".into())]);
-    let extra = "SELECT EXTRA FROM information_schema.COLUMNS \
-        WHERE TABLE_SCHEMA = 'types' AND TABLE_NAME = 'own' AND COLUMN_NAME = 'secret'";
-    assert_eq!(setup.target.query_strings(extra).await.expect("target"), [Some("INVISIBLE".into())]);
-    let secret = "SELECT secret FROM types.own ORDER BY id";
-    assert_eq!(setup.target.query_strings(secret).await.expect("target"), [Some("42".into()), None]);
-    let srid = "SELECT SRID FROM information_schema.GEOMETRY_COLUMNS \
-        WHERE F_TABLE_SCHEMA = 'types' AND F_TABLE_NAME = 'own' AND F_GEOMETRY_COLUMN = 'loc'";
-    assert_eq!(setup.target.query_strings(srid).await.expect("target"), [Some("4326".into())]);
     assert_eq!(setup.status()["phase"], "Completed");
 }

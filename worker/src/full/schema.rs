@@ -75,16 +75,43 @@ pub fn adapt_mysql_for_mariadb(object: &str, create: &str) -> String {
         tracing::info!(object, "MySQL INVISIBLE columns kept invisible on MariaDB");
     }
     while let Some(start) = out.find(MYSQL_SRID) {
-        let rest = &out[start + MYSQL_SRID.len()..];
-        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
-        let Some(after) = rest[digits..].strip_prefix(" */").filter(|_| digits > 0) else {
-            break;
-        };
-        let srid = rest[..digits].to_string();
-        out = format!("{}REF_SYSTEM_ID={srid}{after}", &out[..start]);
-        tracing::info!(object, %srid, "MySQL SRID written as MariaDB's REF_SYSTEM_ID");
+        let Some(rewritten) = srid_after_type(&out, start) else { break };
+        out = rewritten;
+        tracing::info!(object, "MySQL SRID written as MariaDB's REF_SYSTEM_ID");
     }
     out
+}
+
+/// Moves the `/*!80003 SRID n */` at `start` to `REF_SYSTEM_ID=n` right after its column's type
+/// (MariaDB accepts it only there). SHOW CREATE TABLE puts each column on its own line, which
+/// starts with the backquoted name; None when the text is not that shape.
+fn srid_after_type(create: &str, start: usize) -> Option<String> {
+    let rest = &create[start + MYSQL_SRID.len()..];
+    let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+    let tail = rest[digits..].strip_prefix(" */").filter(|_| digits > 0)?;
+    let srid = &rest[..digits];
+    let line = create[..start].rfind('\n').map_or(0, |i| i + 1);
+    let name_end = closing_backquote(&create[line..start])? + line;
+    let type_start = name_end + 2;
+    let type_len = create[type_start..start].find([' ', ',', '(']).unwrap_or(start - type_start);
+    let type_end = type_start + type_len;
+    let before = create[type_end..start].trim_end();
+    Some(format!("{} REF_SYSTEM_ID={srid}{before}{tail}", &create[..type_end]))
+}
+
+/// The index of the backquote closing the name that `line` starts with (after indentation).
+fn closing_backquote(line: &str) -> Option<usize> {
+    let open = line.find('`')?;
+    let bytes = line.as_bytes();
+    let mut i = open + 1;
+    while i < bytes.len() {
+        match (bytes[i], bytes.get(i + 1)) {
+            (b'`', Some(b'`')) => i += 2,
+            (b'`', _) => return Some(i),
+            _ => i += 1,
+        }
+    }
+    None
 }
 
 const MYSQL_INVISIBLE: &str = "/*!80023 INVISIBLE */";
@@ -229,15 +256,18 @@ mod tests {
 
     #[test]
     fn mysql_version_comments_are_made_real_for_mariadb() {
-        let create = "CREATE TABLE `t` (`id` int NOT NULL, `s` int DEFAULT NULL /*!80023 INVISIBLE */, \
-            `p` point NOT NULL /*!80003 SRID 4326 */, `q` point /*!80003 SRID 0 */, PRIMARY KEY (`id`))";
+        let create = "CREATE TABLE `t` (\n  `id` int NOT NULL,\n  \
+            `s` int DEFAULT NULL /*!80023 INVISIBLE */,\n  \
+            `p` point NOT NULL /*!80003 SRID 4326 */,\n  \
+            `a``b` geometry /*!80003 SRID 0 */ DEFAULT NULL,\n  PRIMARY KEY (`id`)\n)";
         assert_eq!(
             adapt_mysql_for_mariadb("t", create),
-            "CREATE TABLE `t` (`id` int NOT NULL, `s` int DEFAULT NULL INVISIBLE, \
-            `p` point NOT NULL REF_SYSTEM_ID=4326, `q` point REF_SYSTEM_ID=0, PRIMARY KEY (`id`))"
+            "CREATE TABLE `t` (\n  `id` int NOT NULL,\n  `s` int DEFAULT NULL INVISIBLE,\n  \
+            `p` point REF_SYSTEM_ID=4326 NOT NULL,\n  \
+            `a``b` geometry REF_SYSTEM_ID=0 DEFAULT NULL,\n  PRIMARY KEY (`id`)\n)"
         );
         // Anything else after the marker is left alone rather than guessed at.
-        let odd = "CREATE TABLE `t` (`p` point /*!80003 SRID x */)";
+        let odd = "CREATE TABLE `t` (\n  `p` point /*!80003 SRID x */\n)";
         assert_eq!(adapt_mysql_for_mariadb("t", odd), odd);
     }
 

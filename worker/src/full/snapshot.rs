@@ -117,8 +117,10 @@ pub async fn open(
 
 /// `LOCK TABLES a READ, b READ, ...`: one statement, since each LOCK TABLES releases the last.
 fn lock_tables_sql(tables: &[(String, String)]) -> String {
-    let each: Vec<String> =
-        tables.iter().map(|(db, name)| format!("{} READ", crate::sql::qualified(db, name))).collect();
+    let each: Vec<String> = tables
+        .iter()
+        .map(|(db, name)| format!("{} READ", crate::sql::qualified(db, name)))
+        .collect();
     format!("LOCK TABLES {}", each.join(", "))
 }
 
