@@ -66,14 +66,15 @@ async fn integers_at_every_limit_replicate_and_decode_exactly() {
     let mut ferry = setup.spawn(&manifest, &[], &[]);
     let mut rng = StdRng::seed_from_u64(1);
     for (round, metadata) in ["NO_LOG", "FULL"].into_iter().enumerate() {
-        setup.source.exec(&format!("SET GLOBAL binlog_row_metadata = {metadata}")).await.unwrap();
+        setup
+            .source
+            .exec(&format!("SET GLOBAL binlog_row_metadata = {metadata}"))
+            .await
+            .unwrap();
         let base = round * 100;
         let mut sql = String::new();
         for id in base..base + 40 {
-            sql.push_str(&format!(
-                "INSERT INTO app.ints VALUES ({id}, {});\n",
-                integer_row(&mut rng)
-            ));
+            sql.push_str(&format!("INSERT INTO app.ints VALUES ({id}, {});\n", integer_row(&mut rng)));
         }
         for id in base..base + 40 {
             let sets: Vec<String> = INTEGERS
@@ -174,17 +175,8 @@ async fn values_go_to_target_columns_by_name() {
         .unwrap();
     let mut ferry = setup.spawn(&manifest, &[], &[]);
     setup.wait_caught_up(&mut ferry, Duration::from_secs(60)).await;
-    let rows = setup
-        .target
-        .query_strings("SELECT CONCAT_WS(',', z, id, a, b) FROM app.u ORDER BY id")
-        .await
-        .unwrap();
-    assert_eq!(
-        rows,
-        [Some("1,2,3".to_string()), Some("9,4,5,6".to_string())],
-        "{}",
-        setup.last_log()
-    );
+    let rows = setup.target.query_strings("SELECT CONCAT_WS(',', z, id, a, b) FROM app.u ORDER BY id").await.unwrap();
+    assert_eq!(rows, [Some("1,2,3".to_string()), Some("9,4,5,6".to_string())], "{}", setup.last_log());
     assert!(interrupt(&mut ferry).success());
 }
 
@@ -195,9 +187,7 @@ async fn a_column_missing_on_the_target_stops_the_job() {
     let mut setup = Setup::start().await;
     setup
         .source
-        .exec(
-            "CREATE DATABASE app; CREATE TABLE app.t (id INT PRIMARY KEY, a INT, name VARCHAR(10))",
-        )
+        .exec("CREATE DATABASE app; CREATE TABLE app.t (id INT PRIMARY KEY, a INT, name VARCHAR(10))")
         .await
         .unwrap();
     setup
@@ -224,11 +214,7 @@ async fn a_column_missing_on_the_target_stops_the_job() {
 async fn statement_format_changes_to_selected_tables_stop_the_job() {
     let mut setup = Setup::start().await;
     setup.both("CREATE DATABASE app; CREATE TABLE app.t (id INT PRIMARY KEY, v VARCHAR(20))").await;
-    setup
-        .source
-        .exec("CREATE DATABASE other; CREATE TABLE other.t (id INT PRIMARY KEY)")
-        .await
-        .unwrap();
+    setup.source.exec("CREATE DATABASE other; CREATE TABLE other.t (id INT PRIMARY KEY)").await.unwrap();
     let start = setup.source_head().await;
     let manifest = setup.incremental_manifest(&start, "");
     let mut ferry = setup.spawn(&manifest, &[], &[]);
@@ -259,11 +245,7 @@ async fn statement_format_changes_to_selected_tables_stop_the_job() {
 async fn undecodable_rows_outside_the_selection_do_not_stop_the_job() {
     let mut setup = Setup::start().await;
     setup.both("CREATE DATABASE app; CREATE TABLE app.t (id INT PRIMARY KEY)").await;
-    setup
-        .source
-        .exec("CREATE DATABASE other; CREATE TABLE other.t (id INT PRIMARY KEY, t TIME(1))")
-        .await
-        .unwrap();
+    setup.source.exec("CREATE DATABASE other; CREATE TABLE other.t (id INT PRIMARY KEY, t TIME(1))").await.unwrap();
     let start = setup.source_head().await;
     let manifest = setup.incremental_manifest(&start, "");
     setup
@@ -321,8 +303,7 @@ async fn a_stalled_target_shows_growing_lag_and_a_warning() {
         let inc = &status["incremental"];
         let (applied, head) = (&inc["applied"], &inc["sourceHead"]);
         if head.is_object() {
-            let applied_at =
-                (applied["file"].as_str().unwrap_or(""), applied["pos"].as_u64().unwrap_or(0));
+            let applied_at = (applied["file"].as_str().unwrap_or(""), applied["pos"].as_u64().unwrap_or(0));
             let head_at = (head["file"].as_str().unwrap_or(""), head["pos"].as_u64().unwrap_or(0));
             assert!(applied_at <= head_at, "applied above the source head: {status:#}");
         }

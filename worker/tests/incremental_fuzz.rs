@@ -145,16 +145,16 @@ impl Kind {
                 v.clamp(*min, *max).to_string()
             }
             Kind::Decimal { precision, scale } => decimal(rng, *precision, *scale),
-            Kind::Float => ["0", "-1.5", "3.4e38", "-3.4e38", "1.17549e-38", "0.1", "123456"]
-                .choose(rng)
-                .expect("floats")
-                .to_string(),
-            Kind::Double => {
-                ["0", "-0.5", "1.7976931348623157e308", "2.2250738585072014e-308", "0.1"]
+            Kind::Float => {
+                ["0", "-1.5", "3.4e38", "-3.4e38", "1.17549e-38", "0.1", "123456"]
                     .choose(rng)
-                    .expect("doubles")
+                    .expect("floats")
                     .to_string()
             }
+            Kind::Double => ["0", "-0.5", "1.7976931348623157e308", "2.2250738585072014e-308", "0.1"]
+                .choose(rng)
+                .expect("doubles")
+                .to_string(),
             Kind::Date => quoted(
                 ["0000-00-00", "1000-01-01", "9999-12-31", "2024-02-29", "1970-01-01"]
                     .choose(rng)
@@ -270,16 +270,11 @@ struct Table {
 impl Table {
     fn random(rng: &mut StdRng, name: String) -> Table {
         let count = rng.random_range(1..=8);
-        Table {
-            name,
-            keyed: rng.random_bool(0.8),
-            columns: (0..count).map(|_| Kind::random(rng)).collect(),
-        }
+        Table { name, keyed: rng.random_bool(0.8), columns: (0..count).map(|_| Kind::random(rng)).collect() }
     }
 
     fn create(&self) -> String {
-        let mut columns =
-            vec![if self.keyed { "id INT PRIMARY KEY".into() } else { "id INT".into() }];
+        let mut columns = vec![if self.keyed { "id INT PRIMARY KEY".into() } else { "id INT".into() }];
         columns.extend(self.columns.iter().enumerate().map(|(i, k)| format!("c{i} {}", k.ddl())));
         format!("CREATE TABLE app.{} ({})", self.name, columns.join(", "))
     }
@@ -315,9 +310,8 @@ impl Table {
 /// The statements of one seed: its tables, then random DML in random transactions.
 fn workload(seed: u64) -> (Vec<String>, Vec<String>) {
     let mut rng = StdRng::seed_from_u64(seed);
-    let tables: Vec<Table> = (0..rng.random_range(1..=3))
-        .map(|i| Table::random(&mut rng, format!("s{seed}_t{i}")))
-        .collect();
+    let tables: Vec<Table> =
+        (0..rng.random_range(1..=3)).map(|i| Table::random(&mut rng, format!("s{seed}_t{i}"))).collect();
     let ddl = tables.iter().map(Table::create).collect();
     let mut dml = Vec::new();
     let mut next_id = vec![0u32; tables.len()];
@@ -403,13 +397,15 @@ fn seeds() -> impl Iterator<Item = u64> {
     let budget = std::env::var("FERRY_FUZZ_SECONDS").ok().and_then(|s| s.parse::<u64>().ok());
     let deadline = budget.map(|s| Instant::now() + Duration::from_secs(s));
     let mut rng = StdRng::from_os_rng();
-    SEEDS.iter().copied().chain(std::iter::from_fn(move || {
-        let seed = rng.random_range(1000..u64::from(u32::MAX));
-        deadline.filter(|d| Instant::now() < *d).map(|_| {
-            eprintln!("fuzz seed {seed}");
-            seed
-        })
-    }))
+    SEEDS.iter().copied().chain(
+        std::iter::from_fn(move || {
+            let seed = rng.random_range(1000..u64::from(u32::MAX));
+            deadline.filter(|d| Instant::now() < *d).map(|_| {
+                eprintln!("fuzz seed {seed}");
+                seed
+            })
+        }),
+    )
 }
 
 #[tokio::test(flavor = "multi_thread")]

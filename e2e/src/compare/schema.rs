@@ -33,12 +33,7 @@ impl Sides {
 }
 
 /// Every schema fact of `database` on one side, sorted.
-pub async fn facts(
-    conn: &mut Conn,
-    database: &str,
-    sides: Sides,
-    side: Side,
-) -> Result<Vec<String>> {
+pub async fn facts(conn: &mut Conn, database: &str, sides: Sides, side: Side) -> Result<Vec<String>> {
     let mut lines = tables(conn, database, sides).await?;
     lines.extend(columns(conn, database, sides, side).await?);
     lines.extend(indexes(conn, database).await?);

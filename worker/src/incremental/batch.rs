@@ -45,7 +45,12 @@ impl Op {
             .rows
             .into_iter()
             .map(|(before, after)| {
-                let op = Op { schema: schema.clone(), kind, before, after };
+                let op = Op {
+                    schema: schema.clone(),
+                    kind,
+                    before,
+                    after,
+                };
                 let complete = match op.kind {
                     RowKind::Insert => op.after.is_some(),
                     RowKind::Delete => op.before.is_some(),

@@ -489,8 +489,7 @@ fn optional_metadata(
     let unsigned = bits.peek().is_some().then(|| {
         (0..types.len())
             .map(|i| {
-                let numeric =
-                    tme.get_column_type(i).ok().flatten().is_some_and(|t| t.is_numeric_type());
+                let numeric = tme.get_column_type(i).ok().flatten().is_some_and(|t| t.is_numeric_type());
                 numeric && bits.next().unwrap_or(false)
             })
             .collect()
@@ -764,8 +763,7 @@ mod tests {
                     let raw = (v as u64) & mask;
                     let sign_extended = ((raw << (64 - bits)) as i64) >> (64 - bits);
                     // What mysql_common gives without signedness metadata, and with it.
-                    let without =
-                        if bits == 24 { Value::Int(raw as i64) } else { Value::Int(sign_extended) };
+                    let without = if bits == 24 { Value::Int(raw as i64) } else { Value::Int(sign_extended) };
                     let with = match (unsigned, bits) {
                         (true, 24) => Value::Int(raw as i64),
                         (true, _) => Value::UInt(raw),
@@ -776,8 +774,7 @@ mod tests {
                             .expect("fix");
                         assert_eq!(fixed, Value::Int(sign_extended), "{column_type:?} {decoded:?}");
                         let stored = if unsigned { to_unsigned(column_type, fixed) } else { fixed };
-                        let expected =
-                            if unsigned { Value::UInt(v as u64) } else { Value::Int(v as i64) };
+                        let expected = if unsigned { Value::UInt(v as u64) } else { Value::Int(v as i64) };
                         assert_eq!(stored, expected, "{column_type:?} unsigned={unsigned} {v}");
                     }
                 }

@@ -55,9 +55,9 @@ impl Mapping {
                 .iter()
                 .position(|c| c.name.eq_ignore_ascii_case(&column.name))
                 .ok_or_else(|| IncrementalError::MissingColumn {
-                table: target.name(),
-                column: column.name.clone(),
-            })?;
+                    table: target.name(),
+                    column: column.name.clone(),
+                })?;
             let target_type = &target.columns[j].data_type;
             if !compatible(binlog_type, target_type) {
                 return Err(IncrementalError::IncompatibleColumn {
@@ -251,8 +251,9 @@ fn same_types(columns: &[SourceColumn], types: &[ColumnType]) -> bool {
 
 /// Whether the columns both definitions have come in the same order in each.
 fn same_relative_order(a: &[SourceColumn], b: &[SourceColumn]) -> bool {
-    let has =
-        |list: &[SourceColumn], name: &str| list.iter().any(|c| c.name.eq_ignore_ascii_case(name));
+    let has = |list: &[SourceColumn], name: &str| {
+        list.iter().any(|c| c.name.eq_ignore_ascii_case(name))
+    };
     let shared_a = a.iter().filter(|c| has(b, &c.name)).map(|c| c.name.to_ascii_lowercase());
     let shared_b = b.iter().filter(|c| has(a, &c.name)).map(|c| c.name.to_ascii_lowercase());
     shared_a.eq(shared_b)
@@ -282,19 +283,10 @@ fn logged_as(t: ColumnType, data_type: &str) -> bool {
         MYSQL_TYPE_JSON => &["json"],
         MYSQL_TYPE_VARCHAR | MYSQL_TYPE_VAR_STRING => &["varchar", "varbinary"],
         MYSQL_TYPE_STRING => &["char", "binary"],
-        MYSQL_TYPE_BLOB | MYSQL_TYPE_TINY_BLOB | MYSQL_TYPE_MEDIUM_BLOB | MYSQL_TYPE_LONG_BLOB => {
-            &[
-                "tinyblob",
-                "blob",
-                "mediumblob",
-                "longblob",
-                "tinytext",
-                "text",
-                "mediumtext",
-                "longtext",
-                "json",
-            ]
-        }
+        MYSQL_TYPE_BLOB | MYSQL_TYPE_TINY_BLOB | MYSQL_TYPE_MEDIUM_BLOB | MYSQL_TYPE_LONG_BLOB => &[
+            "tinyblob", "blob", "mediumblob", "longblob", "tinytext", "text", "mediumtext",
+            "longtext", "json",
+        ],
         _ => return true,
     };
     expected.contains(&data_type) || !known_type(data_type)
@@ -304,42 +296,11 @@ fn logged_as(t: ColumnType, data_type: &str) -> bool {
 fn known_type(data_type: &str) -> bool {
     matches!(
         data_type,
-        "tinyint"
-            | "bool"
-            | "boolean"
-            | "smallint"
-            | "mediumint"
-            | "int"
-            | "integer"
-            | "bigint"
-            | "float"
-            | "double"
-            | "real"
-            | "double precision"
-            | "decimal"
-            | "numeric"
-            | "fixed"
-            | "year"
-            | "date"
-            | "time"
-            | "datetime"
-            | "timestamp"
-            | "bit"
-            | "enum"
-            | "set"
-            | "json"
-            | "varchar"
-            | "varbinary"
-            | "char"
-            | "binary"
-            | "tinyblob"
-            | "blob"
-            | "mediumblob"
-            | "longblob"
-            | "tinytext"
-            | "text"
-            | "mediumtext"
-            | "longtext"
+        "tinyint" | "bool" | "boolean" | "smallint" | "mediumint" | "int" | "integer" | "bigint"
+            | "float" | "double" | "real" | "double precision" | "decimal" | "numeric" | "fixed"
+            | "year" | "date" | "time" | "datetime" | "timestamp" | "bit" | "enum" | "set"
+            | "json" | "varchar" | "varbinary" | "char" | "binary" | "tinyblob" | "blob"
+            | "mediumblob" | "longblob" | "tinytext" | "text" | "mediumtext" | "longtext"
     )
 }
 
@@ -355,31 +316,14 @@ enum Family {
 fn binlog_family(t: ColumnType) -> Family {
     use ColumnType::*;
     match t {
-        MYSQL_TYPE_TINY
-        | MYSQL_TYPE_SHORT
-        | MYSQL_TYPE_INT24
-        | MYSQL_TYPE_LONG
-        | MYSQL_TYPE_LONGLONG
-        | MYSQL_TYPE_FLOAT
-        | MYSQL_TYPE_DOUBLE
-        | MYSQL_TYPE_DECIMAL
-        | MYSQL_TYPE_NEWDECIMAL
-        | MYSQL_TYPE_BIT => Family::Number,
-        MYSQL_TYPE_DATE
-        | MYSQL_TYPE_NEWDATE
-        | MYSQL_TYPE_TIME
-        | MYSQL_TYPE_TIME2
-        | MYSQL_TYPE_DATETIME
-        | MYSQL_TYPE_DATETIME2
-        | MYSQL_TYPE_TIMESTAMP
+        MYSQL_TYPE_TINY | MYSQL_TYPE_SHORT | MYSQL_TYPE_INT24 | MYSQL_TYPE_LONG
+        | MYSQL_TYPE_LONGLONG | MYSQL_TYPE_FLOAT | MYSQL_TYPE_DOUBLE | MYSQL_TYPE_DECIMAL
+        | MYSQL_TYPE_NEWDECIMAL | MYSQL_TYPE_BIT => Family::Number,
+        MYSQL_TYPE_DATE | MYSQL_TYPE_NEWDATE | MYSQL_TYPE_TIME | MYSQL_TYPE_TIME2
+        | MYSQL_TYPE_DATETIME | MYSQL_TYPE_DATETIME2 | MYSQL_TYPE_TIMESTAMP
         | MYSQL_TYPE_TIMESTAMP2 => Family::Temporal,
-        MYSQL_TYPE_VARCHAR
-        | MYSQL_TYPE_VAR_STRING
-        | MYSQL_TYPE_STRING
-        | MYSQL_TYPE_BLOB
-        | MYSQL_TYPE_TINY_BLOB
-        | MYSQL_TYPE_MEDIUM_BLOB
-        | MYSQL_TYPE_LONG_BLOB => Family::Text,
+        MYSQL_TYPE_VARCHAR | MYSQL_TYPE_VAR_STRING | MYSQL_TYPE_STRING | MYSQL_TYPE_BLOB
+        | MYSQL_TYPE_TINY_BLOB | MYSQL_TYPE_MEDIUM_BLOB | MYSQL_TYPE_LONG_BLOB => Family::Text,
         _ => Family::Other,
     }
 }
@@ -437,11 +381,7 @@ mod tests {
         names
             .iter()
             .zip(unsigned)
-            .map(|(n, &u)| SourceColumn {
-                name: n.to_string(),
-                data_type: String::new(),
-                unsigned: u,
-            })
+            .map(|(n, &u)| SourceColumn { name: n.to_string(), data_type: String::new(), unsigned: u })
             .collect()
     }
 
@@ -449,8 +389,8 @@ mod tests {
     fn values_go_to_the_target_column_of_their_name() {
         let types = [ColumnType::MYSQL_TYPE_LONG, ColumnType::MYSQL_TYPE_VARCHAR];
         let target = target(&[("extra", "int"), ("B", "varchar"), ("a", "int")]);
-        let mapping =
-            Mapping::new(&source(&["a", "b"], &[true, false]), &types, &target).expect("mapping");
+        let mapping = Mapping::new(&source(&["a", "b"], &[true, false]), &types, &target)
+            .expect("mapping");
         let change = RowChange {
             database: "d".into(),
             table: "t".into(),
@@ -493,11 +433,7 @@ mod tests {
     fn definitions_match_table_maps_by_type_and_order() {
         let def = |cols: &[(&str, &str)]| -> Vec<SourceColumn> {
             cols.iter()
-                .map(|(n, d)| SourceColumn {
-                    name: n.to_string(),
-                    data_type: d.to_string(),
-                    unsigned: false,
-                })
+                .map(|(n, d)| SourceColumn { name: n.to_string(), data_type: d.to_string(), unsigned: false })
                 .collect()
         };
         let types = [ColumnType::MYSQL_TYPE_LONG, ColumnType::MYSQL_TYPE_BLOB];
