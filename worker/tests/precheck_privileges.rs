@@ -156,3 +156,22 @@ async fn a_mysql_user_with_the_reference_privileges_is_told_about_show_view() ->
     assert_absent(&items, "dump_privileges");
     Ok(())
 }
+
+/// MySQL invisible columns into TiDB, which has none: the precheck names them and says they
+/// arrive visible. (Into MariaDB the copy keeps them INVISIBLE: no item, see above.)
+#[tokio::test]
+async fn mysql_invisible_columns_warn_for_a_tidb_target() -> TestResult {
+    let (source, placeholder, tidb) =
+        tokio::try_join!(MySql::source(), MariaDb::target(), ferry_e2e::TiDb::start())?;
+    source
+        .exec("CREATE DATABASE app; CREATE TABLE app.t (id INT PRIMARY KEY, hidden INT INVISIBLE)")
+        .await?;
+    let mut cfg = config(&source, &placeholder, MigrationMode::Full);
+    cfg.source_type = SourceType::SelfManaged;
+    cfg.target.port = tidb.port();
+    let items = check(&cfg).await;
+    assert_item(&items, "invisible_columns", CheckResult::Warning, "app.t.hidden");
+    let reason = item(&items, "invisible_columns").reason.clone().unwrap_or_default();
+    assert!(reason.contains("TiDB has no invisible columns"), "{reason}");
+    Ok(())
+}
