@@ -136,6 +136,82 @@ async fn lock_free_snapshot_then_replicate_stays_exact() {
     assert_eq!(setup.snapshot_method().await.as_deref(), Some("lock-free"), "{}", setup.last_log());
 }
 
+/// MySQL without RELOAD (as on RDS, Aurora, Cloud SQL), FLUSH_TABLES (which also allows the
+/// global read lock) nor BACKUP_ADMIN: the snapshot holds
+/// `LOCK TABLES ... READ` on the selected tables while its transactions start and the position
+/// is read. A writer commits to the keyed and the keyless table without pause from before the
+/// job starts until it replicates, so commits race the snapshot: each must arrive exactly once.
+#[tokio::test(flavor = "multi_thread")]
+async fn mysql_without_reload_locks_the_tables_and_stays_exact() {
+    let mut setup = Setup::start_with_source(SourceKind::MySql, TargetKind::MariaDb).await;
+    // MariaDB 10.11 lacks MySQL's default collation utf8mb4_0900_ai_ci.
+    let schema = SCHEMA.replacen(
+        "CREATE DATABASE app;",
+        "CREATE DATABASE app CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci;",
+        1,
+    );
+    setup.source.exec(&schema).await.expect("schema");
+    let filler = "SET SESSION cte_max_recursion_depth = 30000; \
+        INSERT INTO app.items WITH RECURSIVE s(n) AS \
+        (SELECT 1 UNION ALL SELECT n + 1 FROM s WHERE n < 20000) SELECT n + 1000000, n, 'filler' FROM s; \
+        INSERT INTO app.log SELECT CONCAT('f', id) FROM app.items WHERE id % 4 = 0; \
+        REVOKE RELOAD, FLUSH_TABLES, BACKUP_ADMIN ON *.* FROM 'ferry'@'%'";
+    setup.source.exec(filler).await.expect("filler rows, revoke RELOAD");
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut writers = Vec::new();
+    for w in 0..WRITERS {
+        let conn = setup.source.conn().await.expect("conn");
+        writers.push(tokio::spawn(write_until(conn, w, stop.clone())));
+    }
+    let manifest = setup.manifest("FullAndIncremental", "    databases: [app]");
+    let envs = [("FERRY_CHUNK_ROWS", "500")];
+    let mut child = setup.spawn(&manifest, &envs, &["--concurrency", "8"]);
+    wait_for(&setup, "the Incremental stage", |s| s["stage"] == "Incremental").await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut written = 0;
+    for writer in writers {
+        written += writer.await.expect("writer");
+    }
+    assert!(written > 100, "only {written} transactions raced the copy");
+    assert_eq!(
+        setup.snapshot_method().await.as_deref(),
+        Some("lock-tables"),
+        "{}",
+        setup.last_log()
+    );
+    assert!(setup.last_log().contains("holding LOCK TABLES"), "{}", setup.last_log());
+    setup.wait_caught_up(&mut child, Duration::from_secs(60)).await;
+    wait_until_equal(&setup).await;
+    assert!(support::interrupt(&mut child).success(), "{}", setup.last_log());
+}
+
+/// Concurrent writers: commits land every moment the snapshot is being taken.
+const WRITERS: u32 = 6;
+
+/// One transaction after another into `app.items` and the keyless `app.log` until `stop`,
+/// with ids of its own (writer `w`); returns how many committed.
+async fn write_until(
+    mut conn: mysql_async::Conn,
+    w: u32,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> u32 {
+    use mysql_async::prelude::Queryable;
+    let first = 200_000 + w * 50_000;
+    let mut id = first;
+    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+        id += 1;
+        let sql = format!(
+            "START TRANSACTION; INSERT INTO app.items VALUES ({id}, 0, 'w'); \
+             UPDATE app.items SET qty = qty + 1 WHERE id = {} OR id = {}; \
+             INSERT INTO app.log VALUES ('w{id}'); COMMIT",
+            id - 1,
+            1_000_000 + id % 20_000,
+        );
+        conn.query_drop(sql).await.expect("write to the source");
+    }
+    id - first
+}
+
 /// The keyless `app.log` is copied by the resumed run, after rows were added to it while the job
 /// was down: replication from the first snapshot must skip those inserts (the copy holds them),
 /// where safe mode could not help, as a keyless row has no key to replace.

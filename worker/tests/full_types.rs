@@ -243,14 +243,14 @@ async fn source_rows(setup: &Setup) -> Vec<String> {
 /// MySQL 9.7's own column kinds into MariaDB: binary JSON, CHECK constraints, expression
 /// defaults, an SRID spatial column with its index, generated columns, and a view (database
 /// collation utf8mb4_general_ci: MariaDB 10.11 lacks MySQL's default utf8mb4_0900_ai_ci, which
-/// the precheck reports; the copy into TiDB keeps it, see full_tidb). Not here: INVISIBLE
-/// columns, which SHOW CREATE TABLE writes as `/*!80023 INVISIBLE */`, a comment MariaDB and
-/// TiDB skip, so the column turns visible on the target (a known gap).
+/// the precheck reports; the copy into TiDB keeps it, see full_tidb). SHOW CREATE TABLE writes
+/// INVISIBLE and SRID as version comments MariaDB would skip: they must arrive as MariaDB's own
+/// INVISIBLE and REF_SYSTEM_ID.
 const MYSQL_SCHEMA: &str = r#"
 SET SESSION cte_max_recursion_depth = 10000;
 CREATE DATABASE types CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci;
 USE types;
-CREATE TABLE own (id INT PRIMARY KEY, secret INT, doc JSON,
+CREATE TABLE own (id INT PRIMARY KEY, secret INT INVISIBLE, doc JSON,
   price DECIMAL(10,2) CHECK (price >= 0), tag VARCHAR(36) DEFAULT (UUID()),
   at DATETIME(6) DEFAULT CURRENT_TIMESTAMP(6), loc POINT NOT NULL SRID 4326,
   gen_v INT AS (id * 2) VIRTUAL, gen_s INT AS (id * 3) STORED, SPATIAL INDEX (loc));
@@ -273,6 +273,21 @@ async fn mysql_types_round_trip_into_mariadb() {
     let manifest = setup.manifest("Full", "    databases: [types]");
     let (ok, log) = setup.run(&manifest, &[("FERRY_CHUNK_ROWS", "500")], &["--concurrency", "3"]);
     assert!(ok, "ferry migrate failed:\n{log}");
+    let extra = "SELECT EXTRA FROM information_schema.COLUMNS \
+        WHERE TABLE_SCHEMA = 'types' AND TABLE_NAME = 'own' AND COLUMN_NAME = 'secret'";
+    assert_eq!(
+        setup.target.query_strings(extra).await.expect("target"),
+        [Some("INVISIBLE".into())]
+    );
+    let secret = "SELECT secret FROM types.own ORDER BY id";
+    assert_eq!(
+        setup.target.query_strings(secret).await.expect("target"),
+        [Some("42".into()), None]
+    );
+    // MariaDB records the SRID (its SHOW CREATE TABLE does not show it).
+    let srid = "SELECT SRID FROM information_schema.GEOMETRY_COLUMNS \
+        WHERE G_TABLE_SCHEMA = 'types' AND G_TABLE_NAME = 'own' AND G_GEOMETRY_COLUMN = 'loc'";
+    assert_eq!(setup.target.query_strings(srid).await.expect("target"), [Some("4326".into())]);
     setup.assert_same("types").await;
     // The expression defaults hold the source's values, not ones the target computed.
     let tag = "SELECT tag FROM types.own ORDER BY id";

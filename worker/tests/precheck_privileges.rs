@@ -130,9 +130,22 @@ async fn a_mysql_user_with_the_reference_privileges_is_told_about_show_view() ->
         let items = check(&as_user("complete", mode)).await;
         assert_item(&items, "dump_privileges", CheckResult::Pass, "RELOAD yes");
         assert_item(&items, "source_version", CheckResult::Warning, "MySQL 9.7");
-        // SHOW CREATE TABLE writes INVISIBLE as a comment the targets skip.
-        assert_item(&items, "invisible_columns", CheckResult::Warning, "app.t.hidden");
+        // The copy writes MySQL's INVISIBLE comment as MariaDB's INVISIBLE: nothing to say.
+        assert_absent(&items, "invisible_columns");
     }
+    // Without RELOAD (RDS, Aurora) the snapshot holds LOCK TABLES on the selected tables;
+    // without that either, MySQL reports no exact position: refused when replicating.
+    let no_reload = "SELECT, SHOW VIEW, REPLICATION SLAVE, REPLICATION CLIENT";
+    source.create_user("locks", "pw", &format!("{no_reload}, LOCK TABLES")).await?;
+    source.create_user("nolocks", "pw", no_reload).await?;
+    let items = check(&as_user("locks", MigrationMode::FullAndIncremental)).await;
+    assert_item(&items, "dump_privileges", CheckResult::Warning, "snapshot: LOCK TABLES ... READ");
+    let items = check(&as_user("nolocks", MigrationMode::FullAndIncremental)).await;
+    assert_item(&items, "dump_privileges", CheckResult::Failure, "LOCK TABLES no");
+    let remedy = item(&items, "dump_privileges").remedy.clone().unwrap_or_default();
+    assert!(remedy.contains("GRANT LOCK TABLES ON *.* TO 'nolocks'@'%'"), "{remedy}");
+    let items = check(&as_user("nolocks", MigrationMode::Full)).await;
+    assert_item(&items, "dump_privileges", CheckResult::Warning, "snapshot: lock-free");
     // The snapshot reads the binlog position, which takes REPLICATION CLIENT on MySQL.
     source.create_user("noclient", "pw", "SELECT, RELOAD, SHOW VIEW").await?;
     let items = check(&as_user("noclient", MigrationMode::Full)).await;
@@ -141,5 +154,24 @@ async fn a_mysql_user_with_the_reference_privileges_is_told_about_show_view() ->
     let items = check(&as_user("reference", MigrationMode::Incremental)).await;
     assert_item(&items, "replication_privileges", CheckResult::Pass, "REPLICATION CLIENT");
     assert_absent(&items, "dump_privileges");
+    Ok(())
+}
+
+/// MySQL invisible columns into TiDB, which has none: the precheck names them and says they
+/// arrive visible. (Into MariaDB the copy keeps them INVISIBLE: no item, see above.)
+#[tokio::test]
+async fn mysql_invisible_columns_warn_for_a_tidb_target() -> TestResult {
+    let (source, placeholder, tidb) =
+        tokio::try_join!(MySql::source(), MariaDb::target(), ferry_e2e::TiDb::start())?;
+    source
+        .exec("CREATE DATABASE app; CREATE TABLE app.t (id INT PRIMARY KEY, hidden INT INVISIBLE)")
+        .await?;
+    let mut cfg = config(&source, &placeholder, MigrationMode::Full);
+    cfg.source_type = SourceType::SelfManaged;
+    cfg.target.port = tidb.port();
+    let items = check(&cfg).await;
+    assert_item(&items, "invisible_columns", CheckResult::Warning, "app.t.hidden");
+    let reason = item(&items, "invisible_columns").reason.clone().unwrap_or_default();
+    assert!(reason.contains("TiDB has no invisible columns"), "{reason}");
     Ok(())
 }

@@ -105,7 +105,10 @@ pub async fn run(ctx: &JobContext) -> crate::Result<BinlogPosition> {
     drop(control);
 
     let workers = ctx.config.concurrency.max(1);
-    let (current, mut sources) = snapshot::open(&ctx.config.source, workers).await?;
+    let tables: Vec<(String, String)> =
+        objects.tables.iter().map(|t| (t.db.clone(), t.name.clone())).collect();
+    let (current, mut sources) =
+        snapshot::open(&ctx.config.source, workers, &tables, ctx.config.mode.replicates()).await?;
     let snapshot = match saved {
         Some((first, _)) => resumed(first, &current),
         None => current,

@@ -1,7 +1,8 @@
 //! Creates the selected databases, tables and views on the target from the source's own
 //! definitions (SHOW CREATE), keeping whatever already exists there. Views come after tables,
 //! and a view that depends on another view is retried once that one exists. For a TiDB target
-//! the definitions are adapted where TiDB rejects MariaDB syntax, each change logged.
+//! the definitions are adapted where TiDB rejects MariaDB syntax, and for a MariaDB target
+//! MySQL's version comments MariaDB would skip are made real, each change logged.
 
 use std::collections::HashSet;
 
@@ -10,6 +11,7 @@ use mysql_async::prelude::Queryable;
 
 use super::objects::Objects;
 use crate::error::SqlContext;
+use crate::flavor::{Flavor, Version};
 use crate::sql::{qualified, quote_ident, quote_str};
 
 /// Creates what is missing on the target; the plain secondary indexes of the tables it creates
@@ -20,7 +22,8 @@ pub async fn copy(
     target: &mut Conn,
     objects: &Objects,
 ) -> crate::Result<()> {
-    let tidb = is_tidb(target).await?;
+    let target_flavor = Version::read(target).await.sql("read the target version")?.flavor;
+    let tidb = target_flavor == Flavor::TiDb;
     target.query_drop(super::copy::target_session()).await.sql("set up a target session")?;
     let existing = existing(target, &objects.databases).await?;
     for db in &objects.databases {
@@ -39,7 +42,11 @@ pub async fn copy(
             continue;
         }
         let create = show_create(source, &table.db, &table.name, "TABLE").await?;
-        let create = if tidb { adapt_for_tidb(&table.qualified(), &create) } else { create };
+        let create = match target_flavor {
+            Flavor::TiDb => adapt_for_tidb(&table.qualified(), &create),
+            Flavor::MariaDb => adapt_mysql_for_mariadb(&table.qualified(), &create),
+            Flavor::MySql => create,
+        };
         let (create, deferred) = super::indexes::split(&create);
         if !deferred.is_empty() {
             super::indexes::record(target, job, &table.db, &table.name, &deferred).await?;
@@ -58,11 +65,57 @@ pub async fn copy(
     create_views(source, target, views).await
 }
 
-async fn is_tidb(conn: &mut Conn) -> crate::Result<bool> {
-    let version: Option<String> =
-        conn.query_first("SELECT VERSION()").await.sql("read the target version")?;
-    Ok(version.unwrap_or_default().contains("TiDB"))
+/// MySQL's SHOW CREATE TABLE writes `/*!80023 INVISIBLE */` and `/*!80003 SRID n */` as version
+/// comments, which MariaDB skips (its versions are 10.x, 11.x): the column would turn visible
+/// and lose its SRID. MariaDB spells them `INVISIBLE` and `REF_SYSTEM_ID=n`.
+pub fn adapt_mysql_for_mariadb(object: &str, create: &str) -> String {
+    let mut out = create.to_string();
+    if out.contains(MYSQL_INVISIBLE) {
+        out = out.replace(MYSQL_INVISIBLE, "INVISIBLE");
+        tracing::info!(object, "MySQL INVISIBLE columns kept invisible on MariaDB");
+    }
+    while let Some(start) = out.find(MYSQL_SRID) {
+        let Some(rewritten) = srid_after_type(&out, start) else { break };
+        out = rewritten;
+        tracing::info!(object, "MySQL SRID written as MariaDB's REF_SYSTEM_ID");
+    }
+    out
 }
+
+/// Moves the `/*!80003 SRID n */` at `start` to `REF_SYSTEM_ID=n` right after its column's type
+/// (MariaDB accepts it only there). SHOW CREATE TABLE puts each column on its own line, which
+/// starts with the backquoted name; None when the text is not that shape.
+fn srid_after_type(create: &str, start: usize) -> Option<String> {
+    let rest = &create[start + MYSQL_SRID.len()..];
+    let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+    let tail = rest[digits..].strip_prefix(" */").filter(|_| digits > 0)?;
+    let srid = &rest[..digits];
+    let line = create[..start].rfind('\n').map_or(0, |i| i + 1);
+    let name_end = closing_backquote(&create[line..start])? + line;
+    let type_start = name_end + 2;
+    let type_len = create[type_start..start].find([' ', ',', '(']).unwrap_or(start - type_start);
+    let type_end = type_start + type_len;
+    let before = create[type_end..start].trim_end();
+    Some(format!("{} REF_SYSTEM_ID={srid}{before}{tail}", &create[..type_end]))
+}
+
+/// The index of the backquote closing the name that `line` starts with (after indentation).
+fn closing_backquote(line: &str) -> Option<usize> {
+    let open = line.find('`')?;
+    let bytes = line.as_bytes();
+    let mut i = open + 1;
+    while i < bytes.len() {
+        match (bytes[i], bytes.get(i + 1)) {
+            (b'`', Some(b'`')) => i += 2,
+            (b'`', _) => return Some(i),
+            _ => i += 1,
+        }
+    }
+    None
+}
+
+const MYSQL_INVISIBLE: &str = "/*!80023 INVISIBLE */";
+const MYSQL_SRID: &str = "/*!80003 SRID ";
 
 async fn existing(
     target: &mut Conn,
@@ -199,6 +252,23 @@ mod tests {
             adapt_for_tidb("u", create),
             "CREATE TABLE `u` (`b` text CHARACTER SET utf8 COLLATE utf8_general_ci)"
         );
+    }
+
+    #[test]
+    fn mysql_version_comments_are_made_real_for_mariadb() {
+        let create = "CREATE TABLE `t` (\n  `id` int NOT NULL,\n  \
+            `s` int DEFAULT NULL /*!80023 INVISIBLE */,\n  \
+            `p` point NOT NULL /*!80003 SRID 4326 */,\n  \
+            `a``b` geometry /*!80003 SRID 0 */ DEFAULT NULL,\n  PRIMARY KEY (`id`)\n)";
+        assert_eq!(
+            adapt_mysql_for_mariadb("t", create),
+            "CREATE TABLE `t` (\n  `id` int NOT NULL,\n  `s` int DEFAULT NULL INVISIBLE,\n  \
+            `p` point REF_SYSTEM_ID=4326 NOT NULL,\n  \
+            `a``b` geometry REF_SYSTEM_ID=0 DEFAULT NULL,\n  PRIMARY KEY (`id`)\n)"
+        );
+        // Anything else after the marker is left alone rather than guessed at.
+        let odd = "CREATE TABLE `t` (\n  `p` point /*!80003 SRID x */\n)";
+        assert_eq!(adapt_mysql_for_mariadb("t", odd), odd);
     }
 
     #[test]

@@ -1,12 +1,22 @@
 //! A consistent snapshot of the source shared by every copy connection, with its binlog position.
 //!
-//! Preferred: FLUSH TABLES WITH READ LOCK, then every connection starts a consistent-snapshot
-//! transaction and the position is read, then UNLOCK TABLES at once: all connections see the
-//! same instant and the position is exact. When the global lock is refused (managed MySQL
-//! without RELOAD, or a lock wait timeout), each connection takes its own snapshot without a
-//! lock: MariaDB reports each snapshot's exact position (`binlog_snapshot_file/position`);
-//! elsewhere the position is read before and after. The copy then spans a range of positions:
-//! the earliest is where replication starts, the latest is where safe mode may end.
+//! The methods, best first (docs/full-copy.md lists which source gets which):
+//! - `ftwrl`: FLUSH TABLES WITH READ LOCK (RELOAD), then every connection starts a
+//!   consistent-snapshot transaction and the position is read, then UNLOCK TABLES at once: all
+//!   connections see the same instant and the position is exact.
+//! - `lock-tables` (MySQL without RELOAD, with LOCK TABLES): `LOCK TABLES ... READ` on the
+//!   selected tables, held the same way. A transaction writing a selected table holds its
+//!   metadata lock until it commits, so while the lock is held none is half committed, and the
+//!   position read then is exact for the selected tables (other tables' events are not
+//!   replicated). `LOCK INSTANCE FOR BACKUP` is no substitute: it blocks DDL, not DML, and
+//!   MySQL documents no position consistent with a snapshot transaction without a lock
+//!   (`performance_schema.log_status` is consistent with the storage engines' logs, not with
+//!   another session's read view).
+//! - `lock-free` otherwise: each connection takes its own snapshot without a lock. MariaDB
+//!   reports each snapshot's exact position (`binlog_snapshot_file/position`); on MySQL the
+//!   position is read before and after. The copy then spans a range of positions: the earliest
+//!   is where replication starts, the latest is where safe mode may end. Safe mode cannot undo a
+//!   row doubled in a table without a key, so the precheck refuses that case on MySQL.
 
 use ferry_crds::job::BinlogPosition;
 use mysql_async::Conn;
@@ -25,7 +35,7 @@ pub struct Snapshot {
     pub gtid_set: Option<String>,
     /// Without the global lock: the latest position any copy connection may have read at.
     pub safe_until: Option<(String, u64)>,
-    /// `ftwrl`, `lock-free`, or `resumed` notes.
+    /// `ftwrl`, `lock-tables` or `lock-free`, `+resumed` when a later run took a new one.
     pub method: String,
 }
 
@@ -53,29 +63,80 @@ impl Snapshot {
 pub const SOURCE_SESSION: &str = "SET time_zone = '+00:00', NAMES utf8mb4; \
     SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ";
 
-/// Opens `n` connections reading one snapshot, and the snapshot's position.
-pub async fn open(source: &Endpoint, n: usize) -> crate::Result<(Snapshot, Vec<SnapshotConn>)> {
+/// Opens `n` connections reading one snapshot of `tables` (`db`, `name`), and its position.
+/// When `replicates`, a MySQL source that refuses both locks is an error: its lock-free
+/// position is a guess replication must not start from.
+pub async fn open(
+    source: &Endpoint,
+    n: usize,
+    tables: &[(String, String)],
+    replicates: bool,
+) -> crate::Result<(Snapshot, Vec<SnapshotConn>)> {
     let mut control = connect(source, "source").await?;
     control.query_drop("SET SESSION lock_wait_timeout = 10").await.sql("set lock_wait_timeout")?;
     let version = Version::read(&mut control).await.sql("read the source version")?;
-    match control.query_drop("FLUSH TABLES WITH READ LOCK").await {
-        Ok(()) => {
-            let result = locked(&mut control, source, n, &version).await;
-            let unlock =
-                control.query_drop("UNLOCK TABLES").await.sql("UNLOCK TABLES on the source");
-            let opened = result?;
-            unlock?;
-            Ok(opened)
-        }
-        Err(error) => {
-            tracing::warn!(
+    let ftwrl = match control.query_drop("FLUSH TABLES WITH READ LOCK").await {
+        Ok(()) => return under_lock(control, source, n, &version, "ftwrl").await,
+        Err(error) => error,
+    };
+    if version.flavor == Flavor::MySql && !tables.is_empty() {
+        match control.query_drop(lock_tables_sql(tables)).await {
+            Ok(()) => {
+                tracing::info!(
+                    error = %ftwrl,
+                    "the source refused FLUSH TABLES WITH READ LOCK; holding LOCK TABLES ... \
+                     READ on the selected tables while the snapshot starts"
+                );
+                return under_lock(control, source, n, &version, "lock-tables").await;
+            }
+            Err(error) if replicates => {
+                return Err(crate::Error::Sql {
+                    context: format!(
+                        "LOCK TABLES ... READ on the selected tables, tried because the source \
+                         refused FLUSH TABLES WITH READ LOCK ({ftwrl}); without either MySQL \
+                         reports no exact binlog position for replication to start from \
+                         (GRANT RELOAD or LOCK TABLES to the source user, or end long \
+                         transactions on the selected tables)"
+                    ),
+                    source: error,
+                });
+            }
+            Err(error) => tracing::warn!(
                 error = %error,
-                "the source refused FLUSH TABLES WITH READ LOCK; taking lock-free snapshots, \
-                 so replication starts at the earliest snapshot in safe mode"
-            );
-            lock_free(&mut control, source, n, &version).await
+                "the source refused LOCK TABLES ... READ on the selected tables too"
+            ),
         }
     }
+    tracing::warn!(
+        error = %ftwrl,
+        "the source refused FLUSH TABLES WITH READ LOCK; taking lock-free snapshots, \
+         so replication starts at the earliest snapshot in safe mode"
+    );
+    lock_free(&mut control, source, n, &version).await
+}
+
+/// `LOCK TABLES a READ, b READ, ...`: one statement, since each LOCK TABLES releases the last.
+fn lock_tables_sql(tables: &[(String, String)]) -> String {
+    let each: Vec<String> = tables
+        .iter()
+        .map(|(db, name)| format!("{} READ", crate::sql::qualified(db, name)))
+        .collect();
+    format!("LOCK TABLES {}", each.join(", "))
+}
+
+/// Opens the snapshots and reads the position while `control` holds a read lock, then unlocks.
+async fn under_lock(
+    mut control: Conn,
+    source: &Endpoint,
+    n: usize,
+    version: &Version,
+    method: &str,
+) -> crate::Result<(Snapshot, Vec<SnapshotConn>)> {
+    let result = locked(&mut control, source, n, version, method).await;
+    let unlock = control.query_drop("UNLOCK TABLES").await.sql("UNLOCK TABLES on the source");
+    let opened = result?;
+    unlock?;
+    Ok(opened)
 }
 
 async fn snapshot_conn(source: &Endpoint) -> crate::Result<Conn> {
@@ -92,13 +153,14 @@ async fn locked(
     source: &Endpoint,
     n: usize,
     version: &Version,
+    method: &str,
 ) -> crate::Result<(Snapshot, Vec<SnapshotConn>)> {
     let conns = futures::future::try_join_all((0..n.max(1)).map(|_| snapshot_conn(source))).await?;
     let read_at = flavor::binlog_status(control, version).await?;
     let gtid_set = flavor::gtid_executed(control, version).await?;
     let conns = conns.into_iter().map(|conn| SnapshotConn { conn, read_at: read_at.clone() });
     let (file, pos) = read_at.clone().unzip();
-    let snapshot = Snapshot { file, pos, gtid_set, safe_until: None, method: "ftwrl".into() };
+    let snapshot = Snapshot { file, pos, gtid_set, safe_until: None, method: method.into() };
     Ok((snapshot, conns.collect()))
 }
 

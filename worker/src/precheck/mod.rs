@@ -307,7 +307,6 @@ fn source_items(
     };
     items.extend(source::binlog_items(mode, source_type, facts, &selected, start));
     items.push(objects::selected_objects(selection, schema));
-    items.extend(source::invisible_columns_item(facts));
     items.push(objects::primary_keys(mode, schema));
     items.push(objects::foreign_keys(mode, schema));
     if mode.copies_existing_data() {
@@ -342,6 +341,7 @@ async fn cross_items(
         objects::collations(&source.schema, target, tidb),
         objects::programs(&source.schema, tidb),
     ];
+    items.extend(source::invisible_columns_item(source, target_server.version.flavor));
     let existing: Vec<(String, String)> = source
         .schema
         .tables

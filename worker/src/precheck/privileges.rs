@@ -90,8 +90,10 @@ fn roles_note(server: &Server) -> String {
 }
 
 /// SELECT on every selected table, SHOW VIEW for the selected views' definitions, the binlog
-/// status privilege (the snapshot records its binlog position), and RELOAD (FLUSH TABLES WITH
-/// READ LOCK) or LOCK TABLES for the consistent snapshot.
+/// status privilege (the snapshot records its binlog position), and the privilege of the
+/// consistent snapshot's method (see full/snapshot.rs): RELOAD for FLUSH TABLES WITH READ LOCK,
+/// else on MySQL LOCK TABLES, else lock-free (exact on MariaDB, refused on MySQL when
+/// replicating).
 pub fn dump_privileges(
     mode: MigrationMode,
     source_type: SourceType,
@@ -114,50 +116,88 @@ pub fn dump_privileges(
     if let Some(item) = copy_reads(server, schema) {
         return item;
     }
-    let (reload, lock_tables) = (grants.global("RELOAD"), grants.global("LOCK TABLES"));
+    let mysql = server.version.flavor != Flavor::MariaDb;
+    // MySQL 8.0.31+ lets FLUSH_TABLES run FLUSH TABLES WITH READ LOCK as RELOAD does.
+    let flush_tables = mysql && grants.global("FLUSH_TABLES");
+    let (reload, lock_tables) =
+        (grants.global("RELOAD") || flush_tables, grants.global("LOCK TABLES"));
+    let method = match (reload, lock_tables && mysql, mysql) {
+        (true, _, _) => "FLUSH TABLES WITH READ LOCK",
+        (false, true, _) => "LOCK TABLES ... READ on the selected tables",
+        (false, false, false) => "lock-free, each connection's exact position",
+        (false, false, true) => "lock-free, position read before and after",
+    };
     let observed = format!(
-        "SELECT on the selected tables; RELOAD {}; LOCK TABLES {}",
-        yes_no(reload),
+        "SELECT on the selected tables; RELOAD {}{}; LOCK TABLES {}; snapshot: {method}",
+        yes_no(grants.global("RELOAD")),
+        if flush_tables { " (FLUSH_TABLES yes)" } else { "" },
         yes_no(lock_tables)
     );
     if reload && (lock_tables || !source_type.is_managed()) {
         return pass(NAME, observed);
     }
     if reload {
+        let fallback = if mysql {
+            "it then holds LOCK TABLES ... READ on the selected tables, which this user lacks, \
+             so it would take lock-free snapshots"
+        } else {
+            "it then takes lock-free snapshots, reading each one's exact position"
+        };
         return warning(
             NAME,
             observed,
-            "Managed services may refuse FLUSH TABLES WITH READ LOCK even with RELOAD; Ferry then \
-             falls back to LOCK TABLES, which this user lacks, and to a lock-free snapshot.",
+            format!(
+                "Managed services may refuse FLUSH TABLES WITH READ LOCK even with RELOAD; \
+                 {fallback}."
+            ),
             remedy::grant(&["LOCK TABLES"], "*.*", &grantee),
         );
     }
-    if lock_tables || !mode.replicates() {
+    if !mysql {
         return warning(
             NAME,
             observed,
-            "Without RELOAD Ferry cannot run FLUSH TABLES WITH READ LOCK. It falls back to LOCK \
-             TABLES (writes to the selected tables wait while the snapshot starts) or, for a Full \
-             copy, to a transactional snapshot that is exact for InnoDB tables only.",
+            "Without RELOAD Ferry cannot run FLUSH TABLES WITH READ LOCK. On MariaDB it takes a \
+             lock-free snapshot per connection and reads each one's exact binlog position \
+             (binlog_snapshot_file/position); connections stand at slightly different instants, \
+             which replication reconciles (a Full copy of a source being written may mix them).",
             remedy::grant(&["RELOAD"], "*.*", &grantee),
         );
     }
-    if server.version.flavor == Flavor::MariaDb {
+    if lock_tables {
         return warning(
             NAME,
             observed,
-            "Without RELOAD or LOCK TABLES Ferry takes a lock-free snapshot and reads its binlog \
-             position from binlog_snapshot_file/position, which is exact for InnoDB tables only.",
-            remedy::grant(&["RELOAD", "LOCK TABLES"], "*.*", &grantee),
+            "Without RELOAD Ferry cannot run FLUSH TABLES WITH READ LOCK. It holds LOCK TABLES \
+             ... READ on the selected tables while the copy's snapshot transactions start and \
+             the binlog position is read (writes to those tables wait that moment); the \
+             position is exact.",
+            remedy::grant(&["RELOAD"], "*.*", &grantee),
+        );
+    }
+    let why = "Without RELOAD or LOCK TABLES Ferry can only take a lock-free snapshot per \
+        connection, whose binlog position MySQL does not report (LOCK INSTANCE FOR BACKUP and \
+        BACKUP_ADMIN do not help: that lock blocks DDL, not writes).";
+    if !mode.replicates() {
+        return warning(
+            NAME,
+            observed,
+            format!(
+                "{why} The copy's connections stand at slightly different instants, so tables \
+                 written during the copy may be copied as of different moments."
+            ),
+            remedy::grant(&["LOCK TABLES"], "*.*", &grantee),
         );
     }
     failure(
         NAME,
         observed,
-        "Ferry needs FLUSH TABLES WITH READ LOCK (RELOAD) or LOCK TABLES to take a snapshot whose \
-         binlog position is exact; without it, incremental replication may miss or repeat \
-         changes.",
-        remedy::grant(&["RELOAD", "LOCK TABLES"], "*.*", &grantee),
+        format!(
+            "{why} Replication would start at a position read before them: a change committed \
+             around that moment may be missed, or doubled in a table without a key. \
+             GRANT RELOAD (FLUSH TABLES WITH READ LOCK) works too."
+        ),
+        remedy::grant(&["LOCK TABLES"], "*.*", &grantee),
     )
 }
 

@@ -88,22 +88,23 @@ async fn invisible_columns(
 }
 
 /// MySQL writes INVISIBLE in SHOW CREATE TABLE as the version comment `/*!80023 INVISIBLE */`,
-/// which MariaDB and TiDB (which reports 8.0.11) skip: the column is created visible.
-pub fn invisible_columns_item(facts: &SourceFacts) -> Option<PrecheckItem> {
+/// which TiDB (reporting 8.0.11, and without invisible columns) skips: the column is created
+/// visible. MariaDB skips it too, but the schema copy rewrites it as MariaDB's INVISIBLE.
+pub fn invisible_columns_item(facts: &SourceFacts, target: Flavor) -> Option<PrecheckItem> {
     const NAME: &str = "invisible_columns";
-    if facts.invisible_columns.is_empty() {
+    // Ferry writes MySQL's INVISIBLE comment as MariaDB's INVISIBLE; MySQL runs it as it is.
+    if facts.invisible_columns.is_empty() || target != Flavor::TiDb {
         return None;
     }
     Some(warning(
         NAME,
         format!("invisible on the source: {}", list(&facts.invisible_columns)),
-        "MySQL's SHOW CREATE TABLE marks these columns with the version comment \
-         /*!80023 INVISIBLE */, which the target skips: Ferry copies their values, but on the \
-         target they are visible, so SELECT * and INSERT without a column list see one more \
-         column than on the source.",
+        "TiDB has no invisible columns (MySQL's SHOW CREATE TABLE writes them with the version \
+         comment /*!80023 INVISIBLE */, which TiDB skips): Ferry copies and replicates their \
+         values, but on TiDB they are visible, so SELECT * and INSERT without a column list \
+         see one more column than on the source.",
         "Make them visible on the source first (ALTER TABLE ... ALTER COLUMN ... SET VISIBLE), \
-         or create these tables on the target yourself before starting and adapt the \
-         applications that rely on SELECT *.",
+         or adapt the applications that rely on SELECT * or INSERT without a column list.",
     ))
 }
 
