@@ -253,14 +253,23 @@ async fn table_difference(
     let left = data::rows(source, database, table, &json).await?;
     let right = match data::rows(target, database, table, &json).await {
         Ok(rows) => rows,
-        Err(e) => return Ok(Some(format!("{database}.{table}: cannot be read on the target: {e}"))),
+        Err(e) => {
+            return Ok(Some(format!("{database}.{table}: cannot be read on the target: {e}")));
+        }
     };
     if left == right {
         return Ok(None);
     }
-    let mut lines =
-        vec![format!("{database}.{table}: {} rows on the source, {} on the target", left.len(), right.len())];
-    lines.extend(data::only_in(&left, &right, SHOWN).iter().map(|r| format!("  - source only: {r}")));
-    lines.extend(data::only_in(&right, &left, SHOWN).iter().map(|r| format!("  + target only: {r}")));
+    let mut lines = vec![format!(
+        "{database}.{table}: {} rows on the source, {} on the target",
+        left.len(),
+        right.len()
+    )];
+    lines.extend(
+        data::only_in(&left, &right, SHOWN).iter().map(|r| format!("  - source only: {r}")),
+    );
+    lines.extend(
+        data::only_in(&right, &left, SHOWN).iter().map(|r| format!("  + target only: {r}")),
+    );
     Ok(Some(lines.join("\n")))
 }

@@ -16,8 +16,8 @@ mod ports;
 pub mod source;
 pub mod tidb;
 
-pub use compare::{CompareOptions, Flavour, TableDigest, assert_same_tables, compare_databases};
 pub use compare::database_digests;
+pub use compare::{CompareOptions, Flavour, TableDigest, assert_same_tables, compare_databases};
 pub use compare::{quote, table_digest, table_rows};
 pub use external::ExternalServer;
 pub use manifest::JobManifest;

@@ -307,7 +307,9 @@ async fn a_tidb_copy_with_the_listed_rewrites_compares_equal_and_differences_sti
     let (source, target) = tokio::try_join!(MariaDb::source(), TiDb::start())?;
     let db = "tidb_copy";
     let schema = sql(FOR_TIDB, db)
-        + &format!("; CREATE VIEW {db}.v AS SELECT t.id, p.name FROM {db}.t JOIN {db}.p ON p.id = t.p WHERE t.id > 1");
+        + &format!(
+            "; CREATE VIEW {db}.v AS SELECT t.id, p.name FROM {db}.t JOIN {db}.p ON p.id = t.p WHERE t.id > 1"
+        );
     source.exec(&schema).await?;
     copy_schema_to_tidb(&source, &target, db).await?;
     let rows = FOR_TIDB_ROWS.replace("{db}", db);
@@ -324,7 +326,8 @@ async fn a_tidb_copy_with_the_listed_rewrites_compares_equal_and_differences_sti
     assert_same_tables(&mut src, &mut dst, db).await?;
 
     // A changed default, and a collation other than the listed replacement, are seen.
-    let alter = |definition: &str| format!("ALTER TABLE {db}.p MODIFY name VARCHAR(20) {definition}");
+    let alter =
+        |definition: &str| format!("ALTER TABLE {db}.p MODIFY name VARCHAR(20) {definition}");
     target.exec(&alter("CHARACTER SET latin1 DEFAULT 'ab'")).await?;
     let err = assert_same_tables(&mut src, &mut dst, db).await.unwrap_err();
     assert!(err.to_string().contains("default \"a'b\""), "{err}");

@@ -56,7 +56,8 @@ async fn copy_then_replicate(setup: &mut Setup, envs: &[(&str, &str)]) {
     setup.source.exec(SCHEMA).await.expect("schema");
     write(setup, 1, 3000).await;
     // Rows the writes do not touch, so the copy lasts long enough to be written to.
-    let filler = "INSERT INTO app.items SELECT seq + 1000000, seq, 'filler' FROM app.seq_1_to_20000";
+    let filler =
+        "INSERT INTO app.items SELECT seq + 1000000, seq, 'filler' FROM app.seq_1_to_20000";
     setup.source.exec(filler).await.expect("filler rows");
     let manifest = setup.manifest("FullAndIncremental", "    databases: [app]");
     let mut child = setup.spawn(&manifest, envs, &["--concurrency", "3"]);

@@ -1,5 +1,6 @@
 //! `ferry migrate` in Full mode copies every column type exactly, chunked tables, tables without
-//! keys, quoted names, generated columns, foreign keys and views, and reports Completed.
+//! keys, quoted names, generated columns, foreign keys, views, a system-versioned table with an invisible column,
+//! and reports Completed.
 
 mod support;
 
@@ -72,6 +73,10 @@ CREATE TABLE parent (id INT PRIMARY KEY);
 CREATE TABLE child (id INT PRIMARY KEY, parent_id INT, FOREIGN KEY (parent_id) REFERENCES parent (id));
 INSERT INTO parent VALUES (1), (2);
 INSERT INTO child VALUES (10, 1), (20, 2);
+CREATE TABLE hist (id INT PRIMARY KEY, v VARCHAR(10), h INT INVISIBLE) WITH SYSTEM VERSIONING;
+INSERT INTO hist (id, v, h) VALUES (1, 'old', 10), (2, 'gone', 20);
+UPDATE hist SET v = 'new', h = 11 WHERE id = 1;
+DELETE FROM hist WHERE id = 2;
 CREATE VIEW v_ints AS SELECT id, bu FROM ints;
 CREATE VIEW v_of_v AS SELECT id FROM v_ints;
 ANALYZE TABLE composite, big, uk;
@@ -91,7 +96,7 @@ async fn every_type_round_trips_exactly() {
     assert_eq!(status["stage"], "Completed", "{status:#}");
     let full = &status["full"];
     assert_eq!(full["tablesDone"], full["tablesTotal"], "{status:#}");
-    assert_eq!(full["tablesTotal"], 14, "{status:#}");
+    assert_eq!(full["tablesTotal"], 15, "{status:#}");
     assert_eq!(full["percent"], "100.0%", "{status:#}");
     assert!(
         full["snapshot"]["file"].as_str().is_some_and(|f| f.starts_with("mysql-bin")),
@@ -198,8 +203,7 @@ async fn without_the_global_lock_the_copy_is_still_exact() {
         .expect("source");
     let rows_at_start = source_rows(&setup).await;
     let manifest = setup.manifest("Full", "    databases: [app]");
-    let mut child =
-        setup.spawn(&manifest, &[("FERRY_CHUNK_ROWS", "300")], &["--concurrency", "3"]);
+    let mut child = setup.spawn(&manifest, &[("FERRY_CHUNK_ROWS", "300")], &["--concurrency", "3"]);
     let source = &setup.source;
     let during = setup
         .write_while_copying(&mut child, |n| async move {
@@ -215,7 +219,11 @@ async fn without_the_global_lock_the_copy_is_still_exact() {
         .await;
     assert!(child.wait().expect("wait for ferry").success(), "{}", setup.last_log());
     assert!(during > 0, "no write committed while the copy ran:\n{}", setup.last_log());
-    assert!(setup.last_log().contains("refused FLUSH TABLES WITH READ LOCK"), "{}", setup.last_log());
+    assert!(
+        setup.last_log().contains("refused FLUSH TABLES WITH READ LOCK"),
+        "{}",
+        setup.last_log()
+    );
     assert_eq!(setup.snapshot_method().await.as_deref(), Some("lock-free"));
 
     let mut target = setup.target.conn().await.expect("target conn");
@@ -275,4 +283,41 @@ async fn mysql_types_round_trip_into_mariadb() {
     let views = "SELECT TABLE_NAME FROM information_schema.VIEWS WHERE TABLE_SCHEMA = 'types'";
     assert_eq!(setup.target.query_strings(views).await.expect("views"), [Some("v_own".into())]);
     assert_eq!(setup.status()["phase"], "Completed");
+}
+
+/// A job without `objects` copies every user database, and no system one.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_job_without_objects_copies_every_user_database() {
+    let mut setup = Setup::start().await;
+    setup
+        .source
+        .exec(
+            "CREATE DATABASE a; CREATE TABLE a.t (id INT PRIMARY KEY, f FLOAT); \
+             INSERT INTO a.t VALUES (1, 0.1), (2, 16777217); \
+             CREATE DATABASE b; CREATE TABLE b.u (v VARCHAR(5)); INSERT INTO b.u VALUES ('x'); \
+             CREATE VIEW b.w AS SELECT v FROM b.u",
+        )
+        .await
+        .expect("source");
+    let yaml = ferry_e2e::JobManifest {
+        name: "job",
+        source_port: setup.source.port(),
+        target_port: setup.target.port(),
+        user: "ferry",
+        password: support::PASSWORD,
+        mode: "Full",
+        spec: "",
+    }
+    .yaml();
+    assert!(!yaml.contains("objects"), "{yaml}");
+    let manifest = setup.dir.path().join("job.yaml");
+    std::fs::write(&manifest, yaml).expect("write the manifest");
+    let (ok, log) = setup.run(&manifest, &[], &[]);
+    assert!(ok, "ferry migrate failed:\n{log}");
+    setup.assert_same("a").await;
+    setup.assert_same("b").await;
+    let user_databases = "SELECT SCHEMA_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME \
+        NOT IN ('mysql', 'information_schema', 'performance_schema', 'sys', 'ferry_meta') ORDER BY 1";
+    let copied = setup.target.query_strings(user_databases).await.expect("target databases");
+    assert_eq!(copied, [Some("a".to_string()), Some("b".to_string())]);
 }

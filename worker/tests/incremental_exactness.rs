@@ -66,15 +66,14 @@ async fn integers_at_every_limit_replicate_and_decode_exactly() {
     let mut ferry = setup.spawn(&manifest, &[], &[]);
     let mut rng = StdRng::seed_from_u64(1);
     for (round, metadata) in ["NO_LOG", "FULL"].into_iter().enumerate() {
-        setup
-            .source
-            .exec(&format!("SET GLOBAL binlog_row_metadata = {metadata}"))
-            .await
-            .unwrap();
+        setup.source.exec(&format!("SET GLOBAL binlog_row_metadata = {metadata}")).await.unwrap();
         let base = round * 100;
         let mut sql = String::new();
         for id in base..base + 40 {
-            sql.push_str(&format!("INSERT INTO app.ints VALUES ({id}, {});\n", integer_row(&mut rng)));
+            sql.push_str(&format!(
+                "INSERT INTO app.ints VALUES ({id}, {});\n",
+                integer_row(&mut rng)
+            ));
         }
         for id in base..base + 40 {
             let sets: Vec<String> = INTEGERS
@@ -119,7 +118,9 @@ async fn values_go_to_target_columns_by_name() {
         .exec(
             "CREATE DATABASE app;
              CREATE TABLE app.t (id INT PRIMARY KEY, a INT, b INT, c VARCHAR(10));
-             CREATE TABLE app.x (id INT PRIMARY KEY, a INT, b INT, c VARCHAR(10));",
+             CREATE TABLE app.x (id INT PRIMARY KEY, a INT, b INT, c VARCHAR(10));
+             CREATE TABLE app.g (id INT PRIMARY KEY, a INT, v INT AS (a * 2) VIRTUAL,
+               s INT AS (a * 3) STORED, b INT);",
         )
         .await
         .unwrap();
@@ -128,10 +129,13 @@ async fn values_go_to_target_columns_by_name() {
         .exec(
             "CREATE DATABASE app;
              CREATE TABLE app.t (id INT PRIMARY KEY, b INT, a INT, c VARCHAR(10));
-             CREATE TABLE app.x (c VARCHAR(10), extra INT DEFAULT 42, b INT, id INT PRIMARY KEY, a INT);",
+             CREATE TABLE app.x (c VARCHAR(10), extra INT DEFAULT 42, b INT, id INT PRIMARY KEY, a INT);
+             CREATE TABLE app.g (id INT PRIMARY KEY, a INT, v INT AS (a * 2) VIRTUAL,
+               s INT AS (a * 3) STORED, b INT);",
         )
         .await
         .unwrap();
+    wait_past_source_ddl(&setup).await;
     let start = setup.source_head().await;
     let manifest = setup.incremental_manifest(&start, "");
     let mut ferry = setup.spawn(&manifest, &[], &[]);
@@ -148,13 +152,23 @@ async fn values_go_to_target_columns_by_name() {
                 .await
                 .unwrap();
         }
+        // Generated columns are in the binlog's columns, and computed by the target.
+        setup
+            .source
+            .exec(
+                "INSERT INTO app.g (id, a, b) VALUES (1, 5, 6), (2, 7, 8);
+                 UPDATE app.g SET a = a + 1, b = 0 WHERE id = 2;",
+            )
+            .await
+            .unwrap();
         setup.wait_caught_up(&mut ferry, Duration::from_secs(60)).await;
         for table in ["t", "x"] {
             assert_same_columns(&setup, table, "id, a, b, c").await;
         }
+        assert_same_columns(&setup, "g", "id, a, v, s, b").await;
         let extra = setup.target.query_strings("SELECT DISTINCT extra FROM app.x").await.unwrap();
         assert_eq!(extra, [Some("42".to_string())], "{}", setup.last_log());
-        setup.source.exec("DELETE FROM app.t; DELETE FROM app.x").await.unwrap();
+        setup.source.exec("DELETE FROM app.t; DELETE FROM app.x; DELETE FROM app.g").await.unwrap();
     }
     // Changes logged before the source's table changed, read after it did (the target follows
     // the source's DDL in stream order, here a copy of its columns).
@@ -175,8 +189,17 @@ async fn values_go_to_target_columns_by_name() {
         .unwrap();
     let mut ferry = setup.spawn(&manifest, &[], &[]);
     setup.wait_caught_up(&mut ferry, Duration::from_secs(60)).await;
-    let rows = setup.target.query_strings("SELECT CONCAT_WS(',', z, id, a, b) FROM app.u ORDER BY id").await.unwrap();
-    assert_eq!(rows, [Some("1,2,3".to_string()), Some("9,4,5,6".to_string())], "{}", setup.last_log());
+    let rows = setup
+        .target
+        .query_strings("SELECT CONCAT_WS(',', z, id, a, b) FROM app.u ORDER BY id")
+        .await
+        .unwrap();
+    assert_eq!(
+        rows,
+        [Some("1,2,3".to_string()), Some("9,4,5,6".to_string())],
+        "{}",
+        setup.last_log()
+    );
     assert!(interrupt(&mut ferry).success());
 }
 
@@ -187,7 +210,9 @@ async fn a_column_missing_on_the_target_stops_the_job() {
     let mut setup = Setup::start().await;
     setup
         .source
-        .exec("CREATE DATABASE app; CREATE TABLE app.t (id INT PRIMARY KEY, a INT, name VARCHAR(10))")
+        .exec(
+            "CREATE DATABASE app; CREATE TABLE app.t (id INT PRIMARY KEY, a INT, name VARCHAR(10))",
+        )
         .await
         .unwrap();
     setup
@@ -195,6 +220,7 @@ async fn a_column_missing_on_the_target_stops_the_job() {
         .exec("CREATE DATABASE app; CREATE TABLE app.t (id INT PRIMARY KEY, a INT, other INT)")
         .await
         .unwrap();
+    wait_past_source_ddl(&setup).await;
     let start = setup.source_head().await;
     let manifest = setup.incremental_manifest(&start, "");
     setup.source.exec("INSERT INTO app.t VALUES (1, 2, 'c')").await.unwrap();
@@ -214,7 +240,11 @@ async fn a_column_missing_on_the_target_stops_the_job() {
 async fn statement_format_changes_to_selected_tables_stop_the_job() {
     let mut setup = Setup::start().await;
     setup.both("CREATE DATABASE app; CREATE TABLE app.t (id INT PRIMARY KEY, v VARCHAR(20))").await;
-    setup.source.exec("CREATE DATABASE other; CREATE TABLE other.t (id INT PRIMARY KEY)").await.unwrap();
+    setup
+        .source
+        .exec("CREATE DATABASE other; CREATE TABLE other.t (id INT PRIMARY KEY)")
+        .await
+        .unwrap();
     let start = setup.source_head().await;
     let manifest = setup.incremental_manifest(&start, "");
     let mut ferry = setup.spawn(&manifest, &[], &[]);
@@ -245,7 +275,11 @@ async fn statement_format_changes_to_selected_tables_stop_the_job() {
 async fn undecodable_rows_outside_the_selection_do_not_stop_the_job() {
     let mut setup = Setup::start().await;
     setup.both("CREATE DATABASE app; CREATE TABLE app.t (id INT PRIMARY KEY)").await;
-    setup.source.exec("CREATE DATABASE other; CREATE TABLE other.t (id INT PRIMARY KEY, t TIME(1))").await.unwrap();
+    setup
+        .source
+        .exec("CREATE DATABASE other; CREATE TABLE other.t (id INT PRIMARY KEY, t TIME(1))")
+        .await
+        .unwrap();
     let start = setup.source_head().await;
     let manifest = setup.incremental_manifest(&start, "");
     setup
@@ -303,7 +337,8 @@ async fn a_stalled_target_shows_growing_lag_and_a_warning() {
         let inc = &status["incremental"];
         let (applied, head) = (&inc["applied"], &inc["sourceHead"]);
         if head.is_object() {
-            let applied_at = (applied["file"].as_str().unwrap_or(""), applied["pos"].as_u64().unwrap_or(0));
+            let applied_at =
+                (applied["file"].as_str().unwrap_or(""), applied["pos"].as_u64().unwrap_or(0));
             let head_at = (head["file"].as_str().unwrap_or(""), head["pos"].as_u64().unwrap_or(0));
             assert!(applied_at <= head_at, "applied above the source head: {status:#}");
         }
@@ -347,6 +382,18 @@ async fn a_stalled_target_shows_growing_lag_and_a_warning() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     assert!(interrupt(&mut ferry).success(), "{}", setup.last_log());
+}
+
+/// Waits until the source's clock is past the second of the last DDL on `app`'s tables: rows
+/// written from then on are logged after the source's definitions, which are then theirs.
+async fn wait_past_source_ddl(setup: &Setup) {
+    let sql = "SELECT UNIX_TIMESTAMP() > MAX(UNIX_TIMESTAMP(CREATE_TIME)) \
+               FROM information_schema.TABLES WHERE TABLE_SCHEMA = 'app'";
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while setup.source.query_strings(sql).await.unwrap() != [Some("1".to_string())] {
+        assert!(Instant::now() < deadline, "the source clock does not move");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 /// `SELECT columns FROM app.table` is the same on both sides (the tables may differ in layout).

@@ -67,8 +67,6 @@ const SOURCE_USER: &str = "ferry";
 const SOURCE_PASSWORD: &str = "ferry-lab-source";
 const TARGET_USER: &str = "ferry";
 const TARGET_PASSWORD: &str = "ferry-lab-target";
-/// Chart values on top of those the node agent needs: readable operator logs.
-const CHART_VALUES: &[&str] = &["logFormat=text"];
 const OPERATOR_START_TIMEOUT: Duration = Duration::from_secs(120);
 
 const SAMPLE: &str = "CREATE DATABASE shop; \
@@ -355,8 +353,8 @@ async fn start(lab: &Lab, args: &UpArgs) -> anyhow::Result<Running> {
     } else {
         eprintln!("installing Ferry with helm (charts/ferry)...");
         let kubeconfig = plane.kubeconfig().to_path_buf();
-        let values: Vec<String> = CHART_VALUES.iter().map(|v| v.to_string()).collect();
-        tokio::task::spawn_blocking(move || install::helm_install(&kubeconfig, &values))
+        // The chart's defaults, but for what the node agent needs (see helm_install).
+        tokio::task::spawn_blocking(move || install::helm_install(&kubeconfig, &[]))
             .await
             .context("helm install")??;
         let holder = install::wait_for_operator(&client, OPERATOR_START_TIMEOUT).await?;
@@ -477,14 +475,13 @@ fn print_summary(
     Ok(())
 }
 
-/// [`NEXT_STEPS`] for the binaries in `bin`, comments aligned.
+/// [`NEXT_STEPS`] for the binaries in `bin`, the comments of short commands aligned.
 fn next_steps(bin: &str) -> String {
-    let commands: Vec<String> =
-        NEXT_STEPS.iter().map(|(command, _)| command.replace("{bin}", bin)).collect();
-    let width = commands.iter().map(|c| c.chars().count()).max().unwrap_or(0);
+    const COLUMN: usize = 46;
     let mut out = String::new();
-    for (command, (_, comment)) in commands.iter().zip(NEXT_STEPS) {
-        out.push_str(&format!("  {command:<width$}  # {comment}\n"));
+    for (command, comment) in NEXT_STEPS {
+        let command = command.replace("{bin}", bin);
+        out.push_str(&format!("  {command:<COLUMN$}  # {comment}\n"));
     }
     out
 }

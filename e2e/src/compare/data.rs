@@ -55,7 +55,11 @@ async fn columns(
 }
 
 /// The names of the columns of `table` whose type is JSON on this server.
-pub async fn json_columns(conn: &mut Conn, database: &str, table: &str) -> Result<BTreeSet<String>> {
+pub async fn json_columns(
+    conn: &mut Conn,
+    database: &str,
+    table: &str,
+) -> Result<BTreeSet<String>> {
     let names: Vec<String> = conn
         .query(format!(
             "SELECT COLUMN_NAME FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = {} \
@@ -78,7 +82,9 @@ pub async fn rows(
 ) -> Result<Vec<String>> {
     let columns = columns(conn, database, table, json).await?;
     if columns.is_empty() {
-        return Err(HarnessError::Mismatch(format!("{database}.{table} has no columns (is it there?)")));
+        return Err(HarnessError::Mismatch(format!(
+            "{database}.{table} has no columns (is it there?)"
+        )));
     }
     let list: Vec<String> = columns.iter().map(|(name, _)| quote(name)).collect();
     let sql = format!("SELECT {} FROM {}.{}", list.join(", "), quote(database), quote(table));

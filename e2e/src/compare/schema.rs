@@ -33,7 +33,12 @@ impl Sides {
 }
 
 /// Every schema fact of `database` on one side, sorted.
-pub async fn facts(conn: &mut Conn, database: &str, sides: Sides, side: Side) -> Result<Vec<String>> {
+pub async fn facts(
+    conn: &mut Conn,
+    database: &str,
+    sides: Sides,
+    side: Side,
+) -> Result<Vec<String>> {
     let mut lines = tables(conn, database, sides).await?;
     lines.extend(columns(conn, database, sides, side).await?);
     lines.extend(indexes(conn, database).await?);
@@ -182,8 +187,12 @@ async fn indexes(conn: &mut Conn, database: &str) -> Result<Vec<String>> {
         .collect())
 }
 
+/// Table, constraint, position, column, referenced database, table and column, update and
+/// delete rules.
+type ForeignKeyPart = (String, String, String, String, Text, Text, Text, String, String);
+
 async fn foreign_keys(conn: &mut Conn, database: &str, sides: Sides) -> Result<Vec<String>> {
-    let rows: Vec<(String, String, String, String, Text, Text, Text, String, String)> = conn
+    let rows: Vec<ForeignKeyPart> = conn
         .query(format!(
             "SELECT k.TABLE_NAME, k.CONSTRAINT_NAME, CAST(k.ORDINAL_POSITION AS CHAR), \
              k.COLUMN_NAME, k.REFERENCED_TABLE_SCHEMA, k.REFERENCED_TABLE_NAME, \

@@ -13,6 +13,7 @@ use mysql_async::{Conn, Params, Value};
 use super::IncrementalError;
 use super::batch::Op;
 use super::event::{Cell, RowKind};
+use super::literal::latin1_text;
 use super::schema::{ColumnInfo, TableSchema};
 use crate::error::SqlContext;
 use crate::sql::quote_ident;
@@ -102,7 +103,7 @@ impl Applier {
         let columns = writable(schema, row);
         let names: Vec<String> =
             columns.iter().map(|&i| quote_ident(&schema.columns[i].name)).collect();
-        let (marks, params) = bind(schema, &columns, row);
+        let (marks, mut params) = bind(schema, &columns, row);
         let mut sql = format!(
             "INSERT INTO {} ({}) VALUES ({})",
             schema.name(),
@@ -110,9 +111,13 @@ impl Applier {
             marks.join(", ")
         );
         if mode == Mode::Upsert && !names.is_empty() {
-            let set: Vec<String> = names.iter().map(|n| format!("{n} = VALUES({n})")).collect();
+            // The values again rather than VALUES(col): TiDB's VALUES() of a BIT column wider
+            // than 56 bits gives its bytes shifted (1 becomes 0x0100000000000000).
+            let set: Vec<String> =
+                names.iter().zip(&marks).map(|(n, mark)| format!("{n} = {mark}")).collect();
             sql.push_str(" ON DUPLICATE KEY UPDATE ");
             sql.push_str(&set.join(", "));
+            params.extend_from_within(..);
         }
         self.exec(schema, &sql, params).await
     }
@@ -219,10 +224,19 @@ fn bind(schema: &TableSchema, columns: &[usize], row: &[Cell]) -> (Vec<String>, 
 }
 
 /// A value's placeholder and parameter. Strings of a column in another charset are bytes in that
-/// charset: they go as hex, decoded on the target, since a string parameter is taken as text in
-/// the session's charset (utf8mb4) and bytes that are not valid there would become `?`.
+/// charset: latin1 goes as its UTF-8 text (see [`latin1_text`]), others as hex decoded on the
+/// target, since a string parameter is taken as text in
+/// the session's charset (utf8mb4) and bytes that are not valid there would become `?`. A JSON
+/// column's text is cast to JSON: TiDB and MySQL compare a JSON column with a string as
+/// unequal, so the row of a keyless table would not be found by its image.
 fn bind_value(column: &ColumnInfo, value: &Value) -> (String, Value) {
+    if column.data_type == "json" {
+        return ("CAST(? AS JSON)".to_string(), value.clone());
+    }
     match (&column.convert_charset, value) {
+        (Some(_), Value::Bytes(bytes)) if let Some(text) = latin1_text(column, bytes) => {
+            ("?".to_string(), Value::Bytes(text.into_bytes()))
+        }
         (Some(charset), Value::Bytes(bytes)) => {
             let mut hex = Vec::with_capacity(bytes.len() * 2);
             hex.extend(bytes.iter().flat_map(|b| format!("{b:02X}").into_bytes()));

@@ -477,12 +477,17 @@ fn format_uuid(sid: &[u8; 16]) -> String {
     format!("{}-{}-{}-{}-{}", &hex[0..8], &hex[8..12], &hex[12..16], &hex[16..20], &hex[20..32])
 }
 
+/// Column names from a table map, when it has them.
+type ColumnNames = Option<Vec<String>>;
+/// Per column, whether it is an unsigned number, when the table map says.
+type Signedness = Option<Vec<bool>>;
+
 /// Column names and integer signedness from the table map's optional metadata, when it has
 /// them (names with `binlog_row_metadata=FULL`, signedness with `MINIMAL` too).
 fn optional_metadata(
     tme: &TableMapEvent<'_>,
     types: &[ColumnType],
-) -> Result<(Option<Vec<String>>, Option<Vec<bool>>), Step> {
+) -> Result<(ColumnNames, Signedness), Step> {
     let meta = OptionalMetaExtractor::new(tme.iter_optional_meta())
         .map_err(|e| Step::Fail(format!("table map optional metadata: {e}")))?;
     let names: Vec<String> = meta
@@ -496,7 +501,8 @@ fn optional_metadata(
     let unsigned = bits.peek().is_some().then(|| {
         (0..types.len())
             .map(|i| {
-                let numeric = tme.get_column_type(i).ok().flatten().is_some_and(|t| t.is_numeric_type());
+                let numeric =
+                    tme.get_column_type(i).ok().flatten().is_some_and(|t| t.is_numeric_type());
                 numeric && bits.next().unwrap_or(false)
             })
             .collect()
@@ -770,7 +776,8 @@ mod tests {
                     let raw = (v as u64) & mask;
                     let sign_extended = ((raw << (64 - bits)) as i64) >> (64 - bits);
                     // What mysql_common gives without signedness metadata, and with it.
-                    let without = if bits == 24 { Value::Int(raw as i64) } else { Value::Int(sign_extended) };
+                    let without =
+                        if bits == 24 { Value::Int(raw as i64) } else { Value::Int(sign_extended) };
                     let with = match (unsigned, bits) {
                         (true, 24) => Value::Int(raw as i64),
                         (true, _) => Value::UInt(raw),
@@ -781,7 +788,8 @@ mod tests {
                             .expect("fix");
                         assert_eq!(fixed, Value::Int(sign_extended), "{column_type:?} {decoded:?}");
                         let stored = if unsigned { to_unsigned(column_type, fixed) } else { fixed };
-                        let expected = if unsigned { Value::UInt(v as u64) } else { Value::Int(v as i64) };
+                        let expected =
+                            if unsigned { Value::UInt(v as u64) } else { Value::Int(v as i64) };
                         assert_eq!(stored, expected, "{column_type:?} unsigned={unsigned} {v}");
                     }
                 }

@@ -216,7 +216,8 @@ pub fn dml_tables(default_schema: &str, sql: &str) -> Option<Vec<Object>> {
         }
         "UPDATE" | "DELETE" => {
             t.skip_words(MODIFIERS);
-            let end: &[&str] = if verb == "UPDATE" { &["SET"] } else { &["WHERE", "ORDER", "LIMIT", "RETURNING"] };
+            let end: &[&str] =
+                if verb == "UPDATE" { &["SET"] } else { &["WHERE", "ORDER", "LIMIT", "RETURNING"] };
             Some(table_references(&mut t, default_schema, end))
         }
         _ => None,

@@ -20,7 +20,7 @@ use crate::engine::JobContext;
 use crate::report::set_condition;
 
 /// How often the source head is read and the status refreshed.
-const INTERVAL: Duration = Duration::from_secs(2);
+const INTERVAL: Duration = Duration::from_millis(500);
 /// Lag above which the `Lagging` condition is set, unless `FERRY_LAG_WARNING_SECONDS` says.
 const LAG_WARNING: Duration = Duration::from_secs(60);
 
@@ -139,28 +139,30 @@ impl<'a> Monitor<'a> {
     }
 
     /// Reads the source head; on failure the last one stays and the connection is reopened.
+    /// The connection is taken out while in use: when replication stops during a read (this
+    /// future is dropped), it goes with it rather than stay with an unread result.
     async fn read_head(&mut self) {
-        if self.source.is_none() {
-            match crate::connect::connect(&self.ctx.config.source, "source").await {
-                Ok(conn) => self.source = Some(conn),
+        let mut conn = match self.source.take() {
+            Some(conn) => conn,
+            None => match crate::connect::connect(&self.ctx.config.source, "source").await {
+                Ok(conn) => conn,
                 Err(e) => {
                     tracing::warn!(error = %e, "cannot connect to the source to read its head");
                     return;
                 }
-            }
-        }
-        let Some(conn) = self.source.as_mut() else { return };
-        match stream::source_head(conn).await {
+            },
+        };
+        match stream::source_head(&mut conn).await {
             Ok(head) => self.head = Some(head),
             Err(e) => {
                 tracing::warn!(error = %e, "cannot read the source head position");
-                self.source = None;
                 return;
             }
         }
-        if let Ok(files) = stream::binary_logs(conn).await {
+        if let Ok(files) = stream::binary_logs(&mut conn).await {
             self.head_files = files;
         }
+        self.source = Some(conn);
     }
 
     fn update_rate(&mut self, rows_total: u64) {

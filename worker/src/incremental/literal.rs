@@ -21,7 +21,9 @@ pub fn push(out: &mut Vec<u8>, value: &Value, column: &ColumnInfo) {
 }
 
 fn push_bytes(out: &mut Vec<u8>, bytes: &[u8], column: &ColumnInfo) {
-    if let Some(charset) = &column.convert_charset {
+    if let Some(text) = latin1_text(column, bytes) {
+        push_quoted(out, text.as_bytes());
+    } else if let Some(charset) = &column.convert_charset {
         out.extend_from_slice(b"CONVERT(");
         push_hex(out, bytes);
         out.extend_from_slice(format!(" USING {charset})").as_bytes());
@@ -29,6 +31,26 @@ fn push_bytes(out: &mut Vec<u8>, bytes: &[u8], column: &ColumnInfo) {
         push_quoted(out, bytes);
     } else {
         push_hex(out, bytes);
+    }
+}
+
+/// The text of a latin1 column's bytes, which every target takes as UTF-8 (TiDB stores latin1
+/// columns' text as UTF-8, so its bytes must not be sent as latin1); `None` for other columns.
+pub fn latin1_text(column: &ColumnInfo, bytes: &[u8]) -> Option<String> {
+    let charset = column.convert_charset.as_deref()?;
+    charset.eq_ignore_ascii_case("latin1").then(|| bytes.iter().map(|&b| latin1_char(b)).collect())
+}
+
+/// A byte of MySQL's latin1 (Windows-1252, its five unassigned bytes as C1 controls).
+fn latin1_char(byte: u8) -> char {
+    const HIGH: [u16; 32] = [
+        0x20AC, 0x0081, 0x201A, 0x0192, 0x201E, 0x2026, 0x2020, 0x2021, 0x02C6, 0x2030, 0x0160,
+        0x2039, 0x0152, 0x008D, 0x017D, 0x008F, 0x0090, 0x2018, 0x2019, 0x201C, 0x201D, 0x2022,
+        0x2013, 0x2014, 0x02DC, 0x2122, 0x0161, 0x203A, 0x0153, 0x009D, 0x017E, 0x0178,
+    ];
+    match byte {
+        0x80..=0x9F => char::from_u32(u32::from(HIGH[usize::from(byte - 0x80)])).unwrap_or('?'),
+        _ => char::from(byte),
     }
 }
 
@@ -97,8 +119,12 @@ mod tests {
         assert_eq!(text(Value::Bytes(b"it's".to_vec()), &c), r"'it\'s'");
         assert_eq!(text(Value::Bytes(vec![0xff, 0]), &c), "X'FF00'");
         assert_eq!(
-            text(Value::Bytes(vec![0xe9]), &column(Fold::Exact, Some("latin1"))),
-            "CONVERT(X'E9' USING latin1)"
+            text(Value::Bytes(vec![0xe9, 0x80]), &column(Fold::Exact, Some("latin1"))),
+            "'é€'"
+        );
+        assert_eq!(
+            text(Value::Bytes(vec![0xa4, 0xa1]), &column(Fold::Exact, Some("big5"))),
+            "CONVERT(X'A4A1' USING big5)"
         );
         assert_eq!(text(Value::Date(2024, 2, 29, 1, 2, 3, 4), &c), "'2024-02-29 01:02:03.000004'");
     }

@@ -3,10 +3,11 @@
 //! differently).
 //!
 //! The source's columns come from the table map when it names them (`binlog_row_metadata=FULL`).
-//! Otherwise they are the source's definition (information_schema), checked against the table
-//! map's column types; when the source's table has changed since the event (its DDL comes later
-//! in the stream), the target's definition stands in for it if it has the event's column types
-//! and orders the columns it shares with the source as the source does (the target follows the
+//! Otherwise they are the source's definition (information_schema) if the table's last DDL
+//! (its CREATE_TIME, which every ALTER renews on MariaDB) is older than the event and its column
+//! types are the table map's. When the source's table has changed since (its DDL comes later in
+//! the stream), the target's definition stands in for it if it has the event's column types and
+//! orders the columns it shares with the source as the source does (the target follows the
 //! source's DDL in stream order). Anything else is an error naming the table: a value is never
 //! written to a column it was not meant for.
 
@@ -55,9 +56,9 @@ impl Mapping {
                 .iter()
                 .position(|c| c.name.eq_ignore_ascii_case(&column.name))
                 .ok_or_else(|| IncrementalError::MissingColumn {
-                    table: target.name(),
-                    column: column.name.clone(),
-                })?;
+                table: target.name(),
+                column: column.name.clone(),
+            })?;
             let target_type = &target.columns[j].data_type;
             if !compatible(binlog_type, target_type) {
                 return Err(IncrementalError::IncompatibleColumn {
@@ -103,7 +104,15 @@ impl Mapping {
 #[derive(Default)]
 pub struct Mappings {
     mappings: HashMap<(String, String), Cached>,
-    definitions: HashMap<(String, String), Arc<Vec<SourceColumn>>>,
+    definitions: HashMap<(String, String), Arc<Definition>>,
+}
+
+/// A table as the source defines it now.
+#[derive(Debug, Default)]
+struct Definition {
+    columns: Vec<SourceColumn>,
+    /// When the table was last created or altered (source clock, seconds since the epoch).
+    changed_at: Option<i64>,
 }
 
 /// A mapping, valid while the table map and the target schema are those it was made for.
@@ -122,11 +131,13 @@ impl Mappings {
         self.definitions.clear();
     }
 
-    /// The mapping for `change`'s table map onto `target`.
+    /// The mapping for `change`'s table map onto `target`; `logged_at` is the source time of
+    /// the event.
     pub async fn get(
         &mut self,
         source: &mut Conn,
         change: &RowChange,
+        logged_at: u32,
         target: &Arc<TableSchema>,
     ) -> crate::Result<Arc<Mapping>> {
         let key = (change.database.clone(), change.table.clone());
@@ -138,7 +149,7 @@ impl Mappings {
         {
             return Ok(cached.mapping.clone());
         }
-        let columns = self.source_columns(source, change, target).await?;
+        let columns = self.source_columns(source, change, logged_at, target).await?;
         let mapping = Arc::new(Mapping::new(&columns, &change.column_types, target)?);
         let cached = Cached {
             types: change.column_types.clone(),
@@ -156,6 +167,7 @@ impl Mappings {
         &mut self,
         source: &mut Conn,
         change: &RowChange,
+        logged_at: u32,
         target: &TableSchema,
     ) -> crate::Result<Vec<SourceColumn>> {
         let with_signedness = |mut columns: Vec<SourceColumn>| {
@@ -173,13 +185,18 @@ impl Mappings {
             return Ok(with_signedness(columns.collect()));
         }
         let types = &change.column_types;
-        let mut definition = Arc::default();
+        let mut definition: Arc<Definition> = Arc::default();
         for fresh in [false, true] {
             definition = self.definition(source, &change.database, &change.table, fresh).await?;
-            if same_types(&definition, types) {
-                return Ok(with_signedness(definition.to_vec()));
+            let unchanged = definition.changed_at.is_some_and(|t| t < i64::from(logged_at));
+            if same_types(&definition.columns, types) {
+                if unchanged {
+                    return Ok(with_signedness(definition.columns.clone()));
+                }
+                break;
             }
         }
+        let definition = &definition.columns;
         // The source's table changed after the event: the target's stands in if it has the
         // event's columns, in the source's order.
         let mirrored: Vec<SourceColumn> = target
@@ -191,7 +208,7 @@ impl Mappings {
                 unsigned: c.unsigned,
             })
             .collect();
-        if same_types(&mirrored, types) && same_relative_order(&definition, &mirrored) {
+        if same_types(&mirrored, types) && same_relative_order(definition, &mirrored) {
             return Ok(with_signedness(mirrored));
         }
         Err(IncrementalError::UnknownSourceColumns {
@@ -209,7 +226,7 @@ impl Mappings {
         database: &str,
         table: &str,
         fresh: bool,
-    ) -> crate::Result<Arc<Vec<SourceColumn>>> {
+    ) -> crate::Result<Arc<Definition>> {
         let key = (database.to_string(), table.to_string());
         if !fresh && let Some(columns) = self.definitions.get(&key) {
             return Ok(columns.clone());
@@ -233,9 +250,21 @@ impl Mappings {
                 unsigned: column_type.to_ascii_lowercase().contains("unsigned"),
             })
             .collect();
-        let columns = Arc::new(columns);
-        self.definitions.insert(key, columns.clone());
-        Ok(columns)
+        let changed_at: Option<i64> = source
+            .exec_first(
+                "SELECT UNIX_TIMESTAMP(CREATE_TIME) FROM information_schema.TABLES \
+                 WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?",
+                (database, table),
+            )
+            .await
+            .sql(format!(
+                "read when {} changed on the source",
+                crate::sql::qualified(database, table)
+            ))?
+            .flatten();
+        let definition = Arc::new(Definition { columns, changed_at });
+        self.definitions.insert(key, definition.clone());
+        Ok(definition)
     }
 }
 
@@ -251,9 +280,8 @@ fn same_types(columns: &[SourceColumn], types: &[ColumnType]) -> bool {
 
 /// Whether the columns both definitions have come in the same order in each.
 fn same_relative_order(a: &[SourceColumn], b: &[SourceColumn]) -> bool {
-    let has = |list: &[SourceColumn], name: &str| {
-        list.iter().any(|c| c.name.eq_ignore_ascii_case(name))
-    };
+    let has =
+        |list: &[SourceColumn], name: &str| list.iter().any(|c| c.name.eq_ignore_ascii_case(name));
     let shared_a = a.iter().filter(|c| has(b, &c.name)).map(|c| c.name.to_ascii_lowercase());
     let shared_b = b.iter().filter(|c| has(a, &c.name)).map(|c| c.name.to_ascii_lowercase());
     shared_a.eq(shared_b)
@@ -283,10 +311,19 @@ fn logged_as(t: ColumnType, data_type: &str) -> bool {
         MYSQL_TYPE_JSON => &["json"],
         MYSQL_TYPE_VARCHAR | MYSQL_TYPE_VAR_STRING => &["varchar", "varbinary"],
         MYSQL_TYPE_STRING => &["char", "binary"],
-        MYSQL_TYPE_BLOB | MYSQL_TYPE_TINY_BLOB | MYSQL_TYPE_MEDIUM_BLOB | MYSQL_TYPE_LONG_BLOB => &[
-            "tinyblob", "blob", "mediumblob", "longblob", "tinytext", "text", "mediumtext",
-            "longtext", "json",
-        ],
+        MYSQL_TYPE_BLOB | MYSQL_TYPE_TINY_BLOB | MYSQL_TYPE_MEDIUM_BLOB | MYSQL_TYPE_LONG_BLOB => {
+            &[
+                "tinyblob",
+                "blob",
+                "mediumblob",
+                "longblob",
+                "tinytext",
+                "text",
+                "mediumtext",
+                "longtext",
+                "json",
+            ]
+        }
         _ => return true,
     };
     expected.contains(&data_type) || !known_type(data_type)
@@ -296,11 +333,42 @@ fn logged_as(t: ColumnType, data_type: &str) -> bool {
 fn known_type(data_type: &str) -> bool {
     matches!(
         data_type,
-        "tinyint" | "bool" | "boolean" | "smallint" | "mediumint" | "int" | "integer" | "bigint"
-            | "float" | "double" | "real" | "double precision" | "decimal" | "numeric" | "fixed"
-            | "year" | "date" | "time" | "datetime" | "timestamp" | "bit" | "enum" | "set"
-            | "json" | "varchar" | "varbinary" | "char" | "binary" | "tinyblob" | "blob"
-            | "mediumblob" | "longblob" | "tinytext" | "text" | "mediumtext" | "longtext"
+        "tinyint"
+            | "bool"
+            | "boolean"
+            | "smallint"
+            | "mediumint"
+            | "int"
+            | "integer"
+            | "bigint"
+            | "float"
+            | "double"
+            | "real"
+            | "double precision"
+            | "decimal"
+            | "numeric"
+            | "fixed"
+            | "year"
+            | "date"
+            | "time"
+            | "datetime"
+            | "timestamp"
+            | "bit"
+            | "enum"
+            | "set"
+            | "json"
+            | "varchar"
+            | "varbinary"
+            | "char"
+            | "binary"
+            | "tinyblob"
+            | "blob"
+            | "mediumblob"
+            | "longblob"
+            | "tinytext"
+            | "text"
+            | "mediumtext"
+            | "longtext"
     )
 }
 
@@ -316,14 +384,31 @@ enum Family {
 fn binlog_family(t: ColumnType) -> Family {
     use ColumnType::*;
     match t {
-        MYSQL_TYPE_TINY | MYSQL_TYPE_SHORT | MYSQL_TYPE_INT24 | MYSQL_TYPE_LONG
-        | MYSQL_TYPE_LONGLONG | MYSQL_TYPE_FLOAT | MYSQL_TYPE_DOUBLE | MYSQL_TYPE_DECIMAL
-        | MYSQL_TYPE_NEWDECIMAL | MYSQL_TYPE_BIT => Family::Number,
-        MYSQL_TYPE_DATE | MYSQL_TYPE_NEWDATE | MYSQL_TYPE_TIME | MYSQL_TYPE_TIME2
-        | MYSQL_TYPE_DATETIME | MYSQL_TYPE_DATETIME2 | MYSQL_TYPE_TIMESTAMP
+        MYSQL_TYPE_TINY
+        | MYSQL_TYPE_SHORT
+        | MYSQL_TYPE_INT24
+        | MYSQL_TYPE_LONG
+        | MYSQL_TYPE_LONGLONG
+        | MYSQL_TYPE_FLOAT
+        | MYSQL_TYPE_DOUBLE
+        | MYSQL_TYPE_DECIMAL
+        | MYSQL_TYPE_NEWDECIMAL
+        | MYSQL_TYPE_BIT => Family::Number,
+        MYSQL_TYPE_DATE
+        | MYSQL_TYPE_NEWDATE
+        | MYSQL_TYPE_TIME
+        | MYSQL_TYPE_TIME2
+        | MYSQL_TYPE_DATETIME
+        | MYSQL_TYPE_DATETIME2
+        | MYSQL_TYPE_TIMESTAMP
         | MYSQL_TYPE_TIMESTAMP2 => Family::Temporal,
-        MYSQL_TYPE_VARCHAR | MYSQL_TYPE_VAR_STRING | MYSQL_TYPE_STRING | MYSQL_TYPE_BLOB
-        | MYSQL_TYPE_TINY_BLOB | MYSQL_TYPE_MEDIUM_BLOB | MYSQL_TYPE_LONG_BLOB => Family::Text,
+        MYSQL_TYPE_VARCHAR
+        | MYSQL_TYPE_VAR_STRING
+        | MYSQL_TYPE_STRING
+        | MYSQL_TYPE_BLOB
+        | MYSQL_TYPE_TINY_BLOB
+        | MYSQL_TYPE_MEDIUM_BLOB
+        | MYSQL_TYPE_LONG_BLOB => Family::Text,
         _ => Family::Other,
     }
 }
@@ -381,7 +466,11 @@ mod tests {
         names
             .iter()
             .zip(unsigned)
-            .map(|(n, &u)| SourceColumn { name: n.to_string(), data_type: String::new(), unsigned: u })
+            .map(|(n, &u)| SourceColumn {
+                name: n.to_string(),
+                data_type: String::new(),
+                unsigned: u,
+            })
             .collect()
     }
 
@@ -389,8 +478,8 @@ mod tests {
     fn values_go_to_the_target_column_of_their_name() {
         let types = [ColumnType::MYSQL_TYPE_LONG, ColumnType::MYSQL_TYPE_VARCHAR];
         let target = target(&[("extra", "int"), ("B", "varchar"), ("a", "int")]);
-        let mapping = Mapping::new(&source(&["a", "b"], &[true, false]), &types, &target)
-            .expect("mapping");
+        let mapping =
+            Mapping::new(&source(&["a", "b"], &[true, false]), &types, &target).expect("mapping");
         let change = RowChange {
             database: "d".into(),
             table: "t".into(),
@@ -434,7 +523,11 @@ mod tests {
     fn definitions_match_table_maps_by_type_and_order() {
         let def = |cols: &[(&str, &str)]| -> Vec<SourceColumn> {
             cols.iter()
-                .map(|(n, d)| SourceColumn { name: n.to_string(), data_type: d.to_string(), unsigned: false })
+                .map(|(n, d)| SourceColumn {
+                    name: n.to_string(),
+                    data_type: d.to_string(),
+                    unsigned: false,
+                })
                 .collect()
         };
         let types = [ColumnType::MYSQL_TYPE_LONG, ColumnType::MYSQL_TYPE_BLOB];

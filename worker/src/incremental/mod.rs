@@ -341,6 +341,7 @@ impl<'a> Loop<'a> {
         txn: Txn,
     ) -> crate::Result<Vec<(Arc<TableSchema>, event::RowChange)>> {
         let mut resolved = Vec::with_capacity(txn.changes.len());
+        let logged_at = txn.timestamp;
         for change in txn.changes {
             let schema = self
                 .schemas
@@ -349,7 +350,7 @@ impl<'a> Loop<'a> {
                 .ok_or_else(|| IncrementalError::MissingTable {
                     table: crate::sql::qualified(&change.database, &change.table),
                 })?;
-            let mapping = self.mappings.get(&mut self.source, &change, &schema).await?;
+            let mapping = self.mappings.get(&mut self.source, &change, logged_at, &schema).await?;
             resolved.push((schema, mapping.apply(change)));
         }
         Ok(resolved)
