@@ -30,16 +30,20 @@ pub enum Mode {
 /// A target connection that applies changes.
 pub struct Applier {
     pub conn: Conn,
+    /// The session's `foreign_key_checks`, as last set (it outlives transactions).
+    foreign_key_checks: bool,
 }
 
 impl Applier {
     /// Prepares the session: UTC (TIMESTAMP values arrive as UTC instants) and the strict SQL
     /// mode that stores what the source stored or fails (see `connect::TARGET_SQL_MODE`).
+    /// Foreign key checks are on, as the source's sessions usually have them.
     /// On MariaDB and MySQL, READ COMMITTED takes no gap locks, so workers changing disjoint rows
     /// do not block each other on the gaps between them.
     pub async fn new(mut conn: Conn) -> crate::Result<Self> {
         conn.query_drop(format!(
-            "SET SESSION time_zone = '+00:00', SESSION sql_mode = '{}'",
+            "SET SESSION time_zone = '+00:00', SESSION sql_mode = '{}', \
+             SESSION foreign_key_checks = 1",
             crate::connect::TARGET_SQL_MODE
         ))
         .await
@@ -54,11 +58,12 @@ impl Applier {
         {
             tracing::debug!(error = %e, "the target keeps its default isolation level");
         }
-        Ok(Self { conn })
+        Ok(Self { conn, foreign_key_checks: true })
     }
 
-    /// Applies one row change.
+    /// Applies one row change, with foreign key checks as the source had them.
     pub async fn apply_row(&mut self, op: &Op, mode: Mode) -> crate::Result<()> {
+        self.set_foreign_key_checks(!op.no_foreign_key_checks).await?;
         let schema = &op.schema;
         match (op.kind, &op.before, &op.after) {
             (RowKind::Insert, _, Some(after)) => self.insert(schema, after, mode).await,
@@ -72,8 +77,21 @@ impl Applier {
 
     /// Runs one multi-row statement of [`super::batch`].
     pub async fn exec_text(&mut self, schema: &TableSchema, sql: &[u8]) -> crate::Result<()> {
+        self.set_foreign_key_checks(true).await?;
         let result = self.conn.query_drop(sql).await;
         self.result(schema, result)
+    }
+
+    /// Turns the session's foreign key checks on or off for the next statements. Off, the target
+    /// neither checks nor cascades (InnoDB and TiDB alike), which is what rows the source changed
+    /// with checks off need: a cascade the source logged must not run a second time.
+    async fn set_foreign_key_checks(&mut self, on: bool) -> crate::Result<()> {
+        if self.foreign_key_checks != on {
+            let sql = format!("SET SESSION foreign_key_checks = {}", u8::from(on));
+            self.conn.query_drop(sql).await.sql("set foreign_key_checks on the target")?;
+            self.foreign_key_checks = on;
+        }
+        Ok(())
     }
 
     async fn insert(

@@ -35,17 +35,21 @@ pub struct Op {
     pub kind: RowKind,
     pub before: Option<Image>,
     pub after: Option<Image>,
+    /// Applied with the target session's foreign key checks off, as on the source (see
+    /// [`RowChange::no_foreign_key_checks`]). Only tables with foreign keys heed it, and their
+    /// changes go row by row in source order, so the setting holds for exactly their statements.
+    pub no_foreign_key_checks: bool,
 }
 
 impl Op {
     /// The row changes of one rows event.
     pub fn from_change(schema: &Arc<TableSchema>, change: RowChange) -> crate::Result<Vec<Op>> {
-        let kind = change.kind;
+        let (kind, no_foreign_key_checks) = (change.kind, change.no_foreign_key_checks);
         change
             .rows
             .into_iter()
             .map(|(before, after)| {
-                let op = Op { schema: schema.clone(), kind, before, after };
+                let op = Op { schema: schema.clone(), kind, before, after, no_foreign_key_checks };
                 let complete = match op.kind {
                     RowKind::Insert => op.after.is_some(),
                     RowKind::Delete => op.before.is_some(),
@@ -348,7 +352,7 @@ mod tests {
     }
 
     fn op(s: &Arc<TableSchema>, kind: RowKind, before: Option<Image>, after: Option<Image>) -> Op {
-        Op { schema: s.clone(), kind, before, after }
+        Op { schema: s.clone(), kind, before, after, no_foreign_key_checks: false }
     }
 
     fn sql(steps: &[Step]) -> Vec<String> {

@@ -164,6 +164,7 @@ mod tests {
             column_types: vec![],
             column_names: None,
             unsigned: None,
+            no_foreign_key_checks: false,
             rows,
         }
     }

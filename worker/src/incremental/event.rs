@@ -16,7 +16,7 @@ use mysql_async::binlog::events::{
     TransactionPayloadEvent,
 };
 use mysql_async::binlog::value::BinlogValue;
-use mysql_async::binlog::{BinlogChecksumAlg, BinlogVersion, EventType};
+use mysql_async::binlog::{BinlogChecksumAlg, BinlogVersion, EventType, RowsEventFlags};
 use mysql_async::consts::ColumnType;
 
 use super::filter::Filter;
@@ -107,6 +107,12 @@ pub struct RowChange {
     /// Per column, whether it is an unsigned number, when the table map says so
     /// (`binlog_row_metadata=MINIMAL` or `FULL`).
     pub unsigned: Option<Vec<bool>>,
+    /// The source changed these rows with foreign key checks off (the rows event's
+    /// NO_FOREIGN_KEY_CHECKS flag), so the target must too: MySQL 9 logs the child rows of its
+    /// cascades itself, before the parent's, flagged so; or a session ran with
+    /// `foreign_key_checks=0`. With checks on, the target would refuse a child row that points
+    /// to a parent key not written yet, or cascade what the source did not.
+    pub no_foreign_key_checks: bool,
     /// (before image, after image); inserts have no before image, deletes no after image.
     pub rows: Vec<(Option<Image>, Option<Image>)>,
 }
@@ -359,6 +365,7 @@ impl Decoder {
             column_types,
             column_names,
             unsigned,
+            no_foreign_key_checks: rows.flags().contains(RowsEventFlags::NO_FOREIGN_KEY_CHECKS),
             rows: Vec::new(),
         };
         // mysql_common's row parser can panic on values it gets wrong (negative TIME(1|2) with a

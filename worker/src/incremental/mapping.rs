@@ -487,6 +487,7 @@ mod tests {
             column_types: types.to_vec(),
             column_names: None,
             unsigned: None,
+            no_foreign_key_checks: false,
             rows: vec![(None, Some(vec![Some(Value::Int(-1)), Some(Value::Bytes(b"x".to_vec()))]))],
         };
         let after = mapping.apply(change).rows[0].1.clone();
