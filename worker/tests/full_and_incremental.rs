@@ -31,6 +31,19 @@ async fn write(setup: &Setup, from: u32, count: u32) {
     setup.source.exec(&sql).await.expect("write to the source");
 }
 
+/// Inserts `rows` rows (at most 100,000) numbered from 1,000,001 into `app.items`, in SQL that
+/// MariaDB and MySQL both run (no sequence engine, no recursion limit).
+fn filler(rows: u32) -> String {
+    let digit: Vec<String> = (0..10).map(|d| format!("SELECT {d} AS d")).collect();
+    let digit = format!("({})", digit.join(" UNION ALL "));
+    let tables: Vec<String> = (0..5).map(|i| format!("{digit} t{i}")).collect();
+    format!(
+        "INSERT INTO app.items SELECT 1000000 + n, n, 'filler' FROM (SELECT 1 + t0.d + 10 * t1.d \
+         + 100 * t2.d + 1000 * t3.d + 10000 * t4.d AS n FROM {}) numbers WHERE n <= {rows}",
+        tables.join(" CROSS JOIN ")
+    )
+}
+
 async fn wait_for(setup: &Setup, what: &str, done: impl Fn(&serde_json::Value) -> bool) {
     let deadline = Instant::now() + Duration::from_secs(90);
     while !done(&setup.status()) {
@@ -56,9 +69,7 @@ async fn copy_then_replicate(setup: &mut Setup, envs: &[(&str, &str)]) {
     setup.source.exec(SCHEMA).await.expect("schema");
     write(setup, 1, 3000).await;
     // Rows the writes do not touch, so the copy lasts long enough to be written to.
-    let filler =
-        "INSERT INTO app.items SELECT seq + 1000000, seq, 'filler' FROM app.seq_1_to_20000";
-    setup.source.exec(filler).await.expect("filler rows");
+    setup.source.exec(&filler(20_000)).await.expect("filler rows");
     let manifest = setup.manifest("FullAndIncremental", "    databases: [app]");
     let mut child = setup.spawn(&manifest, envs, &["--concurrency", "3"]);
 
