@@ -46,14 +46,31 @@ pub fn expected_column_type(column_type: &str, source: Flavour, target: Flavour)
     if source == target {
         return column_type.to_string();
     }
+    if mariadb_json(column_type, source, target) {
+        return "longtext".into();
+    }
     canonical_column_type(column_type)
 }
 
+/// MariaDB has no JSON type: `JSON` there is `LONGTEXT CHARACTER SET utf8mb4 COLLATE
+/// utf8mb4_bin` with a `json_valid` check, so that is what a MySQL or TiDB JSON column becomes
+/// (its values are still compared as JSON).
+pub fn mariadb_json(column_type: &str, source: Flavour, target: Flavour) -> bool {
+    target == Flavour::MariaDb && source != Flavour::MariaDb && column_type == "json"
+}
+
+/// The character set and collation of MariaDB's JSON (see [`mariadb_json`]).
+pub const MARIADB_JSON_CHARSET: (&str, &str) = ("utf8mb4", "utf8mb4_bin");
+
 /// Column types printed the same way by every server: integer display widths are dropped
 /// (MySQL 8.0.19+ and TiDB stopped printing them; they never changed what a column holds,
-/// except TINYINT(1) which MySQL keeps and so do we), and letter case is ignored.
+/// except TINYINT(1) which MySQL keeps and so do we), MariaDB's `year(4)` is MySQL's `year`
+/// (the only YEAR there is), and letter case is ignored.
 pub fn canonical_column_type(column_type: &str) -> String {
     let lower = column_type.to_ascii_lowercase();
+    if lower == "year(4)" {
+        return "year".into();
+    }
     for int in ["bigint", "mediumint", "smallint", "tinyint", "int"] {
         if let Some(rest) = lower.strip_prefix(int)
             && let Some(rest) = rest.strip_prefix('(')
@@ -116,12 +133,34 @@ pub fn canonical_text(text: &str, database: &str, source: Flavour, target: Flavo
         return text.to_string();
     }
     let qualifier = format!("{}.", database.to_ascii_lowercase());
-    text.to_ascii_lowercase()
+    let text: String = text
+        .to_ascii_lowercase()
         .replace('`', "")
         .replace(&qualifier, "")
         .chars()
         .filter(|c| !c.is_whitespace())
-        .collect()
+        .collect();
+    without_enclosing_parentheses(&text).to_string()
+}
+
+/// `(id*3)` as `id*3`: MySQL prints a generation expression inside parentheses, MariaDB and TiDB
+/// without. Only a pair that encloses the whole text is taken off (`(a)+(b)` stays).
+fn without_enclosing_parentheses(text: &str) -> &str {
+    let Some(inner) = text.strip_prefix('(').and_then(|t| t.strip_suffix(')')) else {
+        return text;
+    };
+    let mut depth = 0i32;
+    for c in inner.chars() {
+        depth += match c {
+            '(' => 1,
+            ')' => -1,
+            _ => 0,
+        };
+        if depth < 0 {
+            return text;
+        }
+    }
+    inner
 }
 
 /// A view's definition re-printed by another kind of server: as [`canonical_text`], and without
@@ -184,6 +223,15 @@ mod tests {
         assert_eq!(canonical_column_type("tinyint(4)"), "tinyint");
         assert_eq!(canonical_column_type("varchar(10)"), "varchar(10)");
         assert_eq!(canonical_column_type("decimal(10,2)"), "decimal(10,2)");
+    }
+
+    #[test]
+    fn generation_texts_across_kinds() {
+        let text = |t| canonical_text(t, "d", Flavour::MySql, Flavour::MariaDb);
+        assert_eq!(text("(`id` * 3)"), "id*3");
+        assert_eq!(text("(a) + (b)"), "(a)+(b)");
+        assert_eq!(text("((a + b))"), "(a+b)");
+        assert_eq!(canonical_column_type("year(4)"), "year");
     }
 
     #[test]

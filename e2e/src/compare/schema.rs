@@ -133,6 +133,10 @@ async fn columns(conn: &mut Conn, database: &str, sides: Sides, side: Side) -> R
 fn column_line(c: Column, database: &str, sides: Sides, side: Side) -> String {
     let flavour = sides.flavour(side);
     let (charset, collation) = match side {
+        Side::Source if rw::mariadb_json(&c.column_type, sides.source, sides.target) => {
+            let (charset, collation) = rw::MARIADB_JSON_CHARSET;
+            (Some(charset.to_string()), Some(collation.to_string()))
+        }
         Side::Source => (
             c.charset.map(|s| rw::expected_charset(&s, sides.target)),
             c.collation.map(|s| rw::expected_collation(&s, sides.target)),
