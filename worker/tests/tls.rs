@@ -3,7 +3,7 @@
 //! within a bounded time.
 
 use std::path::Path;
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use ferry_crds::TlsMode;
@@ -99,10 +99,15 @@ struct Tls {
 
 impl Tls {
     async fn start() -> Tls {
+        Self::start_as(Role::Target).await
+    }
+
+    /// A server in `role` (a source writes a binlog) that accepts TLS with the test's CA.
+    async fn start_as(role: Role) -> Tls {
         let dir = tempfile::tempdir().expect("tempdir");
         make_certificates(dir.path());
         let file = |name: &str| dir.path().join(name).display().to_string();
-        let options = MariaDbOptions::new(Role::Target)
+        let options = MariaDbOptions::new(role)
             .arg(format!("--ssl-ca={}", file("ca.pem")))
             .arg(format!("--ssl-cert={}", file("server.pem")))
             .arg(format!("--ssl-key={}", file("server-key.pem")));
@@ -228,4 +233,106 @@ async fn unreachable_servers_fail_within_the_timeout() {
     let (error, message) = failure(&endpoint).await;
     assert!(matches!(error, ConnectError::Timeout { .. }), "{message}");
     assert!(message.contains("cannot reach"), "{message}");
+}
+
+/// `ferry migrate` with a Mutual TLS source whose user is refused without a client certificate
+/// (REQUIRE X509): the precheck, the copy and the binlog stream all connect over TLS, or the job
+/// could not reach Incremental and replicate a row written afterwards.
+#[tokio::test(flavor = "multi_thread")]
+async fn migrate_copies_and_replicates_over_mutual_tls() {
+    let tls = Tls::start_as(Role::Source).await;
+    let source = &tls.server;
+    source
+        .exec(&format!(
+            "CREATE USER 'mover'@'%' IDENTIFIED BY '{PASSWORD}' REQUIRE X509; \
+             GRANT ALL PRIVILEGES ON *.* TO 'mover'@'%'; \
+             CREATE DATABASE app; CREATE TABLE app.t (id INT PRIMARY KEY, v VARCHAR(20)); \
+             INSERT INTO app.t VALUES (1, 'copied'), (2, 'copied too')"
+        ))
+        .await
+        .expect("source user and data");
+    let target = MariaDb::target().await.expect("target");
+    target.create_user("mover", PASSWORD, "ALL PRIVILEGES").await.expect("target user");
+
+    let manifest = tls.dir.path().join("job.yaml");
+    std::fs::write(&manifest, tls.manifest(target.port())).expect("write the manifest");
+    let status_file = tls.dir.path().join("status.json");
+    let log = std::fs::File::create(tls.dir.path().join("ferry.log")).expect("log file");
+    let mut ferry = Command::new(env!("CARGO_BIN_EXE_ferry"))
+        .args(["migrate", "-f"])
+        .arg(&manifest)
+        .arg("--status-file")
+        .arg(&status_file)
+        .env("FERRY_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("run ferry");
+    let ferry_log =
+        || std::fs::read_to_string(tls.dir.path().join("ferry.log")).unwrap_or_default();
+
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let incremental = || {
+        let status = std::fs::read_to_string(&status_file).unwrap_or_default();
+        serde_json::from_str::<serde_json::Value>(&status)
+            .is_ok_and(|s| s["stage"] == "Incremental" && s["phase"] == "Running")
+    };
+    while !incremental() {
+        assert!(ferry.try_wait().expect("ferry").is_none(), "ferry exited:\n{}", ferry_log());
+        assert!(Instant::now() < deadline, "no Incremental stage:\n{}", ferry_log());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    source.exec("INSERT INTO app.t VALUES (3, 'replicated')").await.expect("source write");
+    loop {
+        let (mut src, mut dst) = (source.conn().await.unwrap(), target.conn().await.unwrap());
+        match ferry_e2e::assert_same_tables(&mut src, &mut dst, "app").await {
+            Ok(()) => break,
+            Err(e) if Instant::now() > deadline => panic!("{e}\n{}", ferry_log()),
+            Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+        }
+    }
+    let dumps = source
+        .query_strings(
+            "SELECT COUNT(*) FROM information_schema.PROCESSLIST \
+             WHERE USER = 'mover' AND COMMAND LIKE 'Binlog Dump%'",
+        )
+        .await
+        .expect("processlist");
+    assert_eq!(dumps, [Some("1".to_string())], "the binlog stream is not the X509 user's");
+
+    let sent = Command::new("kill").args(["-INT", &ferry.id().to_string()]).status().expect("kill");
+    assert!(sent.success());
+    let exit = ferry.wait().expect("wait for ferry");
+    assert!(exit.success(), "ferry did not stop cleanly:\n{}", ferry_log());
+    assert!(!ferry_log().contains(PASSWORD), "the password reached the log");
+}
+
+impl Tls {
+    /// A FullAndIncremental job of `app` from this server (Mutual TLS, user `mover`) to a plain
+    /// target on `target_port`; the PEM files travel in the Secret as the API would carry them.
+    fn manifest(&self, target_port: u16) -> String {
+        let pem = |name: &str| {
+            let text = String::from_utf8(self.pem(name)).expect("PEM is text");
+            text.lines().map(|line| format!("    {line}\n")).collect::<String>()
+        };
+        format!(
+            "apiVersion: v1\nkind: Secret\nmetadata: {{name: creds}}\nstringData:\n  \
+             password: \"{PASSWORD}\"\n  ca.pem: |\n{}  cert.pem: |\n{}  key.pem: |\n{}---\n\
+             apiVersion: ferry.dev/v1alpha1\nkind: MigrationSource\nmetadata: {{name: src}}\n\
+             spec:\n  type: MariaDB\n  host: 127.0.0.1\n  port: {}\n  user: mover\n  \
+             passwordSecretRef: {{name: creds, key: password}}\n  tls:\n    mode: Mutual\n    \
+             caSecretRef: {{name: creds, key: ca.pem}}\n    \
+             clientCertSecretRef: {{name: creds, key: cert.pem}}\n    \
+             clientKeySecretRef: {{name: creds, key: key.pem}}\n---\n\
+             apiVersion: ferry.dev/v1alpha1\nkind: MigrationJob\n\
+             metadata: {{name: job, namespace: default}}\nspec:\n  sourceRef: {{name: src}}\n  \
+             target:\n    host: 127.0.0.1\n    port: {target_port}\n    user: mover\n    \
+             passwordSecretRef: {{name: creds, key: password}}\n  mode: FullAndIncremental\n  \
+             objects:\n    databases: [app]\n",
+            pem("ca.pem"),
+            pem("client.pem"),
+            pem("client-key.pem"),
+            self.server.port(),
+        )
+    }
 }

@@ -102,9 +102,14 @@ pub fn canonical_default(default: Option<&str>, flavour: Flavour) -> Option<Stri
     Some(canonical_function(&text))
 }
 
-/// `current_timestamp()` (MariaDB) and `CURRENT_TIMESTAMP` (MySQL, TiDB) are the same function.
+/// `current_timestamp()` (MariaDB), `CURRENT_TIMESTAMP` (MySQL, TiDB) and `now()` (a MySQL
+/// expression default that TiDB prints as `CURRENT_TIMESTAMP`) are the same function.
 fn canonical_function(text: &str) -> String {
     let lower = text.to_ascii_lowercase();
+    let lower = match lower.strip_prefix("now(") {
+        Some(rest) => format!("current_timestamp({rest}"),
+        None => lower,
+    };
     match lower.strip_prefix("current_timestamp") {
         Some("" | "()") => "current_timestamp".into(),
         Some(rest) if rest.starts_with('(') => format!("current_timestamp{rest}"),
@@ -243,6 +248,9 @@ mod tests {
         assert_eq!(maria("'a''b'"), tidb("a'b"));
         assert_eq!(maria("current_timestamp(3)"), tidb("CURRENT_TIMESTAMP(3)"));
         assert_eq!(maria("current_timestamp()"), tidb("CURRENT_TIMESTAMP"));
+        let mysql = |d| canonical_default(Some(d), Flavour::MySql);
+        assert_eq!(mysql("now()"), tidb("CURRENT_TIMESTAMP"));
+        assert_eq!(mysql("now(3)"), tidb("CURRENT_TIMESTAMP(3)"));
         assert_eq!(maria("1.5"), tidb("1.5"));
     }
 }
