@@ -241,7 +241,7 @@ async fn empty_or_missing_databases_are_refused() -> anyhow::Result<()> {
     let err = assert_same_tables(&mut src, &mut dst, "shop").await.unwrap_err();
     assert!(err.to_string().contains("`shop` does not exist on the target"), "{err}");
 
-    let expect_empty = CompareOptions { allow_empty: true };
+    let expect_empty = CompareOptions { allow_empty: true, ..Default::default() };
     compare_databases(&mut src, &mut dst, "empty", expect_empty).await?;
     target.exec("CREATE TABLE empty.t (a INT)").await?;
     let err = compare_databases(&mut src, &mut dst, "empty", expect_empty).await.unwrap_err();

@@ -144,8 +144,8 @@ pub fn non_transactional_tables(schema: &SourceSchema) -> PrecheckItem {
     )
 }
 
-/// Triggers, stored procedures and functions, and events of the selected schemas: Ferry copies
-/// tables and views only, so each is named with what to do about it on this kind of target.
+/// Triggers, stored procedures and functions, events and sequences of the selected schemas: Ferry
+/// copies tables and views only, so each is named with what to do about it on this kind of target.
 pub fn programs(source: &SourceSchema, tidb: bool) -> PrecheckItem {
     const NAME: &str = "triggers_routines_events";
     if source.programs.is_empty() {
@@ -158,9 +158,10 @@ pub fn programs(source: &SourceSchema, tidb: bool) -> PrecheckItem {
             observed,
             "TiDB does not support triggers, stored procedures, stored functions or events, so \
              Ferry does not create them; whatever they do on the source will not happen on the \
-             target after cutover.",
+             target after cutover. Sequences are not created either.",
             "Before cutover, move their logic into the application (events: into a scheduler \
-             such as a Kubernetes CronJob).",
+             such as a Kubernetes CronJob); create each sequence on TiDB with `CREATE SEQUENCE` \
+             starting above the source's current value.",
         );
     }
     warning(
@@ -168,10 +169,11 @@ pub fn programs(source: &SourceSchema, tidb: bool) -> PrecheckItem {
         observed,
         "Ferry does not create them on the target: while it replicates, a trigger there would \
          fire again for row changes whose effects the binlog already carries, and an event would \
-         run on both servers.",
+         run on both servers. Sequences are not created either.",
         "After cutover, create them on the target from the source's definitions, for example \
          `mariadb-dump --no-data --no-create-info --triggers --routines --events DB` (mysqldump \
-         for MySQL) applied to the target.",
+         for MySQL) applied to the target; create each sequence with `CREATE SEQUENCE` starting \
+         above the source's current value.",
     )
 }
 

@@ -183,21 +183,31 @@ impl SourceSchema {
         conn: &mut Conn,
         selection: Selection<'_>,
     ) -> Result<(), PrecheckError> {
+        // (view, kind, schema column, name column, table column, further condition)
         let queries = [
-            ("TRIGGERS", "'trigger'", "TRIGGER_SCHEMA", "TRIGGER_NAME", "EVENT_OBJECT_TABLE"),
-            ("ROUTINES", "LOWER(ROUTINE_TYPE)", "ROUTINE_SCHEMA", "ROUTINE_NAME", "NULL"),
-            ("EVENTS", "'event'", "EVENT_SCHEMA", "EVENT_NAME", "NULL"),
+            ("TRIGGERS", "'trigger'", "TRIGGER_SCHEMA", "TRIGGER_NAME", "EVENT_OBJECT_TABLE", ""),
+            ("ROUTINES", "LOWER(ROUTINE_TYPE)", "ROUTINE_SCHEMA", "ROUTINE_NAME", "NULL", ""),
+            ("EVENTS", "'event'", "EVENT_SCHEMA", "EVENT_NAME", "NULL", ""),
+            // MariaDB's sequences are tables of their own kind that the copy does not create.
+            (
+                "TABLES",
+                "'sequence'",
+                "TABLE_SCHEMA",
+                "TABLE_NAME",
+                "NULL",
+                "TABLE_TYPE = 'SEQUENCE' AND ",
+            ),
         ];
-        for (view, kind, schema, name, table) in queries {
+        for (view, kind, schema, name, table, only) in queries {
             let sql = format!(
                 "SELECT {kind}, {schema}, {name}, {table} FROM information_schema.{view} \
-                 WHERE {} ORDER BY 2, 3",
+                 WHERE {only}{} ORDER BY 2, 3",
                 selection.schema_condition(schema)
             );
-            let rows: Vec<(String, String, String, Option<String>)> = conn
-                .query(sql)
-                .await
-                .map_err(PrecheckError::sql("list the source's triggers, routines and events"))?;
+            let rows: Vec<(String, String, String, Option<String>)> =
+                conn.query(sql).await.map_err(PrecheckError::sql(
+                    "list the source's triggers, routines, events and sequences",
+                ))?;
             for (kind, db, name, table) in rows {
                 if table.as_ref().is_some_and(|t| !selection.table(&db, t)) {
                     continue;
