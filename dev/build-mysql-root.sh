@@ -5,13 +5,13 @@
 # A chroot that is already complete (its marker file exists) is kept, so a second run costs
 # nothing; a half-built one is removed and built again.
 #
-# Needs: root (debootstrap and chroot), network access to deb.debian.org. Takes a few minutes and
-# about 800 MB.
+# Needs: root (debootstrap and chroot) and Debian's package mirror (debootstrap's default, or
+# $FERRY_DEBIAN_MIRROR). Takes a few minutes and about 800 MB.
 set -euo pipefail
 
 CACHE_DIR="${FERRY_CACHE_DIR:-$HOME/.cache/ferry}"
 ROOT="${FERRY_MYSQL_ROOT:-$CACHE_DIR/mysql-root}"
-MIRROR="${FERRY_DEBIAN_MIRROR:-http://deb.debian.org/debian}"
+MIRROR="${FERRY_DEBIAN_MIRROR:-}"
 MARKER="$ROOT/.ferry-complete"
 
 sudo_if_needed() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
@@ -36,7 +36,7 @@ mkdir -p "$(dirname "$ROOT")"
 
 started=$(date +%s)
 echo "mysql-root: debootstrap sid into $ROOT"
-sudo_if_needed debootstrap --variant=minbase sid "$ROOT" "$MIRROR" >/dev/null
+sudo_if_needed debootstrap --variant=minbase sid "$ROOT" ${MIRROR:+"$MIRROR"} >/dev/null
 
 in_root() { sudo_if_needed chroot "$ROOT" env DEBIAN_FRONTEND=noninteractive LC_ALL=C "$@"; }
 # The mirror's unstable Release file can be past its validity date.
