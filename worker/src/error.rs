@@ -13,6 +13,8 @@ pub enum Error {
     #[error(transparent)]
     Precheck(#[from] crate::precheck::PrecheckError),
     #[error(transparent)]
+    Meta(#[from] crate::meta::MetaError),
+    #[error(transparent)]
     Full(#[from] crate::full::FullError),
     #[error(transparent)]
     Incremental(#[from] crate::incremental::IncrementalError),
@@ -31,6 +33,8 @@ impl Error {
             Self::Manifest(_) => false,
             Self::Precheck(e) => e.retryable(),
             Self::Connect(e) => e.retryable(),
+            // A checkpoint layout from a newer Ferry stays newer.
+            Self::Meta(_) => false,
             Self::Full(e) => e.retryable(),
             Self::Incremental(e) => e.retryable(),
             Self::Sql { source, .. } => crate::connect::transient(source),

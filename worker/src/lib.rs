@@ -15,6 +15,7 @@ pub mod full;
 pub mod incremental;
 pub mod kube;
 pub mod manifest;
+pub mod meta;
 pub mod precheck;
 pub mod progress;
 pub mod report;

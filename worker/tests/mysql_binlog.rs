@@ -12,12 +12,12 @@ mod support;
 use std::path::Path;
 
 use ferry_e2e::{MariaDb, SqlServer};
-use ferry_worker::incremental::checkpoint::Position;
 use ferry_worker::incremental::event::{Decoded, Decoder, RowChange};
 use ferry_worker::incremental::file::BinlogFile;
 use ferry_worker::incremental::filter::Filter;
 use ferry_worker::incremental::gtid::GtidState;
 use ferry_worker::incremental::stream::{Reader, Unit};
+use ferry_worker::meta::incremental::Position;
 use mysql_async::Value;
 use mysql_async::binlog::events::{Event, EventData, FormatDescriptionEvent, RowsEventData};
 use mysql_async::binlog::jsondiff::JsonDiffOperation;

@@ -7,24 +7,16 @@
 use mysql_async::Conn;
 use mysql_async::prelude::Queryable;
 
-use super::objects::{Render, Table};
-use super::value;
+use super::objects::Table;
 use crate::error::SqlContext;
+use crate::meta::full::Chunk;
+use crate::sql::literal::{self, Render};
 use crate::sql::quote_ident;
 
 /// Rows per chunk aimed at: a chunk is one target transaction.
 const CHUNK_BYTES: u64 = 8 << 20;
 const MIN_CHUNK_ROWS: u64 = 1_000;
 const MAX_CHUNK_ROWS: u64 = 100_000;
-
-/// A key range of a table: `cond` is its SQL condition.
-#[derive(Debug, Clone)]
-pub struct Chunk {
-    pub db: String,
-    pub table: String,
-    pub seq: u32,
-    pub cond: String,
-}
 
 /// Plans a table's chunks at the snapshot `conn` reads.
 pub async fn plan(conn: &mut Conn, table: &Table) -> crate::Result<Vec<Chunk>> {
@@ -114,7 +106,7 @@ async fn scanned_ranges(
             let values = (0..cols.len())
                 .map(|i| {
                     let mut out = Vec::new();
-                    value::push(&mut out, row.as_ref(i), renders[i]);
+                    literal::push_read(&mut out, row.as_ref(i), renders[i]);
                     String::from_utf8_lossy(&out).into_owned()
                 })
                 .collect();

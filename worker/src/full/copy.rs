@@ -16,19 +16,15 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::FullError;
-use super::chunk::Chunk;
 use super::indexes;
-use super::meta;
 use super::objects::Table;
 use super::progress::Progress;
 use super::snapshot::SnapshotConn;
-use super::value;
 use crate::connect::TARGET_SQL_MODE;
 use crate::error::SqlContext;
-use crate::sql::quote_ident;
-
-/// Largest multi-row statement.
-pub const MAX_STATEMENT: usize = 1 << 20;
+use crate::meta::full::{self as checkpoint, Chunk};
+use crate::sql::literal;
+use crate::sql::{MAX_STATEMENT, quote_ident};
 
 /// Target session: UTC, utf8mb4, the strict SQL mode of [`TARGET_SQL_MODE`] (a value the target
 /// cannot hold is an error; every date the source holds arrives as it is), foreign keys not
@@ -208,7 +204,7 @@ async fn copy_chunk(
         return Ok(false);
     }
     target
-        .query_drop(meta::mark_done_sql(&shared.job, chunk, rows, bytes, &source.read_at))
+        .query_drop(checkpoint::mark_done_sql(&shared.job, chunk, rows, bytes, &source.read_at))
         .await
         .sql("mark a chunk done in ferry_meta.full_chunks")?;
     target.query_drop("COMMIT").await.sql(format!("commit a chunk of {}", table.qualified()))?;
@@ -281,7 +277,7 @@ async fn read_rows(
                 batch.sql.push(b',');
             }
             let start = batch.sql.len();
-            value::push(&mut batch.sql, row.as_ref(i), column.render);
+            literal::push_read(&mut batch.sql, row.as_ref(i), column.render);
             if key_columns.is_empty() || key_columns.contains(&i) {
                 values.push(start..batch.sql.len());
             }
@@ -329,7 +325,8 @@ mod tests {
 
     #[test]
     fn a_batch_names_its_rows_by_key_and_writes_them_alone() {
-        use super::super::objects::{Column, Render};
+        use super::super::objects::Column;
+        use crate::sql::literal::Render;
         let column =
             |name: &str| Column { name: name.into(), data_type: "int".into(), render: Render::Raw };
         let table = Table {

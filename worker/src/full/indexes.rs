@@ -4,18 +4,16 @@
 //! copy's idempotent writes and replication rely on them), and so do the indexes of tables with
 //! foreign keys (a foreign key needs its index).
 //!
-//! The deferred definitions wait in `ferry_meta.full_indexes`, written before the table is
-//! created, so a copy stopped at any instant still builds them when it resumes.
+//! The deferred definitions wait in the checkpoint (see [`checkpoint::record_indexes`]), written
+//! before the table is created, so a copy stopped at any instant still builds them when it
+//! resumes.
 
 use mysql_async::Conn;
 use mysql_async::prelude::Queryable;
 
 use crate::error::SqlContext;
+use crate::meta::full as checkpoint;
 use crate::sql::qualified;
-
-pub const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS ferry_meta.full_indexes (\
-    job VARCHAR(320) NOT NULL, db VARCHAR(64) NOT NULL, tbl VARCHAR(64) NOT NULL, \
-    definitions LONGTEXT NOT NULL, PRIMARY KEY (job, db, tbl))";
 
 /// Splits the plain secondary indexes (`KEY ...` lines of SHOW CREATE TABLE) off a definition.
 pub fn split(create: &str) -> (String, Vec<String>) {
@@ -46,32 +44,11 @@ pub fn split(create: &str) -> (String, Vec<String>) {
     (create, deferred)
 }
 
-/// Remembers the indexes to build for a table (before the table is created).
-pub async fn record(
-    conn: &mut Conn,
-    job: &str,
-    db: &str,
-    table: &str,
-    definitions: &[String],
-) -> crate::Result<()> {
-    conn.exec_drop(
-        "REPLACE INTO ferry_meta.full_indexes (job, db, tbl, definitions) VALUES (?, ?, ?, ?)",
-        (job, db, table, definitions.join("\n")),
-    )
-    .await
-    .sql(format!("record the deferred indexes of `{db}`.`{table}` in ferry_meta"))
-}
-
 /// Builds the deferred indexes of one table, if it has any left.
 pub async fn build(conn: &mut Conn, job: &str, db: &str, table: &str) -> crate::Result<()> {
-    let definitions: Option<String> = conn
-        .exec_first(
-            "SELECT definitions FROM ferry_meta.full_indexes WHERE job = ? AND db = ? AND tbl = ?",
-            (job, db, table),
-        )
-        .await
-        .sql(format!("read the deferred indexes of `{db}`.`{table}` from ferry_meta"))?;
-    let Some(definitions) = definitions else { return Ok(()) };
+    let Some(definitions) = checkpoint::deferred_indexes(conn, job, db, table).await? else {
+        return Ok(());
+    };
     let existing: Vec<String> = conn
         .exec(
             "SELECT DISTINCT INDEX_NAME FROM information_schema.STATISTICS \
@@ -92,21 +69,12 @@ pub async fn build(conn: &mut Conn, job: &str, db: &str, table: &str) -> crate::
             .await
             .sql(format!("build the secondary indexes of `{db}`.`{table}` on the target"))?;
     }
-    conn.exec_drop(
-        "DELETE FROM ferry_meta.full_indexes WHERE job = ? AND db = ? AND tbl = ?",
-        (job, db, table),
-    )
-    .await
-    .sql("clear a table's deferred indexes in ferry_meta")
+    checkpoint::clear_indexes(conn, job, db, table).await
 }
 
 /// Builds what is left for the whole job (tables finished by an earlier run, empty tables).
 pub async fn build_remaining(conn: &mut Conn, job: &str) -> crate::Result<()> {
-    let tables: Vec<(String, String)> = conn
-        .exec("SELECT db, tbl FROM ferry_meta.full_indexes WHERE job = ?", (job,))
-        .await
-        .sql("list the deferred indexes in ferry_meta")?;
-    for (db, table) in tables {
+    for (db, table) in checkpoint::tables_with_deferred_indexes(conn, job).await? {
         build(conn, job, &db, &table).await?;
     }
     Ok(())

@@ -13,14 +13,12 @@
 //! each chunk as of one of the snapshots (see docs/full-copy.md).
 
 mod chunk;
-pub(crate) mod copy;
+mod copy;
 mod indexes;
-mod meta;
 mod objects;
 mod progress;
 mod schema;
 mod snapshot;
-pub(crate) mod value;
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -33,11 +31,10 @@ use mysql_async::Conn;
 
 use crate::connect::connect;
 use crate::engine::JobContext;
-pub use meta::{META_SCHEMA, TablePositions, widen_job_keys};
+use crate::meta::full::{self as checkpoint, Chunk, Snapshot};
 use objects::Objects;
 use progress::Progress;
 pub use schema::tidb_collation;
-use snapshot::Snapshot;
 
 /// Why the copy stopped.
 #[derive(Debug, thiserror::Error)]
@@ -60,39 +57,13 @@ impl FullError {
     }
 }
 
-/// Per table, the binlog position every row of it was copied at (or after), when known: the
-/// row changes of that table before the position are in the copy already and must be skipped,
-/// which keyless tables, where replaying them would double rows, depend on.
-pub async fn table_positions(
-    conn: &mut mysql_async::Conn,
-    job: &str,
-) -> crate::Result<meta::TablePositions> {
-    if !meta::exists(conn).await? {
-        return Ok(Default::default());
-    }
-    meta::load_table_positions(conn, job).await
-}
-
-/// The position until which replication must run in safe mode because the copy's tables were
-/// not all read at its start position (a lock-free snapshot, or a resumed copy); `None` when the
-/// copy read everything at one instant or never ran.
-pub async fn safe_until(
-    conn: &mut mysql_async::Conn,
-    job: &str,
-) -> crate::Result<Option<(String, u64)>> {
-    if !meta::exists(conn).await? {
-        return Ok(None);
-    }
-    Ok(meta::load_snapshot(conn, job).await?.and_then(|(snapshot, _)| snapshot.safe_until))
-}
-
 /// Copies the selected objects and returns the binlog position of the snapshot they were read
 /// at. Resumes from the checkpoint in the target's `ferry_meta`; returns at once if done.
 pub async fn run(ctx: &JobContext) -> crate::Result<BinlogPosition> {
     let job = ctx.config.id.to_string();
     let mut target = connect(&ctx.config.target, "target").await?;
-    meta::ensure_tables(&mut target).await?;
-    let saved = meta::load_snapshot(&mut target, &job).await?;
+    crate::meta::ensure(&mut target).await?;
+    let saved = checkpoint::load_snapshot(&mut target, &job).await?;
     if let Some((snapshot, state)) = &saved
         && state == "done"
     {
@@ -114,16 +85,16 @@ pub async fn run(ctx: &JobContext) -> crate::Result<BinlogPosition> {
         None => current,
     };
     tracing::info!(job = %job, snapshot = ?snapshot, "reading the source at a consistent snapshot");
-    meta::save_snapshot(&mut target, &job, &snapshot, "copying").await?;
+    checkpoint::save_snapshot(&mut target, &job, &snapshot, "copying").await?;
     ctx.reporter.update(|s| s.full.get_or_insert_default().snapshot = Some(snapshot.to_api()));
 
     let (chunks, progress) = plan(&job, &objects, &mut sources[0].conn, &mut target).await?;
     let complete = copy_all(ctx, &job, &objects, chunks, progress.clone(), sources).await?;
     if complete {
         indexes::build_remaining(&mut target, &job).await?;
-        meta::save_table_positions(&mut target, &job).await?;
-        meta::save_snapshot(&mut target, &job, &snapshot, "done").await?;
-        meta::clear_chunks(&mut target, &job).await?;
+        checkpoint::save_table_positions(&mut target, &job).await?;
+        checkpoint::save_snapshot(&mut target, &job, &snapshot, "done").await?;
+        checkpoint::clear_chunks(&mut target, &job).await?;
     }
     report(ctx, &progress, complete, &snapshot).await;
     ctx.reporter.publish().await;
@@ -147,7 +118,7 @@ fn resumed(first: Snapshot, current: &Snapshot) -> Snapshot {
     }
 }
 
-type Plan = (VecDeque<chunk::Chunk>, Arc<Progress>);
+type Plan = (VecDeque<Chunk>, Arc<Progress>);
 
 /// Every table's chunks not done yet (planning tables seen for the first time), and the
 /// progress counters with what earlier runs copied.
@@ -160,11 +131,11 @@ async fn plan(
     let mut per_table = Vec::new();
     let (mut tables_done, mut rows, mut bytes, mut estimated) = (0, 0, 0, 0);
     for table in &objects.tables {
-        let mut saved = meta::load_plan(target, job, &table.db, &table.name).await?;
+        let mut saved = checkpoint::load_plan(target, job, &table.db, &table.name).await?;
         if saved.is_empty() {
             let chunks = chunk::plan(source, table).await?;
-            meta::save_plan(target, job, &chunks).await?;
-            saved = meta::load_plan(target, job, &table.db, &table.name).await?;
+            checkpoint::save_plan(target, job, &chunks).await?;
+            saved = checkpoint::load_plan(target, job, &table.db, &table.name).await?;
         }
         let done_rows: u64 = saved.iter().filter(|c| c.done).map(|c| c.rows).sum();
         rows += done_rows;
@@ -173,7 +144,7 @@ async fn plan(
         if saved.iter().all(|c| c.done) {
             tables_done += 1;
         }
-        per_table.push(saved.into_iter().filter(|c| !c.done).map(|c| chunk::Chunk {
+        per_table.push(saved.into_iter().filter(|c| !c.done).map(|c| Chunk {
             db: table.db.clone(),
             table: table.name.clone(),
             seq: c.seq,
@@ -186,7 +157,7 @@ async fn plan(
 
 /// One chunk of each table in turn, so that concurrent workers fill different tables: each
 /// target B-tree then takes one ascending insert stream instead of several interleaved ones.
-fn interleave(tables: Vec<impl Iterator<Item = chunk::Chunk>>) -> VecDeque<chunk::Chunk> {
+fn interleave(tables: Vec<impl Iterator<Item = Chunk>>) -> VecDeque<Chunk> {
     let mut tables: Vec<_> = tables.into_iter().map(Iterator::peekable).collect();
     let mut queue = VecDeque::new();
     while tables.iter_mut().any(|t| t.peek().is_some()) {
@@ -200,7 +171,7 @@ async fn copy_all(
     ctx: &JobContext,
     job: &str,
     objects: &Objects,
-    queue: VecDeque<chunk::Chunk>,
+    queue: VecDeque<Chunk>,
     progress: Arc<Progress>,
     sources: Vec<snapshot::SnapshotConn>,
 ) -> crate::Result<bool> {

@@ -6,20 +6,10 @@ use mysql_async::Conn;
 use mysql_async::prelude::Queryable;
 
 use super::FullError;
-use super::meta::META_SCHEMA;
 use crate::error::SqlContext;
+use crate::meta::META_SCHEMA;
+use crate::sql::literal::Render;
 use crate::sql::quote_str;
-
-/// How a column's value is written into SQL text.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Render {
-    /// Numbers (integers, DECIMAL, DOUBLE, YEAR): the text as it is.
-    Raw,
-    /// Bytes with no character set (BINARY, BLOB, BIT, spatial): a hex literal.
-    Hex,
-    /// Text in a character set, dates, times, ENUM, SET, JSON: a quoted string.
-    Quoted,
-}
 
 /// A column the copy writes (generated columns are left to the target to compute).
 #[derive(Debug, Clone)]

@@ -49,7 +49,8 @@ pub async fn copy(
         };
         let (create, deferred) = super::indexes::split(&create);
         if !deferred.is_empty() {
-            super::indexes::record(target, job, &table.db, &table.name, &deferred).await?;
+            crate::meta::full::record_indexes(target, job, &table.db, &table.name, &deferred)
+                .await?;
         }
         target
             .query_drop(format!("USE {}", quote_ident(&table.db)))

@@ -18,7 +18,6 @@
 //!   is where replication starts, the latest is where safe mode may end. Safe mode cannot undo a
 //!   row doubled in a table without a key, so the precheck refuses that case on MySQL.
 
-use ferry_crds::job::BinlogPosition;
 use mysql_async::Conn;
 use mysql_async::prelude::Queryable;
 
@@ -26,18 +25,7 @@ use crate::config::Endpoint;
 use crate::connect::connect;
 use crate::error::SqlContext;
 use crate::flavor::{self, Flavor, Version};
-
-/// Where the copy's data was read, in the source's binlog.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Snapshot {
-    pub file: Option<String>,
-    pub pos: Option<u64>,
-    pub gtid_set: Option<String>,
-    /// Without the global lock: the latest position any copy connection may have read at.
-    pub safe_until: Option<(String, u64)>,
-    /// `ftwrl`, `lock-tables` or `lock-free`, `+resumed` when a later run took a new one.
-    pub method: String,
-}
+use crate::meta::full::Snapshot;
 
 /// Where one copy connection's snapshot stands in the binlog, when known exactly: every chunk it
 /// reads holds the changes before that position and none after.
@@ -47,16 +35,6 @@ pub type ReadAt = Option<(String, u64)>;
 pub struct SnapshotConn {
     pub conn: Conn,
     pub read_at: ReadAt,
-}
-
-impl Snapshot {
-    pub fn to_api(&self) -> BinlogPosition {
-        BinlogPosition {
-            file: self.file.clone(),
-            pos: self.pos.map(|p| p as i64),
-            gtid_set: self.gtid_set.clone(),
-        }
-    }
 }
 
 /// Session settings of every source connection: UTC for TIMESTAMP, utf8mb4 text.

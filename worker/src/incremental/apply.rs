@@ -13,9 +13,9 @@ use mysql_async::{Conn, Params, Value};
 use super::IncrementalError;
 use super::batch::Op;
 use super::event::{Cell, RowKind};
-use super::literal::latin1_text;
 use super::schema::{ColumnInfo, TableSchema};
 use crate::error::SqlContext;
+use crate::sql::literal::latin1_text;
 use crate::sql::quote_ident;
 
 /// How INSERT and UPDATE are written.
@@ -234,7 +234,9 @@ fn bind_value(column: &ColumnInfo, value: &Value) -> (String, Value) {
         return ("CAST(? AS JSON)".to_string(), value.clone());
     }
     match (&column.convert_charset, value) {
-        (Some(_), Value::Bytes(bytes)) if let Some(text) = latin1_text(column, bytes) => {
+        (Some(_), Value::Bytes(bytes))
+            if let Some(text) = latin1_text(column.convert_charset.as_deref(), bytes) =>
+        {
             ("?".to_string(), Value::Bytes(text.into_bytes()))
         }
         (Some(charset), Value::Bytes(bytes)) => {

@@ -23,10 +23,10 @@ use std::sync::Arc;
 use super::IncrementalError;
 use super::apply::{Mode, writable};
 use super::event::{Image, RowChange, RowKind};
-use super::literal;
+use super::key;
 use super::schema::TableSchema;
-use crate::full::copy::MAX_STATEMENT;
-use crate::sql::quote_ident;
+use crate::sql::literal;
+use crate::sql::{MAX_STATEMENT, quote_ident};
 
 /// One row change, with values as the target takes them.
 #[derive(Debug, Clone)]
@@ -190,8 +190,8 @@ fn row_key(schema: &TableSchema, image: &Image) -> (Vec<u8>, Vec<u8>) {
     let (mut exact, mut fold) = (Vec::new(), Vec::new());
     for &i in schema.key.iter().flatten() {
         if let Some(Some(value)) = image.get(i) {
-            literal::push(&mut exact, value, &schema.columns[i]);
-            literal::key_bytes(&mut fold, value, &schema.columns[i]);
+            literal::push_binlog(&mut exact, value, schema.columns[i].convert_charset.as_deref());
+            key::key_bytes(&mut fold, value, &schema.columns[i]);
         }
         exact.push(0);
         fold.push(0);
@@ -238,7 +238,7 @@ fn insert_rows(schema: &Arc<TableSchema>, rows: &[&Image], verb: Verb, steps: &m
                 out.push(b',');
             }
             if let Some(Some(value)) = row.get(i) {
-                literal::push(out, value, &schema.columns[i]);
+                literal::push_binlog(out, value, schema.columns[i].convert_charset.as_deref());
             }
         }
         out.push(b')');
@@ -269,7 +269,7 @@ fn delete_header(schema: &TableSchema, key: &[usize]) -> Vec<u8> {
 fn push_key(out: &mut Vec<u8>, schema: &TableSchema, key: &[usize], row: &Image) {
     let value = |out: &mut Vec<u8>, i: usize| {
         if let Some(Some(value)) = row.get(i) {
-            literal::push(out, value, &schema.columns[i]);
+            literal::push_binlog(out, value, schema.columns[i].convert_charset.as_deref());
         }
     };
     if let [column] = key {

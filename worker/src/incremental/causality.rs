@@ -19,7 +19,7 @@ use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::Arc;
 
 use super::event::{Cell, RowChange};
-use super::literal;
+use super::key;
 use super::schema::TableSchema;
 
 /// A conflict key.
@@ -65,7 +65,7 @@ fn image_keys(schema: &TableSchema, image: &[Cell], keys: &mut Vec<Key>) -> bool
         let mut material = Vec::with_capacity(32);
         let complete = columns.iter().all(|&i| match image.get(i) {
             Some(Some(value)) if *value != mysql_async::Value::NULL => {
-                literal::key_bytes(&mut material, value, &schema.columns[i]);
+                key::key_bytes(&mut material, value, &schema.columns[i]);
                 material.push(0);
                 true
             }

@@ -3,12 +3,13 @@
 
 use ferry_crds::job::ObjectSelection;
 
-use super::checkpoint::Position;
-use crate::full::TablePositions;
+use crate::meta::META_SCHEMA;
+use crate::meta::full::TablePositions;
+use crate::meta::incremental::Position;
 
 /// Schemas never migrated, plus Ferry's own.
 const SYSTEM_SCHEMAS: &[&str] =
-    &["mysql", "information_schema", "performance_schema", "sys", "ferry_meta"];
+    &["mysql", "information_schema", "performance_schema", "sys", META_SCHEMA];
 
 /// The job's object selection, and where the copy read each table.
 #[derive(Clone, Debug, Default)]

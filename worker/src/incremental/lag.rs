@@ -14,9 +14,9 @@ use chrono::Utc;
 use ferry_crds::job::IncrementalStatus;
 use mysql_async::Conn;
 
-use super::checkpoint::Position;
 use super::stream;
 use crate::engine::JobContext;
+use crate::meta::incremental::Position;
 use crate::report::set_condition;
 
 /// How often the source head is read and the status refreshed.

@@ -11,14 +11,13 @@
 pub mod apply;
 pub mod batch;
 pub mod causality;
-pub mod checkpoint;
 pub mod event;
 pub mod file;
 pub mod filter;
 pub mod gtid;
 pub mod json;
+pub mod key;
 pub mod lag;
-pub mod literal;
 pub mod mapping;
 pub mod parallel;
 pub mod schema;
@@ -35,13 +34,13 @@ use mysql_async::prelude::Queryable;
 use tokio::sync::mpsc;
 
 use self::apply::{Applier, Mode};
-use self::checkpoint::Position;
 use self::gtid::GtidState;
 use self::mapping::Mappings;
 use self::parallel::{Scheduler, Work};
 use self::schema::{SchemaCache, TableSchema};
 use self::stream::{Reader, Txn, Unit};
 use crate::engine::JobContext;
+use crate::meta::incremental::{self as checkpoint, Position};
 
 /// Why replication stopped.
 #[derive(Debug, thiserror::Error)]
@@ -129,7 +128,7 @@ const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(200);
 pub async fn run(ctx: &JobContext, start: Option<BinlogPosition>) -> crate::Result<()> {
     let job = ctx.config.id.to_string();
     let mut target = crate::connect::connect(&ctx.config.target, "target").await?;
-    checkpoint::ensure_table(&mut target).await?;
+    crate::meta::ensure(&mut target).await?;
     let saved = checkpoint::load(&mut target, &job).await?;
     let mut source = crate::connect::connect(&ctx.config.source, "source").await?;
     let (start, abrupt) = match saved {
@@ -141,8 +140,8 @@ pub async fn run(ctx: &JobContext, start: Option<BinlogPosition>) -> crate::Resu
     let applied_above = checkpoint::load_applied(&mut target, &job, &start).await?;
     let safe_until = (abrupt && !ctx.config.safe_mode_duration.is_zero())
         .then(|| Instant::now() + ctx.config.safe_mode_duration);
-    let copy_safe_until = crate::full::safe_until(&mut target, &job).await?;
-    let copied_at = crate::full::table_positions(&mut target, &job).await?;
+    let copy_safe_until = crate::meta::full::safe_until(&mut target, &job).await?;
+    let copied_at = crate::meta::full::load_table_positions(&mut target, &job).await?;
     let workers = ctx.config.concurrency.max(1);
     tracing::info!(
         job = %job, start = ?start, workers, applied_above = applied_above.len(),

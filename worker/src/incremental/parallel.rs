@@ -2,7 +2,7 @@
 //! target connection, keeping transactions that share a conflict key ([`super::causality`]) on
 //! one worker, in source order. A worker groups the transactions waiting in its queue into one
 //! target transaction (statements planned by [`super::batch`]) and commits with it the list of
-//! source transactions it applied ([`super::checkpoint::record_applied`]). The scheduler tracks
+//! source transactions it applied ([`checkpoint::record_applied`]). The scheduler tracks
 //! the low watermark ([`super::watermark`]); DDL waits until every worker is idle ([`Scheduler::drain`]).
 
 use std::collections::HashMap;
@@ -17,12 +17,12 @@ use super::IncrementalError;
 use super::apply::{Applier, Mode};
 use super::batch::{self, Op, Step};
 use super::causality::{Key, Tracker};
-use super::checkpoint::{self, Position};
 use super::event::RowChange;
 use super::schema::TableSchema;
 use super::watermark::Watermark;
 use crate::config::Endpoint;
 use crate::error::SqlContext;
+use crate::meta::incremental::{self as checkpoint, Position};
 
 /// Row changes per target transaction, at most (source transactions are never split).
 const BATCH_ROWS: usize = 8000;

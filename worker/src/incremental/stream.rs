@@ -7,13 +7,13 @@ use mysql_async::{BinlogStream, BinlogStreamRequest, Conn, Sid};
 use tokio::sync::mpsc;
 
 use super::IncrementalError;
-use super::checkpoint::Position;
 use super::event::{Decoded, Decoder, RowChange};
 use super::filter::{DdlDecision, Filter, Object, dml_tables, redacted};
 use super::gtid::GtidState;
 use crate::config::Endpoint;
 use crate::error::SqlContext;
 use crate::flavor::{self, Version};
+use crate::meta::incremental::Position;
 
 /// What the applier gets, in source order.
 #[derive(Debug)]

@@ -1,11 +1,11 @@
 //! The low watermark of the parallel apply: source units get sequence numbers in stream order,
 //! workers finish them out of order, and the checkpoint may only advance to the end of the
 //! longest prefix of units that are all applied. Units above it that a worker already committed
-//! are recorded in `ferry_meta.incremental_applied` (see [`super::checkpoint`]).
+//! are recorded in `ferry_meta.incremental_applied` (see [`crate::meta::incremental`]).
 
 use std::collections::BTreeMap;
 
-use super::checkpoint::Position;
+use crate::meta::incremental::Position;
 
 struct Unit {
     end: Position,

@@ -28,10 +28,11 @@ use mysql_async::Conn;
 use crate::config::{Endpoint, JobConfig};
 use crate::connect::{self, ConnectError};
 use crate::engine::JobContext;
+use crate::meta::{self, META_SCHEMA};
 use crate::report::set_condition;
 
 pub use item::Summary;
-use schema::{META_SCHEMA, Selection, SourceSchema, TargetSchema};
+use schema::{Selection, SourceSchema, TargetSchema};
 use server::Server;
 use source::SourceFacts;
 
@@ -222,30 +223,24 @@ async fn read_target(
     Ok(TargetFacts { conn, server, schema, checkpoint, copied })
 }
 
-/// Whether an earlier run recorded its copy as done (see `full::meta`); false when it cannot be
-/// read.
+/// Whether an earlier run recorded its copy as done; false when it cannot be read.
 async fn copy_done(conn: &mut Conn, config: &JobConfig) -> bool {
-    use mysql_async::prelude::Queryable;
-    let sql = "SELECT state FROM ferry_meta.full_snapshot WHERE job = ?";
-    let state: Option<String> = conn.exec_first(sql, (config.id.to_string(),)).await.ok().flatten();
-    state.as_deref() == Some("done")
+    meta::full::copy_done(conn, &config.id.to_string()).await.unwrap_or(false)
 }
 
-/// The replication checkpoint of an earlier run (see `incremental::checkpoint`); None when
-/// there is none or it cannot be read.
+/// The replication checkpoint of an earlier run; None when there is none or it cannot be read.
 async fn read_checkpoint(conn: &mut Conn, config: &JobConfig) -> Option<BinlogPosition> {
-    use mysql_async::prelude::Queryable;
     if !config.mode.replicates() {
         return None;
     }
-    let sql = "SELECT binlog_file, binlog_pos, gtid_set FROM ferry_meta.incremental_checkpoint \
-               WHERE job = ?";
-    let row: Option<(String, u64, Option<String>)> =
-        conn.exec_first(sql, (config.id.to_string(),)).await.ok().flatten();
+    let saved = meta::incremental::load(conn, &config.id.to_string()).await.ok().flatten()?;
+    let position = saved.position;
     // A job started from a GTID set alone (MySQL) may stop before the stream named a file.
-    row.map(|(file, pos, gtid_set)| {
-        let file = Some(file).filter(|f| !f.is_empty());
-        BinlogPosition { pos: file.as_ref().map(|_| pos as i64), file, gtid_set }
+    let file = Some(position.file).filter(|f| !f.is_empty());
+    Some(BinlogPosition {
+        pos: file.as_ref().map(|_| position.pos as i64),
+        file,
+        gtid_set: position.gtid_set,
     })
 }
 

@@ -10,10 +10,8 @@ use mysql_async::prelude::Queryable;
 
 use super::PrecheckError;
 use super::columns::Columns;
+use crate::meta::META_SCHEMA;
 use crate::sql::{qualified, quote_str};
-
-/// Ferry's own schema on the target (checkpoints).
-pub const META_SCHEMA: &str = "ferry_meta";
 
 /// The job's object selection, with "everything" spelled out.
 #[derive(Debug, Clone, Copy)]

@@ -1,4 +1,4 @@
-//! The replication checkpoint in the target's `ferry_meta`.
+//! The replication checkpoint.
 //!
 //! `incremental_checkpoint` holds the low watermark: the source position up to which every change
 //! is on the target. Workers apply transactions above it out of order; each worker commits, in the
@@ -43,43 +43,13 @@ pub struct Checkpoint {
     pub clean: bool,
 }
 
-const CREATE: &str = "CREATE TABLE IF NOT EXISTS ferry_meta.incremental_checkpoint (\
-    job VARCHAR(320) NOT NULL PRIMARY KEY, \
-    binlog_file VARCHAR(255) NOT NULL, \
-    binlog_pos BIGINT UNSIGNED NOT NULL, \
-    gtid_set TEXT NULL, \
-    state VARCHAR(16) NOT NULL, \
-    updated_at TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6) ON UPDATE CURRENT_TIMESTAMP(6))";
-
 const SAVE: &str = "INSERT INTO ferry_meta.incremental_checkpoint \
     (job, binlog_file, binlog_pos, gtid_set, state) VALUES (?, ?, ?, ?, ?) \
     ON DUPLICATE KEY UPDATE binlog_file = VALUES(binlog_file), binlog_pos = VALUES(binlog_pos), \
     gtid_set = VALUES(gtid_set), state = VALUES(state)";
 
-const CREATE_APPLIED: &str = "CREATE TABLE IF NOT EXISTS ferry_meta.incremental_applied (\
-    job VARCHAR(320) NOT NULL, \
-    last_file VARCHAR(255) NOT NULL, \
-    last_pos BIGINT UNSIGNED NOT NULL, \
-    worker INT UNSIGNED NOT NULL, \
-    positions MEDIUMTEXT NOT NULL, \
-    PRIMARY KEY (job, last_file, last_pos))";
-
 const PURGE_APPLIED: &str = "DELETE FROM ferry_meta.incremental_applied WHERE job = ? \
     AND (last_file < ? OR (last_file = ? AND last_pos <= ?))";
-
-/// Creates the checkpoint tables if needed.
-pub async fn ensure_table(conn: &mut Conn) -> crate::Result<()> {
-    conn.query_drop("CREATE DATABASE IF NOT EXISTS ferry_meta")
-        .await
-        .sql("create database ferry_meta on the target")?;
-    crate::full::widen_job_keys(conn).await?;
-    conn.query_drop(CREATE)
-        .await
-        .sql("create table ferry_meta.incremental_checkpoint on the target")?;
-    conn.query_drop(CREATE_APPLIED)
-        .await
-        .sql("create table ferry_meta.incremental_applied on the target")
-}
 
 /// Whether `a` comes after `b` in the binlog. File names share a prefix and a zero-padded
 /// sequence number, so they order as text.

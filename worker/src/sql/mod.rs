@@ -1,4 +1,12 @@
-//! Small SQL text helpers shared by every stage.
+//! SQL text shared by every stage: identifiers here, values as literals in [`literal`], and the
+//! size of the statements the copy and replication build.
+
+pub mod literal;
+
+pub use literal::quote_str;
+
+/// Largest multi-row statement: one stops growing once it holds this many bytes.
+pub const MAX_STATEMENT: usize = 1 << 20;
 
 /// Backquotes an identifier (database, table or column name) for MySQL and TiDB.
 pub fn quote_ident(identifier: &str) -> String {
@@ -10,11 +18,6 @@ pub fn qualified(database: &str, table: &str) -> String {
     format!("{}.{}", quote_ident(database), quote_ident(table))
 }
 
-/// A single-quoted string literal with backslashes and quotes escaped.
-pub fn quote_str(text: &str) -> String {
-    format!("'{}'", text.replace('\\', "\\\\").replace('\'', "''"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -23,10 +26,5 @@ mod tests {
     fn identifiers_with_backquotes_are_escaped() {
         assert_eq!(quote_ident("we`ird"), "`we``ird`");
         assert_eq!(qualified("a b", "c"), "`a b`.`c`");
-    }
-
-    #[test]
-    fn strings_with_quotes_and_backslashes_are_escaped() {
-        assert_eq!(quote_str(r"it's a \ test"), r"'it''s a \\ test'");
     }
 }

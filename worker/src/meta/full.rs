@@ -1,111 +1,52 @@
-//! The copy's checkpoint in the target's `ferry_meta`: the snapshot position, and every chunk
-//! of every table with its key range and whether it is done. A chunk is marked done in the same
-//! target transaction as its rows, so a crash at any instant neither loses nor doubles rows.
-//! Each chunk also records the binlog position its snapshot stood at; when the copy ends, every
-//! table's earliest such position is kept in `full_tables` for replication.
+//! The copy's checkpoint: the snapshot position, and every chunk of every table with its key
+//! range and whether it is done. A chunk is marked done in the same target transaction as its
+//! rows, so a crash at any instant neither loses nor doubles rows. Each chunk also records the
+//! binlog position its snapshot stood at; when the copy ends, every table's earliest such
+//! position is kept in `full_tables` for replication. The secondary indexes built after a
+//! table's rows wait in `full_indexes`, written before the table is created, so a copy stopped
+//! at any instant still builds them when it resumes.
 
 use std::collections::HashMap;
 
+use ferry_crds::job::BinlogPosition;
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, TxOpts};
 
-use super::chunk::Chunk;
-use super::snapshot::{ReadAt, Snapshot};
 use crate::error::SqlContext;
 
-/// Ferry's own schema on the target.
-pub const META_SCHEMA: &str = "ferry_meta";
+/// Where the copy's data was read, in the source's binlog.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Snapshot {
+    pub file: Option<String>,
+    pub pos: Option<u64>,
+    pub gtid_set: Option<String>,
+    /// Without the global lock: the latest position any copy connection may have read at.
+    pub safe_until: Option<(String, u64)>,
+    /// `ftwrl`, `lock-tables` or `lock-free`, `+resumed` when a later run took a new one.
+    pub method: String,
+}
 
-/// Characters of the `job` column of every `ferry_meta` table: a job id is `namespace/name`,
-/// at most 63 + 1 + 253 characters in Kubernetes, so a whole id always fits and two jobs never
-/// share a checkpoint (the CREATE statements spell this number out).
-pub const JOB_KEY_CHARS: u64 = 320;
+impl Snapshot {
+    pub fn to_api(&self) -> BinlogPosition {
+        BinlogPosition {
+            file: self.file.clone(),
+            pos: self.pos.map(|p| p as i64),
+            gtid_set: self.gtid_set.clone(),
+        }
+    }
+}
 
-const CREATE_SNAPSHOT: &str = "CREATE TABLE IF NOT EXISTS ferry_meta.full_snapshot (\
-    job VARCHAR(320) NOT NULL PRIMARY KEY, \
-    binlog_file VARCHAR(255) NULL, binlog_pos BIGINT UNSIGNED NULL, gtid_set TEXT NULL, \
-    safe_until_file VARCHAR(255) NULL, safe_until_pos BIGINT UNSIGNED NULL, \
-    method VARCHAR(32) NOT NULL, state VARCHAR(16) NOT NULL, \
-    updated_at TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6) ON UPDATE CURRENT_TIMESTAMP(6))";
-
-const CREATE_CHUNKS: &str = "CREATE TABLE IF NOT EXISTS ferry_meta.full_chunks (\
-    job VARCHAR(320) NOT NULL, db VARCHAR(64) NOT NULL, tbl VARCHAR(64) NOT NULL, \
-    seq INT NOT NULL, cond LONGTEXT NOT NULL, done TINYINT NOT NULL DEFAULT 0, \
-    rows_copied BIGINT NOT NULL DEFAULT 0, bytes BIGINT NOT NULL DEFAULT 0, \
-    read_file VARCHAR(255) NULL, read_pos BIGINT UNSIGNED NULL, \
-    PRIMARY KEY (job, db, tbl, seq))";
-
-/// Columns added to `full_chunks` after its first release, created on tables that lack them.
-const CHUNK_COLUMNS_ADDED: &[(&str, &str)] =
-    &[("read_file", "VARCHAR(255) NULL"), ("read_pos", "BIGINT UNSIGNED NULL")];
-
-const CREATE_TABLES: &str = "CREATE TABLE IF NOT EXISTS ferry_meta.full_tables (\
-    job VARCHAR(320) NOT NULL, db VARCHAR(64) NOT NULL, tbl VARCHAR(64) NOT NULL, \
-    read_file VARCHAR(255) NOT NULL, read_pos BIGINT UNSIGNED NOT NULL, \
-    PRIMARY KEY (job, db, tbl))";
+/// A key range of a table: `cond` is its SQL condition.
+#[derive(Debug, Clone)]
+pub struct Chunk {
+    pub db: String,
+    pub table: String,
+    pub seq: u32,
+    pub cond: String,
+}
 
 /// Per database and table, the binlog position its rows were all read at or after.
 pub type TablePositions = HashMap<String, HashMap<String, (String, u64)>>;
-
-/// Creates the checkpoint tables if needed.
-pub async fn ensure_tables(conn: &mut Conn) -> crate::Result<()> {
-    conn.query_drop("CREATE DATABASE IF NOT EXISTS ferry_meta")
-        .await
-        .sql("create database ferry_meta on the target")?;
-    widen_job_keys(conn).await?;
-    conn.query_drop(CREATE_SNAPSHOT).await.sql("create ferry_meta.full_snapshot on the target")?;
-    conn.query_drop(CREATE_CHUNKS).await.sql("create ferry_meta.full_chunks on the target")?;
-    add_missing_chunk_columns(conn).await?;
-    conn.query_drop(CREATE_TABLES).await.sql("create ferry_meta.full_tables on the target")?;
-    conn.query_drop(super::indexes::CREATE_TABLE)
-        .await
-        .sql("create ferry_meta.full_indexes on the target")
-}
-
-/// Upgrades `ferry_meta` tables created by versions whose `job` column held 255 characters,
-/// which cut longer job ids (and so mixed up or lost checkpoints).
-pub async fn widen_job_keys(conn: &mut Conn) -> crate::Result<()> {
-    let narrow: Vec<String> = conn
-        .exec(
-            "SELECT TABLE_NAME FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = 'ferry_meta' \
-             AND COLUMN_NAME = 'job' AND CHARACTER_MAXIMUM_LENGTH < ?",
-            (JOB_KEY_CHARS,),
-        )
-        .await
-        .sql("read the job columns of ferry_meta on the target")?;
-    for table in narrow {
-        tracing::info!(table = %table, "widening ferry_meta's job column");
-        conn.query_drop(format!(
-            "ALTER TABLE ferry_meta.{} MODIFY job VARCHAR({JOB_KEY_CHARS}) NOT NULL",
-            crate::sql::quote_ident(&table)
-        ))
-        .await
-        .sql(format!("widen the job column of ferry_meta.{table} on the target"))?;
-    }
-    Ok(())
-}
-
-/// Upgrades a `full_chunks` table created by an earlier version (portable: MySQL has no
-/// `ADD COLUMN IF NOT EXISTS`).
-async fn add_missing_chunk_columns(conn: &mut Conn) -> crate::Result<()> {
-    let present: Vec<String> = conn
-        .query(
-            "SELECT COLUMN_NAME FROM information_schema.COLUMNS \
-             WHERE TABLE_SCHEMA = 'ferry_meta' AND TABLE_NAME = 'full_chunks'",
-        )
-        .await
-        .sql("read the columns of ferry_meta.full_chunks on the target")?;
-    for (name, definition) in CHUNK_COLUMNS_ADDED {
-        if !present.iter().any(|p| p.eq_ignore_ascii_case(name)) {
-            conn.query_drop(format!(
-                "ALTER TABLE ferry_meta.full_chunks ADD COLUMN {name} {definition}"
-            ))
-            .await
-            .sql("add a column to ferry_meta.full_chunks on the target")?;
-        }
-    }
-    Ok(())
-}
 
 /// Keeps, per table, the earliest position its chunks were read at; tables with a chunk whose
 /// position is unknown (a lock-free snapshot outside MariaDB) get none.
@@ -138,7 +79,10 @@ pub async fn save_table_positions(conn: &mut Conn, job: &str) -> crate::Result<(
     .sql("save the tables' copy positions to ferry_meta.full_tables on the target")
 }
 
-/// The positions [`save_table_positions`] kept for the job.
+/// The positions [`save_table_positions`] kept for the job: per table, the binlog position every
+/// row of it was copied at (or after), when known. The row changes of that table before the
+/// position are in the copy already and must be skipped, which keyless tables, where replaying
+/// them would double rows, depend on.
 pub async fn load_table_positions(conn: &mut Conn, job: &str) -> crate::Result<TablePositions> {
     let rows: Vec<(String, String, String, u64)> = conn
         .exec(
@@ -152,18 +96,6 @@ pub async fn load_table_positions(conn: &mut Conn, job: &str) -> crate::Result<T
         positions.entry(db).or_default().insert(tbl, (file, pos));
     }
     Ok(positions)
-}
-
-/// Whether a copy ever recorded its snapshot on this target.
-pub async fn exists(conn: &mut Conn) -> crate::Result<bool> {
-    let found: Option<u8> = conn
-        .query_first(
-            "SELECT 1 FROM information_schema.TABLES \
-             WHERE TABLE_SCHEMA = 'ferry_meta' AND TABLE_NAME = 'full_snapshot'",
-        )
-        .await
-        .sql("look for ferry_meta.full_snapshot on the target")?;
-    Ok(found.is_some())
 }
 
 /// The snapshot recorded by an earlier run, and its state (`copying` or `done`).
@@ -186,6 +118,22 @@ pub async fn load_snapshot(
             Snapshot { file, pos, gtid_set: gtid, safe_until: safe_file.zip(safe_pos), method };
         (snapshot, state)
     }))
+}
+
+/// The position until which replication must run in safe mode because the copy's tables were
+/// not all read at its start position (a lock-free snapshot, or a resumed copy); `None` when the
+/// copy read everything at one instant or never ran.
+pub async fn safe_until(conn: &mut Conn, job: &str) -> crate::Result<Option<(String, u64)>> {
+    Ok(load_snapshot(conn, job).await?.and_then(|(snapshot, _)| snapshot.safe_until))
+}
+
+/// Whether an earlier run recorded its copy as done.
+pub async fn copy_done(conn: &mut Conn, job: &str) -> crate::Result<bool> {
+    let state: Option<String> = conn
+        .exec_first("SELECT state FROM ferry_meta.full_snapshot WHERE job = ?", (job,))
+        .await
+        .sql("read the copy's state from ferry_meta.full_snapshot on the target")?;
+    Ok(state.as_deref() == Some("done"))
 }
 
 /// Records the snapshot and the copy's state.
@@ -277,7 +225,13 @@ pub async fn save_plan(conn: &mut Conn, job: &str, chunks: &[Chunk]) -> crate::R
 }
 
 /// The statement that marks a chunk done; run inside the chunk's own transaction.
-pub fn mark_done_sql(job: &str, chunk: &Chunk, rows: u64, bytes: u64, read_at: &ReadAt) -> String {
+pub fn mark_done_sql(
+    job: &str,
+    chunk: &Chunk,
+    rows: u64,
+    bytes: u64,
+    read_at: &Option<(String, u64)>,
+) -> String {
     use crate::sql::quote_str;
     let (file, pos) = match read_at {
         Some((file, pos)) => (quote_str(file), pos.to_string()),
@@ -292,4 +246,55 @@ pub fn mark_done_sql(job: &str, chunk: &Chunk, rows: u64, bytes: u64, read_at: &
         quote_str(&chunk.table),
         chunk.seq
     )
+}
+
+/// Remembers the indexes to build for a table (before the table is created).
+pub async fn record_indexes(
+    conn: &mut Conn,
+    job: &str,
+    db: &str,
+    table: &str,
+    definitions: &[String],
+) -> crate::Result<()> {
+    conn.exec_drop(
+        "REPLACE INTO ferry_meta.full_indexes (job, db, tbl, definitions) VALUES (?, ?, ?, ?)",
+        (job, db, table, definitions.join("\n")),
+    )
+    .await
+    .sql(format!("record the deferred indexes of `{db}`.`{table}` in ferry_meta"))
+}
+
+/// The index definitions still to build for a table, one a line; `None` when there are none.
+pub async fn deferred_indexes(
+    conn: &mut Conn,
+    job: &str,
+    db: &str,
+    table: &str,
+) -> crate::Result<Option<String>> {
+    conn.exec_first(
+        "SELECT definitions FROM ferry_meta.full_indexes WHERE job = ? AND db = ? AND tbl = ?",
+        (job, db, table),
+    )
+    .await
+    .sql(format!("read the deferred indexes of `{db}`.`{table}` from ferry_meta"))
+}
+
+/// Forgets a table's deferred indexes once they are built.
+pub async fn clear_indexes(conn: &mut Conn, job: &str, db: &str, table: &str) -> crate::Result<()> {
+    conn.exec_drop(
+        "DELETE FROM ferry_meta.full_indexes WHERE job = ? AND db = ? AND tbl = ?",
+        (job, db, table),
+    )
+    .await
+    .sql("clear a table's deferred indexes in ferry_meta")
+}
+
+/// The tables (database, table) whose deferred indexes are still to build.
+pub async fn tables_with_deferred_indexes(
+    conn: &mut Conn,
+    job: &str,
+) -> crate::Result<Vec<(String, String)>> {
+    conn.exec("SELECT db, tbl FROM ferry_meta.full_indexes WHERE job = ?", (job,))
+        .await
+        .sql("list the deferred indexes in ferry_meta")
 }
