@@ -12,96 +12,96 @@ const JOB: &str = "default/job";
 
 /// A layout Ferry created before versions, and checkpoints in it.
 struct Layout {
+    /// The commit of main whose code created it.
     name: &'static str,
-    ddl: &'static str,
-    data: &'static str,
+    /// The type of every `job` column.
+    job: &'static str,
+    /// Whether it has what 6fd32a5 and later added: the chunks' read positions, `full_tables`,
+    /// `full_indexes` and `incremental_applied`.
+    complete: bool,
 }
 
-/// The first release with both stages (28b0206): 255-character job keys (cut longer ids) and
-/// chunks without the position their snapshot read at; main's code upgraded it in place.
-const FIRST: Layout = Layout {
-    name: "28b0206",
-    ddl: "CREATE DATABASE ferry_meta;
-        CREATE TABLE IF NOT EXISTS ferry_meta.full_snapshot (
-          job VARCHAR(255) NOT NULL PRIMARY KEY,
-          binlog_file VARCHAR(255) NULL, binlog_pos BIGINT UNSIGNED NULL, gtid_set TEXT NULL,
-          safe_until_file VARCHAR(255) NULL, safe_until_pos BIGINT UNSIGNED NULL,
-          method VARCHAR(32) NOT NULL, state VARCHAR(16) NOT NULL,
-          updated_at TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6) ON UPDATE CURRENT_TIMESTAMP(6));
-        CREATE TABLE IF NOT EXISTS ferry_meta.full_chunks (
-          job VARCHAR(255) NOT NULL, db VARCHAR(64) NOT NULL, tbl VARCHAR(64) NOT NULL,
-          seq INT NOT NULL, cond LONGTEXT NOT NULL, done TINYINT NOT NULL DEFAULT 0,
-          rows_copied BIGINT NOT NULL DEFAULT 0, bytes BIGINT NOT NULL DEFAULT 0,
-          PRIMARY KEY (job, db, tbl, seq));
-        CREATE TABLE IF NOT EXISTS ferry_meta.incremental_checkpoint (
-          job VARCHAR(255) NOT NULL PRIMARY KEY,
-          binlog_file VARCHAR(255) NOT NULL,
-          binlog_pos BIGINT UNSIGNED NOT NULL,
-          gtid_set TEXT NULL,
-          state VARCHAR(16) NOT NULL,
-          updated_at TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6) ON UPDATE CURRENT_TIMESTAMP(6))",
-    data: "INSERT INTO ferry_meta.full_snapshot (job, binlog_file, binlog_pos, gtid_set, \
-          safe_until_file, safe_until_pos, method, state) VALUES ('default/job', \
-          'mariadb-bin.000001', 120, '0-1-7', 'mariadb-bin.000002', 900, 'lock-free+resumed', 'copying');
-        INSERT INTO ferry_meta.full_chunks (job, db, tbl, seq, cond, done, rows_copied, bytes) VALUES
-          ('default/job', 'app', 't', 0, '`id` < 1000', 1, 999, 43210),
-          ('default/job', 'app', 't', 1, '`id` >= 1000', 0, 0, 0);
-        INSERT INTO ferry_meta.incremental_checkpoint (job, binlog_file, binlog_pos, gtid_set, state)
-          VALUES ('default/job', 'mariadb-bin.000003', 4567, '0-1-42', 'running')",
-};
+/// The first release with both stages: 255-character job keys (which cut longer ids) and only
+/// three tables; main's code upgraded it in place.
+const FIRST: Layout = Layout { name: "28b0206", job: "VARCHAR(255)", complete: false };
 
-/// The layout of main 451d736, the last before versions: all six tables, 320-character keys.
-const MAIN: Layout = Layout {
-    name: "451d736",
-    ddl: "CREATE DATABASE IF NOT EXISTS ferry_meta;
-        CREATE TABLE IF NOT EXISTS ferry_meta.full_snapshot (
-          job VARCHAR(320) NOT NULL PRIMARY KEY,
-          binlog_file VARCHAR(255) NULL, binlog_pos BIGINT UNSIGNED NULL, gtid_set TEXT NULL,
-          safe_until_file VARCHAR(255) NULL, safe_until_pos BIGINT UNSIGNED NULL,
-          method VARCHAR(32) NOT NULL, state VARCHAR(16) NOT NULL,
-          updated_at TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6) ON UPDATE CURRENT_TIMESTAMP(6));
-        CREATE TABLE IF NOT EXISTS ferry_meta.full_chunks (
-          job VARCHAR(320) NOT NULL, db VARCHAR(64) NOT NULL, tbl VARCHAR(64) NOT NULL,
-          seq INT NOT NULL, cond LONGTEXT NOT NULL, done TINYINT NOT NULL DEFAULT 0,
-          rows_copied BIGINT NOT NULL DEFAULT 0, bytes BIGINT NOT NULL DEFAULT 0,
-          read_file VARCHAR(255) NULL, read_pos BIGINT UNSIGNED NULL,
-          PRIMARY KEY (job, db, tbl, seq));
-        CREATE TABLE IF NOT EXISTS ferry_meta.full_tables (
-          job VARCHAR(320) NOT NULL, db VARCHAR(64) NOT NULL, tbl VARCHAR(64) NOT NULL,
-          read_file VARCHAR(255) NOT NULL, read_pos BIGINT UNSIGNED NOT NULL,
-          PRIMARY KEY (job, db, tbl));
-        CREATE TABLE IF NOT EXISTS ferry_meta.full_indexes (
-          job VARCHAR(320) NOT NULL, db VARCHAR(64) NOT NULL, tbl VARCHAR(64) NOT NULL,
-          definitions LONGTEXT NOT NULL, PRIMARY KEY (job, db, tbl));
-        CREATE TABLE IF NOT EXISTS ferry_meta.incremental_checkpoint (
-          job VARCHAR(320) NOT NULL PRIMARY KEY,
-          binlog_file VARCHAR(255) NOT NULL,
-          binlog_pos BIGINT UNSIGNED NOT NULL,
-          gtid_set TEXT NULL,
-          state VARCHAR(16) NOT NULL,
-          updated_at TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6) ON UPDATE CURRENT_TIMESTAMP(6));
-        CREATE TABLE IF NOT EXISTS ferry_meta.incremental_applied (
-          job VARCHAR(320) NOT NULL,
-          last_file VARCHAR(255) NOT NULL,
-          last_pos BIGINT UNSIGNED NOT NULL,
-          worker INT UNSIGNED NOT NULL,
-          positions MEDIUMTEXT NOT NULL,
-          PRIMARY KEY (job, last_file, last_pos))",
-    data: "INSERT INTO ferry_meta.full_snapshot (job, binlog_file, binlog_pos, gtid_set, \
-          safe_until_file, safe_until_pos, method, state) VALUES ('default/job', \
-          'mariadb-bin.000001', 120, '0-1-7', 'mariadb-bin.000002', 900, 'lock-free+resumed', 'copying');
-        INSERT INTO ferry_meta.full_chunks (job, db, tbl, seq, cond, done, rows_copied, bytes, \
-          read_file, read_pos) VALUES
-          ('default/job', 'app', 't', 0, '`id` < 1000', 1, 999, 43210, 'mariadb-bin.000001', 400),
-          ('default/job', 'app', 't', 1, '`id` >= 1000', 0, 0, 0, NULL, NULL);
-        INSERT INTO ferry_meta.full_tables VALUES ('default/job', 'app', 'u', 'mariadb-bin.000001', 150);
-        INSERT INTO ferry_meta.full_indexes VALUES ('default/job', 'app', 't', 'KEY `k` (`k`)\nKEY `v` (`v`)');
-        INSERT INTO ferry_meta.incremental_checkpoint (job, binlog_file, binlog_pos, gtid_set, state)
-          VALUES ('default/job', 'mariadb-bin.000003', 4567, '0-1-42', 'running');
-        INSERT INTO ferry_meta.incremental_applied VALUES
-          ('default/job', 'mariadb-bin.000003', 9000, 2, 'mariadb-bin.000003:5000,mariadb-bin.000003:9000'),
-          ('default/job', 'mariadb-bin.000003', 4000, 1, 'mariadb-bin.000003:4000')",
-};
+/// The last layout before versions: all six tables, 320-character keys.
+const MAIN: Layout = Layout { name: "451d736", job: "VARCHAR(320)", complete: true };
+
+const SNAPSHOT_TABLE: &str = "CREATE TABLE ferry_meta.full_snapshot (
+    job {job} NOT NULL PRIMARY KEY,
+    binlog_file VARCHAR(255) NULL, binlog_pos BIGINT UNSIGNED NULL, gtid_set TEXT NULL,
+    safe_until_file VARCHAR(255) NULL, safe_until_pos BIGINT UNSIGNED NULL,
+    method VARCHAR(32) NOT NULL, state VARCHAR(16) NOT NULL,
+    updated_at TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6) ON UPDATE CURRENT_TIMESTAMP(6))";
+
+const CHUNKS_TABLE: &str = "CREATE TABLE ferry_meta.full_chunks (
+    job {job} NOT NULL, db VARCHAR(64) NOT NULL, tbl VARCHAR(64) NOT NULL,
+    seq INT NOT NULL, cond LONGTEXT NOT NULL, done TINYINT NOT NULL DEFAULT 0,
+    rows_copied BIGINT NOT NULL DEFAULT 0, bytes BIGINT NOT NULL DEFAULT 0,
+    {read_at} PRIMARY KEY (job, db, tbl, seq))";
+
+const CHECKPOINT_TABLE: &str = "CREATE TABLE ferry_meta.incremental_checkpoint (
+    job {job} NOT NULL PRIMARY KEY,
+    binlog_file VARCHAR(255) NOT NULL,
+    binlog_pos BIGINT UNSIGNED NOT NULL,
+    gtid_set TEXT NULL,
+    state VARCHAR(16) NOT NULL,
+    updated_at TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6) ON UPDATE CURRENT_TIMESTAMP(6))";
+
+const LATER_TABLES: &str = "CREATE TABLE ferry_meta.full_tables (
+    job {job} NOT NULL, db VARCHAR(64) NOT NULL, tbl VARCHAR(64) NOT NULL,
+    read_file VARCHAR(255) NOT NULL, read_pos BIGINT UNSIGNED NOT NULL,
+    PRIMARY KEY (job, db, tbl));
+  CREATE TABLE ferry_meta.full_indexes (
+    job {job} NOT NULL, db VARCHAR(64) NOT NULL, tbl VARCHAR(64) NOT NULL,
+    definitions LONGTEXT NOT NULL, PRIMARY KEY (job, db, tbl));
+  CREATE TABLE ferry_meta.incremental_applied (
+    job {job} NOT NULL,
+    last_file VARCHAR(255) NOT NULL,
+    last_pos BIGINT UNSIGNED NOT NULL,
+    worker INT UNSIGNED NOT NULL,
+    positions MEDIUMTEXT NOT NULL,
+    PRIMARY KEY (job, last_file, last_pos))";
+
+const ROWS: &str = "INSERT INTO ferry_meta.full_snapshot (job, binlog_file, binlog_pos, gtid_set,
+    safe_until_file, safe_until_pos, method, state) VALUES ('default/job',
+    'mariadb-bin.000001', 120, '0-1-7', 'mariadb-bin.000002', 900, 'lock-free+resumed', 'copying');
+  INSERT INTO ferry_meta.full_chunks (job, db, tbl, seq, cond, done, rows_copied, bytes) VALUES
+    ('default/job', 'app', 't', 0, '`id` < 1000', 1, 999, 43210),
+    ('default/job', 'app', 't', 1, '`id` >= 1000', 0, 0, 0);
+  INSERT INTO ferry_meta.incremental_checkpoint (job, binlog_file, binlog_pos, gtid_set, state)
+    VALUES ('default/job', 'mariadb-bin.000003', 4567, '0-1-42', 'running')";
+
+const LATER_ROWS: &str = "UPDATE ferry_meta.full_chunks SET read_file = 'mariadb-bin.000001',
+    read_pos = 400 WHERE seq = 0;
+  INSERT INTO ferry_meta.full_tables VALUES ('default/job', 'app', 'u', 'mariadb-bin.000001', 150);
+  INSERT INTO ferry_meta.full_indexes VALUES ('default/job', 'app', 't', 'KEY `k` (`k`)\nKEY `v` (`v`)');
+  INSERT INTO ferry_meta.incremental_applied VALUES
+    ('default/job', 'mariadb-bin.000003', 9000, 2, 'mariadb-bin.000003:5000,mariadb-bin.000003:9000'),
+    ('default/job', 'mariadb-bin.000003', 4000, 1, 'mariadb-bin.000003:4000')";
+
+impl Layout {
+    /// The statements that create it, as that commit's code wrote them.
+    fn ddl(&self) -> String {
+        let read_at = if self.complete {
+            "read_file VARCHAR(255) NULL, read_pos BIGINT UNSIGNED NULL,"
+        } else {
+            ""
+        };
+        let mut tables =
+            vec!["CREATE DATABASE ferry_meta", SNAPSHOT_TABLE, CHUNKS_TABLE, CHECKPOINT_TABLE];
+        if self.complete {
+            tables.push(LATER_TABLES);
+        }
+        tables.join(";\n").replace("{job}", self.job).replace("{read_at}", read_at)
+    }
+
+    /// Checkpoints of the job in every table it has.
+    fn rows(&self) -> String {
+        if self.complete { format!("{ROWS}; {LATER_ROWS}") } else { ROWS.to_string() }
+    }
+}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn previous_layouts_migrate_on_mariadb() {
@@ -124,8 +124,8 @@ async fn migrations_keep_checkpoints(kind: TargetKind) {
     for previous in [FIRST, MAIN] {
         let name = previous.name;
         target.exec("DROP DATABASE ferry_meta").await.expect("drop ferry_meta");
-        target.exec(previous.ddl).await.unwrap_or_else(|e| panic!("create layout {name}: {e}"));
-        target.exec(previous.data).await.unwrap_or_else(|e| panic!("fill layout {name}: {e}"));
+        target.exec(&previous.ddl()).await.unwrap_or_else(|e| panic!("create layout {name}: {e}"));
+        target.exec(&previous.rows()).await.unwrap_or_else(|e| panic!("fill layout {name}: {e}"));
 
         meta::ensure(&mut conn).await.unwrap_or_else(|e| panic!("migrate layout {name}: {e}"));
         assert_eq!(
@@ -192,7 +192,7 @@ async fn checkpoints_survived(conn: &mut Conn, previous: &Layout) {
     let applied = incremental::load_applied(conn, JOB, position).await.expect("applied");
     let mut applied: Vec<_> = applied.into_iter().collect();
     applied.sort();
-    if previous.name == MAIN.name {
+    if previous.complete {
         assert_eq!(positions["app"]["u"], ("mariadb-bin.000001".to_string(), 150), "{name}");
         assert_eq!(indexes.as_deref(), Some("KEY `k` (`k`)\nKEY `v` (`v`)"), "{name}");
         assert_eq!(pending, [("app".to_string(), "t".to_string())], "{name}");
@@ -229,7 +229,7 @@ async fn stages_write_the_migrated_layout(conn: &mut Conn, previous: &Layout) {
     full::save_table_positions(conn, JOB).await.expect("save table positions");
     let positions = full::load_table_positions(conn, JOB).await.expect("table positions");
     // The first layout's chunk 0 never recorded its position, so its table gets none.
-    let expected = (previous.name == MAIN.name).then(|| ("mariadb-bin.000001".to_string(), 300));
+    let expected = (previous.complete).then(|| ("mariadb-bin.000001".to_string(), 300));
     assert_eq!(positions.get("app").and_then(|t| t.get("t")).cloned(), expected, "{name}");
 }
 

@@ -23,8 +23,7 @@ use super::snapshot::SnapshotConn;
 use crate::connect::TARGET_SQL_MODE;
 use crate::error::SqlContext;
 use crate::meta::full::{self as checkpoint, Chunk};
-use crate::sql::literal;
-use crate::sql::{MAX_STATEMENT, quote_ident};
+use crate::sql::{MAX_STATEMENT, literal, quote_ident};
 
 /// Target session: UTC, utf8mb4, the strict SQL mode of [`TARGET_SQL_MODE`] (a value the target
 /// cannot hold is an error; every date the source holds arrives as it is), foreign keys not

@@ -25,8 +25,7 @@ use super::apply::{Mode, writable};
 use super::event::{Image, RowChange, RowKind};
 use super::key;
 use super::schema::TableSchema;
-use crate::sql::literal;
-use crate::sql::{MAX_STATEMENT, quote_ident};
+use crate::sql::{MAX_STATEMENT, literal, quote_ident};
 
 /// One row change, with values as the target takes them.
 #[derive(Debug, Clone)]

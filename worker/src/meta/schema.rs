@@ -79,14 +79,15 @@ const CREATE_APPLIED: &str = "CREATE TABLE IF NOT EXISTS ferry_meta.incremental_
     positions MEDIUMTEXT NOT NULL, \
     PRIMARY KEY (job, last_file, last_pos))";
 
-/// The tables of version 1, by name.
+/// The tables of version 1, by name; replication's first, so that a job that only replicates
+/// has them as early as before versions.
 const TABLES_1: &[(&str, &str)] = &[
+    ("incremental_checkpoint", CREATE_CHECKPOINT),
+    ("incremental_applied", CREATE_APPLIED),
     ("full_snapshot", CREATE_SNAPSHOT),
     ("full_chunks", CREATE_CHUNKS),
     ("full_tables", CREATE_TABLES),
     ("full_indexes", CREATE_INDEXES),
-    ("incremental_checkpoint", CREATE_CHECKPOINT),
-    ("incremental_applied", CREATE_APPLIED),
 ];
 
 /// Creates `ferry_meta`, or brings it to [`CURRENT_VERSION`]; refuses a layout a newer Ferry
