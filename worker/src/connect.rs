@@ -84,6 +84,9 @@ pub fn opts(endpoint: &Endpoint, role: &'static str) -> Result<OptsBuilder, Conn
         .pass(Some(endpoint.password.expose().to_string()))
         .prefer_socket(false)
         .tcp_keepalive(Some(Duration::from_secs(30)))
+        // Affected rows count the rows a statement found, not only those it changed, so that
+        // replication can tell an UPDATE of a missing row from one that changed nothing.
+        .client_found_rows(role == "target")
         .ssl_opts(ssl_opts(&endpoint.tls, role)?);
     Ok(builder)
 }

@@ -463,3 +463,39 @@ async fn a_source_restarted_during_replication_is_retried() {
     assert!(setup.last_log().contains("precheck could not run"), "{}", setup.last_log());
     setup.assert_same("app").await;
 }
+
+/// A row the source changes but the target lacks (deleted there behind Ferry's back) stops
+/// replication naming the table and the row, rather than leaving the target silently different:
+/// an UPDATE of a keyless table (applied row by row) and a batched DELETE by primary key.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_row_missing_on_the_target_stops_replication_naming_it() {
+    let cases = [
+        (
+            "CREATE TABLE app.log (at INT, note VARCHAR(20)); \
+             INSERT INTO app.log VALUES (1, 'one'), (2, 'two')",
+            "DELETE FROM app.log WHERE at = 2",
+            "UPDATE app.log SET note = 'second' WHERE at = 2",
+            "the target has no row of `app`.`log` where the source updated at=2, note='two'",
+        ),
+        (
+            "CREATE TABLE app.t (id INT PRIMARY KEY, v INT); \
+             INSERT INTO app.t VALUES (1, 1), (2, 2), (3, 3)",
+            "DELETE FROM app.t WHERE id = 3",
+            "DELETE FROM app.t WHERE id IN (2, 3)",
+            "the target has no row of `app`.`t` where the source deleted one of 2 rows (1 found)",
+        ),
+    ];
+    for (tables, on_target, on_source, expected) in cases {
+        let mut setup = Setup::start().await;
+        setup.both(&format!("CREATE DATABASE app; {tables}")).await;
+        setup.target.exec(on_target).await.expect("change the target behind Ferry");
+        let start = setup.source_head().await;
+        let manifest = setup.incremental_manifest(&start, "");
+        let mut child = setup.spawn(&manifest, &[], &["--retries", "0"]);
+        setup.source.exec(on_source).await.expect("source change");
+        let status = wait_exit(&mut child, Duration::from_secs(60));
+        let log = setup.last_log();
+        assert!(!status.success(), "replication went on over a missing row:\n{log}");
+        assert!(log.contains(expected), "expected `{expected}` in:\n{log}");
+    }
+}

@@ -15,7 +15,7 @@ use super::batch::Op;
 use super::event::{Cell, RowKind};
 use super::schema::{ColumnInfo, TableSchema};
 use crate::error::SqlContext;
-use crate::sql::literal::latin1_text;
+use crate::sql::literal::{self, latin1_text};
 use crate::sql::quote_ident;
 
 /// How INSERT and UPDATE are written.
@@ -67,19 +67,15 @@ impl Applier {
         let schema = &op.schema;
         match (op.kind, &op.before, &op.after) {
             (RowKind::Insert, _, Some(after)) => self.insert(schema, after, mode).await,
-            (RowKind::Delete, Some(before), _) => self.delete(schema, before).await,
+            (RowKind::Delete, Some(before), _) => {
+                self.delete(schema, before).await?;
+                self.require_found(mode, schema, "deleted", before)
+            }
             (RowKind::Update, Some(before), Some(after)) => {
                 self.update(schema, before, after, mode).await
             }
             _ => Err(IncrementalError::BadRowImage { table: schema.name() }.into()),
         }
-    }
-
-    /// Runs one multi-row statement of [`super::batch`].
-    pub async fn exec_text(&mut self, schema: &TableSchema, sql: &[u8]) -> crate::Result<()> {
-        self.set_foreign_key_checks(true).await?;
-        let result = self.conn.query_drop(sql).await;
-        self.result(schema, result)
     }
 
     /// Turns the session's foreign key checks on or off for the next statements. Off, the target
@@ -141,7 +137,49 @@ impl Applier {
             }
             return self.insert(schema, after, Mode::Upsert).await;
         }
-        self.plain_update(schema, before, after).await
+        self.plain_update(schema, before, after).await?;
+        self.require_found(mode, schema, "updated", before)
+    }
+
+    /// In exact mode the row a source change found must be on the target too: none found means
+    /// the target diverged, and going on would hide it. (Safe mode replays changes the target
+    /// may already hold, so a missing row is expected there.)
+    fn require_found(
+        &self,
+        mode: Mode,
+        schema: &TableSchema,
+        change: &'static str,
+        before: &[Cell],
+    ) -> crate::Result<()> {
+        if mode == Mode::Upsert || self.conn.affected_rows() > 0 {
+            return Ok(());
+        }
+        let row = describe_row(schema, before);
+        Err(IncrementalError::RowMissing { table: schema.name(), change, row }.into())
+    }
+
+    /// Runs one multi-row statement of [`super::batch`]; a DELETE must find all its rows in
+    /// exact mode (see [`Self::require_found`]).
+    pub async fn exec_text(
+        &mut self,
+        schema: &TableSchema,
+        sql: &[u8],
+        expect_rows: Option<usize>,
+    ) -> crate::Result<()> {
+        self.set_foreign_key_checks(true).await?;
+        let result = self.conn.query_drop(sql).await;
+        self.result(schema, result)?;
+        match expect_rows {
+            Some(rows) if self.conn.affected_rows() < rows as u64 => {
+                Err(IncrementalError::RowMissing {
+                    table: schema.name(),
+                    change: "deleted",
+                    row: format!("one of {rows} rows ({} found)", self.conn.affected_rows()),
+                }
+                .into())
+            }
+            _ => Ok(()),
+        }
     }
 
     /// A key-changing update in safe mode. The UPDATE itself moves the row and cascades to
@@ -250,6 +288,28 @@ fn bind_value(column: &ColumnInfo, value: &Value) -> (String, Value) {
 
 fn key_values<'a>(schema: &TableSchema, row: &'a [Cell]) -> Vec<&'a Cell> {
     schema.key.iter().flatten().map(|&i| &row[i]).collect()
+}
+
+/// `id=42` by the row's key, else every value of the image, for error messages.
+fn describe_row(schema: &TableSchema, row: &[Cell]) -> String {
+    let columns = match &schema.key {
+        Some(key) if key.iter().all(|&i| row.get(i).is_some_and(|c| c.is_some())) => key.clone(),
+        _ => writable(schema, row),
+    };
+    let pairs: Vec<String> = columns
+        .iter()
+        .filter_map(|&i| {
+            let mut text = Vec::new();
+            let column = &schema.columns[i];
+            literal::push_binlog(
+                &mut text,
+                row.get(i)?.as_ref()?,
+                column.convert_charset.as_deref(),
+            );
+            Some(format!("{}={}", column.name, String::from_utf8_lossy(&text)))
+        })
+        .collect();
+    pairs.join(", ")
 }
 
 /// WHERE condition that finds the row: by key, else by the whole image (`<=>`, `LIMIT 1`).

@@ -78,8 +78,9 @@ impl Op {
 /// What a worker executes, in order.
 #[derive(Debug)]
 pub enum Step {
-    /// A multi-row statement on `schema`'s table.
-    Text { schema: Arc<TableSchema>, sql: Vec<u8> },
+    /// A multi-row statement on `schema`'s table; a DELETE in exact mode must find
+    /// `expect_rows` rows.
+    Text { schema: Arc<TableSchema>, sql: Vec<u8>, expect_rows: Option<usize> },
     /// One row change applied on its own.
     Row(Op),
 }
@@ -203,9 +204,11 @@ fn statements(schema: &Arc<TableSchema>, net: &NetEffect<'_>, mode: Mode, steps:
     let delete_header = delete_header(schema, key);
     let delete_tail: &[u8] = if key.len() == 1 { b")" } else { b"" };
     let separator: &[u8] = if key.len() == 1 { b"," } else { b" OR " };
-    chunked(schema, &delete_header, separator, delete_tail, &net.deletes, steps, |out, row| {
-        push_key(out, schema, key, row)
-    });
+    let delete = Chunking { header: &delete_header, separator, tail: delete_tail };
+    // In exact mode every deleted row must be found (see `Applier::require_found`).
+    let must_find = mode == Mode::Exact;
+    delete
+        .split(schema, &net.deletes, must_find, steps, |out, row| push_key(out, schema, key, row));
     insert_rows(schema, &net.inserts, Verb::for_mode(mode), steps);
     insert_rows(schema, &net.updates, Verb::Upsert, steps);
 }
@@ -230,7 +233,8 @@ fn insert_rows(schema: &Arc<TableSchema>, rows: &[&Image], verb: Verb, steps: &m
     let columns = writable(schema, first);
     let header = insert_header(schema, &columns, verb);
     let tail = if verb == Verb::Upsert { upsert_tail(schema, &columns) } else { Vec::new() };
-    chunked(schema, &header, b",", &tail, rows, steps, |out, row| {
+    let insert = Chunking { header: &header, separator: b",", tail: &tail };
+    insert.split(schema, rows, false, steps, |out, row| {
         out.push(b'(');
         for (n, &i) in columns.iter().enumerate() {
             if n > 0 {
@@ -295,35 +299,41 @@ fn insert_header(schema: &TableSchema, columns: &[usize], verb: Verb) -> Vec<u8>
 
 /// Statements of `header` + items separated by `separator` + `tail`, each at most about
 /// [`MAX_STATEMENT`] bytes.
-fn chunked<T>(
-    schema: &Arc<TableSchema>,
-    header: &[u8],
-    separator: &[u8],
-    tail: &[u8],
-    items: &[T],
-    steps: &mut Vec<Step>,
-    mut push: impl FnMut(&mut Vec<u8>, &T),
-) {
-    let mut sql = header.to_vec();
-    let mut count = 0;
-    for item in items {
-        if count > 0 {
-            sql.extend_from_slice(separator);
+struct Chunking<'a> {
+    header: &'a [u8],
+    separator: &'a [u8],
+    tail: &'a [u8],
+}
+
+impl Chunking<'_> {
+    /// The statements for `items`; with `must_find`, each expects to find as many rows as it
+    /// names.
+    fn split<T>(
+        &self,
+        schema: &Arc<TableSchema>,
+        items: &[T],
+        must_find: bool,
+        steps: &mut Vec<Step>,
+        mut push: impl FnMut(&mut Vec<u8>, &T),
+    ) {
+        let mut sql = self.header.to_vec();
+        let mut count = 0;
+        for (n, item) in items.iter().enumerate() {
+            if count > 0 {
+                sql.extend_from_slice(self.separator);
+            }
+            push(&mut sql, item);
+            count += 1;
+            if sql.len() >= MAX_STATEMENT || n + 1 == items.len() {
+                sql.extend_from_slice(self.tail);
+                steps.push(Step::Text {
+                    schema: schema.clone(),
+                    sql: std::mem::replace(&mut sql, self.header.to_vec()),
+                    expect_rows: must_find.then_some(count),
+                });
+                count = 0;
+            }
         }
-        push(&mut sql, item);
-        count += 1;
-        if sql.len() >= MAX_STATEMENT {
-            sql.extend_from_slice(tail);
-            steps.push(Step::Text {
-                schema: schema.clone(),
-                sql: std::mem::replace(&mut sql, header.to_vec()),
-            });
-            count = 0;
-        }
-    }
-    if count > 0 {
-        sql.extend_from_slice(tail);
-        steps.push(Step::Text { schema: schema.clone(), sql });
     }
 }
 

@@ -96,6 +96,12 @@ pub enum IncrementalError {
          source (the binlog then names its columns) and start a new full migration"
     )]
     UnknownSourceColumns { table: String, binlog: String, current: String },
+    #[error(
+        "the target has no row of {table} where the source {change} {row}: the target lost rows or \
+         was written outside Ferry; check it with `ferry verify`, then send the restart request \
+         to write the source's rows over the target's, or start a new full migration"
+    )]
+    RowMissing { table: String, change: &'static str, row: String },
     #[error("a row event for {table} lacks the row image it needs: set binlog_row_image=FULL")]
     BadRowImage { table: String },
     #[error(

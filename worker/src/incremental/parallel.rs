@@ -249,7 +249,9 @@ impl Worker {
         let result = async {
             for step in steps {
                 match step {
-                    Step::Text { schema, sql } => self.applier.exec_text(schema, sql).await?,
+                    Step::Text { schema, sql, expect_rows } => {
+                        self.applier.exec_text(schema, sql, *expect_rows).await?
+                    }
                     Step::Row(op) => self.applier.apply_row(op, mode).await?,
                 }
             }
