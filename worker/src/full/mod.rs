@@ -12,11 +12,11 @@
 //! chunks copied at either snapshot to the same state. A Full-only job that was resumed holds
 //! each chunk as of one of the snapshots (see docs/full-copy.md).
 
-mod chunk;
+pub(crate) mod chunk;
 pub(crate) mod copy;
 mod indexes;
 mod meta;
-mod objects;
+pub(crate) mod objects;
 mod progress;
 mod schema;
 mod snapshot;
