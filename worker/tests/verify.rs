@@ -256,3 +256,4 @@ async fn live_replication_under_write_load() {
     assert_eq!(damaged.keys("log", "missing"), []);
     support::interrupt(&mut child);
 }
+

@@ -30,6 +30,9 @@ pub struct Args {
     /// Seconds to wait for a replicating job to apply the source up to a position.
     #[arg(long, default_value_t = 120)]
     catch_up_timeout: u64,
+    /// Seconds to keep re-reading rows that differ while the source keeps changing them.
+    #[arg(long, default_value_t = 60)]
+    settle_timeout: u64,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -43,7 +46,7 @@ pub async fn run(args: Args) -> crate::Result<ExitCode> {
     let config = manifest.job_config(args.job.as_deref())?;
     let options = Options {
         concurrency: args.concurrency.unwrap_or(config.concurrency).max(1),
-        max_rounds: 5,
+        settle_timeout: Duration::from_secs(args.settle_timeout),
         catch_up_timeout: Duration::from_secs(args.catch_up_timeout),
     };
     let report = verify::run(&config, &options).await?;

@@ -41,8 +41,9 @@ pub use report::{Report, RowDiff, TableReport};
 pub struct Options {
     /// Chunks compared at once (each takes a connection on both servers).
     pub concurrency: usize,
-    /// Reads of a differing row before it is reported even though it keeps changing.
-    pub max_rounds: u32,
+    /// How long a row that keeps changing on the source is read again before it is reported
+    /// as unsettled.
+    pub settle_timeout: Duration,
     /// How long to wait for the target to apply the source up to a position.
     pub catch_up_timeout: Duration,
 }
@@ -205,12 +206,12 @@ async fn compare_table(
     let rows_compared = outcomes.iter().map(|o| o.rows).sum();
     let chunks_differing = outcomes.iter().filter(|o| !o.candidates.is_empty()).count();
     let candidates: BTreeSet<Key> = outcomes.into_iter().flat_map(|o| o.candidates).collect();
-    let diffs = if candidates.is_empty() {
-        Vec::new()
+    let settled = if candidates.is_empty() {
+        Settled::default()
     } else {
         settle(subject, source, target, live, options, candidates.into_iter().collect()).await?
     };
-    report::table_report(subject, source, target, rows_compared, chunk_count, chunks_differing, diffs)
+    report::table_report(subject, source, target, rows_compared, chunk_count, chunks_differing, settled)
         .await
 }
 
@@ -351,8 +352,19 @@ fn differences(source: &Rows, target: &Rows) -> Vec<Difference> {
         .collect()
 }
 
-/// Reads the candidate rows again until the differences are stable with the target caught up
-/// (see the module documentation); returns the real ones.
+/// What re-reading the differing rows settled: real differences, and rows that kept changing
+/// on the source for as long as the verify could wait.
+#[derive(Debug, Default)]
+pub(crate) struct Settled {
+    pub differences: Vec<Difference>,
+    pub unsettled: Vec<Difference>,
+}
+
+/// Reads the candidate rows again until each is settled (see the module documentation). A
+/// round reads the source, waits until the target has applied the source past that read, reads
+/// the target, then the source again: a row the source did not change meanwhile must be the
+/// same on the target, so if it is not, the difference is real; a row the source changed is
+/// in flight and read again in the next round.
 async fn settle(
     subject: &Subject,
     source: &mut Conn,
@@ -360,21 +372,40 @@ async fn settle(
     live: &Live,
     options: &Options,
     mut keys: Vec<Key>,
-) -> crate::Result<Vec<Difference>> {
-    let mut previous: Option<Vec<Difference>> = None;
-    for round in 1..=options.max_rounds.max(2) {
+) -> crate::Result<Settled> {
+    let deadline = Instant::now() + options.settle_timeout;
+    let mut settled = Settled::default();
+    for round in 1.. {
         let before = lookup(source, subject, &keys).await?;
         live.wait_applied(source, target).await?;
-        let after = lookup(target, subject, &keys).await?;
-        let found = differences(&before, &after);
-        tracing::debug!(table = %subject.table.qualified(), round, differing = found.len(), "re-read");
-        if found.is_empty() || previous.as_ref() == Some(&found) {
-            return Ok(found);
+        let now = lookup(target, subject, &keys).await?;
+        let after = lookup(source, subject, &keys).await?;
+        let mut in_flight = Vec::new();
+        for difference in differences(&after, &now) {
+            if live.replicating && before.get(&difference.key) != difference.source.as_ref() {
+                in_flight.push(difference);
+            } else {
+                settled.differences.push(difference);
+            }
         }
-        keys = found.iter().map(|d| d.key.clone()).collect();
-        previous = Some(found);
+        tracing::debug!(
+            table = %subject.table.qualified(), round, real = settled.differences.len(),
+            in_flight = in_flight.len(), "differing rows read again"
+        );
+        if in_flight.is_empty() {
+            break;
+        }
+        if Instant::now() >= deadline {
+            tracing::warn!(
+                table = %subject.table.qualified(), rows = in_flight.len(),
+                "rows kept changing on the source for as long as the verify waited"
+            );
+            settled.unsettled = in_flight;
+            break;
+        }
+        keys = in_flight.iter().map(|d| d.key.clone()).collect();
     }
-    Ok(previous.unwrap_or_default())
+    Ok(settled)
 }
 
 /// The rows of `keys` on one server, in batches.
@@ -461,7 +492,7 @@ impl Live {
                 }
                 .into());
             }
-            tokio::time::sleep(Duration::from_millis(100)).await;
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
 }

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use mysql_async::Conn;
 use serde::Serialize;
 
-use super::{Difference, Key, Subject, keys_condition, scan};
+use super::{Difference, Key, Settled, Subject, keys_condition, scan};
 use crate::full::objects::Table;
 use crate::sql::quote_ident;
 
@@ -37,6 +37,9 @@ pub struct TableReport {
     pub extra: Vec<RowDiff>,
     /// Rows on both sides whose values differ.
     pub different: Vec<RowDiff>,
+    /// Rows that differed and kept changing on the source for as long as the verify waited:
+    /// neither proven equal nor different (verify again when the writes calm down).
+    pub unsettled: Vec<RowDiff>,
     /// Why the table could not be compared at all.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub problem: Option<String>,
@@ -58,6 +61,7 @@ impl TableReport {
             && self.missing.is_empty()
             && self.extra.is_empty()
             && self.different.is_empty()
+            && self.unsettled.is_empty()
     }
 
     pub(super) fn problem(table: &Table, problem: String) -> Self {
@@ -82,8 +86,9 @@ pub(super) async fn table_report(
     rows_compared: u64,
     chunks: usize,
     chunks_differing: usize,
-    diffs: Vec<Difference>,
+    settled: Settled,
 ) -> crate::Result<TableReport> {
+    let diffs = settled.differences;
     let table = &subject.table;
     let mut report = TableReport {
         database: table.db.clone(),
@@ -98,6 +103,11 @@ pub(super) async fn table_report(
         chunks_differing,
         ..Default::default()
     };
+    report.unsettled = settled
+        .unsettled
+        .into_iter()
+        .map(|d| RowDiff { key: shown_key(subject, &d), count: 1 })
+        .collect();
     if diffs.is_empty() {
         return Ok(report);
     }
@@ -136,6 +146,15 @@ pub(super) async fn table_report(
         });
     }
     Ok(report)
+}
+
+/// A row's key as reported; keyless rows are only known by their hash until read again.
+fn shown_key(subject: &Subject, difference: &Difference) -> Vec<String> {
+    if subject.keyless() {
+        vec![format!("row hash {}", difference.key[0])]
+    } else {
+        difference.key.clone()
+    }
 }
 
 fn report_columns(table: &Table) -> String {
@@ -235,7 +254,12 @@ pub fn render_text(report: &Report) -> String {
         if let Some(problem) = &t.problem {
             out.push_str(&format!("  error: {problem}\n"));
         }
-        for (what, rows) in [("missing", &t.missing), ("extra", &t.extra), ("different", &t.different)] {
+        for (what, rows) in [
+            ("missing", &t.missing),
+            ("extra", &t.extra),
+            ("different", &t.different),
+            ("unsettled", &t.unsettled),
+        ] {
             for row in rows {
                 let key: Vec<String> =
                     t.key_columns.iter().zip(&row.key).map(|(c, v)| format!("{c}={v}")).collect();
