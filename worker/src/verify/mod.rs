@@ -192,17 +192,14 @@ async fn compare_table(
     live: &Live,
     options: &Options,
 ) -> crate::Result<TableReport> {
-    let chunks = chunk::plan(source, &subject.table).await?;
-    let chunk_count = chunks.len();
-    let outcomes: Vec<ChunkOutcome> = futures::stream::iter(chunks)
-        .map(|c| {
-            let (source_pool, target_pool) = (pools.0.clone(), pools.1.clone());
-            let subject = subject.clone();
-            async move { compare_chunk(&subject, &source_pool, &target_pool, &c.cond).await }
-        })
-        .buffer_unordered(options.concurrency.max(1))
-        .try_collect()
-        .await?;
+    let (chunk_count, outcomes) = if subject.keyless() && subject.shape.json.is_empty() {
+        compare_buckets(subject, source, target, pools).await?
+    } else {
+        let chunks = chunk::plan(source, &subject.table).await?;
+        let count = chunks.len();
+        let conds = chunks.into_iter().map(|c| c.cond).collect();
+        (count, compare_chunks(subject, pools, conds, options).await?)
+    };
     let rows_compared = outcomes.iter().map(|o| o.rows).sum();
     let chunks_differing = outcomes.iter().filter(|o| !o.candidates.is_empty()).count();
     let candidates: BTreeSet<Key> = outcomes.into_iter().flat_map(|o| o.candidates).collect();
@@ -213,6 +210,73 @@ async fn compare_table(
     };
     report::table_report(subject, source, target, rows_compared, chunk_count, chunks_differing, settled)
         .await
+}
+
+/// Compares the chunks with `conds`, `concurrency` at a time.
+async fn compare_chunks(
+    subject: &Arc<Subject>,
+    pools: (&Pool, &Pool),
+    conds: Vec<String>,
+    options: &Options,
+) -> crate::Result<Vec<ChunkOutcome>> {
+    futures::stream::iter(conds)
+        .map(|cond| {
+            let (source_pool, target_pool) = (pools.0.clone(), pools.1.clone());
+            let subject = subject.clone();
+            async move { compare_chunk(&subject, &source_pool, &target_pool, &cond).await }
+        })
+        .buffer_unordered(options.concurrency.max(1))
+        .try_collect()
+        .await
+}
+
+/// Rows per bucket of a keyless table, the copy's largest chunk (`FERRY_CHUNK_ROWS` in tests).
+fn bucket_rows() -> u64 {
+    std::env::var("FERRY_CHUNK_ROWS").ok().and_then(|v| v.parse().ok()).unwrap_or(100_000).max(1)
+}
+
+/// A keyless table has no ranges to split by: its rows are put in buckets by their own CRC32,
+/// so an equal row lands in the same bucket on both servers. One grouped scan per server gives
+/// every bucket's checksum; only the buckets that differ are read row by row, which bounds the
+/// memory narrowing needs as the copy's chunks do.
+async fn compare_buckets(
+    subject: &Arc<Subject>,
+    source: &mut Conn,
+    target: &mut Conn,
+    pools: (&Pool, &Pool),
+) -> crate::Result<(usize, Vec<ChunkOutcome>)> {
+    let buckets = subject.table.estimated_rows.div_ceil(bucket_rows()).max(1);
+    let bucket = format!("MOD(CRC32({}), {buckets})", subject.shape.row_text());
+    let sql = format!(
+        "SELECT {bucket}, {} FROM {} GROUP BY 1",
+        subject.shape.checksum_select(),
+        subject.table.qualified()
+    );
+    let context = || format!("checksum the rows of {} by bucket", subject.table.qualified());
+    let (a, b) = tokio::join!(source.query(sql.clone()), target.query(sql.clone()));
+    let a: BTreeMap<u64, (u64, Option<String>)> = to_buckets(a.sql(context())?);
+    let b: BTreeMap<u64, (u64, Option<String>)> = to_buckets(b.sql(context())?);
+    let mut outcomes = Vec::new();
+    for i in a.keys().chain(b.keys()).collect::<BTreeSet<_>>() {
+        let rows = a.get(i).map_or(0, |(count, _)| *count);
+        if a.get(i) == b.get(i) {
+            outcomes.push(ChunkOutcome { rows, candidates: Vec::new() });
+            continue;
+        }
+        let cond = format!("{bucket} = {i}");
+        let (mut s, mut t) = (
+            pools.0.get_conn().await.sql("open a source connection")?,
+            pools.1.get_conn().await.sql("open a target connection")?,
+        );
+        let (x, y) = tokio::join!(rows_in(&mut s, subject, &cond), rows_in(&mut t, subject, &cond));
+        let candidates = differences(&x?, &y?).into_iter().map(|d| d.key).collect();
+        outcomes.push(ChunkOutcome { rows, candidates });
+    }
+    Ok((buckets as usize, outcomes))
+}
+
+fn to_buckets(rows: Vec<(u64, u64, Option<String>)>) -> BTreeMap<u64, (u64, Option<String>)> {
+    rows.into_iter().map(|(bucket, count, sum)| (bucket, (count, sum))).collect()
 }
 
 /// What one chunk's comparison found: the source's rows in it and the keys that differ.
@@ -237,7 +301,7 @@ async fn compare_chunk(
         }
         tracing::debug!(table = %subject.table.qualified(), cond, "chunk differs; narrowing to rows");
     }
-    let (a, b) = tokio::join!(rows(&mut s, subject, cond), rows(&mut t, subject, cond));
+    let (a, b) = tokio::join!(rows_in(&mut s, subject, cond), rows_in(&mut t, subject, cond));
     let (a, b) = (a?, b?);
     let count = a.values().map(|seen| seen.count).sum();
     let candidates = differences(&a, &b).into_iter().map(|d| d.key).collect();
@@ -258,7 +322,7 @@ async fn checksum(conn: &mut Conn, subject: &Subject, cond: &str) -> crate::Resu
 }
 
 /// Every row in `cond` on one server: key (or, keyless, row hash) -> hash and count.
-async fn rows(conn: &mut Conn, subject: &Subject, cond: &str) -> crate::Result<Rows> {
+async fn rows_in(conn: &mut Conn, subject: &Subject, cond: &str) -> crate::Result<Rows> {
     let mut rows = Rows::new();
     scan(conn, subject, cond, false, |key, hash, _| {
         rows.entry(key).or_insert(Seen { hash, count: 0 }).count += 1;
@@ -414,12 +478,12 @@ async fn lookup(conn: &mut Conn, subject: &Subject, keys: &[Key]) -> crate::Resu
     if subject.keyless() && !subject.shape.json.is_empty() {
         // The hash is made here, not by the server: read the table and keep the candidates.
         let wanted: BTreeSet<&Key> = keys.iter().collect();
-        let all = rows(conn, subject, "TRUE").await?;
+        let all = rows_in(conn, subject, "TRUE").await?;
         found.extend(all.into_iter().filter(|(k, _)| wanted.contains(k)));
         return Ok(found);
     }
     for batch in keys.chunks(500) {
-        found.extend(rows(conn, subject, &keys_condition(subject, batch)).await?);
+        found.extend(rows_in(conn, subject, &keys_condition(subject, batch)).await?);
     }
     Ok(found)
 }
