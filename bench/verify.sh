@@ -1,15 +1,16 @@
 #!/usr/bin/env bash
 # Benchmark of `ferry verify` against a peer in the same run on the same servers. The peer is
-# sync-diff-inspector when SYNC_DIFF names its binary (the old one in github.com/pingcap/tidb-tools
-# v5.0.3, the only version the Go module proxy lists; its own go.mod is missing there, see the
-# README's Benchmarks), else a full-scan comparison (bench/verify-full-scan.sh: every table read in
-# key order from both servers and compared byte for byte, THREADS tables at once).
+# sync-diff-inspector (v5.0.3 of github.com/pingcap/tidb-tools, the only version the Go module
+# proxy lists), built by bench/verify-build-sync-diff.sh or named by SYNC_DIFF; PEER=scan, or a
+# failed build, takes a full-scan comparison instead (bench/verify-full-scan.sh: every table read
+# in key order from both servers and compared byte for byte, THREADS tables at once).
 # The data: sysbench's oltp tables (TABLES x ROWS) plus a wide table with BLOB and JSON, as in
 # bench/full-copy.sh, copied by `ferry migrate`. Both tools must call the copy equal and find a
 # changed row before anything is timed; then they run in turn, RUNS times each, and the script
 # prints each one's median seconds, the ratio and ferry's peak memory. Not run in CI.
 #
-# Usage: bench/verify.sh     (THREADS=4 TABLES=8 ROWS=1000000 WIDE_ROWS=100000 RUNS=3)
+# Usage: bench/verify.sh     (THREADS=4 TABLES=8 ROWS=1000000 WIDE_ROWS=100000 RUNS=3;
+#                             FERRY=path/to/ferry skips the release build)
 #        KEEP=1 bench/verify.sh   leaves the servers running after the figures, until Ctrl-C
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -25,9 +26,11 @@ BUFFER_POOL=${BUFFER_POOL:-2G}
 WORK=$(mktemp -d /tmp/ferry-bench-verify.XXXXXX)
 trap 'stop_mariadb "$WORK/source"; stop_mariadb "$WORK/target"; rm -rf "$WORK"' EXIT
 
-echo "== building ferry (release)"
-cargo build --release -q -p ferry-worker --bin ferry
-FERRY=${CARGO_TARGET_DIR:-$ROOT/target}/release/ferry
+if [ -z "${FERRY:-}" ]; then
+    echo "== building ferry (release)"
+    cargo build --release -q --workspace --locked --bin ferry
+    FERRY=${CARGO_TARGET_DIR:-$ROOT/target}/release/ferry
+fi
 
 SPORT=$(free_port)
 TPORT=$(free_port)
@@ -60,6 +63,14 @@ read -r TOTAL_ROWS TOTAL_BYTES < <(src -N -e "SELECT SUM(TABLE_ROWS), SUM(DATA_L
 echo "   about $TOTAL_ROWS rows, $((TOTAL_BYTES / 1048576)) MiB of InnoDB data on each side"
 
 FERRY_CMD=("$FERRY" verify -f "$WORK/job.yaml" --concurrency "$THREADS")
+if [ -z "${SYNC_DIFF:-}" ] && [ "${PEER:-sync-diff}" != scan ]; then
+    echo "== building sync-diff-inspector (cached after the first time)"
+    SYNC_DIFF=$(bench/verify-build-sync-diff.sh 2>"$WORK/sync-diff-build.log") || {
+        echo "   cannot build it (tail of $WORK/sync-diff-build.log below): comparing with a full scan"
+        tail -5 "$WORK/sync-diff-build.log"
+        SYNC_DIFF=
+    }
+fi
 if [ -n "${SYNC_DIFF:-}" ]; then
     PEER_NAME=sync-diff-inspector
     cat >"$WORK/sync-diff.toml" <<TOML
@@ -68,6 +79,7 @@ chunk-size = 10000
 check-thread-count = $THREADS
 sample-percent = 100
 use-checksum = true
+use-checkpoint = false
 fix-sql-file = "$WORK/sync-diff-fix.sql"
 [[check-tables]]
 schema = "sbtest"

@@ -1,7 +1,7 @@
 //! `ferry verify` against real servers: it finds a changed value, a missing row, an extra row and
 //! a doubled row of a keyless table, names their keys, and writes fix SQL that makes the target
 //! equal; it finds nothing on equal data of every column type (MariaDB into MariaDB and into
-//! TiDB); and, against a job replicating under a running write load, it reports no row in flight
+//! TiDB, MySQL into MariaDB and into TiDB); and, against a job replicating under a running write load, it reports no row in flight
 //! while still finding a real difference.
 
 mod support;
@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-use ferry_e2e::{SqlServer, TargetKind};
+use ferry_e2e::{SourceKind, SqlServer, TargetKind};
 use serde_json::Value;
 use support::Setup;
 
@@ -136,8 +136,13 @@ async fn finds_each_difference_and_fixes_it_in_tidb() {
 
 /// Every column type of the copy's corpus compares equal after the copy, and a change in one
 /// value of each hard kind (float, JSON, temporal with fraction, binary) is found.
-async fn every_type_compares_equal(kind: TargetKind, corpus: &str, database: &str) {
-    let mut setup = Setup::start_with(kind).await;
+async fn every_type_compares_equal(
+    source: SourceKind,
+    target: TargetKind,
+    corpus: &str,
+    database: &str,
+) {
+    let mut setup = Setup::start_with_source(source, target).await;
     setup.source.exec(corpus).await.expect("load the source");
     let manifest = copy(&mut setup, database);
     let clean = verify(&manifest, None, &CHUNKS);
@@ -153,12 +158,26 @@ async fn every_type_compares_equal(kind: TargetKind, corpus: &str, database: &st
 
 #[tokio::test(flavor = "multi_thread")]
 async fn every_type_compares_equal_in_mariadb() {
-    every_type_compares_equal(TargetKind::MariaDb, support::corpus::MARIADB_TYPES, "types").await;
+    let corpus = support::corpus::MARIADB_TYPES;
+    every_type_compares_equal(SourceKind::MariaDb, TargetKind::MariaDb, corpus, "types").await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn every_type_compares_equal_in_tidb() {
-    every_type_compares_equal(TargetKind::TiDb, support::corpus::MARIADB_INTO_TIDB, "shop").await;
+    let corpus = support::corpus::MARIADB_INTO_TIDB;
+    every_type_compares_equal(SourceKind::MariaDb, TargetKind::TiDb, corpus, "shop").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn mysql_types_compare_equal_in_mariadb() {
+    let corpus = support::corpus::MYSQL_TYPES;
+    every_type_compares_equal(SourceKind::MySql, TargetKind::MariaDb, corpus, "types").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn mysql_types_compare_equal_in_tidb() {
+    let corpus = support::corpus::MYSQL_INTO_TIDB;
+    every_type_compares_equal(SourceKind::MySql, TargetKind::TiDb, corpus, "shop").await;
 }
 
 /// A change in a FLOAT, a JSON document (same keys, other value), a fractional second and a
@@ -180,17 +199,27 @@ async fn hard_kinds_differ_when_they_differ_in_tidb() {
         .expect("damage the target");
     let found = verify(&manifest, None, &CHUNKS);
     for table in ["more", "times", "texts"] {
-        assert_eq!(found.keys(table, "different"), [("1".to_string(), 1)], "{table}: {:#}", found.report);
+        assert_eq!(
+            found.keys(table, "different"),
+            [("1".to_string(), 1)],
+            "{table}: {:#}",
+            found.report
+        );
     }
-    setup.target.exec("UPDATE shop.more SET f = 3.1415927, j = '{\"b\": [1, 2.5], \"a\": null}' WHERE id = 1")
+    setup
+        .target
+        .exec(
+            "UPDATE shop.more SET f = 3.1415927, j = '{\"b\": [1, 2.5], \"a\": null}' WHERE id = 1",
+        )
         .await
         .expect("restore");
     let found = verify(&manifest, None, &CHUNKS);
     assert_eq!(found.keys("more", "different"), [], "{:#}", found.report);
 }
 
-/// Writes to `app` until `stop`: inserts, updates and deletes on the keyed tables and inserts
-/// into the keyless one; returns how many batches committed.
+/// Writes to `app` until `stop`, as an application does: inserts, and updates and deletes of
+/// rows here and there (each row is written at most every few hundred batches); returns how
+/// many batches committed.
 async fn write_load(setup: &Setup, stop: Arc<AtomicBool>, batches: Arc<AtomicU64>) {
     let mut n: u64 = 0;
     while !stop.load(Ordering::SeqCst) {
@@ -199,11 +228,12 @@ async fn write_load(setup: &Setup, stop: Arc<AtomicBool>, batches: Arc<AtomicU64
             "INSERT INTO app.items VALUES ({id}, 1, 'live', 0.5); \
              UPDATE app.items SET qty = qty + 1, price = price * 1.5 WHERE id = {touched}; \
              DELETE FROM app.items WHERE id = {gone}; \
-             UPDATE app.pairs SET v = CONCAT(v, 'x') WHERE a = 'k{k}' AND b <= 300; \
+             UPDATE app.pairs SET v = CONCAT(v, 'x') WHERE a = 'k{k}' AND b = {b}; \
              INSERT INTO app.log VALUES ('live', {n})",
-            touched = n * 7 % 4000 + 1,
+            touched = n * 7 % 3999 + 1,
             gone = 4001 + n % 900,
-            k = n % 11,
+            k = (n * 13 % 2000 + 1) % 11,
+            b = n * 13 % 2000 + 1,
         );
         setup.source.exec(&sql).await.expect("write to the source");
         n += 1;
@@ -236,7 +266,11 @@ async fn live_replication_under_write_load() {
         .await
         .expect("verify");
     let written_during = batches.load(Ordering::SeqCst);
-    assert!(during.equal, "rows in flight reported as different: {:#}\n{}", during.report, during.log);
+    assert!(
+        during.equal,
+        "rows in flight reported as different: {:#}\n{}",
+        during.report, during.log
+    );
     assert!(during.report["notes"].to_string().contains("replicating"), "{:#}", during.report);
 
     // A real difference, in a row the load does not write, is found while the load runs.
@@ -249,11 +283,15 @@ async fn live_replication_under_write_load() {
     load.await.expect("the write load");
     assert!(batches.load(Ordering::SeqCst) > written_during, "the load stopped during the verify");
     assert!(!damaged.equal, "a real difference was missed: {:#}", damaged.report);
-    assert_eq!(damaged.keys("items", "different"), [("4000".to_string(), 1)], "{:#}", damaged.report);
+    assert_eq!(
+        damaged.keys("items", "different"),
+        [("4000".to_string(), 1)],
+        "{:#}",
+        damaged.report
+    );
     assert_eq!(damaged.keys("items", "missing"), []);
     assert_eq!(damaged.keys("items", "extra"), []);
     assert_eq!(damaged.keys("log", "extra"), []);
     assert_eq!(damaged.keys("log", "missing"), []);
     support::interrupt(&mut child);
 }
-

@@ -51,10 +51,8 @@ pub async fn run(args: Args) -> crate::Result<ExitCode> {
     };
     let report = verify::run(&config, &options).await?;
     if let Some(path) = &args.fix_sql {
-        std::fs::write(path, report::fix_script(&report)).map_err(|source| VerifyError::Write {
-            path: path.display().to_string(),
-            source,
-        })?;
+        std::fs::write(path, report::fix_script(&report))
+            .map_err(|source| VerifyError::Write { path: path.display().to_string(), source })?;
     }
     match args.output {
         Output::Table => print!("{}", report::render_text(&report)),

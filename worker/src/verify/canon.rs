@@ -14,25 +14,60 @@ use crate::flavor::Flavor;
 use crate::full::objects::{Column, Render, Table};
 use crate::sql::quote_ident;
 
+/// A column as one server defines it (information_schema.COLUMNS).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerColumn {
+    pub name: String,
+    /// DATA_TYPE, lower case.
+    pub data_type: String,
+    pub charset: Option<String>,
+}
+
+/// A column in the servers' row hash.
+#[derive(Debug, Clone)]
+pub struct Hashed {
+    pub column: Column,
+    /// Text in another character set than UTF-8 on either server: hashed as utf8mb4.
+    pub convert: bool,
+}
+
 /// How a table's rows are hashed on both servers.
 #[derive(Debug, Clone)]
 pub struct RowShape {
     /// Columns in the servers' row hash.
-    pub hashed: Vec<Column>,
+    pub hashed: Vec<Hashed>,
     /// JSON columns read and compared as parsed JSON by Ferry.
     pub json: Vec<Column>,
 }
 
 impl RowShape {
-    /// `json_columns`: columns JSON on either server. They are hashed by the servers only when
-    /// both are the same kind of server, which stores and prints the same text.
-    pub fn new(table: &Table, source: Flavor, target: Flavor, json_columns: &[String]) -> Self {
-        let (json, hashed) = table
-            .columns
-            .iter()
-            .cloned()
-            .partition(|c| source != target && json_columns.contains(&c.name));
-        RowShape { hashed, json }
+    /// JSON columns (JSON on either server) are hashed by the servers only when both are the
+    /// same kind of server, which stores and prints the same text.
+    pub fn new(
+        table: &Table,
+        flavors: (Flavor, Flavor),
+        source: &[ServerColumn],
+        target: &[ServerColumn],
+    ) -> Self {
+        let find = |list: &[ServerColumn], name: &str| {
+            list.iter().find(|c| c.name.eq_ignore_ascii_case(name)).cloned()
+        };
+        let mut shape = RowShape { hashed: Vec::new(), json: Vec::new() };
+        for column in &table.columns {
+            let sides = [find(source, &column.name), find(target, &column.name)];
+            let json = sides.iter().flatten().any(|c| c.data_type == "json");
+            if json && flavors.0 != flavors.1 {
+                shape.json.push(column.clone());
+                continue;
+            }
+            let utf8 = |c: &Option<ServerColumn>| {
+                c.as_ref()
+                    .is_some_and(|c| c.charset.as_deref().is_none_or(|cs| cs.starts_with("utf8")))
+            };
+            let convert = !sides.iter().all(utf8);
+            shape.hashed.push(Hashed { column: column.clone(), convert });
+        }
+        shape
     }
 
     /// The canonical text of the hashed columns.
@@ -40,7 +75,7 @@ impl RowShape {
         if self.hashed.is_empty() {
             return "''".into();
         }
-        let parts: Vec<String> = self.hashed.iter().map(|c| framed(&canonical(c))).collect();
+        let parts: Vec<String> = self.hashed.iter().map(framed).collect();
         format!("CONCAT_WS(',', {})", parts.join(", "))
     }
 
@@ -50,19 +85,32 @@ impl RowShape {
         format!("COUNT(*), CAST(SUM(CRC32({})) AS CHAR)", self.row_text())
     }
 
-    /// The 128-bit hash of one row, for narrowing a chunk down to rows.
+    /// The SHA-256 of one row, for narrowing a chunk down to rows (MySQL 9 has no MD5).
     pub fn row_hash(&self) -> String {
-        format!("MD5({})", self.row_text())
+        format!("SHA2({}, 256)", self.row_text())
     }
 }
 
-/// `IFNULL(CONCAT(LENGTH(x), ':', x), 'N')`.
-fn framed(expr: &str) -> String {
-    format!("IFNULL(CONCAT(LENGTH({expr}), ':', {expr}), 'N')")
+/// `IFNULL(CONCAT(length, ':', value), 'N')`. The length is taken of the stored value where
+/// the canonical one is dearer to compute (hex, conversion), so that is computed once: bytes
+/// for binary, characters for text (the same in every character set).
+fn framed(hashed: &Hashed) -> String {
+    let col = quote_ident(&hashed.column.name);
+    let value = canonical(&hashed.column, hashed.convert);
+    let length = match hashed.column.render {
+        Render::Hex if !is_number(&hashed.column) => format!("LENGTH({col})"),
+        Render::Quoted => format!("CHAR_LENGTH({col})"),
+        _ => format!("LENGTH({value})"),
+    };
+    format!("IFNULL(CONCAT({length}, ':', {value}), 'N')")
+}
+
+fn is_number(column: &Column) -> bool {
+    matches!(column.data_type.as_str(), "float" | "real" | "bit" | "year")
 }
 
 /// The expression whose text is the column's value, the same on every server.
-pub fn canonical(column: &Column) -> String {
+pub fn canonical(column: &Column, convert: bool) -> String {
     let col = quote_ident(&column.name);
     match column.data_type.as_str() {
         "float" | "real" => format!("CAST({col} AS DOUBLE)"),
@@ -70,7 +118,8 @@ pub fn canonical(column: &Column) -> String {
         _ => match column.render {
             Render::Raw => col,
             Render::Hex => format!("HEX({col})"),
-            Render::Quoted => format!("CONVERT({col} USING utf8mb4)"),
+            Render::Quoted if convert => format!("CONVERT({col} USING utf8mb4)"),
+            Render::Quoted => col,
         },
     }
 }
@@ -97,6 +146,14 @@ mod tests {
         }
     }
 
+    fn server(name: &str, data_type: &str, charset: Option<&str>) -> ServerColumn {
+        ServerColumn {
+            name: name.into(),
+            data_type: data_type.into(),
+            charset: charset.map(Into::into),
+        }
+    }
+
     fn table(columns: Vec<Column>) -> Table {
         Table {
             db: "d".into(),
@@ -110,20 +167,42 @@ mod tests {
 
     #[test]
     fn each_kind_has_its_canonical_text() {
-        assert_eq!(canonical(&column("f", "float", None)), "CAST(`f` AS DOUBLE)");
-        assert_eq!(canonical(&column("b", "bit", None)), "(`b` + 0)");
-        assert_eq!(canonical(&column("v", "varbinary", None)), "HEX(`v`)");
-        assert_eq!(canonical(&column("t", "text", Some("latin1"))), "CONVERT(`t` USING utf8mb4)");
-        assert_eq!(canonical(&column("d", "decimal", None)), "`d`");
+        assert_eq!(canonical(&column("f", "float", None), false), "CAST(`f` AS DOUBLE)");
+        assert_eq!(canonical(&column("b", "bit", None), false), "(`b` + 0)");
+        assert_eq!(canonical(&column("v", "varbinary", None), false), "HEX(`v`)");
+        let latin1 = column("t", "text", Some("latin1"));
+        assert_eq!(canonical(&latin1, true), "CONVERT(`t` USING utf8mb4)");
+        assert_eq!(canonical(&column("d", "decimal", None), false), "`d`");
+    }
+
+    #[test]
+    fn text_is_converted_only_where_a_server_stores_it_in_another_charset() {
+        let t = table(vec![
+            column("u", "varchar", Some("utf8mb4")),
+            column("l", "varchar", Some("latin1")),
+        ]);
+        let source =
+            [server("u", "varchar", Some("utf8mb4")), server("l", "varchar", Some("latin1"))];
+        let target =
+            [server("u", "varchar", Some("utf8mb3")), server("l", "varchar", Some("utf8mb4"))];
+        let shape = RowShape::new(&t, (Flavor::MariaDb, Flavor::TiDb), &source, &target);
+        let convert: Vec<bool> = shape.hashed.iter().map(|h| h.convert).collect();
+        assert_eq!(convert, [false, true]);
+        assert_eq!(
+            shape.row_text(),
+            "CONCAT_WS(',', IFNULL(CONCAT(CHAR_LENGTH(`u`), ':', `u`), 'N'), \
+             IFNULL(CONCAT(CHAR_LENGTH(`l`), ':', CONVERT(`l` USING utf8mb4)), 'N'))"
+        );
     }
 
     #[test]
     fn json_is_hashed_by_the_servers_only_between_equal_kinds() {
         let t = table(vec![column("id", "int", None), column("j", "longtext", Some("utf8mb4"))]);
-        let json = vec!["j".to_string()];
-        let same = RowShape::new(&t, Flavor::MariaDb, Flavor::MariaDb, &json);
+        let source = [server("id", "int", None), server("j", "longtext", Some("utf8mb4"))];
+        let target = [server("id", "int", None), server("j", "json", None)];
+        let same = RowShape::new(&t, (Flavor::MariaDb, Flavor::MariaDb), &source, &target);
         assert_eq!((same.hashed.len(), same.json.len()), (2, 0));
-        let mixed = RowShape::new(&t, Flavor::MariaDb, Flavor::TiDb, &json);
+        let mixed = RowShape::new(&t, (Flavor::MariaDb, Flavor::TiDb), &source, &target);
         assert_eq!((mixed.hashed.len(), mixed.json.len()), (1, 1));
         assert_eq!(
             mixed.row_text(),
@@ -133,7 +212,10 @@ mod tests {
 
     #[test]
     fn json_compares_as_json() {
-        assert_eq!(canonical_json(br#"{"b": 1, "a": [1, 2.5]}"#), canonical_json(br#"{"a":[1,2.5],"b":1}"#));
+        assert_eq!(
+            canonical_json(br#"{"b": 1, "a": [1, 2.5]}"#),
+            canonical_json(br#"{"a":[1,2.5],"b":1}"#)
+        );
         assert_ne!(canonical_json(br#"{"a": 1}"#), canonical_json(br#"{"a": 2}"#));
     }
 }

@@ -3,8 +3,11 @@
 //! Every selected table is split into the copy's chunks ([`crate::full::chunk`]); each server
 //! computes a checksum of each chunk (row count and the sum of the rows' CRC32 over a canonical
 //! text, see [`canon`]), so rows never leave the servers when the chunks agree. A chunk that
-//! differs is narrowed down to rows: both sides send each row's key and MD5. Tables without a key
-//! are compared as multisets of rows (a doubled row counts).
+//! differs is narrowed down to rows: both sides send each row's key and SHA-256. Tables without a key
+//! are compared as multisets of rows (a doubled row counts), in buckets by the rows' own CRC32.
+//! Collations only matter where the servers compare: a chunk's bounds may put a row in another
+//! chunk on a target with a different collation, so rows that differ are always looked up again
+//! by key before anything is reported.
 //!
 //! Against a job that is replicating, source and target are read at different instants, so a
 //! row written meanwhile may differ for a moment. Every differing row is therefore read again in
@@ -33,7 +36,7 @@ use crate::full::objects::{self, Render, Table};
 use crate::full::value;
 use crate::incremental::checkpoint;
 use crate::sql::{quote_ident, quote_str};
-use canon::RowShape;
+use canon::{RowShape, ServerColumn};
 pub use report::{Report, RowDiff, TableReport};
 
 /// How a verify runs.
@@ -96,16 +99,11 @@ pub async fn run(config: &JobConfig, options: &Options) -> crate::Result<Report>
     }
     for table in selected.tables {
         let name = table.qualified();
-        let columns = target_columns(&mut target, &table).await?;
-        let Some(problem) = missing_on_target(&table, &columns) else {
-            let json: Vec<String> = columns
-                .iter()
-                .filter(|(_, t)| t == "json")
-                .map(|(c, _)| c.clone())
-                .chain(table.columns.iter().filter(|c| c.data_type == "json").map(|c| c.name.clone()))
-                .collect();
-            let shape =
-                RowShape::new(&table, source_version.flavor, target_version.flavor, &json);
+        let target_columns = server_columns(&mut target, &table, "target").await?;
+        let Some(problem) = missing_on_target(&table, &target_columns) else {
+            let source_columns = server_columns(&mut source, &table, "source").await?;
+            let flavors = (source_version.flavor, target_version.flavor);
+            let shape = RowShape::new(&table, flavors, &source_columns, &target_columns);
             let key_renders = table
                 .key
                 .iter()
@@ -148,36 +146,42 @@ async fn session(endpoint: &Endpoint, role: &'static str) -> crate::Result<Conn>
 }
 
 fn pool(endpoint: &Endpoint, role: &'static str, max: usize) -> crate::Result<Pool> {
-    let constraints = mysql_async::PoolConstraints::new(0, max.max(1))
-        .ok_or_else(|| connect::ConnectError::TlsConfig { role, message: "pool size".into() })?;
+    let constraints = mysql_async::PoolConstraints::new(0, max.max(1)).expect("0 <= max");
     let opts = connect::opts(endpoint, role)?
         .init(vec![SESSION.to_string()])
         .pool_opts(mysql_async::PoolOpts::default().with_constraints(constraints));
     Ok(Pool::new(opts))
 }
 
-/// The target's columns of `table`: name and data type.
-async fn target_columns(conn: &mut Conn, table: &Table) -> crate::Result<Vec<(String, String)>> {
-    let rows: Vec<(String, String)> = conn
+/// The columns of `table` as the `role` server defines them.
+async fn server_columns(
+    conn: &mut Conn,
+    table: &Table,
+    role: &str,
+) -> crate::Result<Vec<ServerColumn>> {
+    let rows: Vec<(String, String, Option<String>)> = conn
         .exec(
-            "SELECT COLUMN_NAME, LOWER(DATA_TYPE) FROM information_schema.COLUMNS \
+            "SELECT COLUMN_NAME, LOWER(DATA_TYPE), CHARACTER_SET_NAME FROM information_schema.COLUMNS \
              WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?",
             (&table.db, &table.name),
         )
         .await
-        .sql(format!("read the columns of {} on the target", table.qualified()))?;
-    Ok(rows)
+        .sql(format!("read the columns of {} on the {role}", table.qualified()))?;
+    Ok(rows
+        .into_iter()
+        .map(|(name, data_type, charset)| ServerColumn { name, data_type, charset })
+        .collect())
 }
 
 /// Why the table cannot be compared on the target, if it cannot.
-fn missing_on_target(table: &Table, target: &[(String, String)]) -> Option<String> {
+fn missing_on_target(table: &Table, target: &[ServerColumn]) -> Option<String> {
     if target.is_empty() {
         return Some("the table does not exist on the target".into());
     }
     let absent: Vec<&str> = table
         .columns
         .iter()
-        .filter(|c| !target.iter().any(|(name, _)| name.eq_ignore_ascii_case(&c.name)))
+        .filter(|c| !target.iter().any(|t| t.name.eq_ignore_ascii_case(&c.name)))
         .map(|c| c.name.as_str())
         .collect();
     (!absent.is_empty()).then(|| format!("the target lacks the columns {}", absent.join(", ")))
@@ -208,8 +212,16 @@ async fn compare_table(
     } else {
         settle(subject, source, target, live, options, candidates.into_iter().collect()).await?
     };
-    report::table_report(subject, source, target, rows_compared, chunk_count, chunks_differing, settled)
-        .await
+    report::table_report(
+        subject,
+        source,
+        target,
+        rows_compared,
+        chunk_count,
+        chunks_differing,
+        settled,
+    )
+    .await
 }
 
 /// Compares the chunks with `conds`, `concurrency` at a time.
@@ -315,8 +327,10 @@ async fn checksum(conn: &mut Conn, subject: &Subject, cond: &str) -> crate::Resu
         subject.shape.checksum_select(),
         subject.table.qualified()
     );
-    let row: Option<(u64, Option<String>)> =
-        conn.query_first(sql).await.sql(format!("checksum a chunk of {}", subject.table.qualified()))?;
+    let row: Option<(u64, Option<String>)> = conn
+        .query_first(sql)
+        .await
+        .sql(format!("checksum a chunk of {}", subject.table.qualified()))?;
     let (count, sum) = row.unwrap_or_default();
     Ok((count, sum.unwrap_or_default()))
 }
@@ -411,7 +425,11 @@ fn differences(source: &Rows, target: &Rows) -> Vec<Difference> {
     keys.into_iter()
         .filter_map(|key| {
             let (s, t) = (source.get(key), target.get(key));
-            (s != t).then(|| Difference { key: key.clone(), source: s.cloned(), target: t.cloned() })
+            (s != t).then(|| Difference {
+                key: key.clone(),
+                source: s.cloned(),
+                target: t.cloned(),
+            })
         })
         .collect()
 }
@@ -488,7 +506,7 @@ async fn lookup(conn: &mut Conn, subject: &Subject, keys: &[Key]) -> crate::Resu
     Ok(found)
 }
 
-/// `k IN (...)`, `(a, b) IN ((...), ...)`, or for keyless tables `MD5(row) IN (...)`.
+/// `k IN (...)`, `(a, b) IN ((...), ...)`, or for keyless tables `SHA2(row) IN (...)`.
 pub(crate) fn keys_condition(subject: &Subject, keys: &[Key]) -> String {
     if subject.keyless() {
         let hashes: Vec<String> = keys.iter().map(|k| quote_str(&k[0])).collect();

@@ -111,26 +111,40 @@ pub(super) async fn table_report(
     if diffs.is_empty() {
         return Ok(report);
     }
-    let source_keys: Vec<Key> = diffs.iter().filter(|d| d.source.is_some()).map(|d| d.key.clone()).collect();
-    let target_keys: Vec<Key> = diffs.iter().filter(|d| d.target.is_some()).map(|d| d.key.clone()).collect();
+    let source_keys: Vec<Key> =
+        diffs.iter().filter(|d| d.source.is_some()).map(|d| d.key.clone()).collect();
+    let target_keys: Vec<Key> =
+        diffs.iter().filter(|d| d.target.is_some()).map(|d| d.key.clone()).collect();
     let source_rows = values(source, subject, &source_keys).await?;
     let target_rows = values(target, subject, &target_keys).await?;
     for diff in diffs {
-        let (s, t) = (diff.source.as_ref().map_or(0, |s| s.count), diff.target.as_ref().map_or(0, |t| t.count));
+        let (s, t) = (
+            diff.source.as_ref().map_or(0, |s| s.count),
+            diff.target.as_ref().map_or(0, |t| t.count),
+        );
         if subject.keyless() {
-            let (list, rows, count) = if s > t {
-                (&mut report.missing, &source_rows, s - t)
-            } else {
-                (&mut report.extra, &target_rows, t - s)
+            let (missing, count) = if s > t { (true, s - t) } else { (false, t - s) };
+            let rows = if missing { &source_rows } else { &target_rows };
+            let (key, statements) = match rows.get(&diff.key) {
+                Some(values) if missing => {
+                    (values.clone(), vec![insert(table, values); count as usize])
+                }
+                Some(values) => {
+                    (values.clone(), vec![delete_keyless(subject, values, &diff, count)])
+                }
+                // Changed again since it was settled: still reported, by its hash.
+                None => (
+                    shown_key(subject, &diff),
+                    vec![format!(
+                        "-- {}: the row with hash {} changed before it could be read; verify again",
+                        table.qualified(),
+                        diff.key[0]
+                    )],
+                ),
             };
-            let Some(values) = rows.get(&diff.key) else { continue };
-            list.push(RowDiff { key: values.clone(), count });
-            let statement = if s > t {
-                insert(&report_columns(table), &report_qualified(table), values)
-            } else {
-                delete_keyless(subject, &diff.key[0], values, count)
-            };
-            report.fix_sql.extend(std::iter::repeat_n(statement, if s > t { count as usize } else { 1 }));
+            let list = if missing { &mut report.missing } else { &mut report.extra };
+            list.push(RowDiff { key, count });
+            report.fix_sql.extend(statements);
             continue;
         }
         let row = RowDiff { key: diff.key.clone(), count: 1 };
@@ -161,10 +175,6 @@ fn report_columns(table: &Table) -> String {
     table.columns.iter().map(|c| quote_ident(&c.name)).collect::<Vec<_>>().join(", ")
 }
 
-fn report_qualified(table: &Table) -> String {
-    table.qualified()
-}
-
 /// The compared columns' literals of the rows with `keys`.
 async fn values(
     conn: &mut Conn,
@@ -173,7 +183,8 @@ async fn values(
 ) -> crate::Result<BTreeMap<Key, Vec<String>>> {
     let mut found = BTreeMap::new();
     let wanted: std::collections::BTreeSet<&Key> = keys.iter().collect();
-    let by_server_hash = !(subject.keyless() && !subject.shape.json.is_empty());
+    // Keyless rows with JSON are known by a hash made here: the whole table is read for them.
+    let by_server_hash = !subject.keyless() || subject.shape.json.is_empty();
     let batches: Vec<&[Key]> = if by_server_hash { keys.chunks(500).collect() } else { vec![keys] };
     for batch in batches {
         if batch.is_empty() {
@@ -193,11 +204,21 @@ async fn values(
 }
 
 fn replace(table: &Table, values: &[String]) -> String {
-    format!("REPLACE INTO {} ({}) VALUES ({});", table.qualified(), report_columns(table), values.join(", "))
+    format!(
+        "REPLACE INTO {} ({}) VALUES ({});",
+        table.qualified(),
+        report_columns(table),
+        values.join(", ")
+    )
 }
 
-fn insert(columns: &str, qualified: &str, values: &[String]) -> String {
-    format!("INSERT INTO {qualified} ({columns}) VALUES ({});", values.join(", "))
+fn insert(table: &Table, values: &[String]) -> String {
+    format!(
+        "INSERT INTO {} ({}) VALUES ({});",
+        table.qualified(),
+        report_columns(table),
+        values.join(", ")
+    )
 }
 
 fn delete_keyed(table: &Table, key: &[String]) -> String {
@@ -208,10 +229,10 @@ fn delete_keyed(table: &Table, key: &[String]) -> String {
 
 /// Deletes `count` copies of a keyless row: by the servers' row hash, exact for every type, or
 /// by its values where JSON columns keep the hash out of the servers' reach.
-fn delete_keyless(subject: &Subject, hash: &str, values: &[String], count: u64) -> String {
+fn delete_keyless(subject: &Subject, values: &[String], diff: &Difference, count: u64) -> String {
     let table = &subject.table;
     let cond = if subject.shape.json.is_empty() {
-        format!("{} = {}", subject.shape.row_hash(), crate::sql::quote_str(hash))
+        format!("{} = {}", subject.shape.row_hash(), crate::sql::quote_str(&diff.key[0]))
     } else {
         let conds: Vec<String> = table
             .columns
@@ -263,7 +284,8 @@ pub fn render_text(report: &Report) -> String {
             for row in rows {
                 let key: Vec<String> =
                     t.key_columns.iter().zip(&row.key).map(|(c, v)| format!("{c}={v}")).collect();
-                let times = if row.count > 1 { format!(" (x{})", row.count) } else { String::new() };
+                let times =
+                    if row.count > 1 { format!(" (x{})", row.count) } else { String::new() };
                 out.push_str(&format!("  {what:<9} {}{times}\n", key.join(", ")));
             }
         }
@@ -271,7 +293,11 @@ pub fn render_text(report: &Report) -> String {
     for note in &report.notes {
         out.push_str(&format!("\nnote: {note}\n"));
     }
-    let verdict = if report.equal { "the target equals the source" } else { "the target differs from the source" };
+    let verdict = if report.equal {
+        "the target equals the source"
+    } else {
+        "the target differs from the source"
+    };
     out.push_str(&format!("\n{} tables: {verdict}\n", report.tables.len()));
     out
 }
