@@ -1,13 +1,14 @@
 //! Each row as one canonical text that renders byte for byte the same on MariaDB, MySQL and
 //! TiDB when the values are equal, so the servers hash rows themselves and only hashes travel.
 //!
-//! Every value is length-prefixed (`5:hello`) and NULL is `N`, so neither a separator inside a
-//! value nor a NULL next to an empty string can make two different rows one text. Text is
-//! converted to utf8mb4 (a latin1 column then hashes as its characters, whatever charset the
-//! other side chose), bytes as hex, BIT as its number, FLOAT as the double it holds (servers
-//! print FLOAT's shortest text differently, the double of the same 4 bytes alike). JSON is
-//! normalised differently by each server (MariaDB keeps the text, MySQL and TiDB reorder keys),
-//! so between different servers it is read and compared as parsed JSON here, not hashed there.
+//! Values are joined by commas, text and bytes preceded by their length, and one NULL flag per
+//! column ends the text, so neither a comma inside a value nor a NULL next to an empty string can
+//! make two different rows one text. Text is converted to utf8mb4 where a side stores it in
+//! another character set (a latin1 column then hashes as its characters, whatever charset the
+//! other side chose), bytes go as they are, BIT as its number, FLOAT as the double it holds
+//! (servers print FLOAT's shortest text differently, the double of the same 4 bytes alike). JSON
+//! is normalised differently by each server (MariaDB keeps the text, MySQL and TiDB reorder
+//! keys), so between different servers it is read and compared as parsed JSON here.
 //! Generated columns are left out, as the copy leaves them to the target to compute.
 
 use crate::flavor::Flavor;
@@ -70,12 +71,20 @@ impl RowShape {
         shape
     }
 
-    /// The canonical text of the hashed columns.
+    /// The canonical text of the hashed columns: their values joined by commas, each text
+    /// preceded by its length in characters, then one NULL flag per column. Only text can hold
+    /// a comma, so with the lengths and the flags two different rows never make one text.
     pub fn row_text(&self) -> String {
         if self.hashed.is_empty() {
             return "''".into();
         }
-        let parts: Vec<String> = self.hashed.iter().map(framed).collect();
+        let mut parts: Vec<String> = self.hashed.iter().map(element).collect();
+        let flags: Vec<String> = self
+            .hashed
+            .iter()
+            .map(|h| format!("ISNULL({})", quote_ident(&h.column.name)))
+            .collect();
+        parts.push(format!("CONCAT({})", flags.join(", ")));
         format!("CONCAT_WS(',', {})", parts.join(", "))
     }
 
@@ -91,22 +100,23 @@ impl RowShape {
     }
 }
 
-/// `IFNULL(CONCAT(length, ':', value), 'N')`. The length is taken of the stored value where
-/// the canonical one is dearer to compute (hex, conversion), so that is computed once: bytes
-/// for binary, characters for text (the same in every character set).
-fn framed(hashed: &Hashed) -> String {
+/// A column's part of the row text: its canonical value, after its length where the value may
+/// hold a comma (text, bytes). The length is in bytes where both servers store the same bytes
+/// (UTF-8 text, binary), in characters where a side converts, so it is counted cheaply.
+fn element(hashed: &Hashed) -> String {
     let col = quote_ident(&hashed.column.name);
-    let value = canonical(&hashed.column, hashed.convert);
-    let length = match hashed.column.render {
-        Render::Hex if !is_number(&hashed.column) => format!("LENGTH({col})"),
-        Render::Quoted => format!("CHAR_LENGTH({col})"),
-        _ => format!("LENGTH({value})"),
-    };
-    format!("IFNULL(CONCAT({length}, ':', {value}), 'N')")
-}
-
-fn is_number(column: &Column) -> bool {
-    matches!(column.data_type.as_str(), "float" | "real" | "bit" | "year")
+    let temporal =
+        matches!(hashed.column.data_type.as_str(), "date" | "datetime" | "timestamp" | "time");
+    let numeric = matches!(hashed.column.data_type.as_str(), "float" | "real" | "bit" | "year");
+    match hashed.column.render {
+        // Bytes as they are: hex would double what the server hashes.
+        Render::Hex if !numeric => format!("LENGTH({col}), {col}"),
+        Render::Quoted if hashed.convert => {
+            format!("CHAR_LENGTH({col}), CONVERT({col} USING utf8mb4)")
+        }
+        Render::Quoted if !temporal => format!("LENGTH({col}), {col}"),
+        _ => canonical(&hashed.column, hashed.convert),
+    }
 }
 
 /// The expression whose text is the column's value, the same on every server.
@@ -190,8 +200,8 @@ mod tests {
         assert_eq!(convert, [false, true]);
         assert_eq!(
             shape.row_text(),
-            "CONCAT_WS(',', IFNULL(CONCAT(CHAR_LENGTH(`u`), ':', `u`), 'N'), \
-             IFNULL(CONCAT(CHAR_LENGTH(`l`), ':', CONVERT(`l` USING utf8mb4)), 'N'))"
+            "CONCAT_WS(',', LENGTH(`u`), `u`, CHAR_LENGTH(`l`), CONVERT(`l` USING utf8mb4), \
+             CONCAT(ISNULL(`u`), ISNULL(`l`)))"
         );
     }
 
@@ -204,10 +214,7 @@ mod tests {
         assert_eq!((same.hashed.len(), same.json.len()), (2, 0));
         let mixed = RowShape::new(&t, (Flavor::MariaDb, Flavor::TiDb), &source, &target);
         assert_eq!((mixed.hashed.len(), mixed.json.len()), (1, 1));
-        assert_eq!(
-            mixed.row_text(),
-            "CONCAT_WS(',', IFNULL(CONCAT(LENGTH(`id`), ':', `id`), 'N'))"
-        );
+        assert_eq!(mixed.row_text(), "CONCAT_WS(',', `id`, CONCAT(ISNULL(`id`)))");
     }
 
     #[test]
