@@ -97,41 +97,42 @@ pub async fn run(config: &JobConfig, options: &Options) -> crate::Result<Report>
             config.id
         ));
     }
+    let mut subjects = Vec::new();
     for table in selected.tables {
-        let name = table.qualified();
         let target_columns = server_columns(&mut target, &table, "target").await?;
-        let Some(problem) = missing_on_target(&table, &target_columns) else {
-            let source_columns = server_columns(&mut source, &table, "source").await?;
-            let flavors = (source_version.flavor, target_version.flavor);
-            let shape = RowShape::new(&table, flavors, &source_columns, &target_columns);
-            let key_renders = table
-                .key
-                .iter()
-                .map(|k| table.column(k).map_or(Render::Quoted, |c| c.render))
-                .collect();
-            let subject = Arc::new(Subject { table, shape, key_renders });
-            let started = Instant::now();
-            let table_report = compare_table(
-                &subject,
-                &mut source,
-                &mut target,
-                (&source_pool, &target_pool),
-                &live,
-                options,
-            )
-            .await?;
-            tracing::info!(
-                table = %name,
-                rows = table_report.rows_compared,
-                equal = table_report.is_equal(),
-                elapsed = ?started.elapsed(),
-                "table verified"
-            );
-            report.tables.push(table_report);
+        if let Some(problem) = missing_on_target(&table, &target_columns) {
+            tracing::warn!(table = %table.qualified(), problem = %problem, "table cannot be compared");
+            report.tables.push(TableReport::problem(&table, problem));
             continue;
+        }
+        let source_columns = server_columns(&mut source, &table, "source").await?;
+        let flavors = (source_version.flavor, target_version.flavor);
+        let shape = RowShape::new(&table, flavors, &source_columns, &target_columns);
+        let key_renders = table
+            .key
+            .iter()
+            .map(|k| table.column(k).map_or(Render::Quoted, |c| c.render))
+            .collect();
+        let subject = Arc::new(Subject { table, shape, key_renders });
+        let work = plan(&subject, &mut source).await?;
+        subjects.push((subject, work));
+    }
+    let outcomes = compare_all(&subjects, (&source_pool, &target_pool), options).await?;
+    for ((subject, work), outcomes) in subjects.iter().zip(outcomes) {
+        let chunks = match work.as_slice() {
+            [Work::Buckets(n)] => *n as usize,
+            chunks => chunks.len(),
         };
-        tracing::warn!(table = %name, problem = %problem, "table cannot be compared");
-        report.tables.push(TableReport::problem(&table, problem));
+        let table_report =
+            finish_table(subject, &mut source, &mut target, &live, options, chunks, outcomes)
+                .await?;
+        tracing::info!(
+            table = %subject.table.qualified(),
+            rows = table_report.rows_compared,
+            equal = table_report.is_equal(),
+            "table verified"
+        );
+        report.tables.push(table_report);
     }
     source_pool.disconnect().await.sql("close the source connections")?;
     target_pool.disconnect().await.sql("close the target connections")?;
@@ -187,23 +188,67 @@ fn missing_on_target(table: &Table, target: &[ServerColumn]) -> Option<String> {
     (!absent.is_empty()).then(|| format!("the target lacks the columns {}", absent.join(", ")))
 }
 
-/// Compares one table chunk by chunk, then settles the rows that differed.
-async fn compare_table(
-    subject: &Arc<Subject>,
+/// What is compared of a table at once: a chunk (its condition), or all of a keyless table's
+/// buckets (their count).
+enum Work {
+    Chunk(String),
+    Buckets(u64),
+}
+
+/// A table's work: the copy's chunks; for a keyless table without JSON, its buckets.
+async fn plan(subject: &Subject, source: &mut Conn) -> crate::Result<Vec<Work>> {
+    if subject.keyless() && subject.shape.json.is_empty() {
+        let buckets = subject.table.estimated_rows.div_ceil(bucket_rows()).max(1);
+        return Ok(vec![Work::Buckets(buckets)]);
+    }
+    let chunks = chunk::plan(source, &subject.table).await?;
+    Ok(chunks.into_iter().map(|c| Work::Chunk(c.cond)).collect())
+}
+
+/// Compares every table's work, `concurrency` pieces at once across tables (so the last chunks
+/// of one table do not leave connections idle), and returns each table's outcomes in order.
+async fn compare_all(
+    subjects: &[(Arc<Subject>, Vec<Work>)],
+    pools: (&Pool, &Pool),
+    options: &Options,
+) -> crate::Result<Vec<Vec<ChunkOutcome>>> {
+    let pieces = subjects
+        .iter()
+        .enumerate()
+        .flat_map(|(i, (subject, work))| work.iter().map(move |w| (i, subject.clone(), w)));
+    let done: Vec<(usize, Vec<ChunkOutcome>)> = futures::stream::iter(pieces)
+        .map(|(i, subject, work)| {
+            let (source, target) = (pools.0.clone(), pools.1.clone());
+            async move {
+                let outcomes = match work {
+                    Work::Chunk(cond) => {
+                        vec![compare_chunk(&subject, &source, &target, cond).await?]
+                    }
+                    Work::Buckets(n) => compare_buckets(&subject, (&source, &target), *n).await?,
+                };
+                Ok::<_, crate::Error>((i, outcomes))
+            }
+        })
+        .buffer_unordered(options.concurrency.max(1))
+        .try_collect()
+        .await?;
+    let mut per_table: Vec<Vec<ChunkOutcome>> = subjects.iter().map(|_| Vec::new()).collect();
+    for (i, outcomes) in done {
+        per_table[i].extend(outcomes);
+    }
+    Ok(per_table)
+}
+
+/// Settles the rows a table's comparison found differing and reports the table.
+async fn finish_table(
+    subject: &Subject,
     source: &mut Conn,
     target: &mut Conn,
-    pools: (&Pool, &Pool),
     live: &Live,
     options: &Options,
+    chunks: usize,
+    outcomes: Vec<ChunkOutcome>,
 ) -> crate::Result<TableReport> {
-    let (chunk_count, outcomes) = if subject.keyless() && subject.shape.json.is_empty() {
-        compare_buckets(subject, source, target, pools).await?
-    } else {
-        let chunks = chunk::plan(source, &subject.table).await?;
-        let count = chunks.len();
-        let conds = chunks.into_iter().map(|c| c.cond).collect();
-        (count, compare_chunks(subject, pools, conds, options).await?)
-    };
     let rows_compared = outcomes.iter().map(|o| o.rows).sum();
     let chunks_differing = outcomes.iter().filter(|o| !o.candidates.is_empty()).count();
     let candidates: BTreeSet<Key> = outcomes.into_iter().flat_map(|o| o.candidates).collect();
@@ -212,34 +257,8 @@ async fn compare_table(
     } else {
         settle(subject, source, target, live, options, candidates.into_iter().collect()).await?
     };
-    report::table_report(
-        subject,
-        source,
-        target,
-        rows_compared,
-        chunk_count,
-        chunks_differing,
-        settled,
-    )
-    .await
-}
-
-/// Compares the chunks with `conds`, `concurrency` at a time.
-async fn compare_chunks(
-    subject: &Arc<Subject>,
-    pools: (&Pool, &Pool),
-    conds: Vec<String>,
-    options: &Options,
-) -> crate::Result<Vec<ChunkOutcome>> {
-    futures::stream::iter(conds)
-        .map(|cond| {
-            let (source_pool, target_pool) = (pools.0.clone(), pools.1.clone());
-            let subject = subject.clone();
-            async move { compare_chunk(&subject, &source_pool, &target_pool, &cond).await }
-        })
-        .buffer_unordered(options.concurrency.max(1))
-        .try_collect()
-        .await
+    let counts = report::Counts { rows_compared, chunks, chunks_differing };
+    report::table_report(subject, source, target, counts, settled).await
 }
 
 /// Rows per bucket of a keyless table, the copy's largest chunk (`FERRY_CHUNK_ROWS` in tests).
@@ -252,12 +271,14 @@ fn bucket_rows() -> u64 {
 /// every bucket's checksum; only the buckets that differ are read row by row, which bounds the
 /// memory narrowing needs as the copy's chunks do.
 async fn compare_buckets(
-    subject: &Arc<Subject>,
-    source: &mut Conn,
-    target: &mut Conn,
+    subject: &Subject,
     pools: (&Pool, &Pool),
-) -> crate::Result<(usize, Vec<ChunkOutcome>)> {
-    let buckets = subject.table.estimated_rows.div_ceil(bucket_rows()).max(1);
+    buckets: u64,
+) -> crate::Result<Vec<ChunkOutcome>> {
+    let (mut source, mut target) = (
+        pools.0.get_conn().await.sql("open a source connection")?,
+        pools.1.get_conn().await.sql("open a target connection")?,
+    );
     let bucket = format!("MOD(CRC32({}), {buckets})", subject.shape.row_text());
     let sql = format!(
         "SELECT {bucket}, {} FROM {} GROUP BY 1",
@@ -276,15 +297,14 @@ async fn compare_buckets(
             continue;
         }
         let cond = format!("{bucket} = {i}");
-        let (mut s, mut t) = (
-            pools.0.get_conn().await.sql("open a source connection")?,
-            pools.1.get_conn().await.sql("open a target connection")?,
+        let (x, y) = tokio::join!(
+            rows_in(&mut source, subject, &cond),
+            rows_in(&mut target, subject, &cond)
         );
-        let (x, y) = tokio::join!(rows_in(&mut s, subject, &cond), rows_in(&mut t, subject, &cond));
         let candidates = differences(&x?, &y?).into_iter().map(|d| d.key).collect();
         outcomes.push(ChunkOutcome { rows, candidates });
     }
-    Ok((buckets as usize, outcomes))
+    Ok(outcomes)
 }
 
 fn to_buckets(rows: Vec<(u64, u64, Option<String>)>) -> BTreeMap<u64, (u64, Option<String>)> {

@@ -78,16 +78,22 @@ impl TableReport {
     }
 }
 
+/// How much of a table was compared.
+pub(super) struct Counts {
+    pub rows_compared: u64,
+    pub chunks: usize,
+    pub chunks_differing: usize,
+}
+
 /// Builds a table's report from its settled differences, reading the rows the fix needs.
 pub(super) async fn table_report(
     subject: &Subject,
     source: &mut Conn,
     target: &mut Conn,
-    rows_compared: u64,
-    chunks: usize,
-    chunks_differing: usize,
+    counts: Counts,
     settled: Settled,
 ) -> crate::Result<TableReport> {
+    let Counts { rows_compared, chunks, chunks_differing } = counts;
     let diffs = settled.differences;
     let table = &subject.table;
     let mut report = TableReport {
