@@ -147,7 +147,9 @@ async fn session(endpoint: &Endpoint, role: &'static str) -> crate::Result<Conn>
 }
 
 fn pool(endpoint: &Endpoint, role: &'static str, max: usize) -> crate::Result<Pool> {
-    let constraints = mysql_async::PoolConstraints::new(0, max.max(1)).expect("0 <= max");
+    // Kept open for the whole run: every chunk takes one on each side.
+    let constraints =
+        mysql_async::PoolConstraints::new(max.max(1), max.max(1)).expect("min <= max");
     let opts = connect::opts(endpoint, role)?
         .init(vec![SESSION.to_string()])
         .pool_opts(mysql_async::PoolOpts::default().with_constraints(constraints));
