@@ -18,6 +18,8 @@ pub enum Error {
     Full(#[from] crate::full::FullError),
     #[error(transparent)]
     Incremental(#[from] crate::incremental::IncrementalError),
+    #[error(transparent)]
+    Verify(#[from] crate::verify::VerifyError),
     #[error("{context}: {source}")]
     Sql { context: String, source: mysql_async::Error },
     #[error("{context}: {source}")]
@@ -37,6 +39,7 @@ impl Error {
             Self::Meta(_) => false,
             Self::Full(e) => e.retryable(),
             Self::Incremental(e) => e.retryable(),
+            Self::Verify(_) => false,
             Self::Sql { source, .. } => crate::connect::transient(source),
             Self::Io { .. } => true,
         }

@@ -20,5 +20,6 @@ pub mod precheck;
 pub mod progress;
 pub mod report;
 pub mod sql;
+pub mod verify;
 
 pub use error::{Error, Result};

@@ -4,6 +4,7 @@ mod binlog;
 mod migrate;
 mod precheck;
 mod validate;
+mod verify;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -39,6 +40,8 @@ enum Command {
     Migrate(migrate::Args),
     /// Check source and target for a MigrationJob without migrating anything.
     Precheck(precheck::Args),
+    /// Compare every table of a MigrationJob on source and target, row by row.
+    Verify(verify::Args),
     /// Run a MigrationJob inside its worker pod, reporting into the MigrationJob status.
     Worker(crate::kube::Args),
     /// Work with binlog files.
@@ -57,6 +60,7 @@ pub async fn main() -> ExitCode {
         Command::Validate { file } => validate::run(&file),
         Command::Migrate(args) => migrate::run(args).await,
         Command::Precheck(args) => precheck::run(args).await,
+        Command::Verify(args) => verify::run(args).await,
         Command::Binlog { command } => binlog::run(command).await,
         Command::Worker(args) => crate::kube::run(args).await,
     };

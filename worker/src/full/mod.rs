@@ -12,10 +12,10 @@
 //! chunks copied at either snapshot to the same state. A Full-only job that was resumed holds
 //! each chunk as of one of the snapshots (see docs/full-copy.md).
 
-mod chunk;
+pub(crate) mod chunk;
 mod copy;
 mod indexes;
-mod objects;
+pub(crate) mod objects;
 mod progress;
 mod schema;
 mod snapshot;

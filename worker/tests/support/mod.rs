@@ -2,6 +2,7 @@
 //! Incremental job, the process and its logs, checkpoints, and waiting for it to catch up.
 #![allow(dead_code)]
 
+pub mod corpus;
 pub mod decode;
 pub mod load;
 pub mod mysql_binlog;

@@ -1,0 +1,615 @@
+//! `ferry verify`: proves the target holds what the source holds, table by table.
+//!
+//! Every selected table is split into the copy's chunks ([`crate::full::chunk`]); each server
+//! computes a checksum of each chunk (row count and the sum of the rows' CRC32 over a canonical
+//! text, see [`canon`]), so rows never leave the servers when the chunks agree. A chunk that
+//! differs is narrowed down to rows: both sides send each row's key and SHA-256. Tables without a key
+//! are compared as multisets of rows (a doubled row counts), in buckets by the rows' own CRC32.
+//! Collations only matter where the servers compare: a chunk's bounds may put a row in another
+//! chunk on a target with a different collation, so rows that differ are always looked up again
+//! by key before anything is reported.
+//!
+//! Against a job that is replicating, source and target are read at different instants, so a
+//! row written meanwhile may differ for a moment. Every differing row is therefore read again in
+//! rounds, as DM's validator does: the source first, then the target once its checkpoint shows
+//! it has applied the source up to a position read after that source read. A row that still
+//! differs the same way two rounds running is a real difference; one that replication brings
+//! into line is not. A real difference never disappears by being read again, so none is missed.
+
+mod canon;
+pub mod report;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::{StreamExt, TryStreamExt};
+use mysql_async::prelude::Queryable;
+use mysql_async::{Conn, Pool};
+
+use crate::config::{Endpoint, JobConfig};
+use crate::connect::{self, connect};
+use crate::error::SqlContext;
+use crate::flavor::{self, Version};
+use crate::full::chunk;
+use crate::full::objects::{self, Table};
+use crate::sql::literal::{self, Render};
+use crate::meta::incremental as checkpoint;
+use crate::sql::{quote_ident, quote_str};
+use canon::{RowShape, ServerColumn};
+pub use report::{Report, RowDiff, TableReport};
+
+/// How a verify runs.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Chunks compared at once (each takes a connection on both servers).
+    pub concurrency: usize,
+    /// How long a row that keeps changing on the source is read again before it is reported
+    /// as unsettled.
+    pub settle_timeout: Duration,
+    /// How long to wait for the target to apply the source up to a position.
+    pub catch_up_timeout: Duration,
+}
+
+/// Session settings of every verify connection: TIMESTAMP in UTC, text in utf8mb4, as the copy.
+const SESSION: &str = "SET time_zone = '+00:00', NAMES utf8mb4";
+
+/// A key's literals (SQL text, in key column order); for a table without a key, its row hash.
+pub(crate) type Key = Vec<String>;
+
+/// A row as read for comparing: its hash, and how often it occurs (1 unless keyless).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Seen {
+    pub hash: String,
+    pub count: u64,
+}
+
+type Rows = BTreeMap<Key, Seen>;
+
+/// One table being compared.
+pub(crate) struct Subject {
+    pub table: Table,
+    pub shape: RowShape,
+    pub key_renders: Vec<Render>,
+}
+
+impl Subject {
+    pub fn keyless(&self) -> bool {
+        self.table.key.is_empty()
+    }
+}
+
+/// Compares every table `config` selects; the report says what differs.
+pub async fn run(config: &JobConfig, options: &Options) -> crate::Result<Report> {
+    let mut source = session(&config.source, "source").await?;
+    let mut target = session(&config.target, "target").await?;
+    let source_version = Version::read(&mut source).await.sql("read the source version")?;
+    let target_version = Version::read(&mut target).await.sql("read the target version")?;
+    let live = Live::detect(config, &mut target, source_version.clone(), options).await?;
+    let selected = objects::read(&mut source, config.objects.as_ref()).await?;
+    let source_pool = pool(&config.source, "source", options.concurrency)?;
+    let target_pool = pool(&config.target, "target", options.concurrency)?;
+    let mut report = Report::default();
+    if live.replicating {
+        report.notes.push(format!(
+            "job {} is replicating: differing rows were read again after the target applied the \
+             source past each first read",
+            config.id
+        ));
+    }
+    let mut subjects = Vec::new();
+    for table in selected.tables {
+        let target_columns = server_columns(&mut target, &table, "target").await?;
+        if let Some(problem) = missing_on_target(&table, &target_columns) {
+            tracing::warn!(table = %table.qualified(), problem = %problem, "table cannot be compared");
+            report.tables.push(TableReport::problem(&table, problem));
+            continue;
+        }
+        let source_columns = server_columns(&mut source, &table, "source").await?;
+        let flavors = (source_version.flavor, target_version.flavor);
+        let shape = RowShape::new(&table, flavors, &source_columns, &target_columns);
+        let key_renders = table
+            .key
+            .iter()
+            .map(|k| table.column(k).map_or(Render::Quoted, |c| c.render))
+            .collect();
+        let subject = Arc::new(Subject { table, shape, key_renders });
+        let work = plan(&subject, &mut source).await?;
+        subjects.push((subject, work));
+    }
+    let outcomes = compare_all(&subjects, (&source_pool, &target_pool), options).await?;
+    for ((subject, work), outcomes) in subjects.iter().zip(outcomes) {
+        let chunks = match work.as_slice() {
+            [Work::Buckets(n)] => *n as usize,
+            chunks => chunks.len(),
+        };
+        let table_report =
+            finish_table(subject, &mut source, &mut target, &live, options, chunks, outcomes)
+                .await?;
+        tracing::info!(
+            table = %subject.table.qualified(),
+            rows = table_report.rows_compared,
+            equal = table_report.is_equal(),
+            "table verified"
+        );
+        report.tables.push(table_report);
+    }
+    source_pool.disconnect().await.sql("close the source connections")?;
+    target_pool.disconnect().await.sql("close the target connections")?;
+    report.equal = report.tables.iter().all(TableReport::is_equal);
+    Ok(report)
+}
+
+async fn session(endpoint: &Endpoint, role: &'static str) -> crate::Result<Conn> {
+    let mut conn = connect(endpoint, role).await?;
+    conn.query_drop(SESSION).await.sql(format!("set up a {role} session"))?;
+    Ok(conn)
+}
+
+fn pool(endpoint: &Endpoint, role: &'static str, max: usize) -> crate::Result<Pool> {
+    // Kept open for the whole run: every chunk takes one on each side.
+    let constraints =
+        mysql_async::PoolConstraints::new(max.max(1), max.max(1)).expect("min <= max");
+    let opts = connect::opts(endpoint, role)?
+        .init(vec![SESSION.to_string()])
+        .pool_opts(mysql_async::PoolOpts::default().with_constraints(constraints));
+    Ok(Pool::new(opts))
+}
+
+/// The columns of `table` as the `role` server defines them.
+async fn server_columns(
+    conn: &mut Conn,
+    table: &Table,
+    role: &str,
+) -> crate::Result<Vec<ServerColumn>> {
+    let rows: Vec<(String, String, Option<String>)> = conn
+        .exec(
+            "SELECT COLUMN_NAME, LOWER(DATA_TYPE), CHARACTER_SET_NAME FROM information_schema.COLUMNS \
+             WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?",
+            (&table.db, &table.name),
+        )
+        .await
+        .sql(format!("read the columns of {} on the {role}", table.qualified()))?;
+    Ok(rows
+        .into_iter()
+        .map(|(name, data_type, charset)| ServerColumn { name, data_type, charset })
+        .collect())
+}
+
+/// Why the table cannot be compared on the target, if it cannot.
+fn missing_on_target(table: &Table, target: &[ServerColumn]) -> Option<String> {
+    if target.is_empty() {
+        return Some("the table does not exist on the target".into());
+    }
+    let absent: Vec<&str> = table
+        .columns
+        .iter()
+        .filter(|c| !target.iter().any(|t| t.name.eq_ignore_ascii_case(&c.name)))
+        .map(|c| c.name.as_str())
+        .collect();
+    (!absent.is_empty()).then(|| format!("the target lacks the columns {}", absent.join(", ")))
+}
+
+/// What is compared of a table at once: a chunk (its condition), or all of a keyless table's
+/// buckets (their count).
+enum Work {
+    Chunk(String),
+    Buckets(u64),
+}
+
+/// A table's work: the copy's chunks; for a keyless table without JSON, its buckets.
+async fn plan(subject: &Subject, source: &mut Conn) -> crate::Result<Vec<Work>> {
+    if subject.keyless() && subject.shape.json.is_empty() {
+        let buckets = subject.table.estimated_rows.div_ceil(bucket_rows()).max(1);
+        return Ok(vec![Work::Buckets(buckets)]);
+    }
+    let chunks = chunk::plan(source, &subject.table).await?;
+    Ok(chunks.into_iter().map(|c| Work::Chunk(c.cond)).collect())
+}
+
+/// Compares every table's work, `concurrency` pieces at once across tables (so the last chunks
+/// of one table do not leave connections idle), and returns each table's outcomes in order.
+async fn compare_all(
+    subjects: &[(Arc<Subject>, Vec<Work>)],
+    pools: (&Pool, &Pool),
+    options: &Options,
+) -> crate::Result<Vec<Vec<ChunkOutcome>>> {
+    let pieces = subjects
+        .iter()
+        .enumerate()
+        .flat_map(|(i, (subject, work))| work.iter().map(move |w| (i, subject.clone(), w)));
+    let done: Vec<(usize, Vec<ChunkOutcome>)> = futures::stream::iter(pieces)
+        .map(|(i, subject, work)| {
+            let (source, target) = (pools.0.clone(), pools.1.clone());
+            async move {
+                let outcomes = match work {
+                    Work::Chunk(cond) => {
+                        vec![compare_chunk(&subject, &source, &target, cond).await?]
+                    }
+                    Work::Buckets(n) => compare_buckets(&subject, (&source, &target), *n).await?,
+                };
+                Ok::<_, crate::Error>((i, outcomes))
+            }
+        })
+        .buffer_unordered(options.concurrency.max(1))
+        .try_collect()
+        .await?;
+    let mut per_table: Vec<Vec<ChunkOutcome>> = subjects.iter().map(|_| Vec::new()).collect();
+    for (i, outcomes) in done {
+        per_table[i].extend(outcomes);
+    }
+    Ok(per_table)
+}
+
+/// Settles the rows a table's comparison found differing and reports the table.
+async fn finish_table(
+    subject: &Subject,
+    source: &mut Conn,
+    target: &mut Conn,
+    live: &Live,
+    options: &Options,
+    chunks: usize,
+    outcomes: Vec<ChunkOutcome>,
+) -> crate::Result<TableReport> {
+    let rows_compared = outcomes.iter().map(|o| o.rows).sum();
+    let chunks_differing = outcomes.iter().filter(|o| !o.candidates.is_empty()).count();
+    let candidates: BTreeSet<Key> = outcomes.into_iter().flat_map(|o| o.candidates).collect();
+    let settled = if candidates.is_empty() {
+        Settled::default()
+    } else {
+        settle(subject, source, target, live, options, candidates.into_iter().collect()).await?
+    };
+    let counts = report::Counts { rows_compared, chunks, chunks_differing };
+    report::table_report(subject, source, target, counts, settled).await
+}
+
+/// Rows per bucket of a keyless table, the copy's largest chunk (`FERRY_CHUNK_ROWS` in tests).
+fn bucket_rows() -> u64 {
+    std::env::var("FERRY_CHUNK_ROWS").ok().and_then(|v| v.parse().ok()).unwrap_or(100_000).max(1)
+}
+
+/// A keyless table has no ranges to split by: its rows are put in buckets by their own CRC32,
+/// so an equal row lands in the same bucket on both servers. One grouped scan per server gives
+/// every bucket's checksum; only the buckets that differ are read row by row, which bounds the
+/// memory narrowing needs as the copy's chunks do.
+async fn compare_buckets(
+    subject: &Subject,
+    pools: (&Pool, &Pool),
+    buckets: u64,
+) -> crate::Result<Vec<ChunkOutcome>> {
+    let (mut source, mut target) = (
+        pools.0.get_conn().await.sql("open a source connection")?,
+        pools.1.get_conn().await.sql("open a target connection")?,
+    );
+    let bucket = format!("MOD(CRC32({}), {buckets})", subject.shape.row_text());
+    let sql = format!(
+        "SELECT {bucket}, {} FROM {} GROUP BY 1",
+        subject.shape.checksum_select(),
+        subject.table.qualified()
+    );
+    let context = || format!("checksum the rows of {} by bucket", subject.table.qualified());
+    let (a, b) = tokio::join!(source.query(sql.clone()), target.query(sql.clone()));
+    let a: BTreeMap<u64, (u64, Option<String>)> = to_buckets(a.sql(context())?);
+    let b: BTreeMap<u64, (u64, Option<String>)> = to_buckets(b.sql(context())?);
+    let mut outcomes = Vec::new();
+    for i in a.keys().chain(b.keys()).collect::<BTreeSet<_>>() {
+        let rows = a.get(i).map_or(0, |(count, _)| *count);
+        if a.get(i) == b.get(i) {
+            outcomes.push(ChunkOutcome { rows, candidates: Vec::new() });
+            continue;
+        }
+        let cond = format!("{bucket} = {i}");
+        let (x, y) = tokio::join!(
+            rows_in(&mut source, subject, &cond),
+            rows_in(&mut target, subject, &cond)
+        );
+        let candidates = differences(&x?, &y?).into_iter().map(|d| d.key).collect();
+        outcomes.push(ChunkOutcome { rows, candidates });
+    }
+    Ok(outcomes)
+}
+
+fn to_buckets(rows: Vec<(u64, u64, Option<String>)>) -> BTreeMap<u64, (u64, Option<String>)> {
+    rows.into_iter().map(|(bucket, count, sum)| (bucket, (count, sum))).collect()
+}
+
+/// What one chunk's comparison found: the source's rows in it and the keys that differ.
+struct ChunkOutcome {
+    rows: u64,
+    candidates: Vec<Key>,
+}
+
+async fn compare_chunk(
+    subject: &Subject,
+    source: &Pool,
+    target: &Pool,
+    cond: &str,
+) -> crate::Result<ChunkOutcome> {
+    let mut s = source.get_conn().await.sql("open a source connection")?;
+    let mut t = target.get_conn().await.sql("open a target connection")?;
+    if subject.shape.json.is_empty() {
+        let (a, b) = tokio::join!(checksum(&mut s, subject, cond), checksum(&mut t, subject, cond));
+        let (a, b) = (a?, b?);
+        if a == b {
+            return Ok(ChunkOutcome { rows: a.0, candidates: Vec::new() });
+        }
+        tracing::debug!(table = %subject.table.qualified(), cond, "chunk differs; narrowing to rows");
+    }
+    let (a, b) = tokio::join!(rows_in(&mut s, subject, cond), rows_in(&mut t, subject, cond));
+    let (a, b) = (a?, b?);
+    let count = a.values().map(|seen| seen.count).sum();
+    let candidates = differences(&a, &b).into_iter().map(|d| d.key).collect();
+    Ok(ChunkOutcome { rows: count, candidates })
+}
+
+/// A chunk's row count and checksum on one server.
+async fn checksum(conn: &mut Conn, subject: &Subject, cond: &str) -> crate::Result<(u64, String)> {
+    let sql = format!(
+        "SELECT {} FROM {} WHERE {cond}",
+        subject.shape.checksum_select(),
+        subject.table.qualified()
+    );
+    let row: Option<(u64, Option<String>)> = conn
+        .query_first(sql)
+        .await
+        .sql(format!("checksum a chunk of {}", subject.table.qualified()))?;
+    let (count, sum) = row.unwrap_or_default();
+    Ok((count, sum.unwrap_or_default()))
+}
+
+/// Every row in `cond` on one server: key (or, keyless, row hash) -> hash and count.
+async fn rows_in(conn: &mut Conn, subject: &Subject, cond: &str) -> crate::Result<Rows> {
+    let mut rows = Rows::new();
+    scan(conn, subject, cond, false, |key, hash, _| {
+        rows.entry(key).or_insert(Seen { hash, count: 0 }).count += 1;
+    })
+    .await?;
+    Ok(rows)
+}
+
+/// Reads the rows in `cond`, giving each one's key (or, keyless, its row hash), its hash and,
+/// `with_values`, every compared column as SQL literals.
+pub(crate) async fn scan(
+    conn: &mut Conn,
+    subject: &Subject,
+    cond: &str,
+    with_values: bool,
+    mut each: impl FnMut(Key, String, Option<Vec<String>>),
+) -> crate::Result<()> {
+    let table = &subject.table;
+    let keys: Vec<String> = table.key.iter().map(|k| quote_ident(k)).collect();
+    let json: Vec<String> = subject.shape.json.iter().map(|c| quote_ident(&c.name)).collect();
+    let values: Vec<String> = if with_values {
+        table.columns.iter().map(|c| quote_ident(&c.name)).collect()
+    } else {
+        Vec::new()
+    };
+    let select: Vec<String> = keys
+        .iter()
+        .cloned()
+        .chain([subject.shape.row_hash()])
+        .chain(json.iter().cloned())
+        .chain(values.iter().cloned())
+        .collect();
+    let sql = format!("SELECT {} FROM {} WHERE {cond}", select.join(", "), table.qualified());
+    let context = || format!("read row hashes of {}", table.qualified());
+    let mut result = conn.query_iter(sql).await.sql(context())?;
+    let literal = |value: Option<&mysql_async::Value>, render: Render| {
+        let mut out = Vec::new();
+        literal::push_read(&mut out, value, render);
+        String::from_utf8_lossy(&out).into_owned()
+    };
+    while let Some(row) = result.next().await.sql(context())? {
+        let key: Key =
+            (0..keys.len()).map(|i| literal(row.as_ref(i), subject.key_renders[i])).collect();
+        let mut hash = text(row.as_ref(keys.len()));
+        for i in 0..json.len() {
+            hash.push('|');
+            match row.as_ref(keys.len() + 1 + i) {
+                Some(mysql_async::Value::Bytes(bytes)) => {
+                    hash.push_str(&canon::canonical_json(bytes))
+                }
+                _ => hash.push('N'),
+            }
+        }
+        let first_value = keys.len() + 1 + json.len();
+        let row_values = with_values.then(|| {
+            table
+                .columns
+                .iter()
+                .enumerate()
+                .map(|(i, c)| literal(row.as_ref(first_value + i), c.render))
+                .collect()
+        });
+        let key = if subject.keyless() { vec![hash.clone()] } else { key };
+        each(key, hash, row_values);
+    }
+    Ok(())
+}
+
+fn text(value: Option<&mysql_async::Value>) -> String {
+    match value {
+        Some(mysql_async::Value::Bytes(bytes)) => String::from_utf8_lossy(bytes).into_owned(),
+        _ => String::new(),
+    }
+}
+
+/// How a row differs: what the source has, what the target has.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Difference {
+    pub key: Key,
+    pub source: Option<Seen>,
+    pub target: Option<Seen>,
+}
+
+fn differences(source: &Rows, target: &Rows) -> Vec<Difference> {
+    let keys: BTreeSet<&Key> = source.keys().chain(target.keys()).collect();
+    keys.into_iter()
+        .filter_map(|key| {
+            let (s, t) = (source.get(key), target.get(key));
+            (s != t).then(|| Difference {
+                key: key.clone(),
+                source: s.cloned(),
+                target: t.cloned(),
+            })
+        })
+        .collect()
+}
+
+/// What re-reading the differing rows settled: real differences, and rows that kept changing
+/// on the source for as long as the verify could wait.
+#[derive(Debug, Default)]
+pub(crate) struct Settled {
+    pub differences: Vec<Difference>,
+    pub unsettled: Vec<Difference>,
+}
+
+/// Reads the candidate rows again until each is settled (see the module documentation). A
+/// round reads the source, waits until the target has applied the source past that read, reads
+/// the target, then the source again: a row the source did not change meanwhile must be the
+/// same on the target, so if it is not, the difference is real; a row the source changed is
+/// in flight and read again in the next round.
+async fn settle(
+    subject: &Subject,
+    source: &mut Conn,
+    target: &mut Conn,
+    live: &Live,
+    options: &Options,
+    mut keys: Vec<Key>,
+) -> crate::Result<Settled> {
+    let deadline = Instant::now() + options.settle_timeout;
+    let mut settled = Settled::default();
+    for round in 1.. {
+        let before = lookup(source, subject, &keys).await?;
+        live.wait_applied(source, target).await?;
+        let now = lookup(target, subject, &keys).await?;
+        let after = lookup(source, subject, &keys).await?;
+        let mut in_flight = Vec::new();
+        for difference in differences(&after, &now) {
+            if live.replicating && before.get(&difference.key) != difference.source.as_ref() {
+                in_flight.push(difference);
+            } else {
+                settled.differences.push(difference);
+            }
+        }
+        tracing::debug!(
+            table = %subject.table.qualified(), round, real = settled.differences.len(),
+            in_flight = in_flight.len(), "differing rows read again"
+        );
+        if in_flight.is_empty() {
+            break;
+        }
+        if Instant::now() >= deadline {
+            tracing::warn!(
+                table = %subject.table.qualified(), rows = in_flight.len(),
+                "rows kept changing on the source for as long as the verify waited"
+            );
+            settled.unsettled = in_flight;
+            break;
+        }
+        keys = in_flight.iter().map(|d| d.key.clone()).collect();
+    }
+    Ok(settled)
+}
+
+/// The rows of `keys` on one server, in batches.
+async fn lookup(conn: &mut Conn, subject: &Subject, keys: &[Key]) -> crate::Result<Rows> {
+    let mut found = Rows::new();
+    if subject.keyless() && !subject.shape.json.is_empty() {
+        // The hash is made here, not by the server: read the table and keep the candidates.
+        let wanted: BTreeSet<&Key> = keys.iter().collect();
+        let all = rows_in(conn, subject, "TRUE").await?;
+        found.extend(all.into_iter().filter(|(k, _)| wanted.contains(k)));
+        return Ok(found);
+    }
+    for batch in keys.chunks(500) {
+        found.extend(rows_in(conn, subject, &keys_condition(subject, batch)).await?);
+    }
+    Ok(found)
+}
+
+/// `k IN (...)`, `(a, b) IN ((...), ...)`, or for keyless tables `SHA2(row) IN (...)`.
+pub(crate) fn keys_condition(subject: &Subject, keys: &[Key]) -> String {
+    if subject.keyless() {
+        let hashes: Vec<String> = keys.iter().map(|k| quote_str(&k[0])).collect();
+        return format!("{} IN ({})", subject.shape.row_hash(), hashes.join(", "));
+    }
+    let cols: Vec<String> = subject.table.key.iter().map(|k| quote_ident(k)).collect();
+    let tuples: Vec<String> = keys.iter().map(|k| format!("({})", k.join(", "))).collect();
+    format!("({}) IN ({})", cols.join(", "), tuples.join(", "))
+}
+
+/// Whether a job replicates into the target, and how to wait for it to apply the source.
+struct Live {
+    job: String,
+    source_version: Version,
+    replicating: bool,
+    timeout: Duration,
+}
+
+impl Live {
+    async fn detect(
+        config: &JobConfig,
+        target: &mut Conn,
+        source_version: Version,
+        options: &Options,
+    ) -> crate::Result<Self> {
+        let job = config.id.to_string();
+        let has_checkpoint: Option<u64> = target
+            .query_first(
+                "SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = 'ferry_meta' \
+                 AND TABLE_NAME = 'incremental_checkpoint'",
+            )
+            .await
+            .sql("look for the replication checkpoint on the target")?;
+        let replicating = if has_checkpoint.unwrap_or(0) > 0 {
+            checkpoint::load(target, &job).await?.is_some_and(|c| !c.clean)
+        } else {
+            false
+        };
+        Ok(Live { job, source_version, replicating, timeout: options.catch_up_timeout })
+    }
+
+    /// When the job replicates: reads the source's position now and waits until the target's
+    /// checkpoint has reached it, so that the target holds every change the source held at
+    /// its last read.
+    async fn wait_applied(&self, source: &mut Conn, target: &mut Conn) -> crate::Result<()> {
+        if !self.replicating {
+            return Ok(());
+        }
+        let Some((file, pos)) = flavor::binlog_status(source, &self.source_version).await? else {
+            return Ok(());
+        };
+        let head = checkpoint::Position { file, pos, gtid_set: None };
+        let deadline = Instant::now() + self.timeout;
+        loop {
+            let applied = checkpoint::load(target, &self.job).await?;
+            if applied.as_ref().is_some_and(|c| !checkpoint::after(&head, &c.position)) {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(VerifyError::NotCaughtUp {
+                    job: self.job.clone(),
+                    position: format!("{}:{}", head.file, head.pos),
+                    applied: applied.map(|c| format!("{}:{}", c.position.file, c.position.pos)),
+                    timeout: self.timeout,
+                }
+                .into());
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+}
+
+/// Why a verify could not conclude.
+#[derive(Debug, thiserror::Error)]
+pub enum VerifyError {
+    #[error(
+        "job {job} did not apply the source up to {position} within {timeout:?} (its checkpoint \
+         is at {applied:?}): differing rows cannot be told from rows in flight. Check that the \
+         job runs and is not lagging, or give it longer with --catch-up-timeout"
+    )]
+    NotCaughtUp { job: String, position: String, applied: Option<String>, timeout: Duration },
+    #[error("cannot write {path}: {source}")]
+    Write { path: String, source: std::io::Error },
+}
