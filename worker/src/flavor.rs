@@ -110,6 +110,31 @@ pub async fn gtid_executed(conn: &mut Conn, version: &Version) -> crate::Result<
     Ok(value.flatten().filter(|g| !g.trim().is_empty()))
 }
 
+/// Which server answers at the source's address, so that a resume notices when another one (a
+/// promoted replica after a failover) took its place, and whether its binlog can be resumed by
+/// GTID, which means the same on every server of a replication topology.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerIdentity {
+    /// MySQL's `server_uuid`, or `server_id=N` for MariaDB (which has no uuid).
+    pub id: String,
+    /// MySQL with `gtid_mode=ON`, or MariaDB (which gives every transaction a GTID).
+    pub gtids: bool,
+}
+
+/// The identity of the server `conn` talks to.
+pub async fn server_identity(conn: &mut Conn, version: &Version) -> crate::Result<ServerIdentity> {
+    if version.flavor == Flavor::MariaDb {
+        let sql = "SELECT @@GLOBAL.server_id";
+        let id: Option<u64> = conn.query_first(sql).await.sql(sql)?;
+        return Ok(ServerIdentity { id: format!("server_id={}", id.unwrap_or(0)), gtids: true });
+    }
+    let sql = "SELECT @@GLOBAL.server_uuid, @@GLOBAL.gtid_mode";
+    let row: Option<(String, String)> = conn.query_first(sql).await.sql(sql)?;
+    let (uuid, mode) = row.unwrap_or_default();
+    // ON_PERMISSIVE and OFF_PERMISSIVE still log transactions without a GTID.
+    Ok(ServerIdentity { id: uuid, gtids: mode.eq_ignore_ascii_case("ON") })
+}
+
 /// Whether a column is generated, from its `EXTRA` in information_schema.COLUMNS: `VIRTUAL
 /// GENERATED` or `STORED GENERATED` (MySQL and MariaDB), `PERSISTENT` (older MariaDB). MySQL's
 /// `DEFAULT_GENERATED` is not one: it marks an expression default (`DEFAULT (UUID())`, `DEFAULT

@@ -64,7 +64,7 @@ pub async fn source_head(conn: &mut Conn) -> crate::Result<Position> {
     let (file, pos) =
         flavor::binlog_status(conn, &version).await?.ok_or(IncrementalError::BinlogOff)?;
     let gtid_set = flavor::gtid_executed(conn, &version).await?;
-    Ok(Position { file, pos, gtid_set })
+    Ok(Position { file, pos, gtid_set, gtid: None })
 }
 
 /// The source's binlog files and sizes, oldest first.
@@ -185,6 +185,9 @@ pub struct Reader {
     current: Option<Vec<RowChange>>,
     /// The GTID of the event group being read, added to `gtids` when it commits.
     pending_gtid: Option<Decoded>,
+    /// Whether `gtids` started from the source's whole executed set. A MySQL set accumulated from
+    /// a start without one lacks everything before it, and resuming from it would replay that.
+    whole_set: bool,
 }
 
 impl Reader {
@@ -193,7 +196,16 @@ impl Reader {
         let mut decoder = Decoder::new().with_selection(filter.clone());
         decoder.checksum_before_fde = checksums;
         decoder.file.clone_from(&start.file);
-        Self { decoder, filter, position: start, gtids, current: None, pending_gtid: None }
+        let whole_set = start.gtid_set.is_some();
+        Self {
+            decoder,
+            filter,
+            position: start,
+            gtids,
+            current: None,
+            pending_gtid: None,
+            whole_set,
+        }
     }
 
     /// Reads the stream into `tx` until it ends, fails or `tx` closes.
@@ -317,14 +329,23 @@ impl Reader {
 
     /// The position after the event just read, with the GTID of its group applied.
     fn commit_position(&mut self) -> Position {
-        match self.pending_gtid.take() {
-            Some(Decoded::MariaGtid { gtid, .. }) => self.gtids.add_maria(gtid),
-            Some(Decoded::MysqlGtid(Some(gtid))) => self.gtids.add_mysql(&gtid.source, gtid.gno),
-            _ => {}
-        }
-        let gtid_set = (!self.gtids.is_empty()).then(|| self.gtids.to_string());
+        let gtid = match self.pending_gtid.take() {
+            Some(Decoded::MariaGtid { gtid, .. }) => {
+                self.gtids.add_maria(gtid);
+                Some(gtid.to_string())
+            }
+            Some(Decoded::MysqlGtid(Some(gtid))) => {
+                self.gtids.add_mysql(&gtid.source, gtid.gno);
+                Some(gtid.to_string())
+            }
+            _ => None,
+        };
+        // A MariaDB position is whole from any start: it holds the last GTID of each domain.
+        let whole = self.whole_set || !self.gtids.has_mysql();
+        let gtid_set = (whole && !self.gtids.is_empty()).then(|| self.gtids.to_string());
         Position {
             gtid_set: gtid_set.or_else(|| self.position.gtid_set.clone()),
+            gtid,
             ..self.position.clone()
         }
     }
