@@ -121,18 +121,35 @@ pub struct ServerIdentity {
     pub gtids: bool,
 }
 
+impl ServerIdentity {
+    /// From the server's variables (`variable` gives one by its lowercase name).
+    pub fn from_variables<'a>(flavor: Flavor, variable: impl Fn(&str) -> Option<&'a str>) -> Self {
+        if flavor == Flavor::MariaDb {
+            let id = variable("server_id").unwrap_or("0");
+            return Self { id: format!("server_id={id}"), gtids: true };
+        }
+        // ON_PERMISSIVE and OFF_PERMISSIVE still log transactions without a GTID.
+        let gtids = variable("gtid_mode").is_some_and(|mode| mode.eq_ignore_ascii_case("ON"));
+        Self { id: variable("server_uuid").unwrap_or_default().to_string(), gtids }
+    }
+}
+
 /// The identity of the server `conn` talks to.
 pub async fn server_identity(conn: &mut Conn, version: &Version) -> crate::Result<ServerIdentity> {
-    if version.flavor == Flavor::MariaDb {
-        let sql = "SELECT @@GLOBAL.server_id";
-        let id: Option<u64> = conn.query_first(sql).await.sql(sql)?;
-        return Ok(ServerIdentity { id: format!("server_id={}", id.unwrap_or(0)), gtids: true });
-    }
-    let sql = "SELECT @@GLOBAL.server_uuid, @@GLOBAL.gtid_mode";
-    let row: Option<(String, String)> = conn.query_first(sql).await.sql(sql)?;
-    let (uuid, mode) = row.unwrap_or_default();
-    // ON_PERMISSIVE and OFF_PERMISSIVE still log transactions without a GTID.
-    Ok(ServerIdentity { id: uuid, gtids: mode.eq_ignore_ascii_case("ON") })
+    let sql = if version.flavor == Flavor::MariaDb {
+        "SELECT @@GLOBAL.server_id, NULL, NULL"
+    } else {
+        "SELECT @@GLOBAL.server_id, @@GLOBAL.server_uuid, @@GLOBAL.gtid_mode"
+    };
+    let row: Option<(String, Option<String>, Option<String>)> =
+        conn.query_first(sql).await.sql(sql)?;
+    let (server_id, uuid, mode) = row.unwrap_or_default();
+    Ok(ServerIdentity::from_variables(version.flavor, |name| match name {
+        "server_id" => Some(server_id.as_str()),
+        "server_uuid" => uuid.as_deref(),
+        "gtid_mode" => mode.as_deref(),
+        _ => None,
+    }))
 }
 
 /// Whether a column is generated, from its `EXTRA` in information_schema.COLUMNS: `VIRTUAL

@@ -82,7 +82,7 @@ async fn wait_holds(setup: &Setup, server: &MySql, ferry: &mut std::process::Chi
     let deadline = Instant::now() + CATCH_UP;
     while !checkpoint_holds(setup, server).await {
         if let Ok(Some(status)) = ferry.try_wait() {
-            panic!("ferry exited with {status} before catching up:\n{}", setup.last_log());
+            panic!("ferry exited with {status} before catching up:\n{}", every_log(setup));
         }
         assert!(
             Instant::now() < deadline,
@@ -93,6 +93,12 @@ async fn wait_holds(setup: &Setup, server: &MySql, ferry: &mut std::process::Chi
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// The logs of every `ferry migrate` run of the test, for failure messages.
+fn every_log(setup: &Setup) -> String {
+    let logs = (1..).map(|n| (n, setup.log(n))).take_while(|(_, log)| !log.is_empty());
+    logs.map(|(n, log)| format!("--- run {n}:\n{log}")).collect()
 }
 
 async fn assert_equal(setup: &Setup, server: &MySql) {
@@ -125,7 +131,8 @@ async fn replication_follows_a_failover_to_the_promoted_replica() {
     load::ddl(&setup.source, Arc::new(AtomicBool::new(false))).await;
     let deadline = Instant::now() + CATCH_UP;
     while checkpoint_gtids(&setup).await.is_none() {
-        assert!(Instant::now() < deadline, "replication never started:\n{}", setup.last_log());
+        let running = matches!(ferry.try_wait(), Ok(None));
+        assert!(running && Instant::now() < deadline, "no replication:\n{}", setup.last_log());
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     // Killed while applying (transactions above the checkpoint may be applied already), and
@@ -136,10 +143,9 @@ async fn replication_follows_a_failover_to_the_promoted_replica() {
     let committed = writers.stop().await;
     assert!(committed > 100, "the load committed only {committed} transactions");
 
-    let primary = mysql(&mut setup.source);
-    replica.wait_replicated(primary, CATCH_UP).await.expect("the replica catches up");
+    replica.wait_replicated(mysql(&mut setup.source), CATCH_UP).await.expect("replica catches up");
     assert!(!checkpoint_holds(&setup, &replica).await, "ferry was not behind at the failover");
-    primary.shutdown().await.expect("stop the primary");
+    mysql(&mut setup.source).shutdown().await.expect("stop the primary");
     replica.promote().await.expect("promote the replica");
 
     // The promoted replica takes writes of its own; the job now reads from it.
@@ -151,6 +157,15 @@ async fn replication_follows_a_failover_to_the_promoted_replica() {
         &format!("  objects:\n{OBJECTS}"),
     );
     let mut ferry = setup.spawn(&manifest, &[], &["--concurrency", "4"]);
+    assert!(writers.stop().await > 0, "no write on the promoted replica");
+    wait_holds(&setup, &replica, &mut ferry).await;
+    assert_equal(&setup, &replica).await;
+    assert!(interrupt(&mut ferry).success(), "ferry did not stop cleanly:\n{}", setup.last_log());
+
+    // Another run on the promoted replica, now the checkpoint's server, goes on from there.
+    let writers = Writers::start(&replica, 20..22).await;
+    let mut ferry = setup.spawn(&manifest, &[], &["--concurrency", "4"]);
+    tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(writers.stop().await > 0, "no write on the promoted replica");
     wait_holds(&setup, &replica, &mut ferry).await;
     assert_equal(&setup, &replica).await;
@@ -193,12 +208,12 @@ async fn a_source_without_gtids_is_refused_after_a_server_switch() {
         target.expect("start the target"),
     )
     .await;
-    let tables = "CREATE DATABASE app; CREATE TABLE app.t (id INT PRIMARY KEY)";
-    setup.both(tables).await;
+    let tables = "CREATE DATABASE app CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci; \
+        CREATE TABLE app.t (id INT PRIMARY KEY)";
+    setup.source.exec(tables).await.expect("tables on the first source");
     second.exec(tables).await.expect("tables on the second source");
 
-    let start = setup.source_head().await;
-    let manifest = setup.incremental_manifest(&start, "");
+    let manifest = setup.manifest("FullAndIncremental", OBJECTS);
     let mut ferry = setup.spawn(&manifest, &[], &[]);
     setup.source.exec("INSERT INTO app.t VALUES (1), (2)").await.expect("write");
     setup.wait_caught_up(&mut ferry, CATCH_UP).await;
@@ -206,11 +221,8 @@ async fn a_source_without_gtids_is_refused_after_a_server_switch() {
 
     // The other server's offsets would place the job anywhere in its binlog.
     second.exec("INSERT INTO app.t VALUES (100)").await.expect("write to the second");
-    let (file, pos) = &start;
-    let spec = format!(
-        "  incremental:\n    start: {{file: {file}, pos: {pos}}}\n  objects:\n{OBJECTS}\n"
-    );
-    let manifest = setup.write_manifest_for(second.port(), "Incremental", &spec);
+    let spec = format!("  objects:\n{OBJECTS}");
+    let manifest = setup.write_manifest_for(second.port(), "FullAndIncremental", &spec);
     let (ok, log) = setup.run(&manifest, &[], &[]);
     assert!(!ok, "ferry resumed by the offsets of another server:\n{log}");
     for says in [

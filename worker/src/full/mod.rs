@@ -86,6 +86,15 @@ pub async fn safe_until(
     Ok(meta::load_snapshot(conn, job).await?.and_then(|(snapshot, _)| snapshot.safe_until))
 }
 
+/// Forgets the copy's binlog positions once they are offsets of a former source server (see
+/// [`meta::forget_copy_positions`]).
+pub async fn forget_copy_positions(conn: &mut mysql_async::Conn, job: &str) -> crate::Result<()> {
+    if !meta::exists(conn).await? {
+        return Ok(());
+    }
+    meta::forget_copy_positions(conn, job).await
+}
+
 /// Copies the selected objects and returns the binlog position of the snapshot they were read
 /// at. Resumes from the checkpoint in the target's `ferry_meta`; returns at once if done.
 pub async fn run(ctx: &JobContext) -> crate::Result<BinlogPosition> {

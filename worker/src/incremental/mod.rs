@@ -182,6 +182,9 @@ pub async fn run(ctx: &JobContext, start: Option<BinlogPosition>) -> crate::Resu
             }
             .into());
         }
+        // Forgotten for good before the new server is recorded: a later run on it must not
+        // compare its offsets with these.
+        crate::full::forget_copy_positions(&mut target, &job).await?;
         copy_safe_until = None;
         copied_at.clear();
         applied_above.retain(|key| key.starts_with("gtid "));
