@@ -120,21 +120,26 @@ async fn replication_follows_a_failover_to_the_promoted_replica() {
     let (primary, target) = tokio::join!(MySql::source(), TargetKind::MariaDb.start());
     let primary = primary.expect("start the primary");
     let replica = MySql::replica_of(&primary).await.expect("start the replica");
+    // Column names in the binlog: the DDL below changes a table while its rows are written.
+    for server in [&primary, &replica] {
+        server.exec("SET GLOBAL binlog_row_metadata = FULL").await.expect("binlog_row_metadata");
+    }
     let mut setup =
         Setup::from_servers(Source::MySql(primary), target.expect("start the target")).await;
     setup.source.exec(load::TABLES).await.expect("the tables on the primary");
 
-    // The copy, then replication, while four writers and DDL change the primary.
+    // The copy, then replication, while four writers change the primary, and DDL once the
+    // copy is done.
     let manifest = setup.manifest("FullAndIncremental", OBJECTS);
     let mut ferry = setup.spawn(&manifest, &[], &["--concurrency", "4"]);
     let writers = Writers::start(&setup.source, 0..4).await;
-    load::ddl(&setup.source, Arc::new(AtomicBool::new(false))).await;
     let deadline = Instant::now() + CATCH_UP;
     while checkpoint_gtids(&setup).await.is_none() {
         let running = matches!(ferry.try_wait(), Ok(None));
         assert!(running && Instant::now() < deadline, "no replication:\n{}", setup.last_log());
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    load::ddl(&setup.source, Arc::new(AtomicBool::new(false))).await;
     // Killed while applying (transactions above the checkpoint may be applied already), and
     // behind: the writers go on for a while.
     ferry.kill().expect("kill ferry");

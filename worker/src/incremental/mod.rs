@@ -169,24 +169,11 @@ pub async fn run(ctx: &JobContext, start: Option<BinlogPosition>) -> crate::Resu
     let mut copy_safe_until = crate::full::safe_until(&mut target, &job).await?;
     let mut copied_at = crate::full::table_positions(&mut target, &job).await?;
     if resume.server_changed {
-        // Offsets of the former server: usable only once replication is past all of them.
-        let copy_ahead = copy_safe_until.iter().chain(copied_at.values().flat_map(|t| t.values()));
-        let mut copy_ahead = copy_ahead
-            .map(|(file, pos)| Position { file: file.clone(), pos: *pos, ..Default::default() });
-        if copy_ahead.any(|copied| checkpoint::after(&copied, &start)) {
-            return Err(IncrementalError::ServerChanged {
-                was: resume.former_server,
-                now: server.id,
-                why: "is behind where the copy read its tables (changes up to there are matched \
-                      to the copy by binlog offsets of the former server)",
-            }
-            .into());
-        }
-        // Forgotten for good before the new server is recorded: a later run on it must not
-        // compare its offsets with these.
-        crate::full::forget_copy_positions(&mut target, &job).await?;
+        let copied = copy_safe_until.iter().chain(copied_at.values().flat_map(|t| t.values()));
+        resume.forget_former_offsets(&mut target, &job, &start, copied, &server).await?;
         copy_safe_until = None;
         copied_at.clear();
+        // Transactions applied above the checkpoint are known by GTID on the new server.
         applied_above.retain(|key| key.starts_with("gtid "));
     }
     let workers = ctx.config.concurrency.max(1);
@@ -285,6 +272,33 @@ impl Resume {
         }
         let former_server = saved.source_server.clone().unwrap_or_default();
         Ok(Self { by_gtid: true, server_changed, former_server })
+    }
+
+    /// After a failover the copy's binlog offsets (where it read each table) are the former
+    /// server's. While replication is behind them they are still needed, so the resume is
+    /// refused; else they are forgotten for good, before the new server is recorded, so that no
+    /// later run compares the new server's offsets with them.
+    async fn forget_former_offsets<'a>(
+        &self,
+        target: &mut Conn,
+        job: &str,
+        start: &Position,
+        mut copied: impl Iterator<Item = &'a (String, u64)>,
+        server: &ServerIdentity,
+    ) -> crate::Result<()> {
+        let ahead = |(file, pos): &(String, u64)| {
+            checkpoint::after(&Position { file: file.clone(), pos: *pos, ..Default::default() }, start)
+        };
+        if copied.any(|at| ahead(at)) {
+            return Err(IncrementalError::ServerChanged {
+                was: self.former_server.clone(),
+                now: server.id.clone(),
+                why: "is behind where the copy read its tables (changes up to there are matched \
+                      to the copy by binlog offsets of the former server)",
+            }
+            .into());
+        }
+        crate::full::forget_copy_positions(target, job).await
     }
 }
 
