@@ -116,8 +116,17 @@ async fn server_uuid(server: &MySql) -> String {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn replication_follows_a_failover_to_the_promoted_replica() {
+    follows_a_failover_into(TargetKind::MariaDb).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn replication_into_tidb_follows_a_failover_to_the_promoted_replica() {
+    follows_a_failover_into(TargetKind::TiDb).await;
+}
+
+async fn follows_a_failover_into(kind: TargetKind) {
     let started = Instant::now();
-    let (primary, target) = tokio::join!(MySql::source(), TargetKind::MariaDb.start());
+    let (primary, target) = tokio::join!(MySql::source(), kind.start());
     let primary = primary.expect("start the primary");
     let replica = MySql::replica_of(&primary).await.expect("start the replica");
     // Column names in the binlog: the DDL below changes a table while its rows are written.
@@ -191,7 +200,7 @@ async fn replication_follows_a_failover_to_the_promoted_replica() {
         "{log}"
     );
     assert_equal(&setup, &replica).await;
-    eprintln!("failover test took {:?}", started.elapsed());
+    eprintln!("failover test into {kind} took {:?}", started.elapsed());
 }
 
 /// With `gtid_mode=OFF` only binlog files and offsets place a checkpoint, and they belong to one
