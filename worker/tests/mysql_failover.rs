@@ -56,14 +56,11 @@ impl Writers {
 /// The GTID set of the job's checkpoint on the target.
 async fn checkpoint_gtids(setup: &Setup) -> Option<String> {
     let mut conn = setup.target.conn().await.ok()?;
-    conn.exec_first(
-        "SELECT gtid_set FROM ferry_meta.incremental_checkpoint WHERE job = ?",
-        (JOB,),
-    )
-    .await
-    .ok()
-    .flatten()
-    .flatten()
+    conn.exec_first("SELECT gtid_set FROM ferry_meta.incremental_checkpoint WHERE job = ?", (JOB,))
+        .await
+        .ok()
+        .flatten()
+        .flatten()
 }
 
 /// Whether `server`'s executed GTID set is inside the checkpoint's (MySQL's own GTID_SUBSET).

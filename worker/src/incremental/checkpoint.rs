@@ -214,9 +214,12 @@ pub async fn advance(
     result
 }
 
+/// file, pos, gtid_set, state, source_server.
+type CheckpointRow = (String, u64, Option<String>, String, Option<String>);
+
 /// The job's checkpoint, if it has one.
 pub async fn load(conn: &mut Conn, job: &str) -> crate::Result<Option<Checkpoint>> {
-    let row: Option<(String, u64, Option<String>, String, Option<String>)> = conn
+    let row: Option<CheckpointRow> = conn
         .exec_first(
             "SELECT binlog_file, binlog_pos, gtid_set, state, source_server \
              FROM ferry_meta.incremental_checkpoint WHERE job = ?",

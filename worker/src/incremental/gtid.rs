@@ -196,12 +196,18 @@ mod tests {
             mine.unwrap().missing_from(&executed.unwrap()).to_string()
         };
         assert_eq!(missing(&format!("{UUID}:1-10"), &format!("{UUID}:1-20,{other}:1")), "");
-        assert_eq!(missing(&format!("{UUID}:1-10"), &format!("{UUID}:1-3:6-7:10-12")),
-            format!("{UUID}:4-5:8-9"));
-        assert_eq!(missing(&format!("{UUID}:1-5,{other}:1-2"), &format!("{UUID}:1-5")),
-            format!("{other}:1-2"));
-        assert_eq!(missing(&format!("{UUID}:5-9"), &format!("{UUID}:1-6,{UUID}:9")),
-            format!("{UUID}:7-8"));
+        assert_eq!(
+            missing(&format!("{UUID}:1-10"), &format!("{UUID}:1-3:6-7:10-12")),
+            format!("{UUID}:4-5:8-9")
+        );
+        assert_eq!(
+            missing(&format!("{UUID}:1-5,{other}:1-2"), &format!("{UUID}:1-5")),
+            format!("{other}:1-2")
+        );
+        assert_eq!(
+            missing(&format!("{UUID}:5-9"), &format!("{UUID}:1-6,{UUID}:9")),
+            format!("{UUID}:7-8")
+        );
         assert_eq!(missing("0-1-10,1-2-5", "0-1-12,1-2-5"), "");
         assert_eq!(missing("0-1-10,1-2-5", "0-1-9"), "0-1-10,1-2-5");
         assert_eq!(missing("0-1-10", "0-2-10"), "0-1-10", "the same seq of another server");

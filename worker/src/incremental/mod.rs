@@ -287,9 +287,12 @@ impl Resume {
         server: &ServerIdentity,
     ) -> crate::Result<()> {
         let ahead = |(file, pos): &(String, u64)| {
-            checkpoint::after(&Position { file: file.clone(), pos: *pos, ..Default::default() }, start)
+            checkpoint::after(
+                &Position { file: file.clone(), pos: *pos, ..Default::default() },
+                start,
+            )
         };
-        if copied.any(|at| ahead(at)) {
+        if copied.any(ahead) {
             return Err(IncrementalError::ServerChanged {
                 was: self.former_server.clone(),
                 now: server.id.clone(),
@@ -445,10 +448,9 @@ impl<'a> Loop<'a> {
         self.read = txn.end.clone();
         let seq = self.scheduler.register(txn.end.clone(), txn.timestamp);
         let done_before = self.applied_above.remove(&checkpoint::applied_key(&txn.end))
-            || self.applied_above.remove(&checkpoint::applied_key(&Position {
-                gtid: None,
-                ..txn.end.clone()
-            }));
+            || self
+                .applied_above
+                .remove(&checkpoint::applied_key(&Position { gtid: None, ..txn.end.clone() }));
         if txn.changes.is_empty() || done_before {
             self.scheduler.skip(seq);
             return Ok(());
@@ -574,9 +576,14 @@ mod tests {
     fn gtid_sources_resume_by_gtid_also_on_another_server() {
         let set = format!("{UUID}:1-10");
         let executed = format!("{UUID}:1-12");
-        let same = Resume::plan(&checkpoint(Some("a"), Some(&set)), &server("a", true), Some(&executed));
-        assert_eq!(same.unwrap(), Resume { by_gtid: true, server_changed: false, former_server: "a".into() });
-        let other = Resume::plan(&checkpoint(Some("a"), Some(&set)), &server("b", true), Some(&executed));
+        let same =
+            Resume::plan(&checkpoint(Some("a"), Some(&set)), &server("a", true), Some(&executed));
+        assert_eq!(
+            same.unwrap(),
+            Resume { by_gtid: true, server_changed: false, former_server: "a".into() }
+        );
+        let other =
+            Resume::plan(&checkpoint(Some("a"), Some(&set)), &server("b", true), Some(&executed));
         assert!(other.unwrap().server_changed);
     }
 
@@ -584,9 +591,10 @@ mod tests {
     fn a_server_lacking_applied_gtids_is_refused() {
         let set = format!("{UUID}:1-10");
         let behind = format!("{UUID}:1-8");
-        let error = Resume::plan(&checkpoint(Some("a"), Some(&set)), &server("b", true), Some(&behind))
-            .unwrap_err()
-            .to_string();
+        let error =
+            Resume::plan(&checkpoint(Some("a"), Some(&set)), &server("b", true), Some(&behind))
+                .unwrap_err()
+                .to_string();
         assert!(error.contains(&format!("{UUID}:9-10")), "{error}");
         assert!(error.contains("lacks transactions"), "{error}");
     }
