@@ -154,7 +154,8 @@ pub async fn run(ctx: &JobContext, start: Option<BinlogPosition>) -> crate::Resu
     let version = Version::read(&mut source).await.sql("read the source version")?;
     let server = flavor::server_identity(&mut source, &version).await?;
     let (start, abrupt, resume) = match saved {
-        Some(c) => {
+        Some(mut c) => {
+            c.position.gtid_set = trusted_gtid_set(&c);
             let executed = flavor::gtid_executed(&mut source, &version).await?;
             let resume = Resume::plan(&c, &server, executed.as_deref())?;
             (c.position, !c.clean, resume)
@@ -221,6 +222,17 @@ pub async fn run(ctx: &JobContext, start: Option<BinlogPosition>) -> crate::Resu
     state.share_progress();
     monitor.report(true).await;
     Ok(())
+}
+
+/// The checkpoint's GTID set, unless an earlier version (which named no source server) may have
+/// gathered it from a binlog file and offset start: such a MySQL set lacks every transaction
+/// before the start, and resuming from it would replay them. Those jobs go on by file and
+/// offset, as they were written, and keep no set (a failover then stops them with a clear error).
+fn trusted_gtid_set(saved: &checkpoint::Checkpoint) -> Option<String> {
+    let set = saved.position.gtid_set.clone();
+    let earlier_version = saved.source_server.is_none() && !saved.position.file.is_empty();
+    let mysql_set = set.as_deref().is_some_and(|s| s.contains(':'));
+    if earlier_version && mysql_set { None } else { set }
 }
 
 /// How a run resumes from its checkpoint on the source server that answers now.
@@ -613,5 +625,13 @@ mod tests {
         // A checkpoint of an earlier version names no server: nothing to compare.
         let plan = Resume::plan(&checkpoint(None, None), &server("b", false), None).unwrap();
         assert!(!plan.server_changed);
+    }
+
+    #[test]
+    fn mysql_sets_of_earlier_versions_are_not_trusted() {
+        let set = format!("{UUID}:100-200");
+        assert_eq!(trusted_gtid_set(&checkpoint(None, Some(&set))), None);
+        assert_eq!(trusted_gtid_set(&checkpoint(Some("a"), Some(&set))), Some(set));
+        assert_eq!(trusted_gtid_set(&checkpoint(None, Some("0-1-10"))).as_deref(), Some("0-1-10"));
     }
 }
