@@ -332,7 +332,7 @@ async fn start_position(
             gtid: None,
         });
     }
-    stream::source_head(source).await
+    stream::start_head(source).await
 }
 
 /// A replica server id for the job, stable across restarts (the source then drops a dead

@@ -67,6 +67,32 @@ pub async fn source_head(conn: &mut Conn) -> crate::Result<Position> {
     Ok(Position { file, pos, gtid_set, gtid: None })
 }
 
+/// Reads of the head that may race with commits before the start goes without a GTID set.
+const HEAD_READS: usize = 20;
+
+/// Where replication starts when nothing says: [`source_head`], read until the position does
+/// not move around the GTID set (two statements), since a resume by GTID trusts the set to be
+/// exactly the transactions before the position. Under writes that never pause, the position
+/// comes without a set (and the job then cannot follow a failover).
+pub async fn start_head(conn: &mut Conn) -> crate::Result<Position> {
+    let version = Version::read(conn).await.sql("read the source version")?;
+    let status = flavor::binlog_status;
+    let mut head = None;
+    for _ in 0..HEAD_READS {
+        let before = status(conn, &version).await?.ok_or(IncrementalError::BinlogOff)?;
+        let gtid_set = flavor::gtid_executed(conn, &version).await?;
+        let after = status(conn, &version).await?.ok_or(IncrementalError::BinlogOff)?;
+        if before == after {
+            let (file, pos) = after;
+            return Ok(Position { file, pos, gtid_set, gtid: None });
+        }
+        head = Some(after);
+    }
+    let (file, pos) = head.ok_or(IncrementalError::BinlogOff)?;
+    tracing::warn!(%file, pos, "the source's GTID set could not be read at a still position");
+    Ok(Position { file, pos, gtid_set: None, gtid: None })
+}
+
 /// The source's binlog files and sizes, oldest first.
 pub async fn binary_logs(conn: &mut Conn) -> crate::Result<Vec<(String, u64)>> {
     let rows: Vec<mysql_async::Row> =
