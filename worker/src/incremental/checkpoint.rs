@@ -86,10 +86,10 @@ pub async fn ensure_table(conn: &mut Conn) -> crate::Result<()> {
     conn.query_drop(CREATE)
         .await
         .sql("create table ferry_meta.incremental_checkpoint on the target")?;
-    add_source_server_column(conn).await?;
     conn.query_drop(CREATE_APPLIED)
         .await
-        .sql("create table ferry_meta.incremental_applied on the target")
+        .sql("create table ferry_meta.incremental_applied on the target")?;
+    add_source_server_column(conn).await
 }
 
 /// Upgrades a checkpoint table made before it named the source server (portable: MySQL has no
