@@ -147,6 +147,58 @@ impl MySql {
     }
 }
 
+/// Real MySQL replication between two harness servers, by GTID auto-positioning (both run with
+/// `gtid_mode=ON`): a replica can be promoted after its source stops, as in a failover.
+impl MySql {
+    /// A new server replicating everything `source` has logged (read only, binlog on, so that it
+    /// can be promoted).
+    pub async fn replica_of(source: &MySql) -> Result<Self> {
+        let replica = Self::source().await?;
+        replica
+            .exec(&format!(
+                "CHANGE REPLICATION SOURCE TO SOURCE_HOST = '127.0.0.1', SOURCE_PORT = {}, \
+                 SOURCE_USER = 'root', SOURCE_PASSWORD = '', SOURCE_AUTO_POSITION = 1, \
+                 SOURCE_CONNECT_RETRY = 1; START REPLICA; SET GLOBAL read_only = ON",
+                source.port()
+            ))
+            .await?;
+        Ok(replica)
+    }
+
+    /// Waits until this replica has applied every transaction `source` has executed.
+    pub async fn wait_replicated(&self, source: &MySql, timeout: Duration) -> Result<()> {
+        let mut conn = source.conn().await?;
+        let executed: Option<String> = conn.query_first("SELECT @@GLOBAL.gtid_executed").await?;
+        drop(conn.disconnect().await);
+        let mut conn = self.conn().await?;
+        let timed_out: Option<i64> = conn
+            .exec_first(
+                "SELECT WAIT_FOR_EXECUTED_GTID_SET(?, ?)",
+                (executed.unwrap_or_default(), timeout.as_secs().max(1)),
+            )
+            .await?;
+        if timed_out == Some(0) {
+            return Ok(());
+        }
+        let status: Option<mysql_async::Row> = conn.query_first("SHOW REPLICA STATUS").await?;
+        let error = |name: &str| -> String {
+            status.as_ref().and_then(|r| r.get_opt::<String, _>(name)?.ok()).unwrap_or_default()
+        };
+        Err(HarnessError::Start(format!(
+            "the replica on port {} did not catch up with port {} within {timeout:?}: IO: {} SQL: {}",
+            self.port,
+            source.port(),
+            error("Last_IO_Error"),
+            error("Last_SQL_Error"),
+        )))
+    }
+
+    /// Turns this replica into a primary, as a failover does once its source is gone.
+    pub async fn promote(&self) -> Result<()> {
+        self.exec("STOP REPLICA; RESET REPLICA ALL; SET GLOBAL read_only = OFF").await
+    }
+}
+
 impl Drop for MySql {
     fn drop(&mut self) {
         // The data is thrown away, so there is nothing to shut down cleanly.

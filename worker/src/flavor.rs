@@ -110,6 +110,48 @@ pub async fn gtid_executed(conn: &mut Conn, version: &Version) -> crate::Result<
     Ok(value.flatten().filter(|g| !g.trim().is_empty()))
 }
 
+/// Which server answers at the source's address, so that a resume notices when another one (a
+/// promoted replica after a failover) took its place, and whether its binlog can be resumed by
+/// GTID, which means the same on every server of a replication topology.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerIdentity {
+    /// MySQL's `server_uuid`, or `server_id=N` for MariaDB (which has no uuid).
+    pub id: String,
+    /// MySQL with `gtid_mode=ON`, or MariaDB (which gives every transaction a GTID).
+    pub gtids: bool,
+}
+
+impl ServerIdentity {
+    /// From the server's variables (`variable` gives one by its lowercase name).
+    pub fn from_variables<'a>(flavor: Flavor, variable: impl Fn(&str) -> Option<&'a str>) -> Self {
+        if flavor == Flavor::MariaDb {
+            let id = variable("server_id").unwrap_or("0");
+            return Self { id: format!("server_id={id}"), gtids: true };
+        }
+        // ON_PERMISSIVE and OFF_PERMISSIVE still log transactions without a GTID.
+        let gtids = variable("gtid_mode").is_some_and(|mode| mode.eq_ignore_ascii_case("ON"));
+        Self { id: variable("server_uuid").unwrap_or_default().to_string(), gtids }
+    }
+}
+
+/// The identity of the server `conn` talks to.
+pub async fn server_identity(conn: &mut Conn, version: &Version) -> crate::Result<ServerIdentity> {
+    let sql = if version.flavor == Flavor::MariaDb {
+        "SELECT @@GLOBAL.server_id, NULL, NULL"
+    } else {
+        "SELECT @@GLOBAL.server_id, @@GLOBAL.server_uuid, @@GLOBAL.gtid_mode"
+    };
+    let row: Option<(String, Option<String>, Option<String>)> =
+        conn.query_first(sql).await.sql(sql)?;
+    let (server_id, uuid, mode) = row.unwrap_or_default();
+    Ok(ServerIdentity::from_variables(version.flavor, |name| match name {
+        "server_id" => Some(server_id.as_str()),
+        "server_uuid" => uuid.as_deref(),
+        "gtid_mode" => mode.as_deref(),
+        _ => None,
+    }))
+}
+
 /// Whether a column is generated, from its `EXTRA` in information_schema.COLUMNS: `VIRTUAL
 /// GENERATED` or `STORED GENERATED` (MySQL and MariaDB), `PERSISTENT` (older MariaDB). MySQL's
 /// `DEFAULT_GENERATED` is not one: it marks an expression default (`DEFAULT (UUID())`, `DEFAULT

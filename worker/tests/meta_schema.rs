@@ -196,7 +196,7 @@ async fn checkpoints_survived(conn: &mut Conn, previous: &Layout) {
         assert_eq!(positions["app"]["u"], ("mariadb-bin.000001".to_string(), 150), "{name}");
         assert_eq!(indexes.as_deref(), Some("KEY `k` (`k`)\nKEY `v` (`v`)"), "{name}");
         assert_eq!(pending, [("app".to_string(), "t".to_string())], "{name}");
-        let above = |pos| ("mariadb-bin.000003".to_string(), pos);
+        let above = |pos| format!("mariadb-bin.000003:{pos}");
         assert_eq!(applied, [above(5000), above(9000)], "{name}");
     } else {
         assert!(positions.is_empty() && indexes.is_none() && pending.is_empty(), "{name}");

@@ -439,6 +439,7 @@ fn reader_ends_a_compressed_transaction_at_its_payload_and_grows_the_gtid_set() 
         file: "binlog.000001".into(),
         pos: 4,
         gtid_set: Some(format!("{UUID_TEXT}:3-5")),
+        gtid: None,
     };
     let gtids = GtidState::parse(start.gtid_set.as_deref().unwrap_or("")).expect("GTID set");
     let mut reader = Reader::new(Filter::new(None), start, gtids, true);

@@ -56,6 +56,51 @@ impl GtidState {
     pub fn is_empty(&self) -> bool {
         self.maria.is_empty() && self.mysql.is_empty()
     }
+
+    pub fn has_mysql(&self) -> bool {
+        !self.mysql.is_empty()
+    }
+
+    /// The GTIDs of `self` that `executed` (a server's executed set) lacks; empty when the
+    /// server holds every one. A MariaDB position counts as held when the server's GTID of the
+    /// domain is the same one or a later sequence number.
+    pub fn missing_from(&self, executed: &GtidState) -> GtidState {
+        let maria = self.maria.iter().filter(|(domain, gtid)| {
+            executed.maria.get(domain).is_none_or(|held| {
+                held.seq < gtid.seq || (held.seq == gtid.seq && held.server != gtid.server)
+            })
+        });
+        let mysql = self.mysql.iter().filter_map(|(source, intervals)| {
+            let held = executed.mysql.get(source).map(Vec::as_slice).unwrap_or_default();
+            let missing = subtract(intervals, held);
+            (!missing.is_empty()).then(|| (source.clone(), missing))
+        });
+        GtidState {
+            maria: maria.map(|(domain, gtid)| (*domain, *gtid)).collect(),
+            mysql: mysql.collect(),
+        }
+    }
+}
+
+/// The parts of the sorted, merged `intervals` outside the sorted, merged `held`.
+fn subtract(intervals: &[(u64, u64)], held: &[(u64, u64)]) -> Vec<(u64, u64)> {
+    let mut missing = Vec::new();
+    for &(first, b) in intervals {
+        let mut a = first;
+        for &(h_a, h_b) in held.iter().filter(|&&(h_a, h_b)| h_b >= first && h_a <= b) {
+            if h_a > a {
+                missing.push((a, h_a - 1));
+            }
+            a = h_b.saturating_add(1);
+            if a > b {
+                break;
+            }
+        }
+        if a <= b {
+            missing.push((a, b));
+        }
+    }
+    missing
 }
 
 impl std::fmt::Display for GtidState {
@@ -141,6 +186,31 @@ mod tests {
         let mut state = GtidState::parse("0-1-10,1-2-5").unwrap();
         state.add_maria(MariaGtid { domain: 0, server: 1, seq: 11 });
         assert_eq!(state.to_string(), "0-1-11,1-2-5");
+    }
+
+    #[test]
+    fn missing_gtids_are_named_per_flavor() {
+        let other = "aaaaaaaa-71ca-11e1-9e33-c80aa9429562";
+        let missing = |mine: &str, executed: &str| {
+            let (mine, executed) = (GtidState::parse(mine), GtidState::parse(executed));
+            mine.unwrap().missing_from(&executed.unwrap()).to_string()
+        };
+        assert_eq!(missing(&format!("{UUID}:1-10"), &format!("{UUID}:1-20,{other}:1")), "");
+        assert_eq!(
+            missing(&format!("{UUID}:1-10"), &format!("{UUID}:1-3:6-7:10-12")),
+            format!("{UUID}:4-5:8-9")
+        );
+        assert_eq!(
+            missing(&format!("{UUID}:1-5,{other}:1-2"), &format!("{UUID}:1-5")),
+            format!("{other}:1-2")
+        );
+        assert_eq!(
+            missing(&format!("{UUID}:5-9"), &format!("{UUID}:1-6,{UUID}:9")),
+            format!("{UUID}:7-8")
+        );
+        assert_eq!(missing("0-1-10,1-2-5", "0-1-12,1-2-5"), "");
+        assert_eq!(missing("0-1-10,1-2-5", "0-1-9"), "0-1-10,1-2-5");
+        assert_eq!(missing("0-1-10", "0-2-10"), "0-1-10", "the same seq of another server");
     }
 
     #[test]

@@ -225,7 +225,7 @@ mod tests {
     use super::*;
 
     fn at(file: &str, pos: u64) -> Position {
-        Position { file: file.into(), pos, gtid_set: None }
+        Position { file: file.into(), pos, ..Default::default() }
     }
 
     #[test]

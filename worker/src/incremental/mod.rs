@@ -40,6 +40,8 @@ use self::parallel::{Scheduler, Work};
 use self::schema::{SchemaCache, TableSchema};
 use self::stream::{Reader, Txn, Unit};
 use crate::engine::JobContext;
+use crate::error::SqlContext;
+use crate::flavor::{self, ServerIdentity, Version};
 use crate::meta::incremental::{self as checkpoint, Position};
 
 /// Why replication stopped.
@@ -116,6 +118,23 @@ pub enum IncrementalError {
     Ddl { sql: String, source: mysql_async::Error },
     #[error("the binlog reader stopped unexpectedly: {0}")]
     Reader(String),
+    #[error(
+        "the source at this address is not the server the checkpoint was read from (it was \
+         {was}, it is {now} now: a failover to a replica, or a replaced server), and the \
+         checkpoint {why}, so its binlog file and offset, which belong to the former server, mean \
+         nothing here: point the job back at the former server, or start a new migration (mode \
+         FullAndIncremental); to survive failovers, run the sources with GTIDs (MySQL: \
+         gtid_mode=ON and enforce_gtid_consistency=ON)"
+    )]
+    ServerChanged { was: String, now: String, why: &'static str },
+    #[error(
+        "the source server ({server}) lacks transactions that are already applied to the target \
+         (GTIDs {missing}): it is not a replica holding everything the former source had (a \
+         failover to a replica that had not caught up, or another server); resuming here would \
+         leave changes on the target that the source does not have. Point the job at a server \
+         whose gtid_executed holds them, or start a new migration (mode FullAndIncremental)"
+    )]
+    GtidsMissing { server: String, missing: String },
 }
 
 impl IncrementalError {
@@ -137,17 +156,32 @@ pub async fn run(ctx: &JobContext, start: Option<BinlogPosition>) -> crate::Resu
     crate::meta::ensure(&mut target).await?;
     let saved = checkpoint::load(&mut target, &job).await?;
     let mut source = crate::connect::connect(&ctx.config.source, "source").await?;
-    let (start, abrupt) = match saved {
-        Some(c) => (c.position, !c.clean),
-        None => (start_position(&mut source, start).await?, false),
+    let version = Version::read(&mut source).await.sql("read the source version")?;
+    let server = flavor::server_identity(&mut source, &version).await?;
+    let (start, abrupt, resume) = match saved {
+        Some(mut c) => {
+            c.position.gtid_set = trusted_gtid_set(&c);
+            let executed = flavor::gtid_executed(&mut source, &version).await?;
+            let resume = Resume::plan(&c, &server, executed.as_deref())?;
+            (c.position, !c.clean, resume)
+        }
+        None => (start_position(&mut source, start).await?, false, Resume::default()),
     };
     let gtids = GtidState::parse(start.gtid_set.as_deref().unwrap_or(""))
         .map_err(IncrementalError::BadGtidSet)?;
-    let applied_above = checkpoint::load_applied(&mut target, &job, &start).await?;
+    let mut applied_above = checkpoint::load_applied(&mut target, &job, &start).await?;
     let safe_until = (abrupt && !ctx.config.safe_mode_duration.is_zero())
         .then(|| Instant::now() + ctx.config.safe_mode_duration);
-    let copy_safe_until = crate::meta::full::safe_until(&mut target, &job).await?;
-    let copied_at = crate::meta::full::load_table_positions(&mut target, &job).await?;
+    let mut copy_safe_until = crate::meta::full::safe_until(&mut target, &job).await?;
+    let mut copied_at = crate::meta::full::load_table_positions(&mut target, &job).await?;
+    if resume.server_changed {
+        let copied = copy_safe_until.iter().chain(copied_at.values().flat_map(|t| t.values()));
+        resume.forget_former_offsets(&mut target, &job, &start, copied, &server).await?;
+        copy_safe_until = None;
+        copied_at.clear();
+        // Transactions applied above the checkpoint are known by GTID on the new server.
+        applied_above.retain(|key| key.starts_with("gtid "));
+    }
     let workers = ctx.config.concurrency.max(1);
     tracing::info!(
         job = %job, start = ?start, workers, applied_above = applied_above.len(),
@@ -162,11 +196,19 @@ pub async fn run(ctx: &JobContext, start: Option<BinlogPosition>) -> crate::Resu
     state.share_progress();
     let mut monitor = lag::Monitor::new(ctx, state.progress.clone());
     checkpoint::advance(&mut state.control.conn, &job, &start, true).await?;
+    checkpoint::record_source_server(&mut state.control.conn, &job, &server.id).await?;
 
-    let (stream, checksums) = stream::open(&ctx.config.source, &start, server_id(&job)).await?;
+    let stream_from = if resume.by_gtid {
+        // Offsets differ between servers; the GTID set is the same on all of them.
+        Position { file: String::new(), pos: 4, ..start.clone() }
+    } else {
+        start.clone()
+    };
+    let (stream, checksums) =
+        stream::open(&ctx.config.source, &stream_from, server_id(&job)).await?;
     let (tx, rx) = mpsc::channel(READ_AHEAD);
     let filter = filter::Filter::new(ctx.config.objects.clone()).with_copy_positions(copied_at);
-    let reader = Reader::new(filter, start, gtids, checksums);
+    let reader = Reader::new(filter, stream_from, gtids, checksums);
     let reader_task = tokio::spawn(reader.run(stream, tx));
     let result = tokio::select! {
         result = state.run(rx) => result,
@@ -187,6 +229,99 @@ pub async fn run(ctx: &JobContext, start: Option<BinlogPosition>) -> crate::Resu
     Ok(())
 }
 
+/// The checkpoint's GTID set, unless an earlier version (which named no source server) may have
+/// gathered it from a binlog file and offset start: such a MySQL set lacks every transaction
+/// before the start, and resuming from it would replay them. Those jobs go on by file and
+/// offset, as they were written, and keep no set (a failover then stops them with a clear error).
+fn trusted_gtid_set(saved: &checkpoint::Checkpoint) -> Option<String> {
+    let set = saved.position.gtid_set.clone();
+    let earlier_version = saved.source_server.is_none() && !saved.position.file.is_empty();
+    let mysql_set = set.as_deref().is_some_and(|s| s.contains(':'));
+    if earlier_version && mysql_set { None } else { set }
+}
+
+/// How a run resumes from its checkpoint on the source server that answers now.
+#[derive(Debug, Default, PartialEq)]
+struct Resume {
+    /// Stream from the checkpoint's GTID set rather than its binlog file and offset.
+    by_gtid: bool,
+    /// Another server than the checkpoint's answers (a promoted replica): the offsets saved
+    /// with the checkpoint belong to the former one.
+    server_changed: bool,
+    /// The checkpoint's server, when known.
+    former_server: String,
+}
+
+impl Resume {
+    /// Resumes by GTID when the source has GTIDs and the checkpoint a whole GTID set, checking
+    /// that the server's `executed` set holds it; by file and offset otherwise, which only the
+    /// checkpoint's own server can serve.
+    fn plan(
+        saved: &checkpoint::Checkpoint,
+        server: &ServerIdentity,
+        executed: Option<&str>,
+    ) -> Result<Self, IncrementalError> {
+        let server_changed = saved.source_server.as_ref().is_some_and(|was| *was != server.id);
+        let changed = |why| IncrementalError::ServerChanged {
+            was: saved.source_server.clone().unwrap_or_default(),
+            now: server.id.clone(),
+            why,
+        };
+        let set = saved.position.gtid_set.as_deref().filter(|s| !s.trim().is_empty());
+        let Some(set) = set.filter(|_| server.gtids) else {
+            if !server_changed {
+                return Ok(Self { by_gtid: false, ..Self::default() });
+            }
+            return Err(changed(if server.gtids {
+                "holds no GTID set (its run started from a binlog file and offset alone)"
+            } else {
+                "can only be resumed by binlog file and offset (the source has no GTIDs: \
+                 gtid_mode is not ON)"
+            }));
+        };
+        let parse = |text: &str| GtidState::parse(text).map_err(IncrementalError::BadGtidSet);
+        let missing = parse(set)?.missing_from(&parse(executed.unwrap_or(""))?);
+        if !missing.is_empty() {
+            return Err(IncrementalError::GtidsMissing {
+                server: server.id.clone(),
+                missing: missing.to_string(),
+            });
+        }
+        let former_server = saved.source_server.clone().unwrap_or_default();
+        Ok(Self { by_gtid: true, server_changed, former_server })
+    }
+
+    /// After a failover the copy's binlog offsets (where it read each table) are the former
+    /// server's. While replication is behind them they are still needed, so the resume is
+    /// refused; else they are forgotten for good, before the new server is recorded, so that no
+    /// later run compares the new server's offsets with them.
+    async fn forget_former_offsets<'a>(
+        &self,
+        target: &mut Conn,
+        job: &str,
+        start: &Position,
+        mut copied: impl Iterator<Item = &'a (String, u64)>,
+        server: &ServerIdentity,
+    ) -> crate::Result<()> {
+        let ahead = |(file, pos): &(String, u64)| {
+            checkpoint::after(
+                &Position { file: file.clone(), pos: *pos, ..Default::default() },
+                start,
+            )
+        };
+        if copied.any(ahead) {
+            return Err(IncrementalError::ServerChanged {
+                was: self.former_server.clone(),
+                now: server.id.clone(),
+                why: "is behind where the copy read its tables (changes up to there are matched \
+                      to the copy by binlog offsets of the former server)",
+            }
+            .into());
+        }
+        crate::meta::full::forget_copy_positions(target, job).await
+    }
+}
+
 /// Where to start without a checkpoint: the given position, else the source's current one.
 async fn start_position(
     source: &mut Conn,
@@ -199,9 +334,10 @@ async fn start_position(
             file: start.file.unwrap_or_default(),
             pos: start.pos.unwrap_or(4).max(4) as u64,
             gtid_set: start.gtid_set,
+            gtid: None,
         });
     }
-    stream::source_head(source).await
+    stream::start_head(source).await
 }
 
 /// A replica server id for the job, stable across restarts (the source then drops a dead
@@ -237,7 +373,7 @@ struct Loop<'a> {
     saved: Position,
     saved_at: Instant,
     /// Transactions above the checkpoint that workers applied before a restart.
-    applied_above: HashSet<(String, u64)>,
+    applied_above: HashSet<String>,
     safe_until: Option<Instant>,
     /// Until this source position, rows the copy may already hold are replayed idempotently:
     /// the copy's tables were not all read at the start position.
@@ -328,7 +464,10 @@ impl<'a> Loop<'a> {
         let mode = self.mode();
         self.read = txn.end.clone();
         let seq = self.scheduler.register(txn.end.clone(), txn.timestamp);
-        let done_before = self.applied_above.remove(&(txn.end.file.clone(), txn.end.pos));
+        let done_before = self.applied_above.remove(&checkpoint::applied_key(&txn.end))
+            || self
+                .applied_above
+                .remove(&checkpoint::applied_key(&Position { gtid: None, ..txn.end.clone() }));
         if txn.changes.is_empty() || done_before {
             self.scheduler.skip(seq);
             return Ok(());
@@ -424,5 +563,80 @@ impl<'a> Loop<'a> {
         if let Ok(mut shared) = self.progress.lock() {
             *shared = progress;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const UUID: &str = "3e11fa47-71ca-11e1-9e33-c80aa9429562";
+
+    fn checkpoint(server: Option<&str>, gtid_set: Option<&str>) -> checkpoint::Checkpoint {
+        checkpoint::Checkpoint {
+            position: Position {
+                file: "mysql-bin.000002".into(),
+                pos: 1234,
+                gtid_set: gtid_set.map(String::from),
+                gtid: None,
+            },
+            clean: true,
+            source_server: server.map(String::from),
+        }
+    }
+
+    fn server(id: &str, gtids: bool) -> ServerIdentity {
+        ServerIdentity { id: id.into(), gtids }
+    }
+
+    #[test]
+    fn gtid_sources_resume_by_gtid_also_on_another_server() {
+        let set = format!("{UUID}:1-10");
+        let executed = format!("{UUID}:1-12");
+        let same =
+            Resume::plan(&checkpoint(Some("a"), Some(&set)), &server("a", true), Some(&executed));
+        assert_eq!(
+            same.unwrap(),
+            Resume { by_gtid: true, server_changed: false, former_server: "a".into() }
+        );
+        let other =
+            Resume::plan(&checkpoint(Some("a"), Some(&set)), &server("b", true), Some(&executed));
+        assert!(other.unwrap().server_changed);
+    }
+
+    #[test]
+    fn a_server_lacking_applied_gtids_is_refused() {
+        let set = format!("{UUID}:1-10");
+        let behind = format!("{UUID}:1-8");
+        let error =
+            Resume::plan(&checkpoint(Some("a"), Some(&set)), &server("b", true), Some(&behind))
+                .unwrap_err()
+                .to_string();
+        assert!(error.contains(&format!("{UUID}:9-10")), "{error}");
+        assert!(error.contains("lacks transactions"), "{error}");
+    }
+
+    #[test]
+    fn offsets_of_another_server_are_refused() {
+        // No GTIDs on the source, or none in the checkpoint: only the same server can resume.
+        for (gtids, set) in [(false, Some(format!("{UUID}:1-10"))), (true, None)] {
+            let saved = checkpoint(Some("a"), set.as_deref());
+            let plan = Resume::plan(&saved, &server("a", gtids), None).unwrap();
+            assert!(!plan.by_gtid && !plan.server_changed);
+            let error = Resume::plan(&saved, &server("b", gtids), None).unwrap_err().to_string();
+            assert!(error.contains("not the server the checkpoint was read from"), "{error}");
+            assert!(error.contains("it was a, it is b now"), "{error}");
+        }
+        // A checkpoint of an earlier version names no server: nothing to compare.
+        let plan = Resume::plan(&checkpoint(None, None), &server("b", false), None).unwrap();
+        assert!(!plan.server_changed);
+    }
+
+    #[test]
+    fn mysql_sets_of_earlier_versions_are_not_trusted() {
+        let set = format!("{UUID}:100-200");
+        assert_eq!(trusted_gtid_set(&checkpoint(None, Some(&set))), None);
+        assert_eq!(trusted_gtid_set(&checkpoint(Some("a"), Some(&set))), Some(set));
+        assert_eq!(trusted_gtid_set(&checkpoint(None, Some("0-1-10"))).as_deref(), Some("0-1-10"));
     }
 }

@@ -64,7 +64,33 @@ pub async fn source_head(conn: &mut Conn) -> crate::Result<Position> {
     let (file, pos) =
         flavor::binlog_status(conn, &version).await?.ok_or(IncrementalError::BinlogOff)?;
     let gtid_set = flavor::gtid_executed(conn, &version).await?;
-    Ok(Position { file, pos, gtid_set })
+    Ok(Position { file, pos, gtid_set, gtid: None })
+}
+
+/// Reads of the head that may race with commits before the start goes without a GTID set.
+const HEAD_READS: usize = 20;
+
+/// Where replication starts when nothing says: [`source_head`], read until the position does
+/// not move around the GTID set (two statements), since a resume by GTID trusts the set to be
+/// exactly the transactions before the position. Under writes that never pause, the position
+/// comes without a set (and the job then cannot follow a failover).
+pub async fn start_head(conn: &mut Conn) -> crate::Result<Position> {
+    let version = Version::read(conn).await.sql("read the source version")?;
+    let status = flavor::binlog_status;
+    let mut head = None;
+    for _ in 0..HEAD_READS {
+        let before = status(conn, &version).await?.ok_or(IncrementalError::BinlogOff)?;
+        let gtid_set = flavor::gtid_executed(conn, &version).await?;
+        let after = status(conn, &version).await?.ok_or(IncrementalError::BinlogOff)?;
+        if before == after {
+            let (file, pos) = after;
+            return Ok(Position { file, pos, gtid_set, gtid: None });
+        }
+        head = Some(after);
+    }
+    let (file, pos) = head.ok_or(IncrementalError::BinlogOff)?;
+    tracing::warn!(%file, pos, "the source's GTID set could not be read at a still position");
+    Ok(Position { file, pos, gtid_set: None, gtid: None })
 }
 
 /// The source's binlog files and sizes, oldest first.
@@ -185,6 +211,9 @@ pub struct Reader {
     current: Option<Vec<RowChange>>,
     /// The GTID of the event group being read, added to `gtids` when it commits.
     pending_gtid: Option<Decoded>,
+    /// Whether `gtids` started from the source's whole executed set. A MySQL set accumulated from
+    /// a start without one lacks everything before it, and resuming from it would replay that.
+    whole_set: bool,
 }
 
 impl Reader {
@@ -193,7 +222,16 @@ impl Reader {
         let mut decoder = Decoder::new().with_selection(filter.clone());
         decoder.checksum_before_fde = checksums;
         decoder.file.clone_from(&start.file);
-        Self { decoder, filter, position: start, gtids, current: None, pending_gtid: None }
+        let whole_set = start.gtid_set.is_some();
+        Self {
+            decoder,
+            filter,
+            position: start,
+            gtids,
+            current: None,
+            pending_gtid: None,
+            whole_set,
+        }
     }
 
     /// Reads the stream into `tx` until it ends, fails or `tx` closes.
@@ -317,14 +355,23 @@ impl Reader {
 
     /// The position after the event just read, with the GTID of its group applied.
     fn commit_position(&mut self) -> Position {
-        match self.pending_gtid.take() {
-            Some(Decoded::MariaGtid { gtid, .. }) => self.gtids.add_maria(gtid),
-            Some(Decoded::MysqlGtid(Some(gtid))) => self.gtids.add_mysql(&gtid.source, gtid.gno),
-            _ => {}
-        }
-        let gtid_set = (!self.gtids.is_empty()).then(|| self.gtids.to_string());
+        let gtid = match self.pending_gtid.take() {
+            Some(Decoded::MariaGtid { gtid, .. }) => {
+                self.gtids.add_maria(gtid);
+                Some(gtid.to_string())
+            }
+            Some(Decoded::MysqlGtid(Some(gtid))) => {
+                self.gtids.add_mysql(&gtid.source, gtid.gno);
+                Some(gtid.to_string())
+            }
+            _ => None,
+        };
+        // A MariaDB position is whole from any start: it holds the last GTID of each domain.
+        let whole = self.whole_set || !self.gtids.has_mysql();
+        let gtid_set = (whole && !self.gtids.is_empty()).then(|| self.gtids.to_string());
         Position {
             gtid_set: gtid_set.or_else(|| self.position.gtid_set.clone()),
+            gtid,
             ..self.position.clone()
         }
     }

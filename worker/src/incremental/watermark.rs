@@ -76,7 +76,7 @@ mod tests {
     use super::*;
 
     fn at(pos: u64) -> Position {
-        Position { file: "bin.000001".into(), pos, gtid_set: None }
+        Position { file: "bin.000001".into(), pos, ..Default::default() }
     }
 
     #[test]

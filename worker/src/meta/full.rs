@@ -79,6 +79,22 @@ pub async fn save_table_positions(conn: &mut Conn, job: &str) -> crate::Result<(
     .sql("save the tables' copy positions to ferry_meta.full_tables on the target")
 }
 
+/// Forgets the binlog positions the copy read its tables at (and its safe-mode end): after a
+/// failover they are offsets of a former source server, which must not be compared with the
+/// new one's (replication is past them, or the resume was refused).
+pub async fn forget_copy_positions(conn: &mut Conn, job: &str) -> crate::Result<()> {
+    conn.exec_drop("DELETE FROM ferry_meta.full_tables WHERE job = ?", (job,))
+        .await
+        .sql("delete the tables' copy positions from ferry_meta.full_tables on the target")?;
+    conn.exec_drop(
+        "UPDATE ferry_meta.full_snapshot SET safe_until_file = NULL, safe_until_pos = NULL \
+         WHERE job = ?",
+        (job,),
+    )
+    .await
+    .sql("clear the safe-mode end of ferry_meta.full_snapshot on the target")
+}
+
 /// The positions [`save_table_positions`] kept for the job: per table, the binlog position every
 /// row of it was copied at (or after), when known. The row changes of that table before the
 /// position are in the copy already and must be skipped, which keyless tables, where replaying

@@ -8,6 +8,10 @@
 //! and applies nothing twice, also in tables without keys. Rows at or below the watermark are
 //! deleted when it is saved. `state` tells a clean stop (`stopped`) from an abrupt one (`running`
 //! left behind), which turns safe mode on (for DDL, which is not transactional).
+//!
+//! On a source with GTIDs, the applied transactions are known by GTID, and the checkpoint names
+//! the source server (`source_server`): binlog files and offsets belong to one server, GTIDs to
+//! the whole replication topology, so a resume on a promoted replica goes by GTID.
 
 use std::collections::HashSet;
 
@@ -23,6 +27,8 @@ pub struct Position {
     pub pos: u64,
     /// MariaDB `domain-server-seq,...` (or MySQL GTID set) when known.
     pub gtid_set: Option<String>,
+    /// The GTID of the transaction ending here, when the source logs GTIDs.
+    pub gtid: Option<String>,
 }
 
 impl Position {
@@ -41,6 +47,9 @@ pub struct Checkpoint {
     pub position: Position,
     /// False when the last run did not stop cleanly.
     pub clean: bool,
+    /// The server the position was read from ([`crate::flavor::ServerIdentity::id`]); None
+    /// when an earlier version saved it.
+    pub source_server: Option<String>,
 }
 
 const SAVE: &str = "INSERT INTO ferry_meta.incremental_checkpoint \
@@ -50,6 +59,25 @@ const SAVE: &str = "INSERT INTO ferry_meta.incremental_checkpoint \
 
 const PURGE_APPLIED: &str = "DELETE FROM ferry_meta.incremental_applied WHERE job = ? \
     AND (last_file < ? OR (last_file = ? AND last_pos <= ?))";
+
+/// Records which source server the job reads (see [`Checkpoint::source_server`]).
+pub async fn record_source_server(conn: &mut Conn, job: &str, server: &str) -> crate::Result<()> {
+    conn.exec_drop(
+        "UPDATE ferry_meta.incremental_checkpoint SET source_server = ? WHERE job = ?",
+        (server, job),
+    )
+    .await
+    .sql("record the source server in ferry_meta.incremental_checkpoint on the target")
+}
+
+/// How an applied transaction is known: by its GTID when it has one (the same on every server
+/// of the topology, so also after a failover), else by its end position.
+pub fn applied_key(position: &Position) -> String {
+    match &position.gtid {
+        Some(gtid) => format!("gtid {gtid}"),
+        None => format!("{}:{}", position.file, position.pos),
+    }
+}
 
 /// Whether `a` comes after `b` in the binlog. File names share a prefix and a zero-padded
 /// sequence number, so they order as text.
@@ -68,7 +96,14 @@ pub async fn record_applied(
     let Some(last) = ends.iter().copied().reduce(|a, b| if after(b, a) { b } else { a }) else {
         return Ok(());
     };
-    let positions: Vec<String> = ends.iter().map(|p| format!("{}:{}", p.file, p.pos)).collect();
+    // `file:pos`, then `#gtid` when the transaction has one.
+    let positions: Vec<String> = ends
+        .iter()
+        .map(|p| match &p.gtid {
+            Some(gtid) => format!("{}:{}#{gtid}", p.file, p.pos),
+            None => format!("{}:{}", p.file, p.pos),
+        })
+        .collect();
     conn.exec_drop(
         "INSERT INTO ferry_meta.incremental_applied (job, last_file, last_pos, worker, positions) \
          VALUES (?, ?, ?, ?, ?)",
@@ -78,12 +113,12 @@ pub async fn record_applied(
     .sql("record applied transactions in ferry_meta.incremental_applied on the target")
 }
 
-/// The end positions of transactions above `watermark` that a worker already applied.
+/// The transactions above `watermark` that a worker already applied, by [`applied_key`].
 pub async fn load_applied(
     conn: &mut Conn,
     job: &str,
     watermark: &Position,
-) -> crate::Result<HashSet<(String, u64)>> {
+) -> crate::Result<HashSet<String>> {
     let lists: Vec<String> = conn
         .exec("SELECT positions FROM ferry_meta.incremental_applied WHERE job = ?", (job,))
         .await
@@ -92,10 +127,14 @@ pub async fn load_applied(
         .iter()
         .flat_map(|list| list.split(','))
         .filter_map(|item| {
-            let (file, pos) = item.rsplit_once(':')?;
+            let (place, gtid) = match item.split_once('#') {
+                Some((place, gtid)) => (place, Some(gtid.to_string())),
+                None => (item, None),
+            };
+            let (file, pos) = place.rsplit_once(':')?;
             let position =
-                Position { file: file.to_string(), pos: pos.parse().ok()?, gtid_set: None };
-            after(&position, watermark).then_some((position.file, position.pos))
+                Position { file: file.to_string(), pos: pos.parse().ok()?, gtid_set: None, gtid };
+            after(&position, watermark).then(|| applied_key(&position))
         })
         .collect())
 }
@@ -123,19 +162,23 @@ pub async fn advance(
     result
 }
 
+/// file, pos, gtid_set, state, source_server.
+type CheckpointRow = (String, u64, Option<String>, String, Option<String>);
+
 /// The job's checkpoint, if it has one.
 pub async fn load(conn: &mut Conn, job: &str) -> crate::Result<Option<Checkpoint>> {
-    let row: Option<(String, u64, Option<String>, String)> = conn
+    let row: Option<CheckpointRow> = conn
         .exec_first(
-            "SELECT binlog_file, binlog_pos, gtid_set, state FROM ferry_meta.incremental_checkpoint \
-             WHERE job = ?",
+            "SELECT binlog_file, binlog_pos, gtid_set, state, source_server \
+             FROM ferry_meta.incremental_checkpoint WHERE job = ?",
             (job,),
         )
         .await
         .sql("read the replication checkpoint from ferry_meta on the target")?;
-    Ok(row.map(|(file, pos, gtid_set, state)| Checkpoint {
-        position: Position { file, pos, gtid_set },
+    Ok(row.map(|(file, pos, gtid_set, state, source_server)| Checkpoint {
+        position: Position { file, pos, gtid_set, gtid: None },
         clean: state != "running",
+        source_server,
     }))
 }
 

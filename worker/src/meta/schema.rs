@@ -27,7 +27,8 @@ pub enum MetaError {
 type Migration = for<'a> fn(&'a mut Conn) -> BoxFuture<'a, crate::Result<()>>;
 
 /// `MIGRATIONS[n]` brings version `n` to `n + 1`.
-const MIGRATIONS: &[Migration] = &[|conn| Box::pin(version_1(conn))];
+const MIGRATIONS: &[Migration] =
+    &[|conn| Box::pin(version_1(conn)), |conn| Box::pin(version_2(conn))];
 
 /// The version this Ferry reads and writes.
 pub const CURRENT_VERSION: u32 = MIGRATIONS.len() as u32;
@@ -130,6 +131,13 @@ async fn version_1(conn: &mut Conn) -> crate::Result<()> {
         conn.query_drop(*create).await.sql(format!("create ferry_meta.{table} on the target"))?;
     }
     add_missing_columns(conn, "full_chunks", CHUNK_COLUMNS_ADDED).await
+}
+
+/// Version 2: the checkpoint names the source server it was read from, so that a resume on
+/// another server (a failover) can tell.
+async fn version_2(conn: &mut Conn) -> crate::Result<()> {
+    let added = [("source_server", "VARCHAR(64) NULL")];
+    add_missing_columns(conn, "incremental_checkpoint", &added).await
 }
 
 /// Upgrades `ferry_meta` tables created by versions whose `job` column held 255 characters,

@@ -28,6 +28,7 @@ use mysql_async::Conn;
 use crate::config::{Endpoint, JobConfig};
 use crate::connect::{self, ConnectError};
 use crate::engine::JobContext;
+use crate::flavor::ServerIdentity;
 use crate::meta::{self, META_SCHEMA};
 use crate::report::set_condition;
 
@@ -145,7 +146,12 @@ async fn check_all(
     // A job that ran before resumes from its checkpoint, not from spec.incremental.start.
     let resume = target.as_ref().ok().and_then(|t| t.checkpoint.clone());
     if let Some(facts) = &source {
+        let (resume, refused) = resume_start(resume, &facts.server);
         items.extend(source_items(config, selection, facts, resume.as_ref()));
+        if let Some(refused) = refused {
+            items.retain(|item| item.name != refused.name);
+            items.push(refused);
+        }
     }
     if let Ok(mut target) = target {
         let databases = target_databases(selection, source.as_ref().map(|f| &f.schema));
@@ -206,7 +212,7 @@ struct TargetFacts {
     server: Server,
     schema: TargetSchema,
     /// The replication checkpoint of an earlier run.
-    checkpoint: Option<BinlogPosition>,
+    checkpoint: Option<Checkpoint>,
     /// An earlier run finished copying the existing data (or started replicating after it).
     copied: bool,
 }
@@ -228,8 +234,56 @@ async fn copy_done(conn: &mut Conn, config: &JobConfig) -> bool {
     meta::full::copy_done(conn, &config.id.to_string()).await.unwrap_or(false)
 }
 
+/// A replication checkpoint, and the source server it was read from when known.
+#[derive(Debug, Clone)]
+struct Checkpoint {
+    position: BinlogPosition,
+    source_server: Option<String>,
+}
+
+/// Where a resume starts, as the precheck checks it: by the GTID set alone when the source
+/// logs GTIDs (the checkpoint's file and offset may be a former server's, after a failover); by
+/// file and offset otherwise, which only the checkpoint's own server can serve, so another
+/// server gives a failure item in place of `incremental_start`.
+fn resume_start(
+    checkpoint: Option<Checkpoint>,
+    server: &Server,
+) -> (Option<BinlogPosition>, Option<PrecheckItem>) {
+    let Some(Checkpoint { position, source_server }) = checkpoint else { return (None, None) };
+    let now = ServerIdentity::from_variables(server.version.flavor, |name| {
+        server.variables.get(name).map(String::as_str)
+    });
+    let has_set = position.gtid_set.as_deref().is_some_and(|set| !set.trim().is_empty());
+    if now.gtids && has_set {
+        return (Some(BinlogPosition { file: None, pos: None, ..position }), None);
+    }
+    let Some(was) = source_server.filter(|was| *was != now.id) else {
+        return (Some(position), None);
+    };
+    let why = if now.gtids {
+        "the checkpoint holds no GTID set"
+    } else {
+        "the source has no GTIDs (gtid_mode is not ON)"
+    };
+    let refused = item::failure(
+        "incremental_start",
+        format!(
+            "source server {} is not the server the checkpoint was read from ({was}), and {why}",
+            now.id
+        ),
+        "The source at this address changed (a failover to a replica, or a replaced server) \
+         and the checkpoint can only be resumed by its binlog file and offset, which belong to \
+         the former server and mean nothing on this one.",
+        "The checkpoint's binlog offsets mean nothing on another server: point the job back at \
+         the former server, or start a new migration (mode FullAndIncremental); to survive \
+         failovers, run the sources with GTIDs (MySQL: gtid_mode=ON and \
+         enforce_gtid_consistency=ON).",
+    );
+    (Some(position), Some(refused))
+}
+
 /// The replication checkpoint of an earlier run; None when there is none or it cannot be read.
-async fn read_checkpoint(conn: &mut Conn, config: &JobConfig) -> Option<BinlogPosition> {
+async fn read_checkpoint(conn: &mut Conn, config: &JobConfig) -> Option<Checkpoint> {
     if !config.mode.replicates() {
         return None;
     }
@@ -237,11 +291,12 @@ async fn read_checkpoint(conn: &mut Conn, config: &JobConfig) -> Option<BinlogPo
     let position = saved.position;
     // A job started from a GTID set alone (MySQL) may stop before the stream named a file.
     let file = Some(position.file).filter(|f| !f.is_empty());
-    Some(BinlogPosition {
+    let position = BinlogPosition {
         pos: file.as_ref().map(|_| position.pos as i64),
         file,
         gtid_set: position.gtid_set,
-    })
+    };
+    Some(Checkpoint { position, source_server: saved.source_server })
 }
 
 fn connection_item(

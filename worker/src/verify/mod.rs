@@ -33,8 +33,8 @@ use crate::error::SqlContext;
 use crate::flavor::{self, Version};
 use crate::full::chunk;
 use crate::full::objects::{self, Table};
-use crate::sql::literal::{self, Render};
 use crate::meta::incremental as checkpoint;
+use crate::sql::literal::{self, Render};
 use crate::sql::{quote_ident, quote_str};
 use canon::{RowShape, ServerColumn};
 pub use report::{Report, RowDiff, TableReport};
@@ -580,7 +580,7 @@ impl Live {
         let Some((file, pos)) = flavor::binlog_status(source, &self.source_version).await? else {
             return Ok(());
         };
-        let head = checkpoint::Position { file, pos, gtid_set: None };
+        let head = checkpoint::Position { file, pos, gtid_set: None, gtid: None };
         let deadline = Instant::now() + self.timeout;
         loop {
             let applied = checkpoint::load(target, &self.job).await?;

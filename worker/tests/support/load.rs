@@ -20,7 +20,7 @@ CREATE TABLE app.acct (id INT PRIMARY KEY, bal BIGINT NOT NULL, code VARCHAR(20)
 CREATE TABLE app.slots (id INT PRIMARY KEY, slot INT NOT NULL, UNIQUE KEY (slot));
 CREATE TABLE app.comp (a INT NOT NULL, b VARCHAR(10) NOT NULL, v INT, PRIMARY KEY (a, b));
 CREATE TABLE app.ci (name VARCHAR(20) COLLATE utf8mb4_general_ci PRIMARY KEY, v INT)
-  DEFAULT CHARSET = utf8mb4;
+  DEFAULT CHARSET = utf8mb4 COLLATE utf8mb4_general_ci;
 CREATE TABLE app.parent (id INT PRIMARY KEY, name VARCHAR(20));
 CREATE TABLE app.child (id INT PRIMARY KEY, parent_id INT, v INT,
   CONSTRAINT child_parent FOREIGN KEY (parent_id) REFERENCES app.parent (id)

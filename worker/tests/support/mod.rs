@@ -51,8 +51,12 @@ impl Setup {
     /// A source of `source_kind` and a target of `target_kind`, each with the user `ferry`.
     pub async fn start_with_source(source_kind: SourceKind, target_kind: TargetKind) -> Setup {
         let (source, target) = tokio::join!(source_kind.start(), target_kind.start());
-        let source = source.expect("start the source");
-        let target = target.expect("start the target");
+        Self::from_servers(source.expect("start the source"), target.expect("start the target"))
+            .await
+    }
+
+    /// Servers a test started itself, each given the user `ferry`.
+    pub async fn from_servers(source: Source, target: Target) -> Setup {
         source.create_user("ferry", PASSWORD, "ALL PRIVILEGES").await.expect("source user");
         target.create_user("ferry", PASSWORD, "ALL PRIVILEGES").await.expect("target user");
         let dir = tempfile::tempdir().expect("tempdir");
@@ -93,9 +97,15 @@ impl Setup {
     }
 
     fn write_manifest(&self, mode: &str, spec: &str) -> PathBuf {
+        self.write_manifest_for(self.source.port(), mode, spec)
+    }
+
+    /// Writes the manifest with the source at `source_port` (another server than `source`, as
+    /// after a failover).
+    pub fn write_manifest_for(&self, source_port: u16, mode: &str, spec: &str) -> PathBuf {
         let yaml = JobManifest {
             name: "job",
-            source_port: self.source.port(),
+            source_port,
             target_port: self.target.port(),
             user: "ferry",
             password: PASSWORD,
