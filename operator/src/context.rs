@@ -6,10 +6,11 @@ use k8s_openapi::api::core::v1::ObjectReference;
 use kube::Client;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 
-use crate::decisions::{Backoff, EventKind};
+use crate::events::EventKind;
+use crate::job::decisions::Backoff;
+use crate::job::pod::PodSettings;
 use crate::metrics::Metrics;
-use crate::source_controller::SourceChecks;
-use crate::worker_pod::PodSettings;
+use crate::source::schedule::SourceChecks;
 
 /// Field manager of the operator's server-side applies (the worker uses `ferry-worker`).
 pub const FIELD_MANAGER: &str = "ferry-operator";

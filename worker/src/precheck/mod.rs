@@ -34,6 +34,7 @@ pub use item::Summary;
 use schema::{META_SCHEMA, Selection, SourceSchema, TargetSchema};
 use server::Server;
 use source::SourceFacts;
+pub use source::{BinlogReadiness, binlog_readiness};
 
 /// How long each end may take to answer all its precheck queries.
 const SIDE_TIMEOUT: Duration = Duration::from_secs(120);

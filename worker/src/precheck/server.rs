@@ -21,6 +21,8 @@ const VARIABLES: &[&str] = &[
     "binlog_row_image",
     "datadir",
     "expire_logs_days",
+    "gtid_mode",
+    "gtid_strict_mode",
     "hostname",
     "innodb_read_only",
     "log_bin",
