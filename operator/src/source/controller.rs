@@ -22,7 +22,7 @@ use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
 use super::check::{self, ConditionValue, binlog_ready};
-use super::schedule::Inputs;
+use super::schedule::{Inputs, SourceChecks};
 use super::secret_refs;
 use crate::context::{Context, FIELD_MANAGER};
 use crate::error::{Error, Result, kube_err};
@@ -31,10 +31,18 @@ use crate::secrets::Loaded;
 
 const CONTROLLER: &str = "source";
 
+/// What a reconcile of a source uses: the shared context and the record of past checks, which
+/// only this controller keeps.
+struct SourceContext {
+    shared: Arc<Context>,
+    checks: SourceChecks,
+}
+
 /// Runs the controller until `shutdown`.
-pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
-    let sources: Api<MigrationSource> = Api::all(ctx.client.clone());
-    let secrets: Api<Secret> = Api::all(ctx.client.clone());
+pub async fn run(shared: Arc<Context>, shutdown: CancellationToken) {
+    let sources: Api<MigrationSource> = Api::all(shared.client.clone());
+    let secrets: Api<Secret> = Api::all(shared.client.clone());
+    let ctx = Arc::new(SourceContext { shared, checks: SourceChecks::default() });
     let controller = Controller::new(sources, watcher::Config::default());
     let store = controller.store();
     controller
@@ -53,9 +61,9 @@ pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
         .await;
 }
 
-fn error_policy(_source: Arc<MigrationSource>, error: &Error, ctx: Arc<Context>) -> Action {
+fn error_policy(_source: Arc<MigrationSource>, error: &Error, ctx: Arc<SourceContext>) -> Action {
     tracing::warn!(controller = CONTROLLER, "reconcile failed: {error}");
-    ctx.metrics.reconcile_error(CONTROLLER, error.metric_label());
+    ctx.shared.metrics.reconcile_error(CONTROLLER, error.metric_label());
     Action::requeue(Duration::from_secs(15))
 }
 
@@ -65,13 +73,14 @@ struct Outcome {
     readiness: Option<BinlogReadiness>,
 }
 
-async fn reconcile(source: Arc<MigrationSource>, ctx: Arc<Context>) -> Result<Action> {
+async fn reconcile(source: Arc<MigrationSource>, source_ctx: Arc<SourceContext>) -> Result<Action> {
+    let ctx = &source_ctx.shared;
     ctx.metrics.reconciled(CONTROLLER);
     let namespace = source.namespace().ok_or_else(|| Error::Unnamed(source.name_any()))?;
     let loaded = crate::secrets::load(&ctx.client, &namespace, &secret_refs(&source)).await?;
     let key = (namespace.clone(), source.name_any());
     let inputs = Inputs { generation: source.meta().generation, secrets: loaded.versions.clone() };
-    if let Some(wait) = ctx.source_checks.wait(&key, &inputs, Instant::now()) {
+    if let Some(wait) = source_ctx.checks.wait(&key, &inputs, Instant::now()) {
         return Ok(Action::requeue(wait));
     }
     let outcome = check(&source, &namespace, loaded).await;
@@ -97,7 +106,7 @@ async fn reconcile(source: Arc<MigrationSource>, ctx: Arc<Context>) -> Result<Ac
             .await;
     }
     let recheck = if ready.status { ctx.settings.source_recheck } else { NOT_READY_RECHECK };
-    ctx.source_checks.record(key, inputs, Instant::now(), recheck);
+    source_ctx.checks.record(key, inputs, Instant::now(), recheck);
     Ok(Action::requeue(recheck))
 }
 
