@@ -1,5 +1,6 @@
 //! Types shared by both kinds: Secret references and TLS settings.
 
+use kube::KubeSchema;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -40,7 +41,13 @@ impl TlsMode {
 }
 
 /// TLS settings of a connection. The Secrets hold PEM text.
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, KubeSchema)]
+#[x_kube(
+    validation = Rule::new("!(self.mode in ['ServerAuth', 'Mutual']) || has(self.caSecretRef)")
+        .message("tls.mode ServerAuth and Mutual need caSecretRef"),
+    validation = Rule::new("!(self.mode in ['ClientCert', 'Mutual']) || (has(self.clientCertSecretRef) && has(self.clientKeySecretRef))")
+        .message("tls.mode ClientCert and Mutual need clientCertSecretRef and clientKeySecretRef"),
+)]
 #[serde(rename_all = "camelCase")]
 pub struct TlsConfig {
     /// Disabled, ServerAuth (CA), ClientCert (certificate and key) or Mutual (all three).

@@ -1,5 +1,6 @@
-//! The CustomResourceDefinitions, with the rules the derive cannot express added by hand:
-//! CEL validation (immutability, either-or fields), patterns, bounds and list-map markers.
+//! The CustomResourceDefinitions. Their rules (CEL validation with messages, patterns, bounds,
+//! list-map markers) are declared on the fields and types with `#[x_kube(...)]` and
+//! `#[schemars(...)]`; one is added here, see [`migration_job`].
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::CustomResourceExt;
@@ -44,62 +45,17 @@ pub fn to_yaml(crd: &CustomResourceDefinition) -> String {
 
 /// The MigrationSource CRD.
 pub fn migration_source() -> CustomResourceDefinition {
-    let mut crd = MigrationSource::crd();
-    patch_schema(&mut crd, |root| {
-        let spec = child(root, &["spec"]);
-        port_bounds(child(spec, &["port"]));
-        tls_rules(child(spec, &["tls"]));
-        add_rule(
-            child(spec, &["connectivity"]),
-            "self.method != 'PrivateLink' || has(self.endpointServiceName) || has(self.privateEndpointResourceId)",
-            "PrivateLink needs endpointServiceName (AWS) or privateEndpointResourceId (Azure)",
-        );
-        min_length(child(spec, &["host"]));
-        min_length(child(spec, &["user"]));
-        list_map_by_type(child(root, &["status", "conditions"]));
-    });
-    crd
+    MigrationSource::crd()
 }
 
-/// The MigrationJob CRD.
+/// The MigrationJob CRD. The GTID pattern of `spec.incremental.start.gtidSet` is added here:
+/// `BinlogPosition` also types the positions the worker reports in the status, which the pattern
+/// must not constrain, and an attribute can only go on the type's field.
 pub fn migration_job() -> CustomResourceDefinition {
     let mut crd = MigrationJob::crd();
     patch_schema(&mut crd, |root| {
-        let spec = child(root, &["spec"]);
-        for field in ["sourceRef", "target", "mode"] {
-            add_rule(
-                child(spec, &[field]),
-                "self == oldSelf",
-                &format!("{field} cannot change once set; create a new MigrationJob instead"),
-            );
-        }
-        set(child(spec, &["displayName"]), "pattern", json!(DISPLAY_NAME_PATTERN));
-        set(child(spec, &["safeModeDuration"]), "pattern", json!(DURATION_PATTERN));
-        port_bounds(child(spec, &["target", "port"]));
-        tls_rules(child(spec, &["target", "tls"]));
-        min_length(child(spec, &["target", "host"]));
-        min_length(child(spec, &["sourceRef", "name"]));
-        set(
-            child(spec, &["incremental", "start", "gtidSet"]),
-            "pattern",
-            json!(gtid_set_pattern()),
-        );
-        add_rule(
-            child(spec, &["incremental", "start"]),
-            "(has(self.file) && has(self.pos)) != has(self.gtidSet)",
-            "start needs either file and pos, or gtidSet, not both",
-        );
-        add_rule(
-            child(spec, &["objects"]),
-            "!(has(self.databases) && has(self.tables))",
-            "objects takes databases or tables, not both",
-        );
-        add_rule(
-            spec,
-            "self.mode == 'Incremental' || !has(self.incremental)",
-            "incremental.start only applies to mode Incremental; FullAndIncremental starts at the snapshot of its copy",
-        );
-        list_map_by_type(child(root, &["status", "conditions"]));
+        let start = child(root, &["spec", "incremental", "start", "gtidSet"]);
+        set(start, "pattern", json!(gtid_set_pattern()));
     });
     crd
 }
@@ -128,40 +84,4 @@ fn child<'a>(node: &'a mut Value, path: &[&str]) -> &'a mut Value {
 
 fn set(node: &mut Value, key: &str, value: Value) {
     node.as_object_mut().expect("schema node is an object").insert(key.to_string(), value);
-}
-
-fn add_rule(node: &mut Value, rule: &str, message: &str) {
-    let object = node.as_object_mut().expect("schema node is an object");
-    let rules = object.entry("x-kubernetes-validations").or_insert_with(|| json!([]));
-    rules
-        .as_array_mut()
-        .expect("validations are a list")
-        .push(json!({ "rule": rule, "message": message }));
-}
-
-fn port_bounds(node: &mut Value) {
-    set(node, "minimum", json!(1));
-    set(node, "maximum", json!(65535));
-}
-
-fn min_length(node: &mut Value) {
-    set(node, "minLength", json!(1));
-}
-
-fn tls_rules(tls: &mut Value) {
-    add_rule(
-        tls,
-        "!(self.mode in ['ServerAuth', 'Mutual']) || has(self.caSecretRef)",
-        "tls.mode ServerAuth and Mutual need caSecretRef",
-    );
-    add_rule(
-        tls,
-        "!(self.mode in ['ClientCert', 'Mutual']) || (has(self.clientCertSecretRef) && has(self.clientKeySecretRef))",
-        "tls.mode ClientCert and Mutual need clientCertSecretRef and clientKeySecretRef",
-    );
-}
-
-fn list_map_by_type(conditions: &mut Value) {
-    set(conditions, "x-kubernetes-list-type", json!("map"));
-    set(conditions, "x-kubernetes-list-map-keys", json!(["type"]));
 }

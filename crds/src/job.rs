@@ -1,15 +1,16 @@
 //! `MigrationJob`: what to migrate where, and the progress the worker reports.
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
-use kube::CustomResource;
+use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::common::{SecretKeyRef, TlsConfig};
+use crate::crd::{DISPLAY_NAME_PATTERN, DURATION_PATTERN};
 use crate::source::default_port;
 
 /// A migration from one MigrationSource into a MySQL-compatible target (TiDB or MySQL/MariaDB).
-#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
 #[kube(
     group = "ferry.dev",
     version = "v1alpha1",
@@ -27,18 +28,28 @@ use crate::source::default_port;
     printcolumn = r#"{"name":"Position","type":"string","jsonPath":".status.position","priority":1}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
+#[x_kube(validation = Rule::new("self.mode == 'Incremental' || !has(self.incremental)").message(
+    "incremental.start only applies to mode Incremental; FullAndIncremental starts at the snapshot of its copy"
+))]
 #[serde(rename_all = "camelCase")]
 pub struct MigrationJobSpec {
     /// Human-readable job name. Starts with a letter, under 60 characters of letters, digits,
     /// `_` and `-` (the rule of TiDB Cloud's Data Migration).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(pattern(DISPLAY_NAME_PATTERN))]
     pub display_name: Option<String>,
     /// The MigrationSource (same namespace) to migrate from. Cannot change once set.
+    #[x_kube(validation = Rule::new("self == oldSelf")
+        .message("sourceRef cannot change once set; create a new MigrationJob instead"))]
     pub source_ref: SourceRef,
     /// The server to migrate into. Cannot change once set.
+    #[x_kube(validation = Rule::new("self == oldSelf")
+        .message("target cannot change once set; create a new MigrationJob instead"))]
     pub target: Target,
     /// Full (copy existing data, then stop), Incremental (replay the binlog only) or
     /// FullAndIncremental (copy, then replay until you cut over). Cannot change once set.
+    #[x_kube(validation = Rule::new("self == oldSelf")
+        .message("mode cannot change once set; create a new MigrationJob instead"))]
     pub mode: MigrationMode,
     /// Where incremental replication starts (Incremental mode only; FullAndIncremental starts at
     /// the snapshot of the full copy). Absent: the source's current position.
@@ -57,6 +68,7 @@ pub struct MigrationJobSpec {
     /// How long safe mode lasts after resuming from an abrupt stop (INSERT as REPLACE, UPDATE as
     /// DELETE + REPLACE), as a duration such as `60s` or `2m`.
     #[serde(default = "default_safe_mode_duration")]
+    #[schemars(pattern(DURATION_PATTERN))]
     pub safe_mode_duration: String,
     /// Set to a new value (a timestamp is handy) to restart a failed job, replacing target rows
     /// that conflict with the source's (TiDB Cloud's "Restart").
@@ -73,6 +85,7 @@ pub fn default_safe_mode_duration() -> String {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
 pub struct SourceRef {
     /// Name of the MigrationSource.
+    #[schemars(length(min = 1))]
     pub name: String,
 }
 
@@ -81,9 +94,11 @@ pub struct SourceRef {
 #[serde(rename_all = "camelCase")]
 pub struct Target {
     /// Host name or IP address of the target (TiDB, MySQL or MariaDB).
+    #[schemars(length(min = 1))]
     pub host: String,
     /// TCP port of the target (TiDB listens on 4000 by default).
     #[serde(default = "default_port")]
+    #[schemars(range(min = 1, max = 65535))]
     pub port: i32,
     /// User Ferry writes as. Needs CREATE, SELECT, INSERT, UPDATE, DELETE, ALTER, DROP, INDEX
     /// and CREATE VIEW.
@@ -119,10 +134,12 @@ impl MigrationMode {
 }
 
 /// Settings of the incremental stage.
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, KubeSchema)]
 pub struct IncrementalSpec {
     /// First binlog position to replay: `file` and `pos`, or `gtidSet`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("(has(self.file) && has(self.pos)) != has(self.gtidSet)")
+        .message("start needs either file and pos, or gtidSet, not both"))]
     pub start: Option<BinlogPosition>,
 }
 
@@ -150,7 +167,9 @@ impl BinlogPosition {
 }
 
 /// Which objects a job migrates: either whole databases or single tables.
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, KubeSchema)]
+#[x_kube(validation = Rule::new("!(has(self.databases) && has(self.tables))")
+    .message("objects takes databases or tables, not both"))]
 pub struct ObjectSelection {
     /// Whole databases (schemas) to migrate, tables created in them later included.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -227,7 +246,7 @@ pub enum Phase {
 }
 
 /// Progress of a migration job, as reported by its worker and operator.
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct MigrationJobStatus {
     /// Precheck, Full, Incremental or Completed.
@@ -238,6 +257,7 @@ pub struct MigrationJobStatus {
     pub phase: Option<Phase>,
     /// Ready, Prechecked, Paused, Failed and others, one per type.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[x_kube(merge_strategy = ListMerge::Map(vec!["type".into()]))]
     pub conditions: Vec<Condition>,
     /// Result of every precheck item.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

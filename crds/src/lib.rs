@@ -2,11 +2,13 @@
 //!
 //! `MigrationSource` describes a MySQL-compatible server to migrate from; `MigrationJob` says what
 //! to move where and carries the progress the worker reports. The operator, the worker and the
-//! standalone `ferry` command all speak these types; `crd` turns them into the CustomResource-
-//! Definitions (with validation rules the derive cannot express) and `validation` checks a
-//! document against those definitions without an API server.
+//! standalone `ferry` command all speak these types. `contract` holds what the operator and its
+//! workers agree on (condition ownership, exit codes, the secrets directory); `crd` turns the
+//! types into the CustomResourceDefinitions (their validation rules are declared on the fields)
+//! and `validation` checks a document against those definitions without an API server.
 
 pub mod common;
+pub mod contract;
 pub mod crd;
 pub mod job;
 pub mod source;

@@ -1,7 +1,7 @@
 //! `MigrationSource`: a MySQL-compatible server to migrate from.
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
-use kube::CustomResource;
+use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -30,11 +30,14 @@ pub struct MigrationSourceSpec {
     #[serde(rename = "type")]
     pub source_type: SourceType,
     /// Host name or IP address of the server (for PrivateLink, the endpoint's address).
+    #[schemars(length(min = 1))]
     pub host: String,
     /// TCP port of the server.
     #[serde(default = "default_port")]
+    #[schemars(range(min = 1, max = 65535))]
     pub port: i32,
     /// User Ferry logs in as. Needs SELECT, RELOAD, REPLICATION SLAVE and REPLICATION CLIENT.
+    #[schemars(length(min = 1))]
     pub user: String,
     /// Secret key holding the user's password.
     pub password_secret_ref: SecretKeyRef,
@@ -79,7 +82,10 @@ impl SourceType {
 }
 
 /// Network path from Ferry to the source.
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, KubeSchema)]
+#[x_kube(validation = Rule::new(
+    "self.method != 'PrivateLink' || has(self.endpointServiceName) || has(self.privateEndpointResourceId)"
+).message("PrivateLink needs endpointServiceName (AWS) or privateEndpointResourceId (Azure)"))]
 #[serde(rename_all = "camelCase")]
 pub struct Connectivity {
     /// PublicIP (a reachable address) or PrivateLink (a provider private endpoint).
@@ -104,11 +110,12 @@ pub enum ConnectivityMethod {
 }
 
 /// What Ferry last observed about the source.
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct MigrationSourceStatus {
     /// Ready: the server answered and its source-level prechecks passed.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[x_kube(merge_strategy = ListMerge::Map(vec!["type".into()]))]
     pub conditions: Vec<Condition>,
     /// `VERSION()` as reported by the server.
     #[serde(default, skip_serializing_if = "Option::is_none")]

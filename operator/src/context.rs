@@ -6,10 +6,10 @@ use k8s_openapi::api::core::v1::ObjectReference;
 use kube::Client;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 
-use crate::decisions::{Backoff, EventKind};
+use crate::events::EventKind;
+use crate::job::decisions::Backoff;
+use crate::job::pod::PodSettings;
 use crate::metrics::Metrics;
-use crate::source_controller::SourceChecks;
-use crate::worker_pod::PodSettings;
 
 /// Field manager of the operator's server-side applies (the worker uses `ferry-worker`).
 pub const FIELD_MANAGER: &str = "ferry-operator";
@@ -31,14 +31,13 @@ pub struct Context {
     pub settings: Settings,
     pub recorder: Recorder,
     pub metrics: Metrics,
-    pub source_checks: SourceChecks,
 }
 
 impl Context {
     pub fn new(client: Client, settings: Settings, metrics: Metrics, instance: String) -> Self {
         let reporter = Reporter { controller: "ferry-operator".into(), instance: Some(instance) };
         let recorder = Recorder::new(client.clone(), reporter);
-        Self { client, settings, recorder, metrics, source_checks: SourceChecks::default() }
+        Self { client, settings, recorder, metrics }
     }
 
     /// Publishes an event about `object`; a failure is logged, never fatal.

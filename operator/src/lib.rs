@@ -1,17 +1,21 @@
-//! Ferry's control plane. `source_controller` checks MigrationSources; `job_controller` runs
-//! each MigrationJob's worker pod, sized by its tier (`tiers`, `worker_pod`), following the
-//! pure rules in `decisions`; `leader` makes two replicas safe; `metrics` serves Prometheus.
-//! The worker reports its own progress into the MigrationJob status (`ferry_worker::kube`).
+//! Ferry's control plane, in three parts:
+//! - `source`: the MigrationSource controller, which checks each source with the worker's own
+//!   judgement of binlog readiness (`ferry_worker::precheck`) and writes its conditions;
+//! - `job`: the MigrationJob controller, which runs each job's worker pod, sized by its tier,
+//!   following the pure rules in `job::decisions`;
+//! - shared by both: `context` (client, settings, events, metrics), `run` (start and stop),
+//!   `leader` (two replicas stay safe), `metrics` (Prometheus), `secrets`, `error`.
+//!
+//! What the operator and its workers agree on (who writes which condition, exit codes, where the
+//! credentials are mounted) lives in `ferry_crds::contract`; the worker reports its own
+//! progress into the MigrationJob status.
 
 pub mod context;
-pub mod decisions;
 pub mod error;
-pub mod job_controller;
+pub mod events;
+pub mod job;
 pub mod leader;
 pub mod metrics;
 pub mod run;
 pub mod secrets;
-pub mod source_check;
-pub mod source_controller;
-pub mod tiers;
-pub mod worker_pod;
+pub mod source;

@@ -11,12 +11,12 @@ use tokio::signal::unix::{SignalKind, signal};
 use tokio_util::sync::CancellationToken;
 
 use crate::context::{Context, Settings};
-use crate::decisions::Backoff;
+use crate::job::decisions::Backoff;
+use crate::job::pod::PodSettings;
+use crate::job::tiers::Tiers;
 use crate::leader::{self, LeaseSettings};
 use crate::metrics::{self, Metrics};
-use crate::tiers::Tiers;
-use crate::worker_pod::PodSettings;
-use crate::{job_controller, source_controller};
+use crate::{job, source};
 
 /// Command-line settings of `ferry-operator`.
 #[derive(clap::Parser, Debug)]
@@ -69,7 +69,7 @@ pub struct Options {
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
     #[error(transparent)]
-    Tiers(#[from] crate::tiers::TiersError),
+    Tiers(#[from] crate::job::tiers::TiersError),
     #[error("cannot create a Kubernetes client (in-cluster or KUBECONFIG): {0}")]
     Client(#[source] kube::Error),
     #[error("cannot serve metrics on {addr}: {source}")]
@@ -145,8 +145,8 @@ pub async fn run(options: Options) -> Result<(), RunError> {
         })
     };
     tokio::join!(
-        source_controller::run(ctx.clone(), stop.clone()),
-        job_controller::run(ctx.clone(), stop.clone()),
+        source::controller::run(ctx.clone(), stop.clone()),
+        job::controller::run(ctx.clone(), stop.clone()),
     );
     watch_lost.abort();
     metrics.set_leader(false);

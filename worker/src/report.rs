@@ -8,7 +8,6 @@ use std::time::{Duration, Instant};
 
 use ferry_crds::job::{MigrationJobStatus, Phase, Stage};
 use futures::future::BoxFuture;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
 /// A place the status goes.
 pub trait StatusSink: Send + Sync {
@@ -83,38 +82,8 @@ impl StatusReporter {
     }
 }
 
-/// Sets a condition of `type_`, keeping its transition time when the status does not change.
-pub fn set_condition(
-    conditions: &mut Vec<Condition>,
-    type_: &str,
-    status: bool,
-    reason: &str,
-    message: impl Into<String>,
-) {
-    let status = if status { "True" } else { "False" }.to_string();
-    let message = message.into();
-    if let Some(existing) = conditions.iter_mut().find(|c| c.type_ == type_) {
-        if existing.status != status {
-            existing.last_transition_time = now();
-        }
-        existing.status = status;
-        existing.reason = reason.to_string();
-        existing.message = message;
-        return;
-    }
-    conditions.push(Condition {
-        type_: type_.to_string(),
-        status,
-        reason: reason.to_string(),
-        message,
-        last_transition_time: now(),
-        observed_generation: None,
-    });
-}
-
-fn now() -> Time {
-    Time(k8s_openapi::jiff::Timestamp::now())
-}
+/// Shared with the operator: the conditions both sides write follow one rule.
+pub use ferry_crds::contract::set_condition;
 
 /// Writes the status as pretty JSON to a file, replacing it atomically.
 pub struct FileSink {

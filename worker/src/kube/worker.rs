@@ -12,14 +12,11 @@ use ferry_crds::source::MigrationSource;
 use ferry_crds::{SecretKeyRef, TlsConfig};
 use tokio_util::sync::CancellationToken;
 
-use super::{DEFAULT_SECRETS_DIR, EXIT_NOT_RETRYABLE, KubeSink};
+use super::{DEFAULT_SECRETS_DIR, EXIT_NOT_RETRYABLE, KubeSink, SECRETS_DIR_ENV};
 use crate::config::{JobConfig, parse_duration};
 use crate::engine::{self, JobContext, Outcome};
 use crate::manifest::{Manifest, Secret};
 use crate::report::StatusReporter;
-
-/// Environment variable naming the directory the Secret keys are mounted in.
-pub const SECRETS_DIR_ENV: &str = "FERRY_SECRETS_DIR";
 
 #[derive(clap::Args)]
 pub struct Args {

@@ -36,6 +36,7 @@ pub use item::Summary;
 use schema::{Selection, SourceSchema, TargetSchema};
 use server::Server;
 use source::SourceFacts;
+pub use source::{BinlogReadiness, binlog_readiness};
 
 /// How long each end may take to answer all its precheck queries.
 const SIDE_TIMEOUT: Duration = Duration::from_secs(120);

@@ -22,6 +22,7 @@ const VARIABLES: &[&str] = &[
     "datadir",
     "expire_logs_days",
     "gtid_mode",
+    "gtid_strict_mode",
     "hostname",
     "innodb_read_only",
     "log_bin",

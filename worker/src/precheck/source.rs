@@ -1,15 +1,15 @@
 //! The source: what is read from it, and the items about its version and binary log.
 
-use ferry_crds::job::{BinlogPosition, MigrationMode, PrecheckItem};
-use ferry_crds::source::SourceType;
+use ferry_crds::job::{BinlogPosition, CheckResult, MigrationMode, PrecheckItem};
+use ferry_crds::source::{BinlogSettings, SourceType};
 use mysql_async::Conn;
 use mysql_async::prelude::Queryable;
 
-use super::PrecheckError;
 use super::item::{failure, list, pass, warning};
 use super::remedy;
 use super::schema::{Selection, SourceSchema};
 use super::server::{Flavor, Server, Version};
+use super::{PrecheckError, describe_failure};
 
 const DAY: u64 = 86_400;
 
@@ -42,12 +42,7 @@ impl SourceFacts {
             let binary_logs = settings_conn.query("SHOW BINARY LOGS").await.ok().map(
                 |rows: Vec<mysql_async::Row>| rows.into_iter().filter_map(binary_log).collect(),
             );
-            let rds = match source_type {
-                SourceType::RDSMySQL | SourceType::AuroraMySQL => {
-                    rds_retention_hours(settings_conn).await
-                }
-                _ => None,
-            };
+            let rds = rds_retention(settings_conn, source_type).await;
             let invisible = match server.version.flavor {
                 Flavor::MySql => invisible_columns(settings_conn, selection).await?,
                 _ => Vec::new(),
@@ -65,6 +60,97 @@ impl SourceFacts {
             invisible_columns,
             schema,
         })
+    }
+}
+
+/// A source server's readiness to feed binlog replication: the precheck items that depend on the
+/// server alone, not on a job's selection or start position. The operator's MigrationSource
+/// check (its BinlogReady condition) and every job's precheck judge the source with these same
+/// items, so the two cannot disagree.
+#[derive(Debug, Clone)]
+pub struct BinlogReadiness {
+    pub version: Version,
+    /// The settings as read, for the MigrationSource status.
+    pub binlog: BinlogSettings,
+    pub items: Vec<PrecheckItem>,
+}
+
+impl BinlogReadiness {
+    /// The failed items as `name: observed; remedy`: empty when the source can replicate.
+    pub fn problems(&self) -> Vec<String> {
+        let failed = self.items.iter().filter(|i| i.result == CheckResult::Failure);
+        failed.map(describe_failure).collect()
+    }
+}
+
+/// Reads the source's settings on `conn` and judges its binlog readiness.
+pub async fn binlog_readiness(
+    conn: &mut Conn,
+    source_type: SourceType,
+) -> Result<BinlogReadiness, PrecheckError> {
+    let server = Server::read(conn).await?;
+    let rds_retention_hours = rds_retention(conn, source_type).await;
+    Ok(judge_readiness(source_type, server, rds_retention_hours))
+}
+
+impl BinlogReadiness {
+    /// Judges a server from what it said: `VERSION()`, its global variables (`SHOW GLOBAL
+    /// VARIABLES` names and values) and, on RDS and Aurora, `binlog retention hours` (outer None:
+    /// unreadable, inner None: not set).
+    pub fn judge(
+        source_type: SourceType,
+        version: &str,
+        variables: impl IntoIterator<Item = (String, String)>,
+        rds_retention_hours: Option<Option<f64>>,
+    ) -> Self {
+        let server = Server {
+            version: Version::parse(version),
+            variables: variables.into_iter().map(|(n, v)| (n.to_ascii_lowercase(), v)).collect(),
+            threads_connected: None,
+            current_user: String::new(),
+            grants: Default::default(),
+        };
+        judge_readiness(source_type, server, rds_retention_hours)
+    }
+}
+
+fn judge_readiness(
+    source_type: SourceType,
+    server: Server,
+    rds_retention_hours: Option<Option<f64>>,
+) -> BinlogReadiness {
+    let facts = SourceFacts {
+        server,
+        binlog_filters: None,
+        binary_logs: None,
+        rds_retention_hours,
+        invisible_columns: Vec::new(),
+        schema: SourceSchema::default(),
+    };
+    BinlogReadiness {
+        version: facts.server.version.clone(),
+        binlog: binlog_settings(&facts.server),
+        items: server_binlog_items(source_type, &facts),
+    }
+}
+
+/// The binary log settings as the MigrationSource status shows them; retention 0 means never
+/// purged automatically.
+fn binlog_settings(server: &Server) -> BinlogSettings {
+    let gtid_mode = match server.version.flavor {
+        Flavor::MariaDb => Some(format!(
+            "MariaDB (strict mode {})",
+            server.var("gtid_strict_mode").unwrap_or("OFF")
+        )),
+        _ => server.var("gtid_mode").map(str::to_string),
+    };
+    BinlogSettings {
+        log_bin: server.var("log_bin").map(|_| server.on("log_bin")),
+        format: server.var("binlog_format").map(str::to_string),
+        row_image: server.var("binlog_row_image").map(str::to_string),
+        retention_seconds: Some(retention_seconds(server).unwrap_or(0) as i64),
+        server_id: server.number("server_id").map(|id| id as i64),
+        gtid_mode,
     }
 }
 
@@ -131,6 +217,15 @@ fn binary_log(row: mysql_async::Row) -> Option<(String, u64)> {
     let name = row.get_opt::<String, _>(0)?.ok()?;
     let size = row.get_opt::<u64, _>(1).and_then(Result::ok).unwrap_or(0);
     Some((name, size))
+}
+
+/// RDS and Aurora keep their binlog retention apart from the server variables; other sources:
+/// None.
+async fn rds_retention(conn: &mut Conn, source_type: SourceType) -> Option<Option<f64>> {
+    match source_type {
+        SourceType::RDSMySQL | SourceType::AuroraMySQL => rds_retention_hours(conn).await,
+        _ => None,
+    }
 }
 
 async fn rds_retention_hours(conn: &mut Conn) -> Option<Option<f64>> {
@@ -490,6 +585,14 @@ pub fn binlog_items(
     if !mode.replicates() {
         return Vec::new();
     }
+    let mut items = server_binlog_items(source_type, facts);
+    items.push(binlog_filters(facts, selected));
+    items.extend(incremental_start(start, facts));
+    items
+}
+
+/// The binlog items that depend on the server alone (see [`BinlogReadiness`]).
+fn server_binlog_items(source_type: SourceType, facts: &SourceFacts) -> Vec<PrecheckItem> {
     let server = &facts.server;
     let mut items = vec![
         server_id(source_type, server),
@@ -497,11 +600,9 @@ pub fn binlog_items(
         binlog_format(source_type, server),
         binlog_row_image(source_type, server),
         binlog_retention(source_type, facts),
-        binlog_filters(facts, selected),
     ];
     items.extend(binlog_compression(server));
     items.push(read_only(source_type, server));
-    items.extend(incremental_start(start, facts));
     items
 }
 

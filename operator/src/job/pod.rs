@@ -3,15 +3,21 @@
 
 use std::collections::BTreeMap;
 
+use ferry_crds::contract::{SECRETS_DIR, SECRETS_DIR_ENV};
 use ferry_crds::job::MigrationJob;
-use ferry_crds::{SecretKeyRef, TlsConfig};
-use k8s_openapi::api::core::v1::{Pod, ServiceAccount};
-use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
+use ferry_crds::{GROUP, SecretKeyRef, TlsConfig};
+use k8s_openapi::api::core::v1::{
+    Capabilities, Container, EmptyDirVolumeSource, EnvVar, KeyToPath, Pod, PodSecurityContext,
+    PodSpec, ProjectedVolumeSource, ResourceRequirements, SeccompProfile, SecretProjection,
+    SecurityContext, ServiceAccount, Volume, VolumeMount, VolumeProjection,
+};
+use k8s_openapi::api::rbac::v1::{PolicyRule, Role, RoleBinding, RoleRef, Subject};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use kube::api::ObjectMeta;
 use kube::{Resource, ResourceExt};
-use serde_json::json;
 
-use crate::decisions::{NewWorker, PodState, Worker};
-use crate::tiers::{Tiers, parse_tier, tier_name};
+use super::decisions::{NewWorker, PodState, Worker};
+use super::tiers::{Tiers, parse_tier, tier_name};
 
 /// Label with the MigrationJob's UID on every object made for it (names can exceed the 63
 /// characters a label value allows; UIDs cannot).
@@ -20,8 +26,6 @@ pub const ATTEMPT_ANNOTATION: &str = "ferry.dev/attempt";
 pub const FAILURES_ANNOTATION: &str = "ferry.dev/failures";
 pub const TIER_ANNOTATION: &str = "ferry.dev/tier";
 pub const REPLACE_ANNOTATION: &str = "ferry.dev/replace-conflicts";
-/// Where the referenced Secret keys are mounted, as `<secret>/<key>`.
-pub const SECRETS_DIR: &str = ferry_worker::kube::DEFAULT_SECRETS_DIR;
 /// The `ferry` binary in the worker image.
 pub const WORKER_BINARY: &str = "/usr/local/bin/ferry";
 /// Time the worker gets after SIGTERM to save its checkpoint.
@@ -60,10 +64,17 @@ fn labels(job: &MigrationJob) -> BTreeMap<String, String> {
     ])
 }
 
-fn owner(job: &MigrationJob) -> serde_json::Value {
-    // The controller reference: garbage collection removes the pod, the ServiceAccount, the
-    // Role and the RoleBinding with the job, and pod events requeue the job.
-    json!(job.controller_owner_ref(&()))
+/// Name, namespace, labels and the controller reference of an object made for a job: garbage
+/// collection removes the pod, the ServiceAccount, the Role and the RoleBinding with the job,
+/// and pod events requeue the job.
+fn metadata(job: &MigrationJob, name: String) -> ObjectMeta {
+    ObjectMeta {
+        name: Some(name),
+        namespace: job.namespace(),
+        labels: Some(labels(job)),
+        owner_references: job.controller_owner_ref(&()).map(|owner| vec![owner]),
+        ..ObjectMeta::default()
+    }
 }
 
 /// Label selector of the objects made for a job.
@@ -79,21 +90,6 @@ pub fn worker_pod(
     settings: &PodSettings,
 ) -> Pod {
     let name = job.name_any();
-    let tier = settings.tiers.get(job.spec.tier);
-    let mut args = vec![
-        "worker".to_string(),
-        "--namespace".into(),
-        job.namespace().unwrap_or_default(),
-        "--job".into(),
-        name.clone(),
-        "--concurrency".into(),
-        tier.concurrency.to_string(),
-        "--status-interval".into(),
-        settings.status_interval.clone(),
-    ];
-    if new.replace_conflicts {
-        args.push("--replace-conflicts".into());
-    }
     let annotations = BTreeMap::from([
         (ATTEMPT_ANNOTATION.to_string(), new.attempt.to_string()),
         (FAILURES_ANNOTATION.to_string(), new.failures.to_string()),
@@ -102,61 +98,108 @@ pub fn worker_pod(
     ]);
     let refs: Vec<&SecretKeyRef> =
         source_refs.iter().copied().chain(job_secret_refs(job)).collect();
-    let pod = json!({
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {
-            "name": pod_name(&name, new.attempt),
-            "namespace": job.namespace(),
-            "labels": labels(job),
-            "annotations": annotations,
-            "ownerReferences": [owner(job)],
+    let secrets = Volume {
+        name: "secrets".into(),
+        projected: Some(ProjectedVolumeSource {
+            default_mode: Some(0o440),
+            sources: Some(secret_sources(&refs)),
+        }),
+        ..Volume::default()
+    };
+    let tmp = Volume {
+        name: "tmp".into(),
+        empty_dir: Some(EmptyDirVolumeSource::default()),
+        ..Volume::default()
+    };
+    Pod {
+        metadata: ObjectMeta {
+            annotations: Some(annotations),
+            ..metadata(job, pod_name(&name, new.attempt))
         },
-        "spec": {
-            "restartPolicy": "Never",
-            "serviceAccountName": service_account_name(&name),
-            "automountServiceAccountToken": true,
-            "enableServiceLinks": false,
-            "terminationGracePeriodSeconds": GRACE_PERIOD_SECONDS,
-            "securityContext": {
-                "runAsNonRoot": true,
-                "runAsUser": 65532,
-                "runAsGroup": 65532,
-                "fsGroup": 65532,
-                "seccompProfile": {"type": "RuntimeDefault"},
-            },
-            "containers": [{
-                "name": "worker",
-                "image": settings.image,
-                "imagePullPolicy": settings.image_pull_policy,
-                "command": [WORKER_BINARY],
-                "args": args,
-                "env": [
-                    {"name": ferry_worker::kube::SECRETS_DIR_ENV, "value": SECRETS_DIR},
-                    {"name": "FERRY_LOG_FORMAT", "value": "json"},
-                ],
-                "resources": {
-                    "requests": {"cpu": tier.cpu_request, "memory": tier.memory_request},
-                    "limits": {"cpu": tier.cpu_limit, "memory": tier.memory_limit},
-                },
-                "securityContext": {
-                    "allowPrivilegeEscalation": false,
-                    "readOnlyRootFilesystem": true,
-                    "capabilities": {"drop": ["ALL"]},
-                },
-                "terminationMessagePolicy": "FallbackToLogsOnError",
-                "volumeMounts": [
-                    {"name": "secrets", "mountPath": SECRETS_DIR, "readOnly": true},
-                    {"name": "tmp", "mountPath": "/tmp"},
-                ],
-            }],
-            "volumes": [
-                {"name": "secrets", "projected": {"defaultMode": 0o440, "sources": secret_sources(&refs)}},
-                {"name": "tmp", "emptyDir": {}},
-            ],
-        },
-    });
-    serde_json::from_value(pod).expect("the worker pod is a valid Pod")
+        spec: Some(PodSpec {
+            restart_policy: Some("Never".into()),
+            service_account_name: Some(service_account_name(&name)),
+            automount_service_account_token: Some(true),
+            enable_service_links: Some(false),
+            termination_grace_period_seconds: Some(GRACE_PERIOD_SECONDS),
+            security_context: Some(PodSecurityContext {
+                run_as_non_root: Some(true),
+                run_as_user: Some(65532),
+                run_as_group: Some(65532),
+                fs_group: Some(65532),
+                seccomp_profile: Some(SeccompProfile {
+                    type_: "RuntimeDefault".into(),
+                    ..SeccompProfile::default()
+                }),
+                ..PodSecurityContext::default()
+            }),
+            containers: vec![worker_container(job, new, settings)],
+            volumes: Some(vec![secrets, tmp]),
+            ..PodSpec::default()
+        }),
+        status: None,
+    }
+}
+
+/// The `ferry worker` container: arguments, resources of the tier, the Secret keys as files.
+fn worker_container(job: &MigrationJob, new: &NewWorker, settings: &PodSettings) -> Container {
+    let tier = settings.tiers.get(job.spec.tier);
+    let mut args = vec![
+        "worker".to_string(),
+        "--namespace".into(),
+        job.namespace().unwrap_or_default(),
+        "--job".into(),
+        job.name_any(),
+        "--concurrency".into(),
+        tier.concurrency.to_string(),
+        "--status-interval".into(),
+        settings.status_interval.clone(),
+    ];
+    if new.replace_conflicts {
+        args.push("--replace-conflicts".into());
+    }
+    let env = |name: &str, value: &str| EnvVar {
+        name: name.into(),
+        value: Some(value.into()),
+        ..EnvVar::default()
+    };
+    let quantities = |cpu: &str, memory: &str| {
+        BTreeMap::from([
+            ("cpu".to_string(), Quantity(cpu.to_string())),
+            ("memory".to_string(), Quantity(memory.to_string())),
+        ])
+    };
+    let mount = |name: &str, path: &str, read_only: bool| VolumeMount {
+        name: name.into(),
+        mount_path: path.into(),
+        read_only: read_only.then_some(true),
+        ..VolumeMount::default()
+    };
+    Container {
+        name: "worker".into(),
+        image: Some(settings.image.clone()),
+        image_pull_policy: settings.image_pull_policy.clone(),
+        command: Some(vec![WORKER_BINARY.into()]),
+        args: Some(args),
+        env: Some(vec![env(SECRETS_DIR_ENV, SECRETS_DIR), env("FERRY_LOG_FORMAT", "json")]),
+        resources: Some(ResourceRequirements {
+            requests: Some(quantities(&tier.cpu_request, &tier.memory_request)),
+            limits: Some(quantities(&tier.cpu_limit, &tier.memory_limit)),
+            ..ResourceRequirements::default()
+        }),
+        security_context: Some(SecurityContext {
+            allow_privilege_escalation: Some(false),
+            read_only_root_filesystem: Some(true),
+            capabilities: Some(Capabilities {
+                drop: Some(vec!["ALL".into()]),
+                ..Capabilities::default()
+            }),
+            ..SecurityContext::default()
+        }),
+        termination_message_policy: Some("FallbackToLogsOnError".into()),
+        volume_mounts: Some(vec![mount("secrets", SECRETS_DIR, true), mount("tmp", "/tmp", false)]),
+        ..Container::default()
+    }
 }
 
 /// Secret keys the job itself references (target password and TLS).
@@ -167,7 +210,7 @@ pub fn job_secret_refs(job: &MigrationJob) -> impl Iterator<Item = &SecretKeyRef
 }
 
 /// One projected source per Secret, each key at `<secret>/<key>`, as the worker reads them.
-fn secret_sources(refs: &[&SecretKeyRef]) -> Vec<serde_json::Value> {
+fn secret_sources(refs: &[&SecretKeyRef]) -> Vec<VolumeProjection> {
     let mut by_secret: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
     for r in refs {
         let keys = by_secret.entry(&r.name).or_default();
@@ -178,9 +221,22 @@ fn secret_sources(refs: &[&SecretKeyRef]) -> Vec<serde_json::Value> {
     by_secret
         .into_iter()
         .map(|(secret, keys)| {
-            let items: Vec<_> =
-                keys.iter().map(|k| json!({"key": k, "path": format!("{secret}/{k}")})).collect();
-            json!({"secret": {"name": secret, "items": items}})
+            let items = keys
+                .iter()
+                .map(|k| KeyToPath {
+                    key: k.to_string(),
+                    path: format!("{secret}/{k}"),
+                    ..KeyToPath::default()
+                })
+                .collect();
+            VolumeProjection {
+                secret: Some(SecretProjection {
+                    name: secret.to_string(),
+                    items: Some(items),
+                    ..SecretProjection::default()
+                }),
+                ..VolumeProjection::default()
+            }
         })
         .collect()
 }
@@ -190,39 +246,37 @@ fn secret_sources(refs: &[&SecretKeyRef]) -> Vec<serde_json::Value> {
 pub fn worker_rbac(job: &MigrationJob) -> (ServiceAccount, Role, RoleBinding) {
     let name = service_account_name(&job.name_any());
     let job_name = job.name_any();
-    let metadata = json!({
-        "name": name,
-        "namespace": job.namespace(),
-        "labels": labels(job),
-        "ownerReferences": [owner(job)],
-    });
-    let account = json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": metadata});
-    let role = json!({
-        "apiVersion": "rbac.authorization.k8s.io/v1",
-        "kind": "Role",
-        "metadata": metadata,
-        "rules": [
-            {"apiGroups": ["ferry.dev"], "resources": ["migrationjobs"],
-             "resourceNames": [job_name], "verbs": ["get"]},
-            {"apiGroups": ["ferry.dev"], "resources": ["migrationjobs/status"],
-             "resourceNames": [job_name], "verbs": ["get", "patch"]},
-            {"apiGroups": ["ferry.dev"], "resources": ["migrationsources"],
-             "resourceNames": [job.spec.source_ref.name], "verbs": ["get"]},
-        ],
-    });
-    let binding = json!({
-        "apiVersion": "rbac.authorization.k8s.io/v1",
-        "kind": "RoleBinding",
-        "metadata": metadata,
-        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
-        "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": job.namespace()}],
-    });
-    let parse = "the worker RBAC objects are valid";
-    (
-        serde_json::from_value(account).expect(parse),
-        serde_json::from_value(role).expect(parse),
-        serde_json::from_value(binding).expect(parse),
-    )
+    let rule = |resource: &str, object: &str, verbs: &[&str]| PolicyRule {
+        api_groups: Some(vec![GROUP.into()]),
+        resources: Some(vec![resource.into()]),
+        resource_names: Some(vec![object.into()]),
+        verbs: verbs.iter().map(|v| v.to_string()).collect(),
+        ..PolicyRule::default()
+    };
+    let account = ServiceAccount { metadata: metadata(job, name.clone()), ..Default::default() };
+    let role = Role {
+        metadata: metadata(job, name.clone()),
+        rules: Some(vec![
+            rule("migrationjobs", &job_name, &["get"]),
+            rule("migrationjobs/status", &job_name, &["get", "patch"]),
+            rule("migrationsources", &job.spec.source_ref.name, &["get"]),
+        ]),
+    };
+    let binding = RoleBinding {
+        metadata: metadata(job, name.clone()),
+        role_ref: RoleRef {
+            api_group: "rbac.authorization.k8s.io".into(),
+            kind: "Role".into(),
+            name: name.clone(),
+        },
+        subjects: Some(vec![Subject {
+            kind: "ServiceAccount".into(),
+            name,
+            namespace: job.namespace(),
+            ..Subject::default()
+        }]),
+    };
+    (account, role, binding)
 }
 
 /// What decisions need to know about a worker pod.
@@ -273,6 +327,7 @@ pub fn newest(pods: &[Pod]) -> Option<&Pod> {
 mod tests {
     use super::*;
     use ferry_crds::job::Tier;
+    use serde_json::json;
 
     fn job(tier: Tier) -> MigrationJob {
         let mut job: MigrationJob = serde_json::from_value(json!({

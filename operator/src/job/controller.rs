@@ -4,11 +4,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use ferry_crds::contract::{OPERATOR_CONDITIONS, set_condition};
 use ferry_crds::job::{MigrationJob, MigrationJobStatus, Phase};
 use ferry_crds::source::MigrationSource;
 use ferry_crds::{API_VERSION, SecretKeyRef};
-use ferry_worker::kube::OPERATOR_CONDITIONS;
-use ferry_worker::report::set_condition;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Pod, Secret, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
@@ -22,13 +21,13 @@ use kube::{Resource, ResourceExt};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
-use crate::context::{Context, FIELD_MANAGER};
-use crate::decisions::{
+use super::decisions::{
     self, Action as Do, Decision, EventKind, Gate, JobView, NewWorker, ReportedError,
 };
+use super::pod::{self, ATTEMPT_ANNOTATION, job_secret_refs, newest, observe, selector};
+use crate::context::{Context, FIELD_MANAGER};
 use crate::error::{Error, Result, kube_err};
-use crate::source_controller::secret_refs;
-use crate::worker_pod::{self, ATTEMPT_ANNOTATION, job_secret_refs, newest, observe, selector};
+use crate::source::secret_refs;
 
 const CONTROLLER: &str = "job";
 /// Finalizer that stops the worker before a MigrationJob goes away.
@@ -303,12 +302,12 @@ async fn create_worker(
         .get(source_name)
         .await
         .map_err(kube_err(format!("read MigrationSource {namespace}/{source_name}")))?;
-    let pod = worker_pod::worker_pod(job, &secret_refs(&source), new, &ctx.settings.pod);
+    let pod = pod::worker_pod(job, &secret_refs(&source), new, &ctx.settings.pod);
     let name = pod.name_any();
     let api: Api<Pod> = Api::namespaced(ctx.client.clone(), namespace);
     match api.create(&PostParams::default(), &pod).await {
         Ok(_) => {
-            let tier = crate::tiers::tier_name(job.spec.tier);
+            let tier = super::tiers::tier_name(job.spec.tier);
             let note = format!("created worker pod {name} (tier {tier}, attempt {})", new.attempt);
             ctx.event(
                 &job.object_ref(&()),
@@ -328,7 +327,7 @@ async fn create_worker(
 
 /// The worker's ServiceAccount, Role and RoleBinding, applied (idempotent).
 async fn ensure_rbac(job: &MigrationJob, namespace: &str, ctx: &Context) -> Result<()> {
-    let (account, role, binding) = worker_pod::worker_rbac(job);
+    let (account, role, binding) = pod::worker_rbac(job);
     let params = PatchParams::apply(FIELD_MANAGER).force();
     let name = account.name_any();
     let what = |kind: &str| format!("apply the worker {kind} {namespace}/{name}");
@@ -347,7 +346,7 @@ async fn ensure_rbac(job: &MigrationJob, namespace: &str, ctx: &Context) -> Resu
     Ok(())
 }
 
-/// The operator's fields of the status (see `ferry_worker::kube` for who owns what).
+/// The operator's fields of the status (see `ferry_crds::contract` for who owns what).
 pub fn operator_status(
     previous: &MigrationJobStatus,
     d: &Decision,

@@ -1,5 +1,5 @@
 //! What the MigrationJob reconciler does, as pure functions of what it observed: no API calls,
-//! no clocks. `job_controller` gathers a [`JobView`], a [`Gate`] and the current [`Worker`],
+//! no clocks. `job::controller` gathers a [`JobView`], a [`Gate`] and the current [`Worker`],
 //! asks [`decide`], and carries out the [`Decision`].
 //!
 //! Rules, in order:
@@ -21,6 +21,8 @@
 use std::time::Duration;
 
 use ferry_crds::job::{Phase, Stage, Tier};
+
+pub use crate::events::EventKind;
 
 /// What the reconciler saw of the MigrationJob.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -87,8 +89,8 @@ pub struct Worker {
     pub message: Option<String>,
 }
 
-/// Exit code of a worker whose error is not retryable (`ferry_worker::kube::EXIT_NOT_RETRYABLE`).
-pub const EXIT_NOT_RETRYABLE: i32 = ferry_worker::kube::EXIT_NOT_RETRYABLE as i32;
+/// Exit code of a worker whose error is not retryable (see `ferry_crds::contract`).
+pub const EXIT_NOT_RETRYABLE: i32 = ferry_crds::contract::EXIT_NOT_RETRYABLE as i32;
 
 /// Restart backoff for retryable failures.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -368,13 +370,6 @@ pub fn transition_event(
         || decision.phase == Phase::Failed
         || decision.requeue == Some(BLOCKED_RECHECK);
     Some(if warning { EventKind::Warning } else { EventKind::Normal })
-}
-
-/// Kubernetes event types.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum EventKind {
-    Normal,
-    Warning,
 }
 
 #[cfg(test)]
