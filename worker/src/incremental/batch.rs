@@ -208,7 +208,8 @@ fn statements(schema: &Arc<TableSchema>, net: &NetEffect<'_>, mode: Mode, steps:
     let delete = Chunking { header: &delete_header, separator, tail: delete_tail };
     // In exact mode every deleted row must be found (see `Applier::require_found`).
     let must_find = mode == Mode::Exact;
-    delete.split(schema, &net.deletes, must_find, steps, |out, row| push_key(out, schema, key, row));
+    delete
+        .split(schema, &net.deletes, must_find, steps, |out, row| push_key(out, schema, key, row));
     insert_rows(schema, &net.inserts, Verb::for_mode(mode), steps);
     insert_rows(schema, &net.updates, Verb::Upsert, steps);
 }

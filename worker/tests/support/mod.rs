@@ -35,6 +35,8 @@ pub struct Setup {
     pub target: Target,
     pub dir: tempfile::TempDir,
     runs: usize,
+    /// Ports the manifests name instead of the servers' (fault proxies in between).
+    route: Option<(u16, u16)>,
 }
 
 impl Setup {
@@ -55,7 +57,7 @@ impl Setup {
         source.create_user("ferry", PASSWORD, "ALL PRIVILEGES").await.expect("source user");
         target.create_user("ferry", PASSWORD, "ALL PRIVILEGES").await.expect("target user");
         let dir = tempfile::tempdir().expect("tempdir");
-        Setup { source, target, dir, runs: 0 }
+        Setup { source, target, dir, runs: 0, route: None }
     }
 
     /// Runs `sql` on both servers (the tables the job replicates into must exist on the target).
@@ -91,11 +93,19 @@ impl Setup {
         self.write_manifest("Incremental", &spec)
     }
 
+    /// Manifests written from now on send Ferry to these ports (for example fault proxies in
+    /// front of the servers) instead of the servers' own.
+    pub fn route_through(&mut self, source_port: u16, target_port: u16) {
+        self.route = Some((source_port, target_port));
+    }
+
     fn write_manifest(&self, mode: &str, spec: &str) -> PathBuf {
+        let (source_port, target_port) =
+            self.route.unwrap_or((self.source.port(), self.target.port()));
         let yaml = JobManifest {
             name: "job",
-            source_port: self.source.port(),
-            target_port: self.target.port(),
+            source_port,
+            target_port,
             user: "ferry",
             password: PASSWORD,
             mode,
