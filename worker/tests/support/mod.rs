@@ -36,6 +36,8 @@ pub struct Setup {
     pub target: Target,
     pub dir: tempfile::TempDir,
     runs: usize,
+    /// Ports the manifests name instead of the servers' (fault proxies in between).
+    route: Option<(u16, u16)>,
 }
 
 impl Setup {
@@ -60,7 +62,7 @@ impl Setup {
         source.create_user("ferry", PASSWORD, "ALL PRIVILEGES").await.expect("source user");
         target.create_user("ferry", PASSWORD, "ALL PRIVILEGES").await.expect("target user");
         let dir = tempfile::tempdir().expect("tempdir");
-        Setup { source, target, dir, runs: 0 }
+        Setup { source, target, dir, runs: 0, route: None }
     }
 
     /// Runs `sql` on both servers (the tables the job replicates into must exist on the target).
@@ -96,17 +98,25 @@ impl Setup {
         self.write_manifest("Incremental", &spec)
     }
 
+    /// Manifests written from now on send Ferry to these ports (for example fault proxies in
+    /// front of the servers) instead of the servers' own.
+    pub fn route_through(&mut self, source_port: u16, target_port: u16) {
+        self.route = Some((source_port, target_port));
+    }
+
     fn write_manifest(&self, mode: &str, spec: &str) -> PathBuf {
-        self.write_manifest_for(self.source.port(), mode, spec)
+        let source_port = self.route.map_or(self.source.port(), |(source, _)| source);
+        self.write_manifest_for(source_port, mode, spec)
     }
 
     /// Writes the manifest with the source at `source_port` (another server than `source`, as
     /// after a failover).
     pub fn write_manifest_for(&self, source_port: u16, mode: &str, spec: &str) -> PathBuf {
+        let target_port = self.route.map_or(self.target.port(), |(_, target)| target);
         let yaml = JobManifest {
             name: "job",
             source_port,
-            target_port: self.target.port(),
+            target_port,
             user: "ferry",
             password: PASSWORD,
             mode,
