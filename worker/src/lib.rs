@@ -18,6 +18,7 @@ pub mod manifest;
 pub mod precheck;
 pub mod progress;
 pub mod report;
+pub mod rewrite;
 pub mod sql;
 
 pub use error::{Error, Result};

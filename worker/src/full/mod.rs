@@ -36,7 +36,7 @@ use crate::engine::JobContext;
 pub use meta::{META_SCHEMA, TablePositions, widen_job_keys};
 use objects::Objects;
 use progress::Progress;
-pub use schema::tidb_collation;
+pub use crate::rewrite::tidb_collation;
 use snapshot::Snapshot;
 
 /// Why the copy stopped.
