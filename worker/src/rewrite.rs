@@ -145,6 +145,8 @@ impl Rewrites {
                         });
                     }
                 }
+            } else if upper == "JSON" && self.source == Some(Flavor::MariaDb) && is_column_type(&sig, i, sql) {
+                edits.push(Edit::replace(sig[i], MARIADB_JSON, "MariaDB JSON (a LONGTEXT) created as that LONGTEXT".into()));
             } else if let Some(rest) = upper.strip_prefix("_UTF8MB3")
                 && rest.is_empty()
                 && sig.get(i + 1).is_some_and(|t| t.kind == Kind::Str)
@@ -154,6 +156,25 @@ impl Rewrites {
         }
         apply_edits(sql, edits)
     }
+}
+
+/// What `JSON` is on MariaDB: the copy creates it as such (SHOW CREATE prints it so).
+const MARIADB_JSON: &str = "LONGTEXT CHARACTER SET utf8mb4 COLLATE utf8mb4_bin";
+
+/// Whether the word at `i` stands where a column's type does: after the column's name, not
+/// where a name is expected, and not a function call.
+fn is_column_type(sig: &[&Token], i: usize, sql: &str) -> bool {
+    const BEFORE_NAMES: &[&str] =
+        &["ADD", "COLUMN", "MODIFY", "CHANGE", "DROP", "AFTER", "ALTER", "TABLE", "TO", "AS", "ON", "BY", "KEY", "INDEX"];
+    let text = |t: &Token| &sql[t.start..t.end];
+    let Some(prev) = i.checked_sub(1).map(|p| sig[p]) else { return false };
+    let named = match prev.kind {
+        Kind::Ident => true,
+        Kind::Word => !BEFORE_NAMES.iter().any(|w| w.eq_ignore_ascii_case(text(prev))),
+        _ => false,
+    };
+    let call = sig.get(i + 1).is_some_and(|t| matches!(text(t), "(" | "."));
+    named && !call
 }
 
 /// For a word at `i` that starts a character set clause (`CHARSET`, `CHARACTER SET`, `CHAR SET`,
@@ -449,6 +470,11 @@ mod tests {
         let cast = "ALTER TABLE t ADD g VARCHAR(9) AS (CAST(a AS CHAR(9) CHARACTER SET utf8mb4))";
         assert_eq!(tidb(cast), cast);
         assert_eq!(tidb("SELECT _utf8mb3'x'"), "SELECT _utf8'x'");
+        assert_eq!(
+            tidb("ALTER TABLE t ADD json JSON, ADD `j` json NOT NULL"),
+            "ALTER TABLE t ADD json LONGTEXT CHARACTER SET utf8mb4 COLLATE utf8mb4_bin, \
+             ADD `j` LONGTEXT CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL"
+        );
     }
 
     #[test]

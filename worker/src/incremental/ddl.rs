@@ -60,12 +60,13 @@ impl QuerySession {
 }
 
 /// The statement of a QUERY event as text: its bytes are in the client's character set, which
-/// is latin1 in some sessions (then each byte is one character).
+/// is latin1 in some sessions (then each byte is one character, even where the bytes happen to
+/// be valid UTF-8: the source read them as latin1).
 pub fn statement_text(query: &QueryEvent<'_>, session: &QuerySession) -> String {
     let bytes = query.query_raw();
     let client = session.charset.map(|c| c[0]);
     match client {
-        Some(id) if LATIN1_COLLATIONS.contains(&id) && std::str::from_utf8(bytes).is_err() => {
+        Some(id) if LATIN1_COLLATIONS.contains(&id) => {
             bytes.iter().map(|&b| super::literal::latin1_char(b)).collect()
         }
         _ => String::from_utf8_lossy(bytes).into_owned(),
