@@ -61,6 +61,18 @@ pub fn migration_source() -> CustomResourceDefinition {
     crd
 }
 
+/// Each `spec.ddlErrorPolicy` entry names a `file:pos` and gives statements exactly when it
+/// replaces.
+fn ddl_error_policy_rules(list: &mut Value) {
+    let item = list.get_mut("items").expect("ddlErrorPolicy is a list");
+    set(child(item, &["position"]), "pattern", json!(r"^[^:\s]+:[0-9]+$"));
+    add_rule(
+        item,
+        "(self.action == 'Replace') == has(self.statements)",
+        "Replace needs statements (the ones to run instead); Skip takes none",
+    );
+}
+
 /// The MigrationJob CRD.
 pub fn migration_job() -> CustomResourceDefinition {
     let mut crd = MigrationJob::crd();
@@ -99,6 +111,7 @@ pub fn migration_job() -> CustomResourceDefinition {
             "self.mode == 'Incremental' || !has(self.incremental)",
             "incremental.start only applies to mode Incremental; FullAndIncremental starts at the snapshot of its copy",
         );
+        ddl_error_policy_rules(child(spec, &["ddlErrorPolicy"]));
         list_map_by_type(child(root, &["status", "conditions"]));
     });
     crd

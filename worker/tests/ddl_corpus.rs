@@ -52,7 +52,7 @@ const CORPUS: &[Scenario] = &[
     ]),
     scenario(&["modify_col"], &[
         "CREATE TABLE modify_col (id INT PRIMARY KEY, a INT, b VARCHAR(10), c FLOAT)",
-        "INSERT INTO modify_col VALUES (1, 100, 'abc', 1.5), (2, -5, NULL, 2.25)",
+        "INSERT INTO modify_col VALUES (1, 100, 'abc', 1.5), (2, -5, 'n', 2.25)",
         "ALTER TABLE modify_col MODIFY a BIGINT",
         "INSERT INTO modify_col VALUES (3, 9000000000, 'big', 0)",
         "ALTER TABLE modify_col MODIFY b VARCHAR(50) NOT NULL DEFAULT ''",
@@ -116,7 +116,8 @@ const CORPUS: &[Scenario] = &[
         "ALTER TABLE part_range TRUNCATE PARTITION p2021",
         "INSERT INTO part_range VALUES (4, '2021-07-01')",
         "ALTER TABLE part_range REORGANIZE PARTITION p2022 INTO \
-         (PARTITION p2022a VALUES LESS THAN (2022), PARTITION p2022b VALUES LESS THAN (2023))",
+         (PARTITION p2022 VALUES LESS THAN (2023), PARTITION pmax VALUES LESS THAN MAXVALUE)",
+        "INSERT INTO part_range VALUES (5, '2030-01-01')",
     ]),
     scenario(&["part_hash"], &[
         "CREATE TABLE part_hash (id INT PRIMARY KEY, v INT) PARTITION BY HASH (id) PARTITIONS 4",
@@ -490,4 +491,82 @@ fn assert_reported(statement: &str, position: &str, message: &str) {
     ] {
         assert!(message.contains(needle), "the error lacks `{needle}`: {message}");
     }
+}
+
+/// Through the CLI: a statement TiDB refuses (a spatial column) stops the job with its position;
+/// `--ddl-replace` runs the given statements instead, and the status records it; the next
+/// refused one is passed with `--ddl-skip`; the tables end equal to the source's.
+#[tokio::test(flavor = "multi_thread")]
+async fn refused_ddl_is_replaced_or_skipped_through_the_cli() {
+    let setup = Setup::start_with(TargetKind::TiDb).await;
+    setup
+        .source
+        .exec(
+            "CREATE DATABASE app; CREATE TABLE app.t (id INT PRIMARY KEY, v INT);
+             INSERT INTO app.t VALUES (1, 1)",
+        )
+        .await
+        .expect("source schema");
+    let manifest = setup.manifest("FullAndIncremental", "    databases: [app]");
+    let mut run = Run { ferry: dummy(), setup, manifest, skipped: Vec::new() };
+    run.restart();
+    let incremental = |s: &serde_json::Value| s["stage"] == "Incremental";
+    run.setup.wait_status("the Incremental stage", Duration::from_secs(90), incremental).await;
+
+    let refused = "ALTER TABLE app.t ADD p POINT";
+    run.setup.source.exec(refused).await.expect("source DDL");
+    let message = run.settle().await.expect("TiDB refuses a POINT column");
+    let position = refused_position(&message).expect("the error names a position");
+    assert_reported(refused, &position, &message);
+    // The checkpoint stays before the statement: nothing after it is applied.
+    let (file, pos, _) = run.setup.checkpoint().await.expect("a checkpoint");
+    let refused_pos: u64 = position.rsplit(':').next().and_then(|p| p.parse().ok()).expect("pos");
+    assert!(position.starts_with(&file) && pos < refused_pos, "checkpoint {file}:{pos} vs {position}");
+
+    // Replaced: the target gets a BLOB column in its place.
+    let fix = run.setup.dir.path().join("fix.sql");
+    std::fs::write(&fix, "ALTER TABLE app.t ADD p LONGBLOB;\nALTER TABLE app.t COMMENT = 'replaced';\n")
+        .expect("write fix.sql");
+    let fix = fix.to_str().expect("a UTF-8 path").to_string();
+    run.ferry =
+        run.setup.spawn(&run.manifest, &[], &["--ddl-replace", &position, "--ddl-replace-sql", &fix]);
+    assert_eq!(run.settle().await, None, "after the replacement:\n{}", run.setup.last_log());
+    let columns = run
+        .setup
+        .target
+        .query_strings(
+            "SELECT CONCAT(COLUMN_NAME, ' ', DATA_TYPE) FROM information_schema.COLUMNS \
+             WHERE TABLE_SCHEMA = 'app' AND TABLE_NAME = 't' ORDER BY ORDINAL_POSITION",
+        )
+        .await
+        .expect("target columns");
+    assert_eq!(columns, vec![Some("id int".into()), Some("v int".into()), Some("p longblob".into())]);
+    let status = run.setup.status();
+    let handled = &status["ddlHandled"][0];
+    assert_eq!((handled["position"].as_str(), handled["action"].as_str()), (Some(position.as_str()), Some("Replace")));
+    assert!(handled["statement"].as_str().is_some_and(|s| s.contains("ADD p POINT")), "{status:#}");
+
+    // Skipped: the second refused statement, then the source drops the table TiDB lacks.
+    run.setup.source.exec("CREATE TABLE app.g (id INT PRIMARY KEY, q POLYGON)").await.expect("source DDL");
+    let message = run.settle().await.expect("TiDB refuses a POLYGON column");
+    let second = refused_position(&message).expect("the error names a position");
+    assert_ne!(second, position);
+    run.skipped.push(second);
+    run.restart();
+    run.setup
+        .source
+        .exec(
+            "DROP TABLE IF EXISTS app.g; ALTER TABLE app.t DROP COLUMN p, COMMENT = 'replaced';
+             INSERT INTO app.t VALUES (2, 2)",
+        )
+        .await
+        .expect("source DDL");
+    assert_eq!(run.settle().await, None, "after the skip:\n{}", run.setup.last_log());
+    let mut s = run.setup.source.conn().await.expect("source conn");
+    let mut t = run.setup.target.conn().await.expect("target conn");
+    if let Err(e) = ferry_e2e::compare_databases(&mut s, &mut t, "app", CompareOptions::default()).await {
+        panic!("{e}\nferry log:\n{}", run.setup.last_log());
+    }
+    let _ = run.ferry.kill();
+    let _ = run.ferry.wait();
 }
