@@ -186,12 +186,16 @@ impl DdlApplier {
         let result = run_all(target, &statements).await;
         target.query_drop(&setup.restore).await.sql("restore the target session after DDL")?;
         if let Some(a) = action {
-            result.map_err(|e| rejected(&position, &a.statements.join("; "), e))?;
+            let replaced = a.statements.join("; ");
+            if let Some(warning) = result.map_err(|e| rejected(&position, &replaced, e))? {
+                return Err(rejected_with(&position, &replaced, warning));
+            }
             record(ctx, &position, DdlAction::Replace, &ddl.sql).await;
             return Ok(());
         }
         match result {
-            Ok(()) => Ok(()),
+            Ok(None) => Ok(()),
+            Ok(Some(warning)) => Err(rejected_with(&position, &ddl.sql, warning)),
             Err(e) if mode == Mode::Upsert && already_done(&e) => {
                 tracing::warn!(%position, sql = %ddl.sql, error = %e, "DDL already applied before the restart");
                 Ok(())
@@ -202,11 +206,18 @@ impl DdlApplier {
     }
 }
 
-async fn run_all(target: &mut Conn, statements: &[String]) -> Result<(), mysql_async::Error> {
+/// Runs the statements; the first warning saying a part of one was dropped, if any.
+async fn run_all(
+    target: &mut Conn,
+    statements: &[String],
+) -> Result<Option<String>, mysql_async::Error> {
     for statement in statements {
         target.query_drop(statement).await?;
+        if let Some(warning) = dropped_part(target).await? {
+            return Ok(Some(warning));
+        }
     }
-    Ok(())
+    Ok(None)
 }
 
 /// Errors that say a statement already took effect (it ran before an abrupt stop).
@@ -216,12 +227,33 @@ fn already_done(e: &mysql_async::Error) -> bool {
 }
 
 fn rejected(position: &str, sql: &str, e: mysql_async::Error) -> crate::Error {
+    rejected_with(position, sql, e.to_string())
+}
+
+fn rejected_with(position: &str, sql: &str, message: String) -> crate::Error {
     IncrementalError::DdlRejected {
         position: position.to_string(),
         statement: redacted(sql, 300),
-        message: e.to_string(),
+        message,
     }
     .into()
+}
+
+/// Warnings by which a target says it ran a statement without a part of it: TiDB accepts a
+/// FULLTEXT index and creates nothing (1214). The table would differ from the source's
+/// without a word, so the statement counts as refused.
+const DROPPED_PART_WARNINGS: &[u16] = &[1214];
+
+/// The warning of the last statement that says part of it was dropped, if any.
+async fn dropped_part(target: &mut Conn) -> Result<Option<String>, mysql_async::Error> {
+    if target.get_warnings() == 0 {
+        return Ok(None);
+    }
+    let warnings: Vec<(String, u16, String)> = target.query("SHOW WARNINGS").await?;
+    Ok(warnings
+        .into_iter()
+        .find(|(_, code, _)| DROPPED_PART_WARNINGS.contains(code))
+        .map(|(_, code, message)| format!("accepted with warning {code} ({message}): not applied as written")))
 }
 
 /// Puts a handled statement in the status, published at once.
