@@ -54,7 +54,10 @@ impl Rewrites {
     }
 
     /// The source's default collations, read from its information_schema.
-    pub async fn with_source_defaults(mut self, source: &mut mysql_async::Conn) -> crate::Result<Self> {
+    pub async fn with_source_defaults(
+        mut self,
+        source: &mut mysql_async::Conn,
+    ) -> crate::Result<Self> {
         use crate::error::SqlContext;
         use mysql_async::prelude::Queryable;
         let rows: Vec<(String, String)> = source
@@ -82,9 +85,7 @@ impl Rewrites {
     pub fn adapt(&self, sql: &str) -> (String, Vec<String>) {
         match self.target {
             Some(Flavor::TiDb) => self.adapt_for_tidb(sql),
-            Some(Flavor::MariaDb) if self.source == Some(Flavor::MySql) => {
-                mysql_for_mariadb(sql)
-            }
+            Some(Flavor::MariaDb) if self.source == Some(Flavor::MySql) => mysql_for_mariadb(sql),
             _ => (sql.to_string(), Vec::new()),
         }
     }
@@ -95,7 +96,8 @@ impl Rewrites {
         let text = |t: &Token| &sql[t.start..t.end];
         let word = |i: usize| sig.get(i).filter(|t| t.kind == Kind::Word).map(|t| text(t));
         let is = |i: usize, w: &str| word(i).is_some_and(|x| x.eq_ignore_ascii_case(w));
-        let punct = |i: usize, p: &str| sig.get(i).is_some_and(|t| t.kind == Kind::Punct && text(t) == p);
+        let punct =
+            |i: usize, p: &str| sig.get(i).is_some_and(|t| t.kind == Kind::Punct && text(t) == p);
         // The index of an option's value: after `=` when there is one.
         let value_at = |i: usize| if punct(i + 1, "=") { i + 2 } else { i + 1 };
         let mut edits: Vec<Edit> = Vec::new();
@@ -104,10 +106,18 @@ impl Rewrites {
             let upper = w.to_ascii_uppercase();
             if upper == "ENGINE" {
                 let v = value_at(i);
-                if let Some(engine) = word(v).and_then(|e| TIDB_ENGINES.iter().find(|x| x.eq_ignore_ascii_case(e))) {
-                    edits.push(Edit::replace(sig[v], "InnoDB", format!("engine {engine} replaced by InnoDB (TiDB ignores engines)")));
+                if let Some(engine) =
+                    word(v).and_then(|e| TIDB_ENGINES.iter().find(|x| x.eq_ignore_ascii_case(e)))
+                {
+                    edits.push(Edit::replace(
+                        sig[v],
+                        "InnoDB",
+                        format!("engine {engine} replaced by InnoDB (TiDB ignores engines)"),
+                    ));
                 }
-            } else if TIDB_DROPPED_OPTIONS.contains(&upper.as_str()) && sig.get(value_at(i)).is_some() {
+            } else if TIDB_DROPPED_OPTIONS.contains(&upper.as_str())
+                && sig.get(value_at(i)).is_some()
+            {
                 let v = value_at(i);
                 let (start, end) = if i > 0 && punct(i - 1, ",") {
                     (sig[i - 1].start, sig[v].end)
@@ -116,14 +126,23 @@ impl Rewrites {
                 } else {
                     (if i > 0 { sig[i - 1].end } else { sig[i].start }, sig[v].end)
                 };
-                edits.push(Edit { start, end, with: String::new(), note: format!("Aria table option {upper} dropped") });
+                edits.push(Edit {
+                    start,
+                    end,
+                    with: String::new(),
+                    note: format!("Aria table option {upper} dropped"),
+                });
             } else if upper == "COLLATE" {
                 let v = value_at(i);
                 if let Some(t) = sig.get(v) {
                     let name = unquoted(text(t));
                     let to = tidb_collation(name);
                     if !to.eq_ignore_ascii_case(name) {
-                        edits.push(Edit::replace(t, &to, format!("collation {name} replaced by {to}")));
+                        edits.push(Edit::replace(
+                            t,
+                            &to,
+                            format!("collation {name} replaced by {to}"),
+                        ));
                     }
                 }
             } else if let Some(v) = charset_value(i, &is, &punct) {
@@ -145,8 +164,15 @@ impl Rewrites {
                         });
                     }
                 }
-            } else if upper == "JSON" && self.source == Some(Flavor::MariaDb) && is_column_type(&sig, i, sql) {
-                edits.push(Edit::replace(sig[i], MARIADB_JSON, "MariaDB JSON (a LONGTEXT) created as that LONGTEXT".into()));
+            } else if upper == "JSON"
+                && self.source == Some(Flavor::MariaDb)
+                && is_column_type(&sig, i, sql)
+            {
+                edits.push(Edit::replace(
+                    sig[i],
+                    MARIADB_JSON,
+                    "MariaDB JSON (a LONGTEXT) created as that LONGTEXT".into(),
+                ));
             } else if let Some(rest) = upper.strip_prefix("_UTF8MB3")
                 && rest.is_empty()
                 && sig.get(i + 1).is_some_and(|t| t.kind == Kind::Str)
@@ -164,8 +190,10 @@ const MARIADB_JSON: &str = "LONGTEXT CHARACTER SET utf8mb4 COLLATE utf8mb4_bin";
 /// Whether the word at `i` stands where a column's type does: after the column's name, not
 /// where a name is expected, and not a function call.
 fn is_column_type(sig: &[&Token], i: usize, sql: &str) -> bool {
-    const BEFORE_NAMES: &[&str] =
-        &["ADD", "COLUMN", "MODIFY", "CHANGE", "DROP", "AFTER", "ALTER", "TABLE", "TO", "AS", "ON", "BY", "KEY", "INDEX"];
+    const BEFORE_NAMES: &[&str] = &[
+        "ADD", "COLUMN", "MODIFY", "CHANGE", "DROP", "AFTER", "ALTER", "TABLE", "TO", "AS", "ON",
+        "BY", "KEY", "INDEX",
+    ];
     let text = |t: &Token| &sql[t.start..t.end];
     let Some(prev) = i.checked_sub(1).map(|p| sig[p]) else { return false };
     let named = match prev.kind {
@@ -195,7 +223,11 @@ fn charset_value(
 }
 
 /// `AS CHAR[(n)] CHARACTER SET x` (a CAST): no collation may follow there.
-fn casts(i: usize, is: &impl Fn(usize, &str) -> bool, punct: &impl Fn(usize, &str) -> bool) -> bool {
+fn casts(
+    i: usize,
+    is: &impl Fn(usize, &str) -> bool,
+    punct: &impl Fn(usize, &str) -> bool,
+) -> bool {
     if i >= 2 && is(i - 1, "CHAR") && is(i - 2, "AS") {
         return true;
     }
@@ -374,7 +406,9 @@ fn lex(sql: &str) -> Vec<Token> {
             if c == b'`' { Kind::Ident } else { Kind::Str }
         } else if c.is_ascii_alphanumeric() || c == b'_' || c == b'$' || c >= 0x80 {
             while i < bytes.len()
-                && (bytes[i].is_ascii_alphanumeric() || matches!(bytes[i], b'_' | b'$') || bytes[i] >= 0x80)
+                && (bytes[i].is_ascii_alphanumeric()
+                    || matches!(bytes[i], b'_' | b'$')
+                    || bytes[i] >= 0x80)
             {
                 i += 1;
             }
@@ -437,9 +471,15 @@ mod tests {
             "CREATE TABLE `t` (`a` int) ENGINE=InnoDB DEFAULT CHARSET=latin1 COLLATE=latin1_bin"
         );
         let create = "CREATE TABLE `u` (`b` text CHARACTER SET utf8mb3 COLLATE utf8mb3_general_ci)";
-        assert_eq!(tidb(create), "CREATE TABLE `u` (`b` text CHARACTER SET utf8 COLLATE utf8_general_ci)");
+        assert_eq!(
+            tidb(create),
+            "CREATE TABLE `u` (`b` text CHARACTER SET utf8 COLLATE utf8_general_ci)"
+        );
         let db = "CREATE DATABASE `d` /*!40100 DEFAULT CHARACTER SET latin1 COLLATE latin1_swedish_ci */";
-        assert_eq!(tidb(db), "CREATE DATABASE `d` /*!40100 DEFAULT CHARACTER SET latin1 COLLATE latin1_bin */");
+        assert_eq!(
+            tidb(db),
+            "CREATE DATABASE `d` /*!40100 DEFAULT CHARACTER SET latin1 COLLATE latin1_bin */"
+        );
     }
 
     #[test]
@@ -448,7 +488,10 @@ mod tests {
             tidb("alter table t engine = myisam, page_checksum = 1"),
             "alter table t engine = InnoDB"
         );
-        assert_eq!(tidb("ALTER TABLE t TRANSACTIONAL=0, ENGINE=Aria"), "ALTER TABLE t ENGINE=InnoDB");
+        assert_eq!(
+            tidb("ALTER TABLE t TRANSACTIONAL=0, ENGINE=Aria"),
+            "ALTER TABLE t ENGINE=InnoDB"
+        );
         assert_eq!(
             tidb("ALTER TABLE t ADD c VARCHAR(5) CHARACTER SET utf8mb4, ADD d INT"),
             "ALTER TABLE t ADD c VARCHAR(5) CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci, ADD d INT"

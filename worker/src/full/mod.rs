@@ -33,10 +33,10 @@ use mysql_async::Conn;
 
 use crate::connect::connect;
 use crate::engine::JobContext;
+pub use crate::rewrite::tidb_collation;
 pub use meta::{META_SCHEMA, TablePositions, widen_job_keys};
 use objects::Objects;
 use progress::Progress;
-pub use crate::rewrite::tidb_collation;
 use snapshot::Snapshot;
 
 /// Why the copy stopped.

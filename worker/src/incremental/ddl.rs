@@ -250,10 +250,11 @@ async fn dropped_part(target: &mut Conn) -> Result<Option<String>, mysql_async::
         return Ok(None);
     }
     let warnings: Vec<(String, u16, String)> = target.query("SHOW WARNINGS").await?;
-    Ok(warnings
-        .into_iter()
-        .find(|(_, code, _)| DROPPED_PART_WARNINGS.contains(code))
-        .map(|(_, code, message)| format!("accepted with warning {code} ({message}): not applied as written")))
+    Ok(warnings.into_iter().find(|(_, code, _)| DROPPED_PART_WARNINGS.contains(code)).map(
+        |(_, code, message)| {
+            format!("accepted with warning {code} ({message}): not applied as written")
+        },
+    ))
 }
 
 /// Puts a handled statement in the status, published at once.
@@ -275,8 +276,7 @@ async fn record(ctx: &JobContext, position: &str, action: DdlAction, sql: &str) 
 async fn setup(source: &mut Conn, target: &mut Conn) -> crate::Result<Setup> {
     let source_flavor = Version::read(source).await.sql("read the source version")?.flavor;
     let target_flavor = Version::read(target).await.sql("read the target version")?.flavor;
-    let rewrites =
-        Rewrites::new(source_flavor, target_flavor).with_source_defaults(source).await?;
+    let rewrites = Rewrites::new(source_flavor, target_flavor).with_source_defaults(source).await?;
     let rows: Vec<(u64, String)> = source
         .query("SELECT ID, COLLATION_NAME FROM information_schema.COLLATIONS WHERE ID IS NOT NULL")
         .await
@@ -314,15 +314,21 @@ async fn session_sql(
         parts.push(format!("sql_mode = {}", quote_str(&names)));
     }
     if let Some(zone) = &session.time_zone {
-        parts.push(format!("time_zone = {}", quote_str(&time_zone(source, zone, timestamp).await?)));
+        parts
+            .push(format!("time_zone = {}", quote_str(&time_zone(source, zone, timestamp).await?)));
     }
     if let Some([_, connection, server]) = session.charset {
         for (variable, id) in [("collation_connection", connection), ("collation_server", server)] {
             let Some(name) = setup.collations.get(&id) else {
-                tracing::warn!(variable, id, "collation id unknown on the source; the target's is kept");
+                tracing::warn!(
+                    variable,
+                    id,
+                    "collation id unknown on the source; the target's is kept"
+                );
                 continue;
             };
-            let name = if setup.target == Flavor::TiDb { tidb_collation(name) } else { name.clone() };
+            let name =
+                if setup.target == Flavor::TiDb { tidb_collation(name) } else { name.clone() };
             parts.push(format!("{variable} = {}", quote_str(&name)));
         }
     }
@@ -351,7 +357,10 @@ async fn time_zone(source: &mut Conn, zone: &str, timestamp: u32) -> crate::Resu
         Some(offset) if offset.starts_with('-') => Ok(offset),
         Some(offset) => Ok(format!("+{offset}")),
         None => {
-            tracing::warn!(zone, "the source cannot convert to its statement's time zone; UTC used");
+            tracing::warn!(
+                zone,
+                "the source cannot convert to its statement's time zone; UTC used"
+            );
             Ok("+00:00".into())
         }
     }
@@ -392,7 +401,10 @@ mod tests {
         assert!(dropped.is_empty());
         let oracle = (1 << 9) | (1 << 32) | (1 << 1);
         let (names, dropped) = sql_mode_names(oracle, Flavor::MariaDb, Flavor::TiDb);
-        assert_eq!((names.as_str(), dropped), ("PIPES_AS_CONCAT", vec!["ORACLE", "EMPTY_STRING_IS_NULL"]));
+        assert_eq!(
+            (names.as_str(), dropped),
+            ("PIPES_AS_CONCAT", vec!["ORACLE", "EMPTY_STRING_IS_NULL"])
+        );
         let (names, _) = sql_mode_names(1 << 32, Flavor::MariaDb, Flavor::MariaDb);
         assert_eq!(names, "EMPTY_STRING_IS_NULL");
         let (names, _) = sql_mode_names(1 << 32, Flavor::MySql, Flavor::MySql);

@@ -345,7 +345,9 @@ fn tokenize(sql: &str) -> Vec<Token> {
                 i += 1;
             }
             tokens.push(Token::Word(chars[start..i].iter().collect()));
-        } else if c == '"' && let Some((name, end)) = double_quoted(&chars, i) {
+        } else if c == '"'
+            && let Some((name, end)) = double_quoted(&chars, i)
+        {
             // A string in the default sql_mode, a name under ANSI_QUOTES: only where a name is
             // expected is it read as one (a string cannot stand there).
             i = end;
