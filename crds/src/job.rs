@@ -74,6 +74,52 @@ pub struct MigrationJobSpec {
     /// that conflict with the source's (TiDB Cloud's "Restart").
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub restart_request: Option<String>,
+    /// What to do with replicated DDL statements, by binlog position: skip one the target
+    /// refuses, or replace it with statements written for the target. The job's error names
+    /// the position; add an entry, then set a new `restartRequest`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ddl_error_policy: Vec<DdlErrorAction>,
+}
+
+/// What to do with the replicated DDL statement at one binlog position.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("(self.action == 'Replace') == has(self.statements)")
+    .message("Replace needs statements (the ones to run instead); Skip takes none"))]
+pub struct DdlErrorAction {
+    /// The statement's position as the job's error gives it: `file:pos`, the binlog position
+    /// right after the statement (such as `mariadb-bin.000002:1234`).
+    #[schemars(pattern(r"^[^:\s]+:[0-9]+$"))]
+    pub position: String,
+    /// Skip (the target is left as it is) or Replace (run `statements` instead).
+    pub action: DdlAction,
+    /// For Replace: the statements to run on the target instead, in order, in the statement's
+    /// default database.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub statements: Vec<String>,
+}
+
+/// How a replicated DDL statement is handled.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum DdlAction {
+    /// Not applied to the target.
+    Skip,
+    /// Replaced by the entry's statements.
+    Replace,
+}
+
+/// A replicated DDL statement handled by `spec.ddlErrorPolicy`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct HandledDdl {
+    /// Its binlog position (`file:pos`, right after it).
+    pub position: String,
+    /// Skip or Replace.
+    pub action: DdlAction,
+    /// The source's statement, string literals blanked.
+    pub statement: String,
+    /// When it was handled (RFC 3339).
+    pub time: String,
 }
 
 /// The default safe mode duration of the reference product.
@@ -274,6 +320,9 @@ pub struct MigrationJobStatus {
     /// The error that stopped the job last.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_error: Option<JobError>,
+    /// Replicated DDL statements skipped or replaced by `spec.ddlErrorPolicy`, by this worker.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ddl_handled: Vec<HandledDdl>,
     /// The `spec.restartRequest` value already acted on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_restart_request: Option<String>,

@@ -35,6 +35,7 @@ fn job(source_type: SourceType, source: &impl SqlServer, target: &impl SqlServer
         safe_mode_duration: std::time::Duration::from_secs(60),
         incremental_start: None,
         replace_conflicts: false,
+        ddl_error_policy: Vec::new(),
     }
 }
 

@@ -4,7 +4,7 @@ use std::fmt;
 use std::time::Duration;
 
 use ferry_crds::TlsMode;
-use ferry_crds::job::{BinlogPosition, MigrationMode, ObjectSelection, Tier};
+use ferry_crds::job::{BinlogPosition, DdlErrorAction, MigrationMode, ObjectSelection, Tier};
 use ferry_crds::source::SourceType;
 
 /// Everything the engine needs to run one job.
@@ -26,6 +26,8 @@ pub struct JobConfig {
     pub incremental_start: Option<BinlogPosition>,
     /// The user asked to restart: replace target rows that conflict with the source's.
     pub replace_conflicts: bool,
+    /// Replicated DDL statements to skip or replace, by binlog position.
+    pub ddl_error_policy: Vec<DdlErrorAction>,
 }
 
 /// Identifies a job; also the key of its checkpoints.

@@ -19,6 +19,7 @@ pub mod meta;
 pub mod precheck;
 pub mod progress;
 pub mod report;
+pub mod rewrite;
 pub mod sql;
 pub mod verify;
 

@@ -296,6 +296,7 @@ impl Manifest {
                 .expect("the schema pattern admits only parseable durations"),
             incremental_start: spec.incremental.as_ref().and_then(|i| i.start.clone()),
             replace_conflicts: spec.restart_request.is_some(),
+            ddl_error_policy: spec.ddl_error_policy.clone(),
         })
     }
 }

@@ -112,7 +112,7 @@ fn summary(decoded: &Decoded) -> String {
         Decoded::MysqlGtid(None) => "Anonymous GTID".into(),
         Decoded::Begin => "Query BEGIN".into(),
         Decoded::Commit => "Commit".into(),
-        Decoded::Query { schema, sql } => format!("Query  schema: {schema}  {sql}"),
+        Decoded::Query { schema, sql, .. } => format!("Query  schema: {schema}  {sql}"),
         Decoded::Annotate(sql) => format!("Annotate_rows: {sql}"),
         Decoded::GtidList(list) => format!(
             "Gtid list [{}]",

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ferry_crds::job::Phase;
+use ferry_crds::job::{DdlAction, DdlErrorAction, Phase};
 use tokio_util::sync::CancellationToken;
 
 use crate::engine::{self, JobContext, Outcome};
@@ -32,6 +32,17 @@ pub struct Args {
     /// 0 stops at the first error.
     #[arg(long, default_value_t = 10)]
     retries: u32,
+    /// Skip the replicated DDL statement at this binlog position (`file:pos`, as the job's
+    /// error gives it); repeatable. Same as a Skip entry of `spec.ddlErrorPolicy`.
+    #[arg(long = "ddl-skip", value_name = "FILE:POS")]
+    ddl_skip: Vec<String>,
+    /// Replace the replicated DDL statement at this binlog position with the statements of
+    /// `--ddl-replace-sql`. Same as a Replace entry of `spec.ddlErrorPolicy`.
+    #[arg(long = "ddl-replace", value_name = "FILE:POS", requires = "ddl_replace_sql")]
+    ddl_replace: Option<String>,
+    /// A file of `;`-terminated statements to run on the target instead (see `--ddl-replace`).
+    #[arg(long = "ddl-replace-sql", value_name = "FILE", requires = "ddl_replace")]
+    ddl_replace_sql: Option<PathBuf>,
 }
 
 /// A run this long is a recovery: the next error starts the retry count and backoff afresh.
@@ -44,6 +55,7 @@ pub async fn run(args: Args) -> crate::Result<ExitCode> {
     if let Some(concurrency) = args.concurrency {
         config.concurrency = concurrency.max(1);
     }
+    config.ddl_error_policy.extend(ddl_actions(&args)?);
     let mut sinks: Vec<Box<dyn StatusSink>> = vec![Box::new(ConsoleSink::new())];
     if let Some(path) = args.status_file {
         sinks.push(Box::new(FileSink::new(path)));
@@ -60,6 +72,31 @@ pub async fn run(args: Args) -> crate::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The `--ddl-skip` and `--ddl-replace` flags as `spec.ddlErrorPolicy` entries.
+fn ddl_actions(args: &Args) -> crate::Result<Vec<DdlErrorAction>> {
+    let mut actions: Vec<DdlErrorAction> = args
+        .ddl_skip
+        .iter()
+        .map(|position| DdlErrorAction {
+            position: position.clone(),
+            action: DdlAction::Skip,
+            statements: Vec::new(),
+        })
+        .collect();
+    if let (Some(position), Some(path)) = (&args.ddl_replace, &args.ddl_replace_sql) {
+        let text = std::fs::read_to_string(path).map_err(|source| crate::Error::Io {
+            context: format!("read the statements of --ddl-replace-sql {}", path.display()),
+            source,
+        })?;
+        actions.push(DdlErrorAction {
+            position: position.clone(),
+            action: DdlAction::Replace,
+            statements: crate::rewrite::split_statements(&text),
+        });
+    }
+    Ok(actions)
 }
 
 /// A stopped run leaves the status saying so (Paused, not Running): nothing works on the job

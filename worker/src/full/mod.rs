@@ -32,9 +32,9 @@ use mysql_async::Conn;
 use crate::connect::connect;
 use crate::engine::JobContext;
 use crate::meta::full::{self as checkpoint, Chunk, Snapshot};
+pub use crate::rewrite::tidb_collation;
 use objects::Objects;
 use progress::Progress;
-pub use schema::tidb_collation;
 
 /// Why the copy stopped.
 #[derive(Debug, thiserror::Error)]

@@ -142,6 +142,8 @@ pub enum Decoded {
     Query {
         schema: String,
         sql: String,
+        /// The session the source ran it in.
+        session: super::ddl::QuerySession,
     },
     /// MariaDB annotate event: the statement that made the next rows events.
     Annotate(String),
@@ -314,17 +316,19 @@ impl Decoder {
             EventData::RowsEvent(rows) => Decoded::Rows(self.decode_rows(&rows, pos)?),
             EventData::XidEvent(_) => Decoded::Commit,
             EventData::QueryEvent(query) => {
-                let sql = query.query().into_owned();
+                let session = super::ddl::QuerySession::of(&query);
+                let sql = super::ddl::statement_text(&query, &session);
                 match sql.trim() {
                     "BEGIN" => Decoded::Begin,
                     "COMMIT" => Decoded::Commit,
-                    _ => Decoded::Query { schema: query.schema().into_owned(), sql },
+                    _ => Decoded::Query { schema: query.schema().into_owned(), sql, session },
                 }
             }
             // LOAD DATA logged as a statement: its rows are in the event's file, not in rows events.
             EventData::ExecuteLoadQueryEvent(load) => Decoded::Query {
                 schema: load.schema().into_owned(),
                 sql: load.query().into_owned(),
+                session: Default::default(),
             },
             EventData::GtidEvent(gtid) => {
                 let uuid = format_uuid(&gtid.sid());

@@ -346,7 +346,14 @@ fn tokenize(sql: &str) -> Vec<Token> {
                 i += 1;
             }
             tokens.push(Token::Word(chars[start..i].iter().collect()));
-        } else if c == '\'' || c == '"' {
+        } else if c == '"'
+            && let Some((name, end)) = double_quoted(&chars, i)
+        {
+            // A string in the default sql_mode, a name under ANSI_QUOTES: only where a name is
+            // expected is it read as one (a string cannot stand there).
+            i = end;
+            tokens.push(Token::Quoted(name));
+        } else if c == '\'' {
             // String literals carry no names; skip them.
             i += 1;
             while i < chars.len() && chars[i] != c {
@@ -363,6 +370,28 @@ fn tokenize(sql: &str) -> Vec<Token> {
         }
     }
     tokens
+}
+
+/// The text of the `"..."` starting at `at` (doubled quotes as one) and where it ends; `None`
+/// when it holds a backslash escape (a string, then).
+fn double_quoted(chars: &[char], at: usize) -> Option<(String, usize)> {
+    let mut name = String::new();
+    let mut i = at + 1;
+    while i < chars.len() {
+        match chars[i] {
+            '\\' => return None,
+            '"' if chars.get(i + 1) == Some(&'"') => {
+                name.push('"');
+                i += 2;
+            }
+            '"' => return Some((name, i + 1)),
+            c => {
+                name.push(c);
+                i += 1;
+            }
+        }
+    }
+    None
 }
 
 struct Tokens<'a> {
@@ -453,6 +482,11 @@ mod tests {
         );
         assert_eq!(ddl_objects("app", "create index i on t (a)"), Some(vec![table("app", "t")]));
         assert_eq!(ddl_objects("app", "TRUNCATE t"), Some(vec![table("app", "t")]));
+        // Under ANSI_QUOTES.
+        assert_eq!(
+            ddl_objects("app", "ALTER TABLE \"mo\"\"des\" ADD \"q\" INT"),
+            Some(vec![table("app", "mo\"des")])
+        );
         assert_eq!(
             ddl_objects("", "CREATE DATABASE IF NOT EXISTS `x`"),
             Some(vec![Object::Database("x".into())])

@@ -11,6 +11,7 @@
 pub mod apply;
 pub mod batch;
 pub mod causality;
+pub mod ddl;
 pub mod event;
 pub mod file;
 pub mod filter;
@@ -114,8 +115,15 @@ pub enum IncrementalError {
          may miss this statement's changes, start again from the position after it"
     )]
     StatementFormat { at: String, statement: String },
-    #[error("applying DDL from the binlog failed: {sql}: {source}")]
-    Ddl { sql: String, source: mysql_async::Error },
+    #[error(
+        "the target refused the DDL statement at {position} (`{statement}`): {message}. Choose: \
+         skip it (`ferry migrate --ddl-skip {position}`, or a spec.ddlErrorPolicy entry \
+         {{position: \"{position}\", action: Skip}}); replace it with statements written for the \
+         target (`ferry migrate --ddl-replace {position} --ddl-replace-sql FILE`, or {{position: \
+         \"{position}\", action: Replace, statements: [...]}}); or change the target by hand so \
+         it matches the source and skip it. With the operator, then set a new spec.restartRequest"
+    )]
+    DdlRejected { position: String, statement: String, message: String },
     #[error("the binlog reader stopped unexpectedly: {0}")]
     Reader(String),
     #[error(
@@ -363,6 +371,8 @@ struct Loop<'a> {
     /// The target connection for schemas, DDL and the checkpoint.
     control: Applier,
     schemas: SchemaCache,
+    /// Runs DDL statements.
+    ddl: ddl::DdlApplier,
     /// Binlog columns to target columns, by name.
     mappings: Mappings,
     scheduler: Scheduler,
@@ -396,6 +406,7 @@ impl<'a> Loop<'a> {
             job: ctx.config.id.to_string(),
             control,
             schemas: SchemaCache::default(),
+            ddl: ddl::DdlApplier::default(),
             mappings: Mappings::default(),
             scheduler,
             source,
@@ -457,10 +468,13 @@ impl<'a> Loop<'a> {
 
     /// Takes one unit from the reader.
     async fn take(&mut self, unit: Unit) -> crate::Result<()> {
-        let txn = match unit {
+        let mut txn = match unit {
             Unit::Ddl(ddl) => return self.apply_ddl(ddl).await,
             Unit::Txn(txn) => txn,
         };
+        if let Some(ddl) = txn.ddl.take() {
+            self.run_ddl(&ddl).await?;
+        }
         let mode = self.mode();
         self.read = txn.end.clone();
         let seq = self.scheduler.register(txn.end.clone(), txn.timestamp);
@@ -525,6 +539,16 @@ impl<'a> Loop<'a> {
     /// After an abrupt stop between the two, the statement runs again in safe mode, where errors
     /// saying it already took effect are ignored.
     async fn apply_ddl(&mut self, ddl: stream::Ddl) -> crate::Result<()> {
+        self.run_ddl(&ddl).await?;
+        self.read = ddl.end.clone();
+        let seq = self.scheduler.register(ddl.end, ddl.timestamp);
+        self.scheduler.skip(seq);
+        self.save_checkpoint().await
+    }
+
+    /// Runs one DDL statement alone, once every worker is idle (see [`ddl`]), and forgets the
+    /// table schemas it may have changed.
+    async fn run_ddl(&mut self, ddl: &stream::Ddl) -> crate::Result<()> {
         self.scheduler.drain().await?;
         let mode = self.mode();
         let conn = &mut self.control.conn;
@@ -534,21 +558,10 @@ impl<'a> Loop<'a> {
                 tracing::debug!(schema = %ddl.schema, error = %e, "default schema not on the target");
             }
         }
-        tracing::info!(sql = %ddl.sql, "applying DDL");
-        if let Err(e) = conn.query_drop(&ddl.sql).await {
-            let already_done = matches!(&e, mysql_async::Error::Server(s)
-                if matches!(s.code, 1007 | 1008 | 1050 | 1051 | 1054 | 1060 | 1061 | 1091 | 1146));
-            if !(already_done && mode == Mode::Upsert) {
-                return Err(IncrementalError::Ddl { sql: ddl.sql, source: e }.into());
-            }
-            tracing::warn!(sql = %ddl.sql, error = %e, "DDL already applied before the restart");
-        }
+        self.ddl.apply(self.ctx, conn, &mut self.source, ddl, mode).await?;
         self.schemas.clear();
         self.mappings.clear();
-        self.read = ddl.end.clone();
-        let seq = self.scheduler.register(ddl.end, ddl.timestamp);
-        self.scheduler.skip(seq);
-        self.save_checkpoint().await
+        Ok(())
     }
 
     /// Publishes what is applied and what is waiting to the monitor.

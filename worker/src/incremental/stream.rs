@@ -26,6 +26,9 @@ pub enum Unit {
 
 #[derive(Debug)]
 pub struct Txn {
+    /// A DDL statement logged inside the transaction, run before its rows: the CREATE TABLE of
+    /// a `CREATE TABLE ... SELECT` in row format.
+    pub ddl: Option<Ddl>,
     pub changes: Vec<RowChange>,
     /// Position after the commit.
     pub end: Position,
@@ -37,6 +40,8 @@ pub struct Txn {
 pub struct Ddl {
     pub schema: String,
     pub sql: String,
+    /// The source session it ran in.
+    pub session: super::ddl::QuerySession,
     pub end: Position,
     pub timestamp: u32,
 }
@@ -209,6 +214,8 @@ pub struct Reader {
     pub position: Position,
     gtids: GtidState,
     current: Option<Vec<RowChange>>,
+    /// A DDL statement of the transaction being read (see [`Txn::ddl`]).
+    current_ddl: Option<Ddl>,
     /// The GTID of the event group being read, added to `gtids` when it commits.
     pending_gtid: Option<Decoded>,
     /// Whether `gtids` started from the source's whole executed set. A MySQL set accumulated from
@@ -229,6 +236,7 @@ impl Reader {
             position: start,
             gtids,
             current: None,
+            current_ddl: None,
             pending_gtid: None,
             whole_set,
         }
@@ -290,7 +298,7 @@ impl Reader {
 
     /// Adds a decoded event to the transaction being read; returns it when it is complete.
     fn assemble(&mut self, decoded: Decoded, timestamp: u32) -> crate::Result<Option<Unit>> {
-        if let Decoded::Query { schema, sql } = &decoded {
+        if let Decoded::Query { schema, sql, .. } = &decoded {
             self.refuse_statement_dml(schema, sql)?;
         }
         Ok(match decoded {
@@ -318,17 +326,26 @@ impl Reader {
             Decoded::Commit => {
                 let changes = self.current.take().unwrap_or_default();
                 let end = self.commit_position();
-                Some(Unit::Txn(Txn { changes, end, timestamp }))
+                let ddl = self.current_ddl.take().map(|ddl| Ddl { end: end.clone(), ..ddl });
+                Some(Unit::Txn(Txn { ddl, changes, end, timestamp }))
             }
-            Decoded::Query { schema, sql } if self.current.is_none() => {
+            Decoded::Query { schema, sql, session } if self.current.is_some() => {
+                if self.filter.ddl(&schema, &sql) == DdlDecision::Apply {
+                    let end = self.position.clone();
+                    self.current_ddl = Some(Ddl { schema, sql, session, end, timestamp });
+                }
+                None
+            }
+            Decoded::Query { schema, sql, session } => {
                 let end = self.commit_position();
+                let empty = |end| Unit::Txn(Txn { ddl: None, changes: Vec::new(), end, timestamp });
                 Some(match self.filter.ddl(&schema, &sql) {
-                    DdlDecision::Apply => Unit::Ddl(Ddl { schema, sql, end, timestamp }),
+                    DdlDecision::Apply => Unit::Ddl(Ddl { schema, sql, session, end, timestamp }),
                     DdlDecision::Mixed => {
                         tracing::warn!(%sql, "skipping DDL that touches objects inside and outside the selection");
-                        Unit::Txn(Txn { changes: Vec::new(), end, timestamp })
+                        empty(end)
                     }
-                    DdlDecision::Ignore => Unit::Txn(Txn { changes: Vec::new(), end, timestamp }),
+                    DdlDecision::Ignore => empty(end),
                 })
             }
             _ => None,

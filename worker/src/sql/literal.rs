@@ -71,7 +71,7 @@ pub fn latin1_text(convert_charset: Option<&str>, bytes: &[u8]) -> Option<String
 }
 
 /// A byte of MySQL's latin1 (Windows-1252, its five unassigned bytes as C1 controls).
-fn latin1_char(byte: u8) -> char {
+pub(crate) fn latin1_char(byte: u8) -> char {
     const HIGH: [u16; 32] = [
         0x20AC, 0x0081, 0x201A, 0x0192, 0x201E, 0x2026, 0x2020, 0x2021, 0x02C6, 0x2030, 0x0160,
         0x2039, 0x0152, 0x008D, 0x017D, 0x008F, 0x0090, 0x2018, 0x2019, 0x201C, 0x201D, 0x2022,

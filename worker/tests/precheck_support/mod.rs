@@ -34,6 +34,7 @@ pub fn config(source: &impl SqlServer, target: &impl SqlServer, mode: MigrationM
         safe_mode_duration: Duration::from_secs(60),
         incremental_start: None,
         replace_conflicts: false,
+        ddl_error_policy: Vec::new(),
     }
 }
 
