@@ -4,7 +4,7 @@
 //! its position and the ways past it: `spec.ddlErrorPolicy` (or `ferry migrate --ddl-skip` /
 //! `--ddl-replace`) skips it or replaces it with statements written for the target.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use chrono::Utc;
 use ferry_crds::job::{DdlAction, DdlErrorAction, HandledDdl};
@@ -134,6 +134,8 @@ struct Setup {
     target: Flavor,
     /// Collation id -> name, from the source.
     collations: HashMap<u16, String>,
+    /// The collations the target knows (MariaDB 10 lacks MySQL 8's `utf8mb4_0900_*`).
+    target_collations: HashSet<String>,
     /// The target session's collations, restored after each statement.
     restore: String,
 }
@@ -282,6 +284,10 @@ async fn setup(source: &mut Conn, target: &mut Conn) -> crate::Result<Setup> {
         .await
         .sql("read the source's collations")?;
     let collations = rows.into_iter().map(|(id, name)| (id as u16, name)).collect();
+    let target_collations: Vec<String> = target
+        .query("SELECT COLLATION_NAME FROM information_schema.COLLATIONS")
+        .await
+        .sql("read the target's collations")?;
     let current: Option<(String, String)> = target
         .query_first("SELECT @@SESSION.collation_connection, @@SESSION.collation_server")
         .await
@@ -294,7 +300,14 @@ async fn setup(source: &mut Conn, target: &mut Conn) -> crate::Result<Setup> {
         quote_str(&connection),
         quote_str(&server)
     );
-    Ok(Setup { rewrites, source: source_flavor, target: target_flavor, collations, restore })
+    Ok(Setup {
+        rewrites,
+        source: source_flavor,
+        target: target_flavor,
+        collations,
+        target_collations: target_collations.into_iter().collect(),
+        restore,
+    })
 }
 
 /// The SET statement that gives the target session the source's sql_mode, time zone and
@@ -329,6 +342,14 @@ async fn session_sql(
             };
             let name =
                 if setup.target == Flavor::TiDb { tidb_collation(name) } else { name.clone() };
+            if !setup.target_collations.contains(&name) {
+                tracing::warn!(
+                    variable,
+                    collation = %name,
+                    "the target lacks the source's collation; the target's is kept"
+                );
+                continue;
+            }
             parts.push(format!("{variable} = {}", quote_str(&name)));
         }
     }
