@@ -50,8 +50,12 @@ impl Setup {
     /// A source of `source_kind` and a target of `target_kind`, each with the user `ferry`.
     pub async fn start_with_source(source_kind: SourceKind, target_kind: TargetKind) -> Setup {
         let (source, target) = tokio::join!(source_kind.start(), target_kind.start());
-        let source = source.expect("start the source");
-        let target = target.expect("start the target");
+        Self::with_servers(source.expect("start the source"), target.expect("start the target"))
+            .await
+    }
+
+    /// Running servers, each given the user `ferry`.
+    pub async fn with_servers(source: Source, target: Target) -> Setup {
         source.create_user("ferry", PASSWORD, "ALL PRIVILEGES").await.expect("source user");
         target.create_user("ferry", PASSWORD, "ALL PRIVILEGES").await.expect("target user");
         let dir = tempfile::tempdir().expect("tempdir");
@@ -93,6 +97,7 @@ impl Setup {
 
     fn write_manifest(&self, mode: &str, spec: &str) -> PathBuf {
         let yaml = JobManifest {
+            source_kind: self.source.source_kind(),
             name: "job",
             source_port: self.source.port(),
             target_port: self.target.port(),
