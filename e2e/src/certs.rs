@@ -36,23 +36,44 @@ pub fn make_certificates(dir: &Path) -> Result<()> {
         )?;
     }
     let extensions = [
-        ("server", "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n"),
+        (
+            "server",
+            "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+        ),
         ("client", "basicConstraints=CA:FALSE\nextendedKeyUsage=clientAuth\n"),
     ];
     for (who, extension) in extensions {
         let ext = format!("{who}.ext");
-        std::fs::write(dir.join(&ext), extension).map_err(io_err("write an openssl extension file"))?;
-        let (subject, key, csr) = (format!("/CN={who}"), format!("{who}-key.pem"), format!("{who}.csr"));
+        std::fs::write(dir.join(&ext), extension)
+            .map_err(io_err("write an openssl extension file"))?;
+        let (subject, key, csr) =
+            (format!("/CN={who}"), format!("{who}-key.pem"), format!("{who}.csr"));
         openssl(
             dir,
-            &["req", "-newkey", "rsa:2048", "-nodes", "-subj", &subject, "-keyout", &key, "-out", &csr],
+            &[
+                "req", "-newkey", "rsa:2048", "-nodes", "-subj", &subject, "-keyout", &key, "-out",
+                &csr,
+            ],
         )?;
         let cert = format!("{who}.pem");
         openssl(
             dir,
             &[
-                "x509", "-req", "-in", &csr, "-CA", "ca.pem", "-CAkey", "ca-key.pem",
-                "-CAcreateserial", "-days", "2", "-extfile", &ext, "-out", &cert,
+                "x509",
+                "-req",
+                "-in",
+                &csr,
+                "-CA",
+                "ca.pem",
+                "-CAkey",
+                "ca-key.pem",
+                "-CAcreateserial",
+                "-days",
+                "2",
+                "-extfile",
+                &ext,
+                "-out",
+                &cert,
             ],
         )?;
     }

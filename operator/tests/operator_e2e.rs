@@ -232,7 +232,11 @@ async fn operator_from_deploy_reconciles_sources_jobs_and_rbac() -> anyhow::Resu
 
 /// A MySQL 9.7 source (MigrationSource type SelfManaged): the operator reads it as MySQL, and a
 /// FullAndIncremental job copies it into TiDB, then replicates and reports its binlog position.
-async fn mysql_source_replicates(cluster: &Cluster, mysql: &MySql, target: &TiDb) -> anyhow::Result<()> {
+async fn mysql_source_replicates(
+    cluster: &Cluster,
+    mysql: &MySql,
+    target: &TiDb,
+) -> anyhow::Result<()> {
     let namespace = "mysql";
     let client = cluster.client.clone();
     cluster.create_namespace(namespace).await?;
@@ -274,7 +278,8 @@ async fn mysql_source_replicates(cluster: &Cluster, mysql: &MySql, target: &TiDb
         .await?;
     let same = || async {
         let (mut source_conn, mut target_conn) = (mysql.conn().await?, target.conn().await?);
-        let same = ferry_e2e::assert_same_tables(&mut source_conn, &mut target_conn, "orders").await;
+        let same =
+            ferry_e2e::assert_same_tables(&mut source_conn, &mut target_conn, "orders").await;
         Ok(same.ok())
     };
     wait_for("the MySQL source's changes arrive", STEP, same, async || {

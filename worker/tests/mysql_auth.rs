@@ -49,9 +49,10 @@ fn with_source_tls(yaml: &str, ca_pem: &str) -> String {
         match object["kind"].as_str() {
             Some("Secret") => object["stringData"]["ca.pem"] = ca_pem.into(),
             Some("MigrationSource") => {
-                object["spec"]["tls"] =
-                    serde_yaml::from_str("{mode: ServerAuth, caSecretRef: {name: creds, key: ca.pem}}")
-                        .expect("tls YAML");
+                object["spec"]["tls"] = serde_yaml::from_str(
+                    "{mode: ServerAuth, caSecretRef: {name: creds, key: ca.pem}}",
+                )
+                .expect("tls YAML");
             }
             _ => {}
         }
@@ -92,7 +93,8 @@ async fn plugin_of(source: &Source, user: &str) -> Vec<Option<String>> {
 /// server admits only over TLS; a wrong password first, which must say so and nothing more.
 #[tokio::test(flavor = "multi_thread")]
 async fn caching_sha2_users_migrate_over_plain_and_tls() {
-    let mut setup = Setup::start_with_source(SourceKind::MySql, ferry_e2e::TargetKind::MariaDb).await;
+    let mut setup =
+        Setup::start_with_source(SourceKind::MySql, ferry_e2e::TargetKind::MariaDb).await;
     let source = &setup.source;
     let native = "SELECT COUNT(*) FROM information_schema.PLUGINS \
                   WHERE PLUGIN_NAME = 'mysql_native_password'";

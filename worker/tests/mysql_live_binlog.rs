@@ -18,7 +18,8 @@ const SCHEMA: &str = "CREATE DATABASE app COLLATE utf8mb4_general_ci; \
       n BIGINT UNSIGNED, kind ENUM('a', 'b', 'c'), flags SET('x', 'y', 'z')); \
     CREATE TABLE app.bulk (id INT PRIMARY KEY, v VARCHAR(64), doc JSON)";
 
-const DOC: &str = r#"{"a": 1, "b": [1, 2, 3], "c": {"d": "e", "key with space": true}, "s": "text"}"#;
+const DOC: &str =
+    r#"{"a": 1, "b": [1, 2, 3], "c": {"d": "e", "key with space": true}, "s": "text"}"#;
 
 /// A source with the features on (ROW, FULL images and GTID mode are the harness's).
 async fn start(extra: &[&str]) -> Setup {
@@ -132,10 +133,12 @@ async fn wait_until_equal(setup: &Setup, child: &mut std::process::Child) {
 async fn event_types(setup: &Setup) -> Vec<String> {
     let (file, _) = setup.source_head().await;
     let mut conn = setup.source.conn().await.expect("source connection");
-    let rows: Vec<mysql_async::Row> =
-        mysql_async::prelude::Queryable::query(&mut conn, format!("SHOW BINLOG EVENTS IN '{file}'"))
-            .await
-            .expect("SHOW BINLOG EVENTS");
+    let rows: Vec<mysql_async::Row> = mysql_async::prelude::Queryable::query(
+        &mut conn,
+        format!("SHOW BINLOG EVENTS IN '{file}'"),
+    )
+    .await
+    .expect("SHOW BINLOG EVENTS");
     rows.iter().filter_map(|r| r.get::<String, _>("Event_type")).collect()
 }
 

@@ -106,8 +106,8 @@ fn parse_mysql(text: &str) -> Option<Vec<(String, Vec<(u64, u64)>)>> {
     }
     // Every source named needs intervals, except the bare uuid before a tag.
     let (first, tagged) = sources.split_first()?;
-    let complete = tagged.iter().all(|(_, i)| !i.is_empty())
-        && (!first.1.is_empty() || !tagged.is_empty());
+    let complete =
+        tagged.iter().all(|(_, i)| !i.is_empty()) && (!first.1.is_empty() || !tagged.is_empty());
     complete.then(|| sources.into_iter().filter(|(_, i)| !i.is_empty()).collect())
 }
 
