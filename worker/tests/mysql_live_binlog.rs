@@ -22,14 +22,11 @@ const DOC: &str =
     r#"{"a": 1, "b": [1, 2, 3], "c": {"d": "e", "key with space": true}, "s": "text"}"#;
 
 /// A source with the features on (ROW, FULL images and GTID mode are the harness's).
-async fn start(extra: &[&str]) -> Setup {
-    let mut options = MySqlOptions::new(Role::Source)
+async fn start() -> Setup {
+    let options = MySqlOptions::new(Role::Source)
         .arg("--binlog-transaction-compression=ON")
         .arg("--binlog-row-value-options=PARTIAL_JSON")
         .arg("--binlog-row-metadata=FULL");
-    for arg in extra {
-        options = options.arg(*arg);
-    }
     let (source, target) = tokio::join!(MySql::start(options), MariaDb::target());
     let source = Source::MySql(source.expect("start MySQL"));
     Setup::with_servers(source, Target::MariaDb(target.expect("start the target"))).await
@@ -144,7 +141,7 @@ async fn event_types(setup: &Setup) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn compressed_partial_json_full_metadata_and_tagged_gtids_replicate_exactly() {
-    let mut setup = start(&[]).await;
+    let mut setup = start().await;
     seed(&setup).await;
     let mut child = replicate(&mut setup).await;
 
@@ -182,7 +179,7 @@ async fn compressed_partial_json_full_metadata_and_tagged_gtids_replicate_exactl
 /// A job started while the global setting is MINIMAL is refused by its precheck.
 #[tokio::test(flavor = "multi_thread")]
 async fn minimal_images_with_partial_json_stop_with_a_clear_error() {
-    let mut setup = start(&[]).await;
+    let mut setup = start().await;
     seed(&setup).await;
     let mut child = replicate(&mut setup).await;
     setup

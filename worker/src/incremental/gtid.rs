@@ -83,10 +83,13 @@ fn parse_maria(text: &str) -> Option<MariaGtid> {
     it.next().is_none().then_some(gtid)
 }
 
+/// A GTID source (`uuid` or `uuid:tag`) and inclusive intervals of its transaction numbers.
+type SourceIntervals = (String, Vec<(u64, u64)>);
+
 /// `uuid:a-b:c[:tag:d-e...]` into its sources (`uuid`, `uuid:tag`) and their inclusive
 /// intervals: as MySQL 8.4 prints a set, a tag applies to the intervals after it, up to the next
 /// tag.
-fn parse_mysql(text: &str) -> Option<Vec<(String, Vec<(u64, u64)>)>> {
+fn parse_mysql(text: &str) -> Option<Vec<SourceIntervals>> {
     let mut parts = text.split(':');
     let uuid = parts.next()?.trim().to_ascii_lowercase();
     if uuid.len() != 36 || !uuid.chars().all(|c| c.is_ascii_hexdigit() || c == '-') {
