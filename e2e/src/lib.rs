@@ -3,6 +3,7 @@
 //! Every server runs from its own temporary directory on a free loopback port and is killed and
 //! removed when its handle drops, so tests can run side by side and leave nothing behind.
 
+pub mod certs;
 pub mod chart;
 pub mod compare;
 pub mod external;

@@ -1,8 +1,12 @@
 //! The multi-document YAML `ferry migrate -f` and `ferry precheck -f` read in tests: one Secret,
 //! a MigrationSource on the source's port and a MigrationJob onto the target's, both on loopback.
 
+use crate::SourceKind;
+
 /// A job between two local servers; `spec` lines are appended to the MigrationJob's spec.
 pub struct JobManifest<'a> {
+    /// The kind of source server, declared as the MigrationSource's `spec.type`.
+    pub source_kind: SourceKind,
     /// `namespace/name`'s name; the namespace is `default`.
     pub name: &'a str,
     pub source_port: u16,
@@ -27,7 +31,7 @@ apiVersion: ferry.dev/v1alpha1
 kind: MigrationSource
 metadata: {{name: src}}
 spec:
-  type: MariaDB
+  type: {source_type}
   host: 127.0.0.1
   port: {source_port}
   user: {user}
@@ -47,6 +51,7 @@ spec:
 {spec}
 "#,
             password = self.password,
+            source_type = self.source_kind.manifest_type(),
             source_port = self.source_port,
             target_port = self.target_port,
             user = self.user,

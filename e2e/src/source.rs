@@ -21,6 +21,15 @@ impl SourceKind {
     /// Every kind, for tests that run once per kind.
     pub const ALL: [SourceKind; 2] = [SourceKind::MariaDb, SourceKind::MySql];
 
+    /// The MigrationSource `spec.type` that declares a server of this kind: MariaDB, or MySQL
+    /// run by its user (`SelfManaged`).
+    pub fn manifest_type(self) -> &'static str {
+        match self {
+            SourceKind::MariaDb => "MariaDB",
+            SourceKind::MySql => "SelfManaged",
+        }
+    }
+
     /// Starts a source of this kind: binlog on, ROW, FULL images (GTID mode on for MySQL).
     pub async fn start(self) -> Result<Source> {
         self.start_with(MariaDbOptions::new(Role::Source)).await

@@ -25,9 +25,9 @@ use cluster::{
     wait_for,
 };
 use ferry_crds::job::{MigrationJob, Phase, Stage};
-use ferry_crds::source::MigrationSource;
+use ferry_crds::source::{MigrationSource, SourceType};
 use ferry_e2e::SqlServer;
-use ferry_e2e::{ExternalServer, MariaDb, TiDb};
+use ferry_e2e::{ExternalServer, MariaDb, MySql, TiDb};
 use k8s_openapi::api::authentication::v1::TokenRequest;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Pod, Secret, ServiceAccount};
@@ -148,8 +148,8 @@ fn in_cluster<'a>(
 async fn operator_from_deploy_reconciles_sources_jobs_and_rbac() -> anyhow::Result<()> {
     let _serial = ONE_CLUSTER_AT_A_TIME.lock().await;
     let namespace = "shop";
-    let source = MariaDb::source().await?;
-    let target = TiDb::start().await?;
+    let (source, target, mysql) = tokio::join!(MariaDb::source(), TiDb::start(), MySql::source());
+    let (source, target, mysql) = (source?, target?, mysql?);
     cluster::prepare_shop(&source, &target).await?;
     let cluster = Cluster::local().await?;
     let client = cluster.client.clone();
@@ -226,7 +226,75 @@ async fn operator_from_deploy_reconciles_sources_jobs_and_rbac() -> anyhow::Resu
     let (mut source_conn, mut target_conn) = (source.conn().await?, target.conn().await?);
     ferry_e2e::assert_same_tables(&mut source_conn, &mut target_conn, "shop").await?;
 
-    worker_rbac_is_limited_to_its_job(&cluster, namespace).await
+    worker_rbac_is_limited_to_its_job(&cluster, namespace).await?;
+    mysql_source_replicates(&cluster, &mysql, &target).await
+}
+
+/// A MySQL 9.7 source (MigrationSource type SelfManaged): the operator reads it as MySQL, and a
+/// FullAndIncremental job copies it into TiDB, then replicates and reports its binlog position.
+async fn mysql_source_replicates(
+    cluster: &Cluster,
+    mysql: &MySql,
+    target: &TiDb,
+) -> anyhow::Result<()> {
+    let namespace = "mysql";
+    let client = cluster.client.clone();
+    cluster.create_namespace(namespace).await?;
+    let privileges = "SELECT, RELOAD, LOCK TABLES, REPLICATION SLAVE, REPLICATION CLIENT";
+    mysql.create_user("ferry", "mysql-pw", privileges).await?;
+    mysql
+        .exec(
+            "CREATE DATABASE orders; CREATE TABLE orders.lines (id INT PRIMARY KEY, \
+             item VARCHAR(40), qty INT, doc JSON); \
+             INSERT INTO orders.lines VALUES (1, 'rope', 2, '{\"m\": 5}'), (2, 'chain', 1, NULL)",
+        )
+        .await?;
+    create_secret(&client, namespace, "source", "mysql-pw").await?;
+    create_secret(&client, namespace, "target", "dst-pw").await?;
+    let mut source = source_object(mysql.port())?;
+    source.spec.source_type = SourceType::SelfManaged;
+    let sources: Api<MigrationSource> = Api::namespaced(client.clone(), namespace);
+    sources.create(&PostParams::default(), &source).await?;
+    let mut job = job_object("replicate", "FullAndIncremental", "small", target.port())?;
+    job.spec.objects = serde_json::from_value(json!({"databases": ["orders"]}))?;
+    let jobs: Api<MigrationJob> = Api::namespaced(client.clone(), namespace);
+    jobs.create(&PostParams::default(), &job).await?;
+
+    let key = (namespace, "replicate");
+    cluster
+        .wait_job(key, "the MySQL job reaches Incremental", STEP, |j| {
+            j.status.as_ref().and_then(|s| s.stage) == Some(Stage::Incremental)
+                && phase(j) == Some(Phase::Running)
+        })
+        .await?;
+    let flavor = sources.get("src").await?.status.and_then(|s| s.flavor);
+    assert_eq!(flavor.as_deref(), Some("MySQL"));
+    mysql
+        .exec(
+            "INSERT INTO orders.lines VALUES (3, 'shackle', 4, '[1, 2]'); \
+             UPDATE orders.lines SET qty = qty + 1, doc = JSON_SET(doc, '$.m', 6) WHERE id = 1; \
+             DELETE FROM orders.lines WHERE id = 2",
+        )
+        .await?;
+    let same = || async {
+        let (mut source_conn, mut target_conn) = (mysql.conn().await?, target.conn().await?);
+        let same =
+            ferry_e2e::assert_same_tables(&mut source_conn, &mut target_conn, "orders").await;
+        Ok(same.ok())
+    };
+    wait_for("the MySQL source's changes arrive", STEP, same, async || {
+        cluster.describe(namespace, "replicate").await
+    })
+    .await?;
+    let job = cluster
+        .wait_job(key, "the MySQL job reports its binlog position", STEP, |j| {
+            let applied = j.status.as_ref().and_then(|s| s.incremental.as_ref()?.applied.clone());
+            applied.is_some_and(|a| a.file.is_some_and(|f| f.starts_with("mysql-bin.")))
+        })
+        .await?;
+    let position = job.status.and_then(|s| s.position).unwrap_or_default();
+    assert!(position.starts_with("mysql-bin."), "status.position {position:?}");
+    Ok(())
 }
 
 /// The worker's ServiceAccount reads its own job and writes its status, and nothing else.

@@ -11,6 +11,8 @@ use mysql_async::{
 use crate::config::{Endpoint, TlsMaterial};
 use crate::error::SqlContext;
 
+mod rsa_probe;
+
 /// How long a connection attempt may take before it is reported as unreachable.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 
@@ -103,7 +105,7 @@ pub async fn connect(endpoint: &Endpoint, role: &'static str) -> Result<Conn, Co
         Ok(Err(source)) => Err(ConnectError::Failed {
             role,
             endpoint: endpoint.describe(),
-            hint: hint_for(&source),
+            hint: failure_hint(&source, endpoint).await,
             source,
         }),
         Ok(Ok(conn)) if role == "target" => strict(conn, endpoint).await,
@@ -157,9 +159,45 @@ fn ssl_opts(tls: &TlsMaterial, role: &'static str) -> Result<Option<SslOpts>, Co
     Ok(Some(ssl))
 }
 
+/// What to check after a failed connection attempt. A refused login over a plain connection may
+/// not be the password's fault: a MySQL server without an RSA key pair refuses every
+/// `caching_sha2_password` login there with the same error, which a probe tells apart.
+async fn failure_hint(error: &mysql_async::Error, endpoint: &Endpoint) -> &'static str {
+    let refused_in_plain = server_code(error) == Some(ER_ACCESS_DENIED_ERROR)
+        && endpoint.tls.mode == TlsMode::Disabled;
+    if refused_in_plain
+        && rsa_probe::lacks_rsa_keys(&endpoint.host, endpoint.port, &endpoint.user).await
+    {
+        return NO_RSA_KEYS;
+    }
+    hint_for(error)
+}
+
+/// MySQL's "Access denied for user" (a wrong password, or one the server could not check).
+const ER_ACCESS_DENIED_ERROR: u16 = 1045;
+/// MySQL's "Connections using insecure transport are prohibited".
+const ER_SECURE_TRANSPORT_REQUIRED: u16 = 3159;
+
+const NO_RSA_KEYS: &str = " (the password was not checked: the user authenticates with \
+    caching_sha2_password, which without TLS needs the server's RSA key pair to receive the \
+    password, and this server has none. Connect with TLS (tls.mode ServerAuth with the server's \
+    CA), or give the server an RSA key pair (caching_sha2_password_auto_generate_rsa_keys=ON, or \
+    caching_sha2_password_private_key_path and caching_sha2_password_public_key_path, then \
+    restart it), or, where the server still has mysql_native_password (MySQL 8.0, or 8.4 with it \
+    enabled; MySQL 9 removed it), ALTER USER ... IDENTIFIED WITH mysql_native_password BY ...)";
+
+fn server_code(error: &mysql_async::Error) -> Option<u16> {
+    match error {
+        mysql_async::Error::Server(e) => Some(e.code),
+        _ => None,
+    }
+}
+
 fn hint_for(error: &mysql_async::Error) -> &'static str {
     let text = error.to_string();
-    if text.contains("Access denied") {
+    if server_code(error) == Some(ER_SECURE_TRANSPORT_REQUIRED) {
+        " (the server accepts only TLS connections: set tls.mode ServerAuth with the server's CA)"
+    } else if text.contains("Access denied") {
         " (check the user and the password in the referenced Secret)"
     } else if text.contains("certificate") || text.contains("Tls") || text.contains("TLS") {
         " (check the TLS mode and the CA/client certificates in the referenced Secrets)"

@@ -214,6 +214,7 @@ async fn a_job_without_objects_copies_every_user_database() {
         .await
         .expect("source");
     let yaml = ferry_e2e::JobManifest {
+        source_kind: setup.source.source_kind(),
         name: "job",
         source_port: setup.source.port(),
         target_port: setup.target.port(),

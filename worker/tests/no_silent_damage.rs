@@ -151,6 +151,7 @@ async fn long_job_names_keep_whole_checkpoints() {
         .expect("an old ferry_meta");
     let name = format!("long-{}", "n".repeat(245));
     let yaml = JobManifest {
+        source_kind: setup.source.source_kind(),
         name: &name,
         source_port: setup.source.port(),
         target_port: setup.target.port(),
@@ -238,6 +239,7 @@ async fn source_and_target_the_same_server_are_refused() {
         .await
         .expect("source");
     let yaml = JobManifest {
+        source_kind: setup.source.source_kind(),
         name: "job",
         source_port: setup.source.port(),
         target_port: setup.source.port(),

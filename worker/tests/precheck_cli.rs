@@ -13,6 +13,7 @@ type TestResult = Result<(), Box<dyn std::error::Error>>;
 fn manifest(source: &MariaDb, target: &MariaDb, mode: &str) -> String {
     let (source_port, target_port) = (source.port(), target.port());
     JobManifest {
+        source_kind: ferry_e2e::SourceKind::MariaDb,
         name: "job",
         source_port,
         target_port,

@@ -2,7 +2,6 @@
 //! certificates made by the test (openssl CLI); and each kind of failure ending in a clear error
 //! within a bounded time.
 
-use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -14,83 +13,6 @@ use ferry_worker::connect::{CONNECT_TIMEOUT, ConnectError, connect};
 use mysql_async::prelude::Queryable;
 
 const PASSWORD: &str = "tls-pw";
-
-fn openssl(dir: &Path, args: &[&str]) {
-    let out = Command::new("openssl").args(args).current_dir(dir).output().expect("run openssl");
-    assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-}
-
-/// A CA, a server certificate for 127.0.0.1 and a client certificate signed by it, and a second
-/// unrelated CA.
-fn make_certificates(dir: &Path) {
-    for ca in ["ca", "other-ca"] {
-        openssl(
-            dir,
-            &[
-                "req",
-                "-x509",
-                "-newkey",
-                "rsa:2048",
-                "-nodes",
-                "-days",
-                "2",
-                "-subj",
-                &format!("/CN=ferry test {ca}"),
-                "-keyout",
-                &format!("{ca}-key.pem"),
-                "-out",
-                &format!("{ca}.pem"),
-            ],
-        );
-    }
-    std::fs::write(
-        dir.join("server.ext"),
-        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
-    )
-    .expect("ext");
-    std::fs::write(
-        dir.join("client.ext"),
-        "basicConstraints=CA:FALSE\nextendedKeyUsage=clientAuth\n",
-    )
-    .expect("ext");
-    for who in ["server", "client"] {
-        openssl(
-            dir,
-            &[
-                "req",
-                "-newkey",
-                "rsa:2048",
-                "-nodes",
-                "-subj",
-                &format!("/CN={who}"),
-                "-keyout",
-                &format!("{who}-key.pem"),
-                "-out",
-                &format!("{who}.csr"),
-            ],
-        );
-        openssl(
-            dir,
-            &[
-                "x509",
-                "-req",
-                "-in",
-                &format!("{who}.csr"),
-                "-CA",
-                "ca.pem",
-                "-CAkey",
-                "ca-key.pem",
-                "-CAcreateserial",
-                "-days",
-                "2",
-                "-extfile",
-                &format!("{who}.ext"),
-                "-out",
-                &format!("{who}.pem"),
-            ],
-        );
-    }
-}
 
 struct Tls {
     server: MariaDb,
@@ -105,7 +27,7 @@ impl Tls {
     /// A server in `role` (a source writes a binlog) that accepts TLS with the test's CA.
     async fn start_as(role: Role) -> Tls {
         let dir = tempfile::tempdir().expect("tempdir");
-        make_certificates(dir.path());
+        ferry_e2e::certs::make_certificates(dir.path()).expect("test certificates");
         let file = |name: &str| dir.path().join(name).display().to_string();
         let options = MariaDbOptions::new(role)
             .arg(format!("--ssl-ca={}", file("ca.pem")))

@@ -6,7 +6,7 @@
 //! UTC instant, SET and BIT as numbers, MySQL's binary JSON and partial JSON updates as text).
 //! Unsigned integers need the table's schema and are fixed by the applier.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::io::Read;
 
 use chrono::{DateTime, Datelike, Timelike};
@@ -169,6 +169,9 @@ pub struct Decoder {
     /// Rows of tables outside this selection are not decoded (a value the decoder cannot read
     /// there must not stop the job).
     selection: Option<Filter>,
+    /// Types of the events of the last transaction payload, which mysql_async's binlog stream
+    /// yields once more (see [`Decoder::decode`]).
+    payload_repeats: VecDeque<u8>,
 }
 
 impl Default for Decoder {
@@ -186,6 +189,7 @@ impl Decoder {
             checksum_before_fde: false,
             seen_fde: false,
             selection: None,
+            payload_repeats: VecDeque::new(),
         }
     }
 
@@ -216,8 +220,21 @@ impl Decoder {
     }
 
     /// Verifies the event's checksum and decodes it.
+    ///
+    /// mysql_async's binlog stream yields a transaction payload's events a second time,
+    /// decompressed and without checksums, right after the payload event, which this decoder
+    /// has already decoded whole: those repeats are [`Decoded::Other`]. They are told apart by
+    /// their types, in the payload's order, and their lack of a position (events inside a
+    /// payload have none); a file has no repeats, and its next event ends the expectation.
     pub fn decode(&mut self, event: &Event) -> Result<Decoded, DecodeError> {
-        let pos = u64::from(event.header().log_pos());
+        let header = event.header();
+        let pos = u64::from(header.log_pos());
+        let repeat = pos == 0 && self.payload_repeats.front() == Some(&header.event_type_raw());
+        if repeat {
+            self.payload_repeats.pop_front();
+            return Ok(Decoded::Other);
+        }
+        self.payload_repeats.clear();
         verify_checksum(event, &self.file, pos)?;
         self.decode_unverified(event, pos)
     }
@@ -276,7 +293,9 @@ impl Decoder {
         footer.set_checksum_enabled(false);
         let inner_fde = self.fde.clone().with_footer(footer);
         let mut events = Vec::new();
+        let mut types = VecDeque::new();
         while let Some(bytes) = next_inner_event(&mut reader, payload.uncompressed_size())? {
+            types.push_back(bytes[4]);
             if bytes[4] == EventType::TRANSACTION_PAYLOAD_EVENT as u8 {
                 return Err(Step::Fail(
                     "a transaction payload inside a transaction payload".into(),
@@ -286,6 +305,7 @@ impl Decoder {
                 .map_err(|e| Step::Fail(format!("transaction payload event: {e}")))?;
             events.push(self.decode_unverified(&event, pos).map_err(Step::Error)?);
         }
+        self.payload_repeats = types;
         Ok(Decoded::Payload(events))
     }
 

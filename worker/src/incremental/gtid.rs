@@ -20,8 +20,10 @@ impl GtidState {
         for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
             if let Some(gtid) = parse_maria(part) {
                 state.maria.insert(gtid.domain, gtid);
-            } else if let Some((source, intervals)) = parse_mysql(part) {
-                state.mysql.entry(source).or_default().extend(intervals);
+            } else if let Some(sources) = parse_mysql(part) {
+                for (source, intervals) in sources {
+                    state.mysql.entry(source).or_default().extend(intervals);
+                }
             } else {
                 return Err(format!(
                     "`{part}` is neither a MariaDB GTID (domain-server-seq, such as 0-1-100) nor \
@@ -126,29 +128,35 @@ fn parse_maria(text: &str) -> Option<MariaGtid> {
     it.next().is_none().then_some(gtid)
 }
 
-/// `uuid[:tag]:a-b:c...` into its source and inclusive intervals.
-fn parse_mysql(text: &str) -> Option<(String, Vec<(u64, u64)>)> {
+/// A GTID source (`uuid` or `uuid:tag`) and inclusive intervals of its transaction numbers.
+type SourceIntervals = (String, Vec<(u64, u64)>);
+
+/// `uuid:a-b:c[:tag:d-e...]` into its sources (`uuid`, `uuid:tag`) and their inclusive
+/// intervals: as MySQL 8.4 prints a set, a tag applies to the intervals after it, up to the next
+/// tag.
+fn parse_mysql(text: &str) -> Option<Vec<SourceIntervals>> {
     let mut parts = text.split(':');
-    let uuid = parts.next()?.trim();
+    let uuid = parts.next()?.trim().to_ascii_lowercase();
     if uuid.len() != 36 || !uuid.chars().all(|c| c.is_ascii_hexdigit() || c == '-') {
         return None;
     }
-    let mut source = uuid.to_ascii_lowercase();
-    let mut intervals = Vec::new();
-    let mut has_interval = false;
+    let mut sources = vec![(uuid.clone(), Vec::new())];
     for part in parts {
         let part = part.trim();
         if part.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_') {
-            source = format!("{source}:{part}");
+            sources.push((format!("{uuid}:{}", part.to_ascii_lowercase()), Vec::new()));
             continue;
         }
         let (a, b) = part.split_once('-').unwrap_or((part, part));
         let (a, b) = (a.trim().parse().ok()?, b.trim().parse().ok()?);
         (a <= b && a > 0).then_some(())?;
-        intervals.push((a, b));
-        has_interval = true;
+        sources.last_mut()?.1.push((a, b));
     }
-    has_interval.then_some((source, intervals))
+    // Every source named needs intervals, except the bare uuid before a tag.
+    let (first, tagged) = sources.split_first()?;
+    let complete =
+        tagged.iter().all(|(_, i)| !i.is_empty()) && (!first.1.is_empty() || !tagged.is_empty());
+    complete.then(|| sources.into_iter().filter(|(_, i)| !i.is_empty()).collect())
 }
 
 /// Sorts intervals and merges the ones that overlap or touch.
@@ -217,6 +225,10 @@ mod tests {
     fn tagged_and_bad_text() {
         let state = GtidState::parse(&format!("{UUID}:tag1:1-3")).unwrap();
         assert_eq!(state.to_string(), format!("{UUID}:tag1:1-3"));
+        // As MySQL prints gtid_executed: untagged intervals first, then each tag's.
+        let state = GtidState::parse(&format!("{UUID}:1-58:a_tag:1-4:7:other:2")).unwrap();
+        let expected = format!("{UUID}:1-58,{UUID}:a_tag:1-4:7,{UUID}:other:2");
+        assert_eq!(state.to_string(), expected);
         assert!(GtidState::parse("").unwrap().is_empty());
         for bad in ["not a gtid", "0-1", "0-1-2x", &format!("{UUID}:5-2"), UUID] {
             let error = GtidState::parse(&format!("0-1-2,{bad}")).unwrap_err();

@@ -112,10 +112,15 @@ pub async fn run(ctx: &JobContext) -> crate::Result<()> {
     Err(PrecheckError::Failed(format!("{message}\n  {}", details.join("\n  "))).into())
 }
 
-/// `name: observed; remedy`, for the error that stops the job.
+/// `name: observed; reason; remedy`, for the error that stops the job: the reason carries what
+/// the server said (a refused login, a missing privilege), which the remedy alone cannot.
 fn describe_failure(item: &PrecheckItem) -> String {
-    let observed = item.observed.as_deref().map(|o| format!("{o}; ")).unwrap_or_default();
-    format!("{}: {observed}{}", item.name, item.remedy.as_deref().unwrap_or("see the status"))
+    let part = |text: Option<&str>| {
+        text.map(|t| format!("{}; ", t.trim_end_matches('.'))).unwrap_or_default()
+    };
+    let (observed, reason) = (part(item.observed.as_deref()), part(item.reason.as_deref()));
+    let remedy = item.remedy.as_deref().unwrap_or("see the status");
+    format!("{}: {observed}{reason}{remedy}", item.name)
 }
 
 /// Checks source and target for a job and returns every item, without a status to report to

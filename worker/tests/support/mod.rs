@@ -114,6 +114,7 @@ impl Setup {
     pub fn write_manifest_for(&self, source_port: u16, mode: &str, spec: &str) -> PathBuf {
         let target_port = self.route.map_or(self.target.port(), |(_, target)| target);
         let yaml = JobManifest {
+            source_kind: self.source.source_kind(),
             name: "job",
             source_port,
             target_port,
