@@ -41,20 +41,7 @@ src() { mariadb -h127.0.0.1 -P"$SPORT" -uroot --default-character-set=utf8mb4 "$
 dst() { mariadb -h127.0.0.1 -P"$TPORT" -uroot --default-character-set=utf8mb4 "$@"; }
 
 echo "== generating $TABLES x $ROWS sysbench rows + $WIDE_ROWS wide rows, copying them"
-src -e "CREATE DATABASE sbtest"
-sysbench oltp_read_write --db-driver=mysql --mysql-host=127.0.0.1 --mysql-port="$SPORT" \
-    --mysql-user=root --mysql-db=sbtest --tables="$TABLES" --table-size="$ROWS" \
-    --threads="$THREADS" prepare >"$WORK/sysbench.log"
-src sbtest <<SQL
-CREATE TABLE wide (id INT PRIMARY KEY, name VARCHAR(100), payload BLOB, doc JSON,
-  created DATETIME(6), amount DECIMAL(20,6), ratio DOUBLE);
-INSERT INTO wide
-  SELECT seq, CONCAT('name-', seq), RANDOM_BYTES(1024),
-         JSON_OBJECT('id', seq, 'tags', JSON_ARRAY('a', 'b', seq % 7), 'text', REPEAT('ü', 200)),
-         '2024-01-01 00:00:00' + INTERVAL seq SECOND, seq / 7, seq / 3
-  FROM seq_1_to_$WIDE_ROWS;
-ANALYZE TABLE wide;
-SQL
+generate_sbtest "$SPORT"
 write_job "$WORK/job.yaml" "$SPORT" "$TPORT" sbtest Full
 "$FERRY" migrate -f "$WORK/job.yaml" --concurrency "$THREADS" >"$WORK/migrate.log" 2>&1 \
     || { tail -30 "$WORK/migrate.log"; exit 1; }

@@ -83,3 +83,24 @@ spec:
     databases: [$4]
 YAML
 }
+
+# sysbench's oltp tables (TABLES x ROWS, prepared by THREADS) plus a wide table of WIDE_ROWS rows
+# with BLOB, JSON, temporal, DECIMAL and DOUBLE columns, in database sbtest of the server on port
+# $1; sysbench's log goes to $WORK/sysbench.log.
+generate_sbtest() {
+    local port=$1
+    mariadb -h127.0.0.1 -P"$port" -uroot -e "CREATE DATABASE sbtest"
+    sysbench oltp_read_write --db-driver=mysql --mysql-host=127.0.0.1 --mysql-port="$port" \
+        --mysql-user=root --mysql-db=sbtest --tables="$TABLES" --table-size="$ROWS" \
+        --threads="$THREADS" prepare >"$WORK/sysbench.log"
+    mariadb -h127.0.0.1 -P"$port" -uroot --default-character-set=utf8mb4 sbtest <<SQL
+CREATE TABLE wide (id INT PRIMARY KEY, name VARCHAR(100), payload BLOB, doc JSON,
+  created DATETIME(6), amount DECIMAL(20,6), ratio DOUBLE);
+INSERT INTO wide
+  SELECT seq, CONCAT('name-', seq), RANDOM_BYTES(1024),
+         JSON_OBJECT('id', seq, 'tags', JSON_ARRAY('a', 'b', seq % 7), 'text', REPEAT('ü', 200)),
+         '2024-01-01 00:00:00' + INTERVAL seq SECOND, seq / 7, seq / 3
+  FROM seq_1_to_$WIDE_ROWS;
+ANALYZE TABLE wide;
+SQL
+}

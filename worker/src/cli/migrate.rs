@@ -9,18 +9,13 @@ use ferry_crds::job::{DdlAction, DdlErrorAction, Phase};
 use tokio_util::sync::CancellationToken;
 
 use crate::engine::{self, JobContext, Outcome};
-use crate::manifest::Manifest;
 use crate::progress::ConsoleSink;
 use crate::report::{FileSink, StatusReporter, StatusSink, set_condition};
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Multi-document YAML with the Secrets, the MigrationSource and the MigrationJob.
-    #[arg(short = 'f', long = "file")]
-    file: PathBuf,
-    /// Which MigrationJob to run when the file has several.
-    #[arg(long)]
-    job: Option<String>,
+    #[command(flatten)]
+    job: super::JobArgs,
     /// Keep this file up to date with the job's status as JSON.
     #[arg(long)]
     status_file: Option<PathBuf>,
@@ -50,8 +45,7 @@ const STABLE_RUN: Duration = Duration::from_secs(120);
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
 
 pub async fn run(args: Args) -> crate::Result<ExitCode> {
-    let manifest = Manifest::load(&args.file)?;
-    let mut config = manifest.job_config(args.job.as_deref())?;
+    let mut config = args.job.config()?;
     if let Some(concurrency) = args.concurrency {
         config.concurrency = concurrency.max(1);
     }

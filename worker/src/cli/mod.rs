@@ -22,6 +22,32 @@ pub struct Cli {
     command: Command,
 }
 
+/// The job a subcommand works on.
+#[derive(clap::Args)]
+struct JobArgs {
+    /// Multi-document YAML with the Secrets, the MigrationSource and the MigrationJob.
+    #[arg(short = 'f', long = "file")]
+    file: PathBuf,
+    /// Which MigrationJob to use when the file has several.
+    #[arg(long)]
+    job: Option<String>,
+}
+
+impl JobArgs {
+    /// The selected job's configuration, read from the manifest.
+    fn config(&self) -> crate::Result<crate::config::JobConfig> {
+        let manifest = crate::manifest::Manifest::load(&self.file)?;
+        Ok(manifest.job_config(self.job.as_deref())?)
+    }
+}
+
+/// How a report is printed: `table` for people, `json` for programs.
+#[derive(Clone, Copy, ValueEnum)]
+enum Output {
+    Table,
+    Json,
+}
+
 #[derive(Clone, Copy, ValueEnum)]
 enum LogFormat {
     Text,

@@ -2,23 +2,17 @@
 //! then the reason and remedy of each item that did not pass (or the items as JSON). Exit 0
 //! when nothing failed (warnings allowed), 1 otherwise.
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::ValueEnum;
 use ferry_crds::job::{CheckResult, PrecheckItem};
 
-use crate::manifest::Manifest;
+use super::Output;
 use crate::precheck::{self, Summary};
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Multi-document YAML with the Secrets, the MigrationSource and the MigrationJob.
-    #[arg(short = 'f', long = "file")]
-    file: PathBuf,
-    /// Which MigrationJob to check when the file has several.
-    #[arg(long)]
-    job: Option<String>,
+    #[command(flatten)]
+    job: super::JobArgs,
     /// `table` for people, `json` for programs (the status's `precheck` list).
     #[arg(short = 'o', long, value_enum, default_value_t = Output::Table)]
     output: Output,
@@ -28,15 +22,8 @@ pub struct Args {
     concurrency: Option<usize>,
 }
 
-#[derive(Clone, Copy, ValueEnum)]
-enum Output {
-    Table,
-    Json,
-}
-
 pub async fn run(args: Args) -> crate::Result<ExitCode> {
-    let manifest = Manifest::load(&args.file)?;
-    let mut config = manifest.job_config(args.job.as_deref())?;
+    let mut config = args.job.config()?;
     if let Some(concurrency) = args.concurrency {
         config.concurrency = concurrency.max(1);
     }

@@ -5,19 +5,13 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::ValueEnum;
-
-use crate::manifest::Manifest;
+use super::Output;
 use crate::verify::{self, Options, VerifyError, report};
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Multi-document YAML with the Secrets, the MigrationSource and the MigrationJob.
-    #[arg(short = 'f', long = "file")]
-    file: PathBuf,
-    /// Which MigrationJob to verify when the file has several.
-    #[arg(long)]
-    job: Option<String>,
+    #[command(flatten)]
+    job: super::JobArgs,
     /// `table` for people, `json` for programs.
     #[arg(short = 'o', long, value_enum, default_value_t = Output::Table)]
     output: Output,
@@ -35,15 +29,8 @@ pub struct Args {
     settle_timeout: u64,
 }
 
-#[derive(Clone, Copy, ValueEnum)]
-enum Output {
-    Table,
-    Json,
-}
-
 pub async fn run(args: Args) -> crate::Result<ExitCode> {
-    let manifest = Manifest::load(&args.file)?;
-    let config = manifest.job_config(args.job.as_deref())?;
+    let config = args.job.config()?;
     let options = Options {
         concurrency: args.concurrency.unwrap_or(config.concurrency).max(1),
         settle_timeout: Duration::from_secs(args.settle_timeout),
