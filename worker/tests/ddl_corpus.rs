@@ -499,6 +499,18 @@ struct Run {
 }
 
 impl Run {
+    /// Creates `schema` on the source and runs a FullAndIncremental job of `app` until it
+    /// replicates.
+    async fn start(mut setup: Setup, schema: &str) -> Run {
+        setup.source.exec(schema).await.expect("source schema");
+        let manifest = setup.manifest("FullAndIncremental", "    databases: [app]");
+        let ferry = setup.spawn(&manifest, &[], &[]);
+        let run = Run { ferry, setup, manifest, skipped: Vec::new() };
+        let incremental = |s: &serde_json::Value| s["stage"] == "Incremental";
+        run.setup.wait_status("the Incremental stage", Duration::from_secs(90), incremental).await;
+        run
+    }
+
     fn restart(&mut self) {
         let mut args: Vec<&str> = Vec::new();
         for position in &self.skipped {
@@ -537,20 +549,13 @@ async fn run_corpus(source_kind: SourceKind, kind: TargetKind, expected_refusals
     let ddl_count = corpus.iter().flat_map(|s| s.statements).filter(|s| is_ddl(s)).count();
     assert!(ddl_count >= 60, "the corpus has {ddl_count} DDL statements");
     let setup = Setup::start_with_source(source_kind, kind).await;
-    setup
-        .source
-        .exec(
-            "CREATE DATABASE app CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci;
+    let mut run = Run::start(
+        setup,
+        "CREATE DATABASE app CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci;
              CREATE TABLE app.seed (id INT PRIMARY KEY, v VARCHAR(10));
              INSERT INTO app.seed VALUES (1, 'copied')",
-        )
-        .await
-        .expect("source schema");
-    let manifest = setup.manifest("FullAndIncremental", "    databases: [app]");
-    let mut run = Run { ferry: dummy(), setup, manifest, skipped: Vec::new() };
-    run.restart();
-    let incremental = |s: &serde_json::Value| s["stage"] == "Incremental";
-    run.setup.wait_status("the Incremental stage", Duration::from_secs(90), incremental).await;
+    )
+    .await;
 
     let mut source = run.setup.source.conn().await.expect("source conn");
     source.query_drop("USE app").await.expect("USE app");
@@ -620,10 +625,6 @@ async fn reset_session(source: &mut mysql_async::Conn) {
 }
 
 /// A placeholder child, replaced by the first real run.
-fn dummy() -> std::process::Child {
-    std::process::Command::new("true").spawn().expect("spawn true")
-}
-
 /// The position a refusal names: `at FILE:POS (`.
 fn refused_position(message: &str) -> Option<String> {
     let rest = message.split("the target refused the DDL statement at ").nth(1)?;
@@ -651,19 +652,12 @@ fn assert_reported(statement: &str, position: &str, message: &str) {
 #[tokio::test(flavor = "multi_thread")]
 async fn refused_ddl_is_replaced_or_skipped_through_the_cli() {
     let setup = Setup::start_with(TargetKind::TiDb).await;
-    setup
-        .source
-        .exec(
-            "CREATE DATABASE app; CREATE TABLE app.t (id INT PRIMARY KEY, v INT);
+    let mut run = Run::start(
+        setup,
+        "CREATE DATABASE app; CREATE TABLE app.t (id INT PRIMARY KEY, v INT);
              INSERT INTO app.t VALUES (1, 1)",
-        )
-        .await
-        .expect("source schema");
-    let manifest = setup.manifest("FullAndIncremental", "    databases: [app]");
-    let mut run = Run { ferry: dummy(), setup, manifest, skipped: Vec::new() };
-    run.restart();
-    let incremental = |s: &serde_json::Value| s["stage"] == "Incremental";
-    run.setup.wait_status("the Incremental stage", Duration::from_secs(90), incremental).await;
+    )
+    .await;
 
     let refused = "ALTER TABLE app.t ADD p POINT";
     run.setup.source.exec(refused).await.expect("source DDL");

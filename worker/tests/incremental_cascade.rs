@@ -13,9 +13,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use ferry_e2e::{SourceKind, SqlServer, TargetKind};
-use mysql_async::prelude::Queryable;
 use support::Setup;
-use support::load::Rng;
+use support::load::{self, Rng};
 
 /// Constraint names and the database's collation are spelled out: left to each server they
 /// differ (MySQL's utf8mb4_0900_ai_ci is not on MariaDB).
@@ -138,22 +137,9 @@ fn transaction(rng: &mut Rng, w: u64, i: u64) -> String {
 }
 
 /// Runs writer `w` until `stop`; returns how many transactions committed.
-async fn writer(mut conn: mysql_async::Conn, w: u64, stop: Arc<AtomicBool>) -> u64 {
-    let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ (w + 1).wrapping_mul(0x2545_f491_4f6c_dd1d));
-    let mut committed = 0;
-    let mut i = 0;
-    while !stop.load(Ordering::Relaxed) {
-        i += 1;
-        match conn.query_drop(transaction(&mut rng, w, i)).await {
-            Ok(()) => committed += 1,
-            // Deadlocks, missing parents, a tree row whose parent is gone: nothing committed.
-            Err(mysql_async::Error::Server(_)) => {
-                conn.query_drop("ROLLBACK; SET foreign_key_checks = 1").await.expect("rollback");
-            }
-            Err(e) => panic!("writer {w}: {e}"),
-        }
-    }
-    committed
+async fn writer(conn: mysql_async::Conn, w: u64, stop: Arc<AtomicBool>) -> u64 {
+    // Deadlocks, missing parents, a tree row whose parent is gone: nothing committed.
+    load::run_writer(conn, w, stop, transaction, "ROLLBACK; SET foreign_key_checks = 1").await
 }
 
 async fn replicate_cascades(source: SourceKind, target: TargetKind) {

@@ -290,12 +290,20 @@ fn key_values<'a>(schema: &TableSchema, row: &'a [Cell]) -> Vec<&'a Cell> {
     schema.key.iter().flatten().map(|&i| &row[i]).collect()
 }
 
+/// The columns that find `row` on the target: its key when the image holds it (true), else
+/// every writable column of the image (false).
+fn locating_columns(schema: &TableSchema, row: &[Cell]) -> (Vec<usize>, bool) {
+    match &schema.key {
+        Some(key) if key.iter().all(|&i| row.get(i).is_some_and(|c| c.is_some())) => {
+            (key.clone(), true)
+        }
+        _ => (writable(schema, row), false),
+    }
+}
+
 /// `id=42` by the row's key, else every value of the image, for error messages.
 fn describe_row(schema: &TableSchema, row: &[Cell]) -> String {
-    let columns = match &schema.key {
-        Some(key) if key.iter().all(|&i| row.get(i).is_some_and(|c| c.is_some())) => key.clone(),
-        _ => writable(schema, row),
-    };
+    let (columns, _) = locating_columns(schema, row);
     let pairs: Vec<String> = columns
         .iter()
         .filter_map(|&i| {
@@ -314,12 +322,8 @@ fn describe_row(schema: &TableSchema, row: &[Cell]) -> String {
 
 /// WHERE condition that finds the row: by key, else by the whole image (`<=>`, `LIMIT 1`).
 fn row_condition(schema: &TableSchema, row: &[Cell]) -> (String, Vec<Value>) {
-    let (columns, op): (Vec<usize>, &str) = match &schema.key {
-        Some(key) if key.iter().all(|&i| row.get(i).is_some_and(|c| c.is_some())) => {
-            (key.clone(), "=")
-        }
-        _ => (writable(schema, row), "<=>"),
-    };
+    let (columns, by_key) = locating_columns(schema, row);
+    let op = if by_key { "=" } else { "<=>" };
     let (marks, params) = bind(schema, &columns, row);
     let parts: Vec<String> = columns
         .iter()

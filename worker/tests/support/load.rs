@@ -106,17 +106,29 @@ fn transaction(rng: &mut Rng, w: u64, i: u64) -> String {
 }
 
 /// Runs writer `w` until `stop`; returns how many transactions committed.
-pub async fn writer(mut conn: mysql_async::Conn, w: u64, stop: Arc<AtomicBool>) -> u64 {
+pub async fn writer(conn: mysql_async::Conn, w: u64, stop: Arc<AtomicBool>) -> u64 {
+    // Deadlocks, missing parents, duplicates: the source rolls back, nothing to apply.
+    run_writer(conn, w, stop, transaction, "ROLLBACK").await
+}
+
+/// Runs writer `w` on the transactions `make(rng, w, i)` until `stop`; a transaction the server
+/// refuses is undone with `rollback`. Returns how many transactions committed.
+pub async fn run_writer(
+    mut conn: mysql_async::Conn,
+    w: u64,
+    stop: Arc<AtomicBool>,
+    make: fn(&mut Rng, u64, u64) -> String,
+    rollback: &str,
+) -> u64 {
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ (w + 1).wrapping_mul(0x2545_f491_4f6c_dd1d));
     let mut committed = 0;
     let mut i = 0;
     while !stop.load(Ordering::Relaxed) {
         i += 1;
-        match conn.query_drop(transaction(&mut rng, w, i)).await {
+        match conn.query_drop(make(&mut rng, w, i)).await {
             Ok(()) => committed += 1,
-            // Deadlocks, missing parents, duplicates: the source rolls back, nothing to apply.
             Err(mysql_async::Error::Server(_)) => {
-                conn.query_drop("ROLLBACK").await.expect("rollback");
+                conn.query_drop(rollback).await.expect("rollback");
             }
             Err(e) => panic!("writer {w}: {e}"),
         }
