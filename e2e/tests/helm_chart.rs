@@ -110,12 +110,20 @@ fn every_variant_renders_valid_objects() -> anyhow::Result<()> {
             "own service account",
             &["serviceAccount.name=migrator", "serviceAccount.annotations.team=data"],
         ),
+        ("existing service account", &["serviceAccount.create=false", "serviceAccount.name=sa"]),
+        ("as a subchart", &["enabled=true", "global.imageRegistry=registry.example"]),
+        ("name overrides", &["nameOverride=mover", "fullnameOverride=data-mover"]),
+        ("no PodDisruptionBudget", &["podDisruptionBudget.enabled=false"]),
+        ("dashboard", &["grafanaDashboard.enabled=true", "grafanaDashboard.labels.team=db"]),
+        ("PrometheusRule", &["prometheusRule.enabled=true", "prometheusRule.labels.release=p"]),
     ];
     for (what, set) in variants {
         let manifest = template(set)?;
         let docs = documents(&manifest)?;
         let custom: &[&str] = if set.iter().any(|s| s.starts_with("serviceMonitor")) {
             &["ServiceMonitor"]
+        } else if set.iter().any(|s| s.starts_with("prometheusRule")) {
+            &["PrometheusRule"]
         } else {
             &[]
         };
@@ -200,6 +208,11 @@ fn bad_values_are_rejected_naming_the_field() {
         (&["leaderElection.leaseName=Not_A_Name"], "/leaderElection/leaseName"),
         (&["serviceMonitor.interval=often"], "/serviceMonitor/interval"),
         (&["crds.install=maybe"], "/crds/install"),
+        (&["fullnameOverride=Data_Mover"], "/fullnameOverride"),
+        (&["podDisruptionBudget.maxUnavailable=some"], "/podDisruptionBudget/maxUnavailable"),
+        (&["prometheusRule.enabled=yes"], "/prometheusRule/enabled"),
+        // An existing account must be named.
+        (&["serviceAccount.create=false"], "serviceAccount.name"),
         // Two replicas without the Lease would both reconcile: the template refuses.
         (&["leaderElection.enabled=false"], "leaderElection.enabled"),
     ];
@@ -321,6 +334,103 @@ fn service_monitor_scrapes_the_metrics_service() -> anyhow::Result<()> {
     let monitor_keys: BTreeSet<&str> =
         monitor["spec"].as_object().unwrap().keys().map(String::as_str).collect();
     assert_eq!(monitor_keys, BTreeSet::from(["endpoints", "namespaceSelector", "selector"]));
+    Ok(())
+}
+
+/// Names follow the overrides, every object the chart makes carries the new prefix, and with
+/// `serviceAccount.create=false` the operator runs as (and is bound to) the named account.
+#[test]
+fn names_and_service_account_follow_the_values() -> anyhow::Result<()> {
+    let docs = render(&["fullnameOverride=data-mover"])?;
+    for doc in docs.iter().filter(|d| d["kind"] != "CustomResourceDefinition") {
+        assert!(name(doc).starts_with("data-mover"), "{} {}", doc["kind"], name(doc));
+    }
+    let docs = render(&["nameOverride=mover"])?;
+    assert_eq!(name(find(&docs, "Deployment", None)), "ferry-mover-operator");
+
+    let docs = render(&["serviceAccount.create=false", "serviceAccount.name=platform-sa"])?;
+    assert!(all_of(&docs, "ServiceAccount").is_empty(), "{:?}", kinds(&docs));
+    let pod = &find(&docs, "Deployment", None)["spec"]["template"]["spec"];
+    assert_eq!(pod["serviceAccountName"], "platform-sa");
+    let binding = find(&docs, "ClusterRoleBinding", None);
+    assert_eq!(binding["subjects"][0]["name"], "platform-sa");
+    Ok(())
+}
+
+/// A parent chart that lists Ferry as a dependency renders it (Helm passes `global` and the
+/// dependency's `enabled` condition through the values schema), and leaves it out when off.
+#[test]
+fn composes_as_a_subchart() -> anyhow::Result<()> {
+    let parent = tempfile::tempdir()?;
+    let chart = chart::chart_dir();
+    let version = env!("CARGO_PKG_VERSION");
+    std::fs::write(
+        parent.path().join("Chart.yaml"),
+        format!(
+            "apiVersion: v2\nname: platform\nversion: 1.0.0\ndependencies:\n  - name: ferry\n    \
+             version: {version}\n    repository: file://{}\n    condition: ferry.enabled\n",
+            chart.display()
+        ),
+    )?;
+    std::fs::write(
+        parent.path().join("values.yaml"),
+        "global:\n  imageRegistry: registry.example\nferry:\n  enabled: true\n  replicaCount: 1\n",
+    )?;
+    let dir = parent.path().to_str().expect("utf-8 temp dir");
+    chart::helm_run(&["dependency", "build", dir])?;
+    let render = |extra: &[&str]| -> anyhow::Result<Docs> {
+        let mut args = vec!["template", "ferry", dir, "--namespace", NAMESPACE];
+        args.extend(extra);
+        Ok(documents(&chart::helm_run(&args)?)?)
+    };
+    let docs = render(&[])?;
+    assert_eq!(find(&docs, "Deployment", None)["spec"]["replicas"], 1);
+    let docs = render(&["--set", "ferry.enabled=false"])?;
+    assert!(all_of(&docs, "Deployment").is_empty(), "{:?}", kinds(&docs));
+    Ok(())
+}
+
+/// The PodDisruptionBudget selects the operator's pods and lets a drain evict one at a time.
+#[test]
+fn disruption_budget_covers_the_operator_pods() -> anyhow::Result<()> {
+    let docs = render(&[])?;
+    let budget = find(&docs, "PodDisruptionBudget", None);
+    assert_eq!(budget["spec"]["maxUnavailable"], 1);
+    let pod_labels = &find(&docs, "Deployment", None)["spec"]["template"]["metadata"]["labels"];
+    let selector = budget["spec"]["selector"]["matchLabels"].as_object().expect("matchLabels");
+    for (key, value) in selector {
+        assert_eq!(&pod_labels[key], value, "the operator pods lack label {key}");
+    }
+    let off = render(&["podDisruptionBudget.enabled=false"])?;
+    assert!(all_of(&off, "PodDisruptionBudget").is_empty());
+    Ok(())
+}
+
+/// The PrometheusRule and the dashboard ConfigMap carry deploy/monitoring's alerts and dashboard
+/// (the chart's files/monitoring are byte copies), off by default.
+#[test]
+fn monitoring_toggles_ship_deploys_alerts_and_dashboard() -> anyhow::Result<()> {
+    for file in ["alerts.rules.yaml", "grafana-dashboard.json"] {
+        assert_eq!(
+            std::fs::read_to_string(chart::chart_dir().join("files/monitoring").join(file))?,
+            std::fs::read_to_string(repo_root().join("deploy/monitoring").join(file))?,
+            "charts/ferry/files/monitoring/{file} differs from deploy/monitoring/{file}: copy it"
+        );
+    }
+    let default = render(&[])?;
+    assert!(all_of(&default, "PrometheusRule").is_empty());
+    assert!(default.iter().all(|d| !name(d).ends_with("-dashboard")), "{:?}", kinds(&default));
+
+    let docs = render(&["prometheusRule.enabled=true", "grafanaDashboard.enabled=true"])?;
+    let rule = find(&docs, "PrometheusRule", None);
+    let rules = read_yaml("deploy/monitoring/alerts.rules.yaml")?.remove(0);
+    assert_eq!(rule["spec"]["groups"], rules["groups"]);
+    assert_eq!(rule["metadata"]["namespace"], NAMESPACE);
+    let dashboard = find(&docs, "ConfigMap", Some("ferry-dashboard"));
+    assert_eq!(dashboard["metadata"]["labels"]["grafana_dashboard"], "1");
+    let json: Value = serde_json::from_str(dashboard["data"]["ferry.json"].as_str().unwrap_or(""))?;
+    let file = std::fs::read_to_string(repo_root().join("deploy/monitoring/grafana-dashboard.json"))?;
+    assert_eq!(json, serde_json::from_str::<Value>(&file)?);
     Ok(())
 }
 

@@ -1,10 +1,16 @@
 {{/* Release-scoped name prefix: "ferry" for a release named ferry, so the objects carry the
-     names deploy/ uses (ferry-operator, ferry-tiers). */}}
+     names deploy/ uses (ferry-operator, ferry-tiers). fullnameOverride replaces it whole;
+     nameOverride replaces the chart's name in it. */}}
 {{- define "ferry.fullname" -}}
-{{- if contains .Chart.Name .Release.Name -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 50 | trimSuffix "-" -}}
+{{- else -}}
+{{- $name := default .Chart.Name .Values.nameOverride -}}
+{{- if contains $name .Release.Name -}}
 {{- .Release.Name | trunc 50 | trimSuffix "-" -}}
 {{- else -}}
-{{- printf "%s-%s" .Release.Name .Chart.Name | trunc 50 | trimSuffix "-" -}}
+{{- printf "%s-%s" .Release.Name $name | trunc 50 | trimSuffix "-" -}}
+{{- end -}}
 {{- end -}}
 {{- end -}}
 
@@ -12,8 +18,13 @@
 {{- printf "%s-operator" (include "ferry.fullname" .) -}}
 {{- end -}}
 
+{{/* With serviceAccount.create=false the account must exist already and be named. */}}
 {{- define "ferry.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create -}}
 {{- default (include "ferry.operatorName" .) .Values.serviceAccount.name -}}
+{{- else -}}
+{{- required "serviceAccount.create is false: set serviceAccount.name to the existing ServiceAccount the operator runs as" .Values.serviceAccount.name -}}
+{{- end -}}
 {{- end -}}
 
 {{- define "ferry.labels" -}}
