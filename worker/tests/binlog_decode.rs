@@ -1,5 +1,6 @@
-//! `ferry binlog decode`: the `--verbose` row lines match `mariadb-binlog --verbose` for the
-//! same MariaDB binlog file; corrupt and truncated files are errors that say so.
+//! `ferry binlog decode`: the `--verbose` row lines, the `# at` offsets and the event headers
+//! (with `--start-position`/`--stop-position` too) match `mariadb-binlog` for the same MariaDB
+//! binlog file; corrupt and truncated files are errors that say so.
 
 mod support;
 
@@ -7,7 +8,7 @@ use std::path::PathBuf;
 
 use ferry_e2e::MariaDb;
 use ferry_e2e::SqlServer;
-use support::decode::{row_lines, run};
+use support::decode::{header_lines, row_lines, run};
 
 async fn binlog_with_rows() -> (MariaDb, PathBuf) {
     let source = MariaDb::source().await.expect("source");
@@ -42,6 +43,41 @@ async fn verbose_rows_match_mariadb_binlog() {
     assert!(ours.iter().any(|l| l == "### INSERT INTO `app`.`t`"), "{ours:#?}");
     assert_eq!(ours, theirs);
     assert!(run(env!("CARGO_BIN_EXE_ferry"), &["binlog", "decode"], &file).1.contains("GTID 0-"));
+}
+
+/// Offsets and headers (time in the TZ given, server id, end position, CRC32) as mariadb-binlog
+/// prints them, for the whole file and for a range of it.
+#[tokio::test(flavor = "multi_thread")]
+async fn offsets_and_headers_match_mariadb_binlog() {
+    let (_source, file) = binlog_with_rows().await;
+    let (_, whole, _) = run("mariadb-binlog", &[], &file);
+    let offsets: Vec<u64> =
+        whole.lines().filter_map(|l| l.strip_prefix("# at ")?.parse().ok()).collect();
+    assert!(offsets.len() > 10, "{whole}");
+    let (start, stop) = (offsets[offsets.len() / 3].to_string(), offsets[offsets.len() / 2]);
+    let stop = (stop + 1).to_string();
+    let ranges: [&[&str]; 3] = [
+        &[],
+        &["--start-position", start.as_str()],
+        &["--start-position", start.as_str(), "--stop-position", stop.as_str()],
+    ];
+    for range in ranges {
+        let decode = |program: &str, args: &[&str]| {
+            let mut command = std::process::Command::new(program);
+            command.args(args).args(range).arg(&file).env("TZ", "Asia/Kolkata");
+            let output = command.output().expect("run decoder");
+            assert!(output.status.success(), "{program}: {output:?}");
+            String::from_utf8_lossy(&output.stdout).into_owned()
+        };
+        let ours = decode(env!("CARGO_BIN_EXE_ferry"), &["binlog", "decode"]);
+        let theirs = decode("mariadb-binlog", &[]);
+        let at = |text: &str| -> Vec<String> {
+            text.lines().filter(|l| l.starts_with("# at ")).map(Into::into).collect()
+        };
+        assert_eq!(at(&ours), at(&theirs), "{range:?}");
+        assert_eq!(header_lines(&ours), header_lines(&theirs), "{range:?}");
+        assert!(header_lines(&ours).iter().all(|h| h.contains(" CRC32 0x")), "{ours}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -1,5 +1,8 @@
-//! `ferry binlog decode [--verbose] FILE...`: prints the events of local binlog or relay-log
-//! files; with `--verbose`, row changes in the pseudo-SQL form of `mysqlbinlog --verbose`.
+//! `ferry binlog decode [--verbose] [--start-position N] [--stop-position N] FILE...`: prints
+//! the events of local binlog or relay-log files. Each event starts with the `# at POS` and
+//! header lines of `mysqlbinlog` (local time, server id, end_log_pos, CRC32), followed by
+//! Ferry's summary of the event; with `--verbose`, row changes in the pseudo-SQL form of
+//! `mysqlbinlog --verbose`.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -16,9 +19,16 @@ use crate::incremental::file::{BinlogFile, FileError};
 pub enum Command {
     /// Decode local binlog or relay-log files and print their events.
     Decode {
-        /// Also print row changes as `mysqlbinlog --verbose` does.
-        #[arg(short, long)]
-        verbose: bool,
+        /// Also print row changes as `mysqlbinlog --verbose` does (`-vv` is accepted too).
+        #[arg(short, long, action = clap::ArgAction::Count)]
+        verbose: u8,
+        /// Start at the first event at or after this offset (the format description at 4 is
+        /// always printed), as mysqlbinlog's option of that name.
+        #[arg(short = 'j', long, value_name = "POS")]
+        start_position: Option<u64>,
+        /// Stop before the first event at or after this offset.
+        #[arg(long, value_name = "POS")]
+        stop_position: Option<u64>,
         /// Binlog files.
         #[arg(required = true)]
         files: Vec<PathBuf>,
@@ -34,12 +44,25 @@ pub enum DecodeCliError {
     Output(std::io::Error),
 }
 
+/// Which events of a file to print, and how.
+#[derive(Clone, Copy)]
+struct Options {
+    verbose: bool,
+    start: u64,
+    stop: u64,
+}
+
 pub async fn run(command: Command) -> crate::Result<ExitCode> {
-    let Command::Decode { verbose, files } = command;
+    let Command::Decode { verbose, start_position, stop_position, files } = command;
+    let options = Options {
+        verbose: verbose > 0,
+        start: start_position.unwrap_or(0),
+        stop: stop_position.unwrap_or(u64::MAX),
+    };
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     for path in files {
-        if let Err(e) = decode_file(&path, verbose, &mut out) {
+        if let Err(e) = decode_file(&path, options, &mut out) {
             let _ = out.flush();
             eprintln!("error: {e}");
             return Ok(ExitCode::FAILURE);
@@ -54,7 +77,7 @@ pub async fn run(command: Command) -> crate::Result<ExitCode> {
 
 fn decode_file(
     path: &std::path::Path,
-    verbose: bool,
+    options: Options,
     out: &mut impl Write,
 ) -> Result<(), DecodeCliError> {
     let mut file = BinlogFile::open(path)?;
@@ -63,25 +86,52 @@ fn decode_file(
     let w = |e| DecodeCliError::Output(e);
     writeln!(out, "# file {}", path.display()).map_err(w)?;
     while let Some((pos, bytes)) = file.next_raw()? {
+        if pos >= options.stop {
+            break;
+        }
         let event = file.parse(&decoder, pos, &bytes)?;
-        let header = event.header();
         let decoded = decoder
             .decode(&event)
             .map_err(|source| FileError::Decode { path: file.path().to_string(), source })?;
+        // The format description is printed whatever the start, as mysqlbinlog does.
+        if pos < options.start && pos != 4 {
+            continue;
+        }
+        let crc32 = file.checksums().then(|| trailing_crc32(&bytes));
         writeln!(out, "# at {pos}").map_err(w)?;
-        writeln!(
-            out,
-            "#{} server id {}  end_log_pos {}  type {}  {}",
-            header.timestamp(),
-            header.server_id(),
-            header.log_pos(),
-            header.event_type_raw(),
-            summary(&decoded)
-        )
-        .map_err(w)?;
-        write_details(out, &decoded, verbose).map_err(w)?;
+        writeln!(out, "{}\t{}", header_line(&event, crc32), describe(&event, &decoded))
+            .map_err(w)?;
+        write_details(out, &decoded, options.verbose).map_err(w)?;
     }
     Ok(())
+}
+
+/// mysqlbinlog's event header: `#YYMMDD HH:MM:SS server id N  end_log_pos N CRC32 0x... `, in
+/// local time (the TZ environment variable) as there.
+fn header_line(event: &mysql_async::binlog::events::Event, crc32: Option<u32>) -> String {
+    let header = event.header();
+    let time = chrono::DateTime::from_timestamp(i64::from(header.timestamp()), 0)
+        .map(|t| t.with_timezone(&chrono::Local).format("%y%m%d %k:%M:%S").to_string())
+        .unwrap_or_default();
+    let crc32 = crc32.map(|c| format!("CRC32 0x{c:08x} ")).unwrap_or_default();
+    format!("#{time} server id {}  end_log_pos {} {crc32}", header.server_id(), header.log_pos())
+}
+
+fn trailing_crc32(bytes: &[u8]) -> u32 {
+    let tail: [u8; 4] = bytes[bytes.len().saturating_sub(4)..].try_into().unwrap_or_default();
+    u32::from_le_bytes(tail)
+}
+
+/// The summary of an event, or its type name for the events Ferry does not interpret.
+fn describe(event: &mysql_async::binlog::events::Event, decoded: &Decoded) -> String {
+    let summary = summary(decoded);
+    if !summary.is_empty() {
+        return summary;
+    }
+    match event.header().event_type() {
+        Ok(kind) => format!("{kind:?}"),
+        Err(raw) => format!("event type {raw}"),
+    }
 }
 
 /// The rows of a rows event (with `--verbose`) and the events inside a transaction payload.

@@ -135,6 +135,11 @@ impl<R: Read> BinlogFile<R> {
     pub fn path(&self) -> &str {
         &self.path
     }
+
+    /// Whether the events read so far end with a CRC32 (as the format description said).
+    pub fn checksums(&self) -> bool {
+        self.checksums
+    }
 }
 
 /// Reads until `buf` is full or the input ends; returns the bytes read.

@@ -17,3 +17,17 @@ pub fn run(program: &str, args: &[&str], file: &Path) -> (Option<i32>, String, S
 pub fn row_lines(text: &str) -> Vec<String> {
     text.lines().filter(|l| l.starts_with("###")).map(|l| l.trim_end().to_string()).collect()
 }
+
+/// The event header lines (`#YYMMDD HH:MM:SS server id ... `, up to the tab before the event's
+/// own text), sorted: mysqlbinlog prints an Annotate_rows header after the next event's offset.
+pub fn header_lines(text: &str) -> Vec<String> {
+    let is_header = |l: &&str| l.len() > 7 && l.as_bytes()[1..7].iter().all(u8::is_ascii_digit);
+    let mut headers: Vec<String> = text
+        .lines()
+        .filter(|l| l.starts_with('#'))
+        .filter(is_header)
+        .map(|l| l.split('\t').next().unwrap_or_default().to_string())
+        .collect();
+    headers.sort();
+    headers
+}
