@@ -1,4 +1,5 @@
-//! `ferry validate` on good and bad manifests: exit codes and messages that name the problem.
+//! `ferry validate` on good and bad manifests: exit codes and messages that name the problem;
+//! the command line's completion scripts and log settings.
 
 use std::process::Command;
 
@@ -161,4 +162,67 @@ fn a_missing_file_is_named() {
         .expect("run ferry");
     assert_eq!(output.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&output.stderr).contains("cannot read /nonexistent/job.yaml"));
+}
+
+/// `ferry completion bash` prints a script bash loads, which completes the subcommands.
+#[test]
+fn completion_scripts_load_in_their_shell() {
+    let ferry = env!("CARGO_BIN_EXE_ferry");
+    for shell in ["bash", "zsh", "fish", "powershell", "elvish"] {
+        let output = Command::new(ferry).args(["completion", shell]).output().expect("run ferry");
+        assert!(output.status.success(), "{shell}: {output:?}");
+        let script = String::from_utf8_lossy(&output.stdout);
+        assert!(script.contains("migrate") && script.contains("verify"), "{shell}: {script}");
+    }
+    let check = format!(
+        "source <({ferry} completion bash) && complete -p ferry && \
+         COMP_WORDS=(ferry mig); COMP_CWORD=1; _ferry ferry mig ferry; echo \"${{COMPREPLY[@]}}\""
+    );
+    let output = Command::new("bash").args(["-c", &check]).output().expect("run bash");
+    let printed = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{output:?}");
+    assert!(printed.contains("complete") && printed.contains("migrate"), "{printed}");
+}
+
+/// Log lines follow RUST_LOG when FERRY_LOG is unset, and carry no colour codes when standard
+/// error is not a terminal.
+#[test]
+fn logs_honour_rust_log_and_stay_plain_in_files() {
+    let unreachable = GOOD
+        .replace("port: 4000", "port: 1")
+        .replace("host: 127.0.0.1\n  user: ferry", "host: 127.0.0.1\n  port: 1\n  user: ferry");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("job.yaml");
+    std::fs::write(&path, unreachable).expect("write manifest");
+    // The job fails its precheck and retries; the first failure is logged at ERROR.
+    let logs = |rust_log: &str| -> String {
+        let log = dir.path().join(format!("{rust_log}.log"));
+        let file = std::fs::File::create(&log).expect("log file");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_ferry"))
+            .args(["migrate", "-f"])
+            .arg(&path)
+            .env_remove("FERRY_LOG")
+            .env("RUST_LOG", rust_log)
+            .stderr(file)
+            .spawn()
+            .expect("run ferry");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        let mut text = String::new();
+        while std::time::Instant::now() < deadline {
+            text = std::fs::read_to_string(&log).unwrap_or_default();
+            if text.matches("[Precheck/Failed]").count() >= 2 {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        assert!(text.contains("[Precheck/Failed]"), "no precheck failure within 30 s: {text}");
+        text
+    };
+    let shown = logs("info");
+    assert!(shown.contains("ERROR") && shown.contains("job failed"), "{shown}");
+    assert!(!shown.contains('\u{1b}'), "colour codes in a log file: {shown:?}");
+    let silenced = logs("off");
+    assert!(!silenced.contains("job failed"), "RUST_LOG=off still logs: {silenced}");
 }

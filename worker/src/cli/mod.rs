@@ -75,6 +75,11 @@ enum Command {
         #[command(subcommand)]
         command: binlog::Command,
     },
+    /// Print a shell completion script, e.g. `source <(ferry completion bash)`.
+    Completion {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
 }
 
 /// Parses the arguments, runs the command and turns its result into the exit code:
@@ -89,6 +94,11 @@ pub async fn main() -> ExitCode {
         Command::Verify(args) => verify::run(args).await,
         Command::Binlog { command } => binlog::run(command).await,
         Command::Worker(args) => crate::kube::run(args).await,
+        Command::Completion { shell } => {
+            use clap::CommandFactory as _;
+            clap_complete::generate(shell, &mut Cli::command(), "ferry", &mut std::io::stdout());
+            Ok(ExitCode::SUCCESS)
+        }
     };
     match result {
         Ok(code) => code,
@@ -99,10 +109,16 @@ pub async fn main() -> ExitCode {
     }
 }
 
+/// Log filter directives from FERRY_LOG, else the usual RUST_LOG, else `info`.
 fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("FERRY_LOG")
+        .or_else(|_| tracing_subscriber::EnvFilter::try_from_default_env())
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    // Colours only on a terminal: logs redirected to files stay plain text.
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
