@@ -14,15 +14,7 @@ async fn main() -> ExitCode {
         }
         return ExitCode::SUCCESS;
     }
-    let filter = tracing_subscriber::EnvFilter::try_from_env("FERRY_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let json = std::env::var("FERRY_LOG_FORMAT").is_ok_and(|f| f == "json");
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    if json {
-        builder.json().init();
-    } else {
-        builder.init();
-    }
+    ferry_worker::logging::init(std::env::var("FERRY_LOG_FORMAT").is_ok_and(|f| f == "json"));
     match run(options).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -14,6 +14,7 @@ pub mod flavor;
 pub mod full;
 pub mod incremental;
 pub mod kube;
+pub mod logging;
 pub mod manifest;
 pub mod meta;
 pub mod precheck;

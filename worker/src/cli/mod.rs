@@ -86,7 +86,7 @@ enum Command {
 /// 0 success, 1 failure (the reason on standard error), 2 bad usage.
 pub async fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.log_format);
+    crate::logging::init(matches!(cli.log_format, LogFormat::Json));
     let result = match cli.command {
         Command::Validate { file } => validate::run(&file),
         Command::Migrate(args) => migrate::run(args).await,
@@ -106,21 +106,5 @@ pub async fn main() -> ExitCode {
             eprintln!("error: {error}");
             ExitCode::FAILURE
         }
-    }
-}
-
-/// Log filter directives from FERRY_LOG, else the usual RUST_LOG, else `info`.
-fn init_logging(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("FERRY_LOG")
-        .or_else(|_| tracing_subscriber::EnvFilter::try_from_default_env())
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    // Colours only on a terminal: logs redirected to files stay plain text.
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
     }
 }
