@@ -20,10 +20,12 @@ use crate::source::default_port;
     shortname = "mj",
     shortname = "mjob",
     category = "ferry",
+    doc = "A migration of a MigrationSource's databases into a MySQL-compatible target (TiDB, MySQL, MariaDB): a consistent full copy, then continuous binlog replication, as spec.mode says. The operator prechecks source and target, runs a worker pod sized by spec.tier, and reports stage, phase, progress, lag and binlog position in status.",
+    printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
     printcolumn = r#"{"name":"Stage","type":"string","jsonPath":".status.stage"}"#,
     printcolumn = r#"{"name":"Phase","type":"string","jsonPath":".status.phase"}"#,
     printcolumn = r#"{"name":"Progress","type":"string","jsonPath":".status.full.percent"}"#,
-    printcolumn = r#"{"name":"Lag","type":"string","jsonPath":".status.incremental.lagSeconds"}"#,
+    printcolumn = r#"{"name":"Lag","type":"integer","jsonPath":".status.incremental.lagSeconds","description":"Seconds the target is behind the source"}"#,
     printcolumn = r#"{"name":"Tier","type":"string","jsonPath":".spec.tier","priority":1}"#,
     printcolumn = r#"{"name":"Position","type":"string","jsonPath":".status.position","priority":1}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#

@@ -17,6 +17,7 @@ use crate::common::{SecretKeyRef, TlsConfig};
     status = "MigrationSourceStatus",
     shortname = "msrc",
     category = "ferry",
+    doc = "A MySQL-compatible server (self-managed MySQL or MariaDB, Aurora, RDS...) that MigrationJobs migrate from, with the Secret holding its password. The operator connects to it and reports in status whether its binlog settings allow replication.",
     printcolumn = r#"{"name":"Type","type":"string","jsonPath":".spec.type"}"#,
     printcolumn = r#"{"name":"Host","type":"string","jsonPath":".spec.host"}"#,
     printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,

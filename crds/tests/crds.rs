@@ -276,3 +276,24 @@ fn example_manifests_validate_against_the_crds() {
 fn short(path: &Path) -> String {
     path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
 }
+
+/// `kubectl explain` describes each kind in words (not kube-derive's placeholder), and
+/// `kubectl get` shows a job's Ready condition and its lag as a number.
+#[test]
+fn kinds_explain_themselves_and_columns_are_typed() {
+    for definition in crd::all() {
+        let yaml = crd::to_yaml(&definition);
+        let crd: Value = serde_yaml::from_str(&yaml).expect("CRD YAML");
+        let version = &crd["spec"]["versions"][0];
+        let description = version["schema"]["openAPIV3Schema"]["description"].as_str();
+        let description = description.unwrap_or_default();
+        assert!(description.len() > 80, "{}: {description:?}", crd::file_name(&definition));
+        assert!(!description.contains("Auto-generated"), "{description}");
+        let columns = version["additionalPrinterColumns"].as_array().cloned().unwrap_or_default();
+        let column = |name: &str| columns.iter().find(|c| c["name"] == name).cloned();
+        assert!(column("Ready").is_some(), "no Ready column: {columns:?}");
+        if crd["spec"]["names"]["kind"] == "MigrationJob" {
+            assert_eq!(column("Lag").map(|c| c["type"].clone()), Some(json!("integer")));
+        }
+    }
+}
