@@ -22,6 +22,7 @@ mod source;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
+use ferry_crds::TlsMode;
 use ferry_crds::job::{BinlogPosition, CheckResult, MigrationMode, PrecheckItem};
 use mysql_async::Conn;
 
@@ -312,6 +313,16 @@ fn connection_item(
 ) -> PrecheckItem {
     let observed = format!("{} (TLS {:?})", endpoint.describe(), endpoint.tls.mode);
     match result {
+        Ok(()) if endpoint.tls.mode == TlsMode::Disabled && !is_loopback(&endpoint.host) => {
+            item::warning(
+                name,
+                observed,
+                "the connection is not encrypted: rows and the password cross the network in \
+                 clear text",
+                "Set tls.mode ServerAuth with the server's CA in caSecretRef (cloud databases \
+                 publish theirs), or Mutual with a client certificate.",
+            )
+        }
         Ok(()) => item::pass(name, observed),
         Err(error) => item::failure(
             name,
@@ -322,6 +333,13 @@ fn connection_item(
              endpoint connection first).",
         ),
     }
+}
+
+/// Whether a host name stays on this machine, where plain TCP crosses no network.
+fn is_loopback(host: &str) -> bool {
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost")
+        || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 /// Schemas Ferry writes on the target: the selected ones and its own.
@@ -428,4 +446,37 @@ async fn cross_items(
     items.push(columns::item(&mismatches, existing.len(), pending_ddl));
     items.extend(limits::max_allowed_packet(&source.server, target_server));
     items
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn endpoint(host: &str, mode: TlsMode) -> Endpoint {
+        Endpoint {
+            host: host.into(),
+            port: 3306,
+            user: "ferry".into(),
+            password: crate::config::Password::new("pw"),
+            tls: crate::config::TlsMaterial { mode, ..Default::default() },
+        }
+    }
+
+    #[test]
+    fn plain_tcp_across_the_network_is_a_warning() {
+        for (host, mode, expected) in [
+            ("127.0.0.1", TlsMode::Disabled, CheckResult::Pass),
+            ("localhost", TlsMode::Disabled, CheckResult::Pass),
+            ("::1", TlsMode::Disabled, CheckResult::Pass),
+            ("db.example.com", TlsMode::Disabled, CheckResult::Warning),
+            ("10.0.0.7", TlsMode::Disabled, CheckResult::Warning),
+            ("db.example.com", TlsMode::ServerAuth, CheckResult::Pass),
+        ] {
+            let item = connection_item("source_connection", &endpoint(host, mode), Ok(()));
+            assert_eq!(item.result, expected, "{host} {mode:?}: {item:?}");
+            if expected == CheckResult::Warning {
+                assert!(item.remedy.as_deref().unwrap_or("").contains("ServerAuth"), "{item:?}");
+            }
+        }
+    }
 }
