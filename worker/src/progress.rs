@@ -20,6 +20,7 @@ type StagePhase = (Stage, Phase);
 /// Shows the job's progress on standard error.
 pub struct ConsoleSink {
     bar: Option<ProgressBar>,
+    started: Instant,
     /// When the last plain line was printed, and at which stage and phase.
     last: Mutex<(Option<Instant>, Option<StagePhase>)>,
 }
@@ -35,13 +36,13 @@ impl ConsoleSink {
             bar.set_style(style);
             bar
         });
-        Self { bar, last: Mutex::new((None, None)) }
+        Self { bar, started: Instant::now(), last: Mutex::new((None, None)) }
     }
 
     fn show(&self, status: &MigrationJobStatus) {
         let stage = status.stage.unwrap_or(Stage::Precheck);
         let phase = status.phase.unwrap_or(Phase::Pending);
-        let line = describe(status);
+        let line = describe(status, self.started.elapsed());
         if let Some(bar) = &self.bar {
             bar.set_prefix(format!("{stage:?}"));
             if let Some(full) = status.full.as_ref().filter(|_| stage == Stage::Full) {
@@ -83,30 +84,39 @@ fn percent(full: &FullProgress) -> f64 {
     full.percent.as_deref().and_then(|p| p.trim_end_matches('%').parse().ok()).unwrap_or(0.0)
 }
 
-/// One line: what the job is doing and how far it is.
-pub fn describe(status: &MigrationJobStatus) -> String {
+/// One line in gh-ost's style (`Copy: ...; Rate: ...; Time: ...; ETA: ...`, ASCII only, so
+/// it greps and reads the same in any log): what the job is doing, how far it is, and for how
+/// long this process has run it.
+pub fn describe(status: &MigrationJobStatus, elapsed: Duration) -> String {
+    let time = format!("Time: {}", duration(elapsed.as_secs() as i64));
     match (status.stage, &status.full, &status.incremental) {
-        (Some(Stage::Incremental), _, Some(inc)) => format!(
-            "replicating: lag {}s, {} rows/s{}",
-            inc.lag_seconds.unwrap_or(0),
-            inc.rows_per_second.unwrap_or(0),
-            status.position.as_deref().map(|p| format!(", at {p}")).unwrap_or_default()
-        ),
-        (Some(Stage::Full | Stage::Completed), Some(full), _) => describe_full(full),
-        (Some(Stage::Precheck), ..) => "checking source and target".into(),
-        _ => String::new(),
+        (Some(Stage::Incremental), _, Some(inc)) => {
+            let applied = status.position.as_deref().unwrap_or("-");
+            let behind =
+                inc.lag_bytes.map(|b| format!(", {} behind", bytes(b))).unwrap_or_default();
+            format!(
+                "Applied: {applied}; Lag: {}s{behind}; Rate: {} rows/s; {time}",
+                inc.lag_seconds.unwrap_or(0),
+                inc.rows_per_second.unwrap_or(0),
+            )
+        }
+        (Some(Stage::Full | Stage::Completed), Some(full), _) => describe_full(full, &time),
+        (Some(Stage::Precheck), ..) => format!("Precheck: checking source and target; {time}"),
+        _ => time,
     }
 }
 
-fn describe_full(full: &FullProgress) -> String {
-    let eta = full.eta_seconds.map(|s| format!(", ETA {}", duration(s))).unwrap_or_default();
+fn describe_full(full: &FullProgress, time: &str) -> String {
+    let snapshot = full.snapshot.as_ref().and_then(|s| s.file_pos().or(s.gtid_set.clone()));
+    let snapshot = snapshot.map(|s| format!("; Snapshot: {s}")).unwrap_or_default();
+    let eta = full.eta_seconds.map(|s| format!("; ETA: {}", duration(s))).unwrap_or_default();
     format!(
-        "{} · tables {}/{} · {} rows · {} · {}/s{eta}",
-        full.percent.as_deref().unwrap_or("0.0%"),
-        full.tables_done,
-        full.tables_total,
+        "Copy: {} rows, {}, tables {}/{} ({}); Rate: {}/s; {time}{snapshot}{eta}",
         full.rows,
         bytes(full.bytes),
+        full.tables_done,
+        full.tables_total,
+        full.percent.as_deref().unwrap_or("0.0%"),
         bytes(full.bytes_per_second),
     )
 }
@@ -146,13 +156,39 @@ mod tests {
                 bytes_per_second: 1 << 20,
                 percent: Some("42.0%".into()),
                 eta_seconds: Some(75),
-                snapshot: None,
+                snapshot: Some(ferry_crds::job::BinlogPosition {
+                    file: Some("mysql-bin.000003".into()),
+                    pos: Some(1234),
+                    gtid_set: None,
+                }),
             }),
             ..Default::default()
         };
         assert_eq!(
-            describe(&status),
-            "42.0% · tables 2/9 · 1500 rows · 3.0 MiB · 1.0 MiB/s, ETA 1m15s"
+            describe(&status, Duration::from_secs(62)),
+            "Copy: 1500 rows, 3.0 MiB, tables 2/9 (42.0%); Rate: 1.0 MiB/s; Time: 1m02s; \
+             Snapshot: mysql-bin.000003:1234; ETA: 1m15s"
         );
+    }
+
+    #[test]
+    fn replication_progress_reads_well() {
+        let status = MigrationJobStatus {
+            stage: Some(Stage::Incremental),
+            position: Some("mysql-bin.000004:5678".into()),
+            incremental: Some(ferry_crds::job::IncrementalStatus {
+                lag_seconds: Some(3),
+                lag_bytes: Some(12 << 10),
+                rows_per_second: Some(350),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let line = describe(&status, Duration::from_secs(3725));
+        assert_eq!(
+            line,
+            "Applied: mysql-bin.000004:5678; Lag: 3s, 12 KiB behind; Rate: 350 rows/s; Time: 1h02m"
+        );
+        assert!(line.is_ascii());
     }
 }
