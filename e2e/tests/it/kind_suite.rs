@@ -89,9 +89,12 @@ fn the_test_run_sh_runs_exists() {
         let at = words.iter().position(|w| w == flag).unwrap_or_else(|| panic!("no {flag}"));
         words[at + 1].clone()
     };
-    let (package, target, name) = (after("-p"), after("--test"), after("--exact"));
+    let (package, target, path) = (after("-p"), after("--test"), after("--exact"));
     assert_eq!(package, "ferry-operator");
-    let file = repo_root().join(format!("operator/tests/{target}.rs"));
+    assert_eq!(target, "it", "the operator's integration tests are one binary, tests/it");
+    let (module, name) =
+        path.split_once("::").unwrap_or_else(|| panic!("{path} is not MODULE::TEST"));
+    let file = repo_root().join(format!("operator/tests/it/{module}.rs"));
     let source = std::fs::read_to_string(&file).unwrap_or_else(|_| panic!("{}", file.display()));
     let definition = format!("#[tokio::test]\nasync fn {name}()");
     assert!(source.contains(&definition), "{} has no test {name}", file.display());

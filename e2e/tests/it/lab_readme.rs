@@ -406,12 +406,7 @@ async fn shop(port: u16) -> anyhow::Result<(u64, String)> {
 /// The binaries' directory, with `ferry` and `ferry-operator` built for the current code. It
 /// builds what `cargo test --workspace` (dev/test.sh) builds, so there it is a no-op.
 fn binaries() -> anyhow::Result<PathBuf> {
-    let status = Command::new(env!("CARGO"))
-        .args(["build", "--workspace", "--tests", "--bins"])
-        .current_dir(repo_root())
-        .status()
-        .context("run cargo build")?;
-    ensure!(status.success(), "cargo build --workspace --tests --bins failed");
+    ferry_e2e::workspace::build(Path::new(env!("CARGO")), &repo_root())?;
     let lab = Path::new(env!("CARGO_BIN_EXE_ferry-lab")).canonicalize()?;
     let dir = lab.parent().context("the binaries' directory")?.to_path_buf();
     LocalBinaries::in_dir(&dir)?;

@@ -12,17 +12,15 @@
 //! Needs the Kubernetes binaries (`dev/build-go-tools.sh kube`) and, for the Helm test, helm
 //! (`dev/install-helm.sh`); fails, not skips, without them.
 
-// Each test binary uses a part of the shared harness.
-#[allow(dead_code)]
-mod cluster;
+use crate::cluster;
 
 use std::time::Duration;
 
 use anyhow::Context as _;
 use cluster::scenario::{self, Database};
 use cluster::{
-    Cluster, Install, OPERATOR_NAMESPACE, create_secret, job_object, phase, reason, source_object,
-    wait_for,
+    Cluster, Install, ONE_CLUSTER_AT_A_TIME, OPERATOR_NAMESPACE, create_secret, job_object, phase,
+    reason, source_object, wait_for,
 };
 use ferry_crds::job::{MigrationJob, Phase, Stage};
 use ferry_crds::source::{MigrationSource, SourceType};
@@ -36,10 +34,6 @@ use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use kube::config::{AuthInfo, KubeConfigOptions, Kubeconfig};
 use kube::{Client, Config};
 use serde_json::json;
-use tokio::sync::Mutex;
-
-/// The tests each run a control plane, operators and workers: one at a time on small machines.
-static ONE_CLUSTER_AT_A_TIME: Mutex<()> = Mutex::const_new(());
 
 const STEP: Duration = Duration::from_secs(120);
 

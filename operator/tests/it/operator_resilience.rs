@@ -5,17 +5,15 @@
 //!
 //! Needs the Kubernetes binaries (`dev/build-go-tools.sh kube`); fails, not skips, without them.
 
-// Each test binary uses a part of the shared harness.
-#[allow(dead_code)]
-mod cluster;
+use crate::cluster;
 
 use std::sync::{Arc, Mutex as StdMutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, ensure};
 use cluster::{
-    Cluster, Install, OPERATOR_NAMESPACE, create_secret, job_object, local_pid, metric,
-    operator_pods, phase, process_ended, reason, source_object, wait_for,
+    Cluster, Install, ONE_CLUSTER_AT_A_TIME, OPERATOR_NAMESPACE, create_secret, job_object,
+    local_pid, metric, operator_pods, phase, process_ended, reason, source_object, wait_for,
 };
 use ferry_crds::job::{MigrationJob, Phase};
 use ferry_crds::source::MigrationSource;
@@ -29,10 +27,6 @@ use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, ResourceExt};
 use serde_json::json;
-use tokio::sync::Mutex;
-
-/// The tests each run a control plane, operators and workers: one at a time on small machines.
-static ONE_CLUSTER_AT_A_TIME: Mutex<()> = Mutex::const_new(());
 
 const STEP: Duration = Duration::from_secs(120);
 /// The operator's Lease timing (operator/src/run.rs): a holder renews every 5 s, a standby

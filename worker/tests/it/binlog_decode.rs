@@ -1,7 +1,7 @@
 //! `ferry binlog decode`: the `--verbose` row lines match `mariadb-binlog --verbose` for the
 //! same MariaDB binlog file; corrupt and truncated files are errors that say so.
 
-mod support;
+use crate::support;
 
 use std::path::PathBuf;
 

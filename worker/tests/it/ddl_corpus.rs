@@ -8,7 +8,7 @@
 //! scenario's tables on the source (replicated too) and goes on. What each target refuses is
 //! asserted, so a change shows.
 
-mod support;
+use crate::support;
 
 use std::process::Child;
 use std::time::{Duration, Instant};

@@ -3,7 +3,7 @@
 //! to during both stages; also with the lock-free snapshot, whose safe-mode window replication
 //! must honour. The first test runs with a MySQL 9.7 source too, with DDL replicated.
 
-mod support;
+use crate::support;
 
 use std::process::Command;
 use std::time::{Duration, Instant};

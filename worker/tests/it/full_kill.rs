@@ -3,7 +3,7 @@
 //! doubled (a table without a key shows doubling), and the secondary indexes built after the
 //! rows all exist. Ctrl-C stops cleanly and resumes too.
 
-mod support;
+use crate::support;
 
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};

@@ -1,7 +1,7 @@
 //! The full copy into a TiDB target: definitions adapted where TiDB rejects MariaDB's, values
 //! exact, chunked tables, views, secondary indexes built after the rows.
 
-mod support;
+use crate::support;
 
 use ferry_e2e::{SourceKind, SqlServer, TargetKind};
 use support::Setup;

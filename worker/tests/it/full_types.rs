@@ -2,7 +2,7 @@
 //! keys, quoted names, generated columns, foreign keys, views, a system-versioned table with an invisible column,
 //! and reports Completed.
 
-mod support;
+use crate::support;
 
 use ferry_e2e::{SourceKind, SqlServer, TargetKind};
 use support::Setup;

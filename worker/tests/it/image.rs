@@ -1,7 +1,7 @@
 //! The `ferry` container image, built with podman around this crate's binary and run for real:
 //! FROM scratch, non-root, read-only root filesystem, host network.
 
-mod support;
+use crate::support;
 
 use std::path::Path;
 use std::sync::OnceLock;

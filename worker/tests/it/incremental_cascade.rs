@@ -6,7 +6,7 @@
 //! SET NULL, a grandchild, a child without a key and a self-referencing tree are written while
 //! `ferry migrate` replicates with four workers; at the end every table matches the source.
 
-mod support;
+use crate::support;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -1,6 +1,6 @@
 //! Conflicts, the restart request, safe mode after an abrupt stop, and a purged binlog.
 
-mod support;
+use crate::support;
 
 use ferry_e2e::SqlServer;
 

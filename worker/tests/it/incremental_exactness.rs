@@ -3,7 +3,7 @@
 //! changes logged as statements, undecodable rows outside the selection, lag while the target
 //! is stalled.
 
-mod support;
+use crate::support;
 
 use std::collections::BTreeMap;
 use std::process::Command;

@@ -6,7 +6,7 @@
 //! `SEEDS` run in CI. `FERRY_FUZZ_SECONDS=N` then keeps running random seeds for N seconds;
 //! a failing seed is printed, and belongs in `SEEDS` once its bug is fixed.
 
-mod support;
+use crate::support;
 
 use std::time::{Duration, Instant};
 

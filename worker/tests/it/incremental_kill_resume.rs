@@ -5,7 +5,7 @@
 //! MariaDB and into TiDB; and from MySQL 9.7 (which logs its foreign key cascades itself), with
 //! the job started from the executed GTID set alone (COM_BINLOG_DUMP_GTID).
 
-mod support;
+use crate::support;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};

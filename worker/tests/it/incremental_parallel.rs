@@ -2,7 +2,7 @@
 //! same keys, move keys, swap unique values, cascade through foreign keys and write a table
 //! without a key while DDL runs; four workers replicate and the tables end equal.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

@@ -1,7 +1,7 @@
 //! `ferry migrate` recovers by itself when the source drops its binlog stream or restarts:
 //! it resumes from the checkpoint after a backoff and ends with the target equal to the source.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

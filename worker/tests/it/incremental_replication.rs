@@ -1,7 +1,7 @@
 //! `ferry migrate` in Incremental mode against real MariaDB servers: row changes of every kind
 //! and type, tables without keys, DDL, objects outside the selection, status, clean stop.
 
-mod support;
+use crate::support;
 
 use ferry_e2e::SqlServer;
 

@@ -1,7 +1,7 @@
 //! The parallel apply into a TiDB target: the same conflicting concurrent load as
 //! `incremental_parallel`, with cascading foreign keys, a keyless table and DDL.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

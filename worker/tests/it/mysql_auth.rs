@@ -4,7 +4,7 @@
 //! the server for); a server that can take the password neither way, and a wrong password, stop
 //! the job with an error that says what failed and how to fix it, and never shows the password.
 
-mod support;
+use crate::support;
 
 use std::path::{Path, PathBuf};
 

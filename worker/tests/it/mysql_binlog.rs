@@ -7,7 +7,7 @@
 //! documents MariaDB's JSON functions compute from the same operations, and replication's reader
 //! assembles them into transactions with the payload's end position and the grown GTID set.
 
-mod support;
+use crate::support;
 
 use std::path::Path;
 

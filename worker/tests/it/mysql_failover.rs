@@ -5,7 +5,7 @@
 //! set and the target ends equal to the new primary, nothing lost or doubled. A server lacking
 //! transactions already applied, and a source without GTIDs whose server changed, are refused.
 
-mod support;
+use crate::support;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};

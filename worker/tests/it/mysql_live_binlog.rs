@@ -6,7 +6,7 @@
 //! (`binlog_row_image=MINIMAL`) stops the job with an error that says which setting to change.
 //! The generated-file tests in mysql_binlog.rs cover the same events byte by byte.
 
-mod support;
+use crate::support;
 
 use std::time::{Duration, Instant};
 

@@ -5,7 +5,7 @@
 //! `FERRY_FAULT_RUNS=N` runs N more with seeds from the clock (printed, to replay one with
 //! `FERRY_FAULT_SEED`).
 
-mod support;
+use crate::support;
 
 use std::time::{Duration, Instant};
 

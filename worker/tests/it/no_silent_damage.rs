@@ -3,7 +3,7 @@
 //! rejects, long job names, unreadable tables, source and target the same server, restarts
 //! during a copy, stops by signal, and bad input files. Real MariaDB servers and `ferry`.
 
-mod support;
+use crate::support;
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};

@@ -1,7 +1,7 @@
 //! Privilege items against real servers: one source and one target, with a user per missing
 //! privilege.
 
-mod precheck_support;
+use crate::precheck_support;
 
 use ferry_crds::job::{CheckResult, MigrationMode};
 use ferry_crds::source::SourceType;

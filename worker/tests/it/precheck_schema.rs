@@ -2,7 +2,7 @@
 //! foreign keys, engines, missing objects, collations the target lacks, target tables with
 //! rows, max_connections.
 
-mod precheck_support;
+use crate::precheck_support;
 
 use ferry_crds::job::{CheckResult, MigrationMode};
 use ferry_e2e::SqlServer;

@@ -2,7 +2,7 @@
 //! to fail it: binary log settings, retention, filters, compression, read-only, start position,
 //! version, and the mode deciding which items exist.
 
-mod precheck_support;
+use crate::precheck_support;
 
 use ferry_crds::job::{BinlogPosition, CheckResult, MigrationMode};
 use ferry_e2e::SqlServer;

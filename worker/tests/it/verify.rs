@@ -4,7 +4,7 @@
 //! TiDB, MySQL into MariaDB and into TiDB); and, against a job replicating under a running write load, it reports no row in flight
 //! while still finding a real difference.
 
-mod support;
+use crate::support;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -25,6 +25,10 @@ use serde_json::json;
 /// Namespace of the operator in `deploy/` and of the chart's release.
 pub use ferry_e2e::kube_harness::OPERATOR_NAMESPACE;
 
+/// Every test that runs a control plane, operators and workers holds this for its whole run:
+/// one such cluster at a time in the test binary, on small machines.
+pub static ONE_CLUSTER_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("repo root").to_path_buf()
 }
@@ -260,12 +264,7 @@ fn tail(text: &str, max: usize) -> &str {
 /// The `ferry` binary the worker pods run, built now so that they run the current code. It is
 /// built with the features `cargo test --workspace` (dev/test.sh) uses, so there it is a no-op.
 fn ferry_binary() -> anyhow::Result<PathBuf> {
-    let status = Command::new(env!("CARGO"))
-        .args(["build", "--workspace", "--tests", "--bins"])
-        .current_dir(repo_root())
-        .status()
-        .context("run cargo build for the ferry binary")?;
-    ensure!(status.success(), "cargo build --workspace --tests --bins failed");
+    ferry_e2e::workspace::build(Path::new(env!("CARGO")), &repo_root())?;
     let dir =
         Path::new(env!("CARGO_BIN_EXE_ferry-operator")).parent().expect("target dir").to_path_buf();
     Ok(dir.join("ferry"))

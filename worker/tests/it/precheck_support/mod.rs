@@ -1,7 +1,5 @@
 //! Shared by the precheck tests: a JobConfig for harness servers, and lookups in the items.
 
-#![allow(dead_code)] // each test file uses a different part
-
 use std::time::Duration;
 
 use ferry_crds::job::{CheckResult, MigrationMode, ObjectSelection, PrecheckItem, Tier};

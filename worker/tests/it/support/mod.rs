@@ -1,6 +1,5 @@
 //! Shared by the `ferry migrate` tests: a source and a target, manifests for a copy or an
 //! Incremental job, the process and its logs, checkpoints, and waiting for it to catch up.
-#![allow(dead_code)]
 
 pub mod corpus;
 pub mod decode;
