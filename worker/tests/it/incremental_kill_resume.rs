@@ -154,16 +154,23 @@ async fn kill_and_resume_from(source: SourceKind, kind: TargetKind) {
     assert!(interrupt(&mut ferry).success(), "{}", setup.last_log());
 }
 
-/// Records of transactions applied above the checkpoint, left by a killed run.
+/// Records of transactions applied above the checkpoint, left by a killed run. None when the
+/// run was killed before it created its checkpoint tables (a slow start on a loaded machine).
 async fn applied_above_checkpoint(setup: &Setup) -> u64 {
     let mut conn = setup.target.conn().await.expect("target conn");
-    let count: Option<u64> = conn
+    let count: Result<Option<u64>, _> = conn
         .query_first(
             "SELECT COUNT(*) FROM ferry_meta.incremental_applied a \
              JOIN ferry_meta.incremental_checkpoint c ON c.job = a.job \
              WHERE (a.last_file, a.last_pos) > (c.binlog_file, c.binlog_pos)",
         )
-        .await
-        .expect("read ferry_meta");
-    count.unwrap_or(0)
+        .await;
+    match count {
+        Ok(count) => count.unwrap_or(0),
+        Err(mysql_async::Error::Server(e)) if e.code == NO_SUCH_TABLE => 0,
+        Err(e) => panic!("read ferry_meta: {e}"),
+    }
 }
+
+/// ER_NO_SUCH_TABLE.
+const NO_SUCH_TABLE: u16 = 1146;
