@@ -3,7 +3,7 @@
 # .github/workflows/kind-e2e.yaml). It creates the cluster, builds the ferry and operator images
 # and loads them, installs the Helm chart, runs MariaDB (source) and TiDB (target) in the
 # cluster, then runs the same test the harness's control plane runs
-# (operator/tests/operator_e2e.rs, `example_migration_end_to_end`): the example job reaches the
+# (operator/tests/it/operator_e2e.rs, `example_migration_end_to_end`): the example job reaches the
 # Incremental stage, rows written to the source arrive, pause, resume, restart, delete.
 #
 #   e2e/kind/run.sh            # KEEP_CLUSTER=1 keeps the cluster afterwards
@@ -45,7 +45,7 @@ kubectl -n ferry-e2e-db rollout status deployment/mariadb --timeout=300s
 kubectl -n ferry-e2e-db rollout status deployment/tidb --timeout=300s
 
 echo "== ferry (Helm chart)"
-# e2e/tests/kind_suite.rs renders the chart with exactly these --set values and validates the
+# e2e/tests/it/kind_suite.rs renders the chart with exactly these --set values and validates the
 # result, so a renamed value fails there before it fails here.
 helm upgrade --install ferry charts/ferry --namespace ferry-system --create-namespace --wait --timeout 300s \
   --set image.repository=localhost/ferry-operator --set "image.tag=$TAG" \
@@ -71,5 +71,5 @@ export FERRY_E2E_SOURCE_ADDRESS="mariadb.ferry-e2e-db.svc:3306"
 export FERRY_E2E_TARGET_URL="mysql://root@127.0.0.1:14000"
 export FERRY_E2E_TARGET_KIND=tidb
 export FERRY_E2E_TARGET_ADDRESS="tidb.ferry-e2e-db.svc:4000"
-cargo test --locked -p ferry-operator --test operator_e2e -- --exact example_migration_end_to_end --nocapture
+cargo test --locked -p ferry-operator --test it -- --exact operator_e2e::example_migration_end_to_end --nocapture
 echo "kind suite: passed"

@@ -18,6 +18,7 @@ mod ports;
 mod ready;
 pub mod source;
 pub mod tidb;
+pub mod workspace;
 
 pub use compare::database_digests;
 pub use compare::{CompareOptions, Flavour, TableDigest, assert_same_tables, compare_databases};

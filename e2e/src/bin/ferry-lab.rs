@@ -85,7 +85,7 @@ const SAMPLE: &str = "CREATE DATABASE shop; \
 
 /// The try-out once the lab is up, as `(command, comment)`; `{bin}` is this binary's
 /// directory. README.md's "Try it on Kubernetes without a cluster" shows the same commands
-/// with `target/debug/`, and e2e/tests/lab_readme.rs runs them from there and checks that
+/// with `target/debug/`, and e2e/tests/it/lab_readme.rs runs them from there and checks that
 /// `up` printed them.
 const NEXT_STEPS: &[(&str, &str)] = &[
     (r#"eval "$({bin}/ferry-lab env)""#, "KUBECONFIG, the lab's kubectl, FERRY_LAB_*"),

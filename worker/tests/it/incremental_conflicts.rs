@@ -1,0 +1,121 @@
+//! Conflicts, the restart request, safe mode after an abrupt stop, and a purged binlog.
+
+use crate::support;
+
+use ferry_e2e::SqlServer;
+
+use std::time::Duration;
+
+use mysql_async::prelude::Queryable;
+use support::{Setup, interrupt, wait_exit};
+
+const TABLES: &str = "CREATE DATABASE app; \
+    CREATE TABLE app.items (id INT PRIMARY KEY, v VARCHAR(20), parent INT);";
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_duplicate_key_fails_the_job_and_the_restart_request_replaces_the_row() {
+    let mut setup = Setup::start().await;
+    setup.both(TABLES).await;
+    let start = setup.source_head().await;
+    let manifest = setup.incremental_manifest(&start, "");
+    let mut ferry = setup.spawn(&manifest, &[], &[]);
+    setup.source.exec("INSERT INTO app.items VALUES (1, 'first', NULL)").await.unwrap();
+    setup.wait_caught_up(&mut ferry, Duration::from_secs(60)).await;
+
+    setup.target.exec("INSERT INTO app.items VALUES (100, 'target', NULL)").await.unwrap();
+    setup.source.exec("INSERT INTO app.items VALUES (100, 'source', 1)").await.unwrap();
+    let exit = wait_exit(&mut ferry, Duration::from_secs(60));
+    assert_eq!(exit.code(), Some(1), "{}", setup.last_log());
+    let status = setup.status();
+    let message = status["lastError"]["message"].as_str().unwrap_or_default().to_string();
+    assert!(message.contains("duplicate key"), "{status:#}");
+    assert!(message.contains("`app`.`items`"), "{status:#}");
+    assert!(message.contains("'100'"), "the key is named: {status:#}");
+    assert_eq!(status["phase"], "Failed");
+    assert_eq!(status["lastError"]["retryable"], false);
+
+    // The restart request resumes and replaces the conflicting target row with the source's.
+    let manifest = setup.incremental_manifest(&start, "  restartRequest: \"2026-01-01T00:00:00Z\"");
+    let mut ferry = setup.spawn(&manifest, &[], &[]);
+    setup.source.exec("UPDATE app.items SET v = 'later' WHERE id = 1").await.unwrap();
+    setup.wait_caught_up(&mut ferry, Duration::from_secs(60)).await;
+    setup.assert_same("app").await;
+    assert!(interrupt(&mut ferry).success(), "{}", setup.last_log());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn safe_mode_after_an_abrupt_stop_replaces_rows_and_shows_in_status() {
+    let mut setup = Setup::start().await;
+    setup.both(TABLES).await;
+    let start = setup.source_head().await;
+    let manifest = setup.incremental_manifest(&start, "  safeModeDuration: 10m");
+    let mut ferry = setup.spawn(&manifest, &[], &[]);
+    setup.source.exec("INSERT INTO app.items VALUES (1, 'a', NULL), (2, 'b', NULL)").await.unwrap();
+    setup.wait_caught_up(&mut ferry, Duration::from_secs(60)).await;
+    ferry.kill().expect("SIGKILL");
+    wait_exit(&mut ferry, Duration::from_secs(10));
+
+    // Rows the target already has (as after a replay of changes applied before a crash).
+    setup.target.exec("INSERT INTO app.items VALUES (3, 'stale', NULL)").await.unwrap();
+    setup
+        .source
+        .exec(
+            "INSERT INTO app.items VALUES (3, 'fresh', 2); \
+             UPDATE app.items SET id = 4, v = 'moved' WHERE id = 1; \
+             UPDATE app.items SET v = 'b2' WHERE id = 2",
+        )
+        .await
+        .unwrap();
+    let mut ferry = setup.spawn(&manifest, &[], &[]);
+    setup.wait_caught_up(&mut ferry, Duration::from_secs(60)).await;
+    setup.assert_same("app").await;
+    let has_until = |s: &serde_json::Value| s["incremental"]["safeModeUntil"].is_string();
+    let status = setup.wait_status("safeModeUntil", Duration::from_secs(30), has_until).await;
+    let until = status["incremental"]["safeModeUntil"].as_str().unwrap_or_default();
+    let until = chrono::DateTime::parse_from_rfc3339(until).expect("RFC 3339");
+    let left = until.signed_duration_since(chrono::Utc::now()).num_seconds();
+    assert!((500..=600).contains(&left), "safe mode for about 10 minutes, {left} s left");
+    assert!(interrupt(&mut ferry).success(), "{}", setup.last_log());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_purged_binlog_asks_for_a_new_full_migration() {
+    let mut setup = Setup::start().await;
+    setup.both(TABLES).await;
+    let start = setup.source_head().await;
+    let manifest = setup.incremental_manifest(&start, "");
+    let mut ferry = setup.spawn(&manifest, &[], &[]);
+    setup.source.exec("INSERT INTO app.items VALUES (1, 'a', NULL)").await.unwrap();
+    setup.wait_caught_up(&mut ferry, Duration::from_secs(60)).await;
+    assert!(interrupt(&mut ferry).success(), "{}", setup.last_log());
+
+    setup
+        .source
+        .exec(
+            "INSERT INTO app.items VALUES (2, 'lost', NULL); FLUSH BINARY LOGS; \
+             INSERT INTO app.items VALUES (3, 'lost', NULL); FLUSH BINARY LOGS",
+        )
+        .await
+        .unwrap();
+    let (current, _) = setup.source_head().await;
+    // The source keeps a file a dump thread still reads; the stopped job's thread ends at its
+    // next heartbeat.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        setup.source.exec(&format!("PURGE BINARY LOGS TO '{current}'")).await.unwrap();
+        let mut conn = setup.source.conn().await.unwrap();
+        let files: Vec<(String, u64)> = conn.query("SHOW BINARY LOGS").await.unwrap();
+        if !files.iter().any(|(f, _)| *f == start.0) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{} was not purged: {files:?}", start.0);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+
+    let mut ferry = setup.spawn(&manifest, &[], &[]);
+    let exit = wait_exit(&mut ferry, Duration::from_secs(60));
+    assert_eq!(exit.code(), Some(1), "{}", setup.last_log());
+    let message = setup.status()["lastError"]["message"].as_str().unwrap_or_default().to_string();
+    assert!(message.contains("purged"), "{message}");
+    assert!(message.contains("new full migration"), "{message}");
+}
