@@ -429,7 +429,8 @@ fn monitoring_toggles_ship_deploys_alerts_and_dashboard() -> anyhow::Result<()> 
     let dashboard = find(&docs, "ConfigMap", Some("ferry-dashboard"));
     assert_eq!(dashboard["metadata"]["labels"]["grafana_dashboard"], "1");
     let json: Value = serde_json::from_str(dashboard["data"]["ferry.json"].as_str().unwrap_or(""))?;
-    let file = std::fs::read_to_string(repo_root().join("deploy/monitoring/grafana-dashboard.json"))?;
+    let file =
+        std::fs::read_to_string(repo_root().join("deploy/monitoring/grafana-dashboard.json"))?;
     assert_eq!(json, serde_json::from_str::<Value>(&file)?);
     Ok(())
 }
