@@ -13,7 +13,6 @@ use crate::health::Health;
 struct Sample {
     name: String,
     labels: BTreeMap<String, String>,
-
 }
 
 /// The samples of an OpenMetrics or Prometheus text exposition.
