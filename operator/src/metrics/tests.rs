@@ -32,8 +32,11 @@ fn parse(exposition: &str) -> Vec<Sample> {
         .collect()
 }
 
-/// `k="v",k2=~"v2"` as (label, operator, value), unescaping `\"` and `\\`.
-fn matchers(text: &str) -> Vec<(String, String, String)> {
+/// (label, operator, value) of a label matcher such as `phase="Failed"`.
+type Matcher = (String, String, String);
+
+/// `k="v",k2=~"v2"` as matchers, unescaping `\"` and `\\`.
+fn matchers(text: &str) -> Vec<Matcher> {
     let mut out = Vec::new();
     let mut rest = text.trim();
     while !rest.is_empty() {
@@ -197,7 +200,7 @@ fn uses() -> Uses {
 }
 
 /// Each `ferry_*` series an expression selects, with its matchers.
-fn selectors(expr: &str) -> Vec<(String, Vec<(String, String, String)>)> {
+fn selectors(expr: &str) -> Vec<(String, Vec<Matcher>)> {
     let mut out = Vec::new();
     let mut rest = expr;
     while let Some(at) = rest.find("ferry_") {
