@@ -1,4 +1,5 @@
-//! What every reconcile shares: the client, settings, the event recorder and the metrics.
+//! What every reconcile shares: the client, settings, the event recorder, the metrics and the
+//! readiness.
 
 use std::time::Duration;
 
@@ -7,6 +8,7 @@ use kube::Client;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 
 use crate::events::EventKind;
+use crate::health::Health;
 use crate::job::decisions::Backoff;
 use crate::job::pod::PodSettings;
 use crate::metrics::Metrics;
@@ -31,13 +33,21 @@ pub struct Context {
     pub settings: Settings,
     pub recorder: Recorder,
     pub metrics: Metrics,
+    /// What `/readyz` reports.
+    pub health: Health,
 }
 
 impl Context {
-    pub fn new(client: Client, settings: Settings, metrics: Metrics, instance: String) -> Self {
+    pub fn new(
+        client: Client,
+        settings: Settings,
+        metrics: Metrics,
+        health: Health,
+        instance: String,
+    ) -> Self {
         let reporter = Reporter { controller: "ferry-operator".into(), instance: Some(instance) };
         let recorder = Recorder::new(client.clone(), reporter);
-        Self { client, settings, recorder, metrics }
+        Self { client, settings, recorder, metrics, health }
     }
 
     /// Publishes an event about `object`; a failure is logged, never fatal.

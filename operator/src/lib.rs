@@ -4,7 +4,8 @@
 //! - `job`: the MigrationJob controller, which runs each job's worker pod, sized by its tier,
 //!   following the pure rules in `job::decisions`;
 //! - shared by both: `context` (client, settings, events, metrics), `run` (start and stop),
-//!   `leader` (two replicas stay safe), `metrics` (Prometheus), `secrets`, `error`.
+//!   `leader` (two replicas stay safe), `metrics` (Prometheus), `health` (readiness), `secrets`,
+//!   `error`.
 //!
 //! What the operator and its workers agree on (who writes which condition, exit codes, where the
 //! credentials are mounted) lives in `ferry_crds::contract`; the worker reports its own
@@ -13,6 +14,7 @@
 pub mod context;
 pub mod error;
 pub mod events;
+pub mod health;
 pub mod job;
 pub mod leader;
 pub mod metrics;

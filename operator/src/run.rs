@@ -11,6 +11,7 @@ use tokio::signal::unix::{SignalKind, signal};
 use tokio_util::sync::CancellationToken;
 
 use crate::context::{Context, Settings};
+use crate::health::Health;
 use crate::job::decisions::Backoff;
 use crate::job::pod::PodSettings;
 use crate::job::tiers::Tiers;
@@ -78,6 +79,8 @@ pub enum RunError {
     Kube(#[from] crate::error::Error),
     #[error("lost the leader lease; exiting so that only one replica acts")]
     LostLeadership,
+    #[error("the {0} controller stopped on its own; exiting so that the pod is restarted")]
+    ControllerStopped(&'static str),
 }
 
 fn identity(options: &Options) -> String {
@@ -95,10 +98,11 @@ pub async fn run(options: Options) -> Result<(), RunError> {
     };
     let client = Client::try_default().await.map_err(RunError::Client)?;
     let shutdown = CancellationToken::new();
-    stop_on_signals(shutdown.clone());
     let metrics = Metrics::default();
+    let health = Health::default();
+    stop_on_signals(shutdown.clone(), health.clone());
     let addr = options.metrics_addr;
-    let bound = metrics::serve(addr, metrics.clone(), shutdown.clone())
+    let bound = metrics::server::serve(addr, metrics.clone(), health.clone(), shutdown.clone())
         .await
         .map_err(|source| RunError::Metrics { addr, source })?;
     tracing::info!(%bound, "serving metrics");
@@ -118,6 +122,7 @@ pub async fn run(options: Options) -> Result<(), RunError> {
         None
     };
     metrics.set_leader(true);
+    health.leading();
     let settings = Settings {
         pod: PodSettings {
             image: options.worker_image.clone(),
@@ -133,8 +138,13 @@ pub async fn run(options: Options) -> Result<(), RunError> {
             ..Backoff::default()
         },
     };
-    let ctx =
-        Arc::new(Context::new(client.clone(), settings, metrics.clone(), lease.identity.clone()));
+    let ctx = Arc::new(Context::new(
+        client.clone(),
+        settings,
+        metrics.clone(),
+        health.clone(),
+        lease.identity.clone(),
+    ));
     let stop = shutdown.child_token();
     let lost = leadership.as_ref().map(|l| l.lost.clone()).unwrap_or_default();
     let watch_lost = {
@@ -144,23 +154,61 @@ pub async fn run(options: Options) -> Result<(), RunError> {
             stop.cancel();
         })
     };
-    tokio::join!(
-        source::controller::run(ctx.clone(), stop.clone()),
-        job::controller::run(ctx.clone(), stop.clone()),
+    let controllers = tokio::join!(
+        supervise(
+            source::controller::CONTROLLER,
+            source::controller::run(ctx.clone(), stop.clone()),
+            (&health, &metrics),
+            &stop
+        ),
+        supervise(
+            job::controller::CONTROLLER,
+            job::controller::run(ctx.clone(), stop.clone()),
+            (&health, &metrics),
+            &stop
+        ),
     );
+    health.shutting_down();
     watch_lost.abort();
     metrics.set_leader(false);
     if lost.is_cancelled() {
         return Err(RunError::LostLeadership);
     }
+    // A controller that stopped on its own: give the lease up below and exit with an error, so
+    // that a standby (or this pod, restarted) takes over.
+    let stopped = [controllers.0, controllers.1].into_iter().find_map(Result::err);
     if let Some(l) = leadership {
         l.release(client, &lease).await;
+    }
+    if let Some(controller) = stopped {
+        return Err(RunError::ControllerStopped(controller));
     }
     tracing::info!("stopped");
     Ok(())
 }
 
-fn stop_on_signals(shutdown: CancellationToken) {
+/// Runs one controller, marked running in `/readyz` and its metrics while it does. A controller
+/// that returns before `stop` has stopped on its own: it stops the other one too and is
+/// named in the error.
+async fn supervise(
+    name: &'static str,
+    controller: impl Future<Output = ()>,
+    (health, metrics): (&Health, &Metrics),
+    stop: &CancellationToken,
+) -> Result<(), &'static str> {
+    health.controller_running(name);
+    metrics.controller_started(name);
+    controller.await;
+    health.controller_stopped(name);
+    if stop.is_cancelled() {
+        return Ok(());
+    }
+    tracing::error!(controller = name, "controller stopped on its own; stopping the operator");
+    stop.cancel();
+    Err(name)
+}
+
+fn stop_on_signals(shutdown: CancellationToken, health: Health) {
     tokio::spawn(async move {
         let mut term = match signal(SignalKind::terminate()) {
             Ok(term) => term,
@@ -174,6 +222,41 @@ fn stop_on_signals(shutdown: CancellationToken) {
             _ = tokio::signal::ctrl_c() => {}
         }
         tracing::info!("shutting down: finishing the reconciles in flight");
+        health.shutting_down();
         shutdown.cancel();
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_controller_that_stops_on_its_own_fails_readiness_and_stops_the_other() {
+        let (health, metrics, stop) =
+            (Health::default(), Metrics::default(), CancellationToken::new());
+        health.leading();
+        let other = {
+            let stop = stop.clone();
+            async move { stop.cancelled().await }
+        };
+        let (dead, alive) = tokio::join!(
+            supervise("source", async {}, (&health, &metrics), &stop),
+            supervise("job", other, (&health, &metrics), &stop),
+        );
+        assert_eq!(dead, Err("source"));
+        assert_eq!(alive, Ok(()), "the job controller was stopped, not failed");
+        let readiness = health.readiness();
+        assert!(!readiness.ready, "{readiness:?}");
+        assert!(readiness.report.contains("[-]controller source: stopped"), "{readiness:?}");
+    }
+
+    #[tokio::test]
+    async fn controllers_stopped_by_shutdown_are_no_error() {
+        let (health, metrics, stop) =
+            (Health::default(), Metrics::default(), CancellationToken::new());
+        stop.cancel();
+        let outcome = supervise("job", async {}, (&health, &metrics), &stop).await;
+        assert_eq!(outcome, Ok(()));
+    }
 }

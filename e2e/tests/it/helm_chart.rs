@@ -312,7 +312,7 @@ fn tiers_of(docs: &Docs) -> anyhow::Result<Value> {
 }
 
 /// kubernetes-validate has no ServiceMonitor schema, so its fields are checked here: it selects
-/// the metrics Service, by its port name, in the release namespace.
+/// the metrics Service, by its port name, in the release namespace, honouring its labels.
 #[test]
 fn service_monitor_scrapes_the_metrics_service() -> anyhow::Result<()> {
     assert!(all_of(&render(&[])?, "ServiceMonitor").is_empty(), "off by default");
@@ -331,6 +331,8 @@ fn service_monitor_scrapes_the_metrics_service() -> anyhow::Result<()> {
     assert_eq!(endpoint["port"], service["spec"]["ports"][0]["name"]);
     assert_eq!(endpoint["path"], "/metrics");
     assert_eq!(endpoint["interval"], "30s");
+    // The operator's `namespace` label is the MigrationJob's: kept, not `exported_namespace`.
+    assert_eq!(endpoint["honorLabels"], true, "docs/monitoring.md relies on honorLabels");
     let monitor_keys: BTreeSet<&str> =
         monitor["spec"].as_object().unwrap().keys().map(String::as_str).collect();
     assert_eq!(monitor_keys, BTreeSet::from(["endpoints", "namespaceSelector", "selector"]));

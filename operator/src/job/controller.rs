@@ -29,7 +29,7 @@ use crate::context::{Context, FIELD_MANAGER};
 use crate::error::{Error, Result, kube_err};
 use crate::source::secret_refs;
 
-const CONTROLLER: &str = "job";
+pub const CONTROLLER: &str = "job";
 /// Finalizer that stops the worker before a MigrationJob goes away.
 pub const FINALIZER: &str = "ferry.dev/stop-worker";
 /// Reconcile at least this often, to refresh metrics and catch anything a watch missed.
@@ -106,7 +106,7 @@ fn error_policy(_job: Arc<MigrationJob>, error: &Error, ctx: Arc<Context>) -> Ac
 }
 
 async fn reconcile(job: Arc<MigrationJob>, ctx: Arc<Context>) -> Result<Action> {
-    ctx.metrics.reconciled(CONTROLLER);
+    let _timer = ctx.metrics.reconcile_started(CONTROLLER);
     let namespace = job.namespace().ok_or_else(|| Error::Unnamed(job.name_any()))?;
     let api: Api<MigrationJob> = Api::namespaced(ctx.client.clone(), &namespace);
     let object = format!("MigrationJob {namespace}/{}", job.name_any());

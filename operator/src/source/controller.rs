@@ -29,7 +29,7 @@ use crate::error::{Error, Result, kube_err};
 use crate::events::EventKind;
 use crate::secrets::Loaded;
 
-const CONTROLLER: &str = "source";
+pub const CONTROLLER: &str = "source";
 
 /// What a reconcile of a source uses: the shared context and the record of past checks, which
 /// only this controller keeps.
@@ -75,7 +75,7 @@ struct Outcome {
 
 async fn reconcile(source: Arc<MigrationSource>, source_ctx: Arc<SourceContext>) -> Result<Action> {
     let ctx = &source_ctx.shared;
-    ctx.metrics.reconciled(CONTROLLER);
+    let _timer = ctx.metrics.reconcile_started(CONTROLLER);
     let namespace = source.namespace().ok_or_else(|| Error::Unnamed(source.name_any()))?;
     let loaded = crate::secrets::load(&ctx.client, &namespace, &secret_refs(&source)).await?;
     let key = (namespace.clone(), source.name_any());

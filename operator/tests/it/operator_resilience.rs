@@ -78,34 +78,82 @@ async fn lease(client: &Client) -> anyhow::Result<LeaseSpec> {
 }
 
 /// Waits until `replicas` operator replicas serve metrics and exactly one of them, `holder`,
-/// says it leads (`ferry_leader 1`); the standbys have reconciled nothing.
+/// says it leads (`ferry_leader 1`); the standbys have reconciled nothing. Every replica is
+/// ready (`/readyz`): the leader with both controllers running, a standby waiting for the lease.
 async fn only_leader(cluster: &Cluster, holder: &str, replicas: usize) -> anyhow::Result<()> {
     let seen = StdMutex::new(String::new());
     wait_for(
-        &format!("{replicas} operator replicas, {holder} alone leading"),
+        &format!("{replicas} operator replicas, {holder} alone leading, all ready"),
         STEP,
         || async {
             let pods = operator_pods(&cluster.client).await?;
             let mut leaders = Vec::new();
+            let mut unready = Vec::new();
             for pod in &pods {
                 let name = pod.name_any();
                 let Some(page) = cluster.operator_metrics(&name).await else { return Ok(None) };
+                let Some((status, readyz)) = cluster.operator_page(&name, "/readyz").await else {
+                    return Ok(None);
+                };
+                let version =
+                    format!("ferry_build_info{{version=\"{}\"}}", env!("CARGO_PKG_VERSION"));
+                ensure!(metric(&page, &version) == Some(1.0), "{name} lacks {version}:\n{page}");
                 match metric(&page, "ferry_leader") {
-                    Some(1.0) => leaders.push(name),
+                    Some(1.0) => {
+                        leaders.push(name.clone());
+                        if status != 200 || !readyz.contains("[+]controller job: running") {
+                            unready.push(format!("{name}: {status} {readyz}"));
+                        }
+                    }
                     Some(_) => {
                         let reconciles = metric(&page, JOB_RECONCILES);
                         ensure!(reconciles.is_none(), "standby {name} reconciled: {reconciles:?}");
+                        if status != 200 || !readyz.contains("standing by") {
+                            unready.push(format!("{name}: {status} {readyz}"));
+                        }
                     }
                     None => return Ok(None),
                 }
             }
             *seen.lock().unwrap() = format!(
-                "replicas {pods:?}, leading: {leaders:?}",
+                "replicas {pods:?}, leading: {leaders:?}, not ready: {unready:?}",
                 pods = pods.iter().map(|p| p.name_any()).collect::<Vec<_>>()
             );
-            Ok((pods.len() == replicas && leaders == [holder]).then_some(()))
+            Ok((pods.len() == replicas && leaders == [holder] && unready.is_empty()).then_some(()))
         },
         async || seen.lock().unwrap().clone(),
+    )
+    .await
+}
+
+/// Waits until the leader's metrics show the completed job `name` of `namespace` by its
+/// `namespace` and `migrationjob` labels, with the rows it copied as a counter.
+async fn completed_job_metrics(
+    cluster: &Cluster,
+    leader: &str,
+    namespace: &str,
+    name: &str,
+) -> anyhow::Result<()> {
+    let labels = format!("namespace=\"{namespace}\",migrationjob=\"{name}\"");
+    let status = format!("ferry_job_status{{{labels},stage=\"Completed\",phase=\"Completed\"}}");
+    let rows = format!("ferry_job_copied_rows_total{{{labels}}}");
+    let last = StdMutex::new(String::new());
+    wait_for(
+        &format!("the leader's metrics show {namespace}/{name} completed"),
+        STEP,
+        || async {
+            let page = cluster.operator_metrics(leader).await.context("operator metrics")?;
+            let done = metric(&page, &status) == Some(1.0)
+                && metric(&page, &rows).is_some_and(|n| n > 0.0)
+                && metric(
+                    &page,
+                    &format!("ferry_jobs{{namespace=\"{namespace}\",phase=\"Completed\"}}"),
+                )
+                .is_some_and(|n| n >= 1.0);
+            *last.lock().unwrap() = page;
+            Ok(done.then_some(()))
+        },
+        async || last.lock().unwrap().clone(),
     )
     .await
 }
@@ -373,6 +421,7 @@ async fn job_limit_holds_a_job_back_until_the_first_is_deleted() -> anyhow::Resu
         })
         .await?;
     assert_eq!(phase(&job), Some(Phase::Completed), "{}", cluster.describe(key.0, key.1).await);
+    completed_job_metrics(&cluster, &leader, namespace, "second").await?;
     Ok(())
 }
 

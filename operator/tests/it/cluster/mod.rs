@@ -329,16 +329,24 @@ impl Cluster {
     /// The metrics page of an operator replica, from the address it logged at start (each one
     /// binds a free port here, see [`Cluster::kustomize_install`]); `None` before it serves.
     pub async fn operator_metrics(&self, pod: &str) -> Option<String> {
+        let (status, body) = self.operator_page(pod, "/metrics").await?;
+        (status == 200).then_some(body)
+    }
+
+    /// The HTTP status and body of `path` (`/metrics`, `/readyz`) on an operator replica.
+    pub async fn operator_page(&self, pod: &str, path: &str) -> Option<(u16, String)> {
         use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
         let log = self.logs(OPERATOR_NAMESPACE, pod).await;
         let line = log.lines().rev().find(|l| l.contains("serving metrics"))?;
         let rest = &line[line.find("127.0.0.1:")?..];
         let end = rest.find(|c: char| !(c.is_ascii_digit() || c == '.' || c == ':'))?;
         let mut stream = tokio::net::TcpStream::connect(&rest[..end]).await.ok()?;
-        stream.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").await.ok()?;
+        stream.write_all(format!("GET {path} HTTP/1.0\r\n\r\n").as_bytes()).await.ok()?;
         let mut response = String::new();
         stream.read_to_string(&mut response).await.ok()?;
-        Some(response.split_once("\r\n\r\n")?.1.to_string())
+        let (head, body) = response.split_once("\r\n\r\n")?;
+        let status = head.split_whitespace().nth(1)?.parse().ok()?;
+        Some((status, body.to_string()))
     }
 }
 

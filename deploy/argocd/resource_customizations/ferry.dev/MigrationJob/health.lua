@@ -1,7 +1,13 @@
--- ArgoCD health check for ferry.dev/MigrationJob, derived from its status.
--- Progressing while prechecking or copying, Healthy while replicating or once completed,
--- Suspended when paused, Degraded when failed.
+-- ArgoCD health of a ferry.dev MigrationJob, from its status:
+-- Progressing while being deleted, starting, prechecking, copying, or retrying after a
+-- retryable error (back-off); Healthy while replicating or once completed; Suspended when
+-- paused; Degraded when failed for good (not retryable: needs a fix and spec.restartRequest).
 local hs = {}
+if obj.metadata ~= nil and obj.metadata.deletionTimestamp ~= nil then
+  hs.status = "Progressing"
+  hs.message = "MigrationJob is being deleted: stopping its worker"
+  return hs
+end
 local status = obj.status
 if status == nil or status.phase == nil then
   hs.status = "Progressing"
@@ -25,11 +31,18 @@ end
 
 local phase = status.phase
 local failed = condition("Failed")
+local ready = condition("Ready")
+local reason = ready ~= nil and ready.reason or nil
+if phase ~= "Failed" and (reason == "BackOff" or reason == "Retrying") then
+  hs.status = "Progressing"
+  hs.message = "Retrying automatically: " .. (ready.message or "")
+  return hs
+end
 if phase == "Failed" or (failed ~= nil and failed.status == "True") then
   hs.status = "Degraded"
   if status.lastError ~= nil and status.lastError.message ~= nil then
     hs.message = status.lastError.stage .. ": " .. status.lastError.message
-  elseif failed ~= nil then
+  elseif failed ~= nil and failed.message ~= nil then
     hs.message = failed.message
   else
     hs.message = "The migration failed"
@@ -58,6 +71,8 @@ end
 hs.status = "Progressing"
 if status.stage == "Full" and status.full ~= nil and status.full.percent ~= nil then
   hs.message = "Copying existing data: " .. status.full.percent
+elseif reason ~= nil and ready.message ~= nil and ready.message ~= "" then
+  hs.message = reason .. ": " .. ready.message
 elseif status.stage ~= nil then
   hs.message = status.stage .. " " .. phase
 else

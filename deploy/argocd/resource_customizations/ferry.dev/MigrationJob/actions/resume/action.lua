@@ -1,0 +1,4 @@
+-- Resumes a paused job from its checkpoint.
+if obj.spec == nil then obj.spec = {} end
+obj.spec.paused = false
+return obj
