@@ -87,10 +87,14 @@ fn percent(full: &FullProgress) -> f64 {
 pub fn describe(status: &MigrationJobStatus) -> String {
     match (status.stage, &status.full, &status.incremental) {
         (Some(Stage::Incremental), _, Some(inc)) => format!(
-            "replicating: lag {}s, {} rows/s{}",
+            "replicating: lag {}s, {} rows/s{}{}",
             inc.lag_seconds.unwrap_or(0),
             inc.rows_per_second.unwrap_or(0),
-            status.position.as_deref().map(|p| format!(", at {p}")).unwrap_or_default()
+            status.position.as_deref().map(|p| format!(", at {p}")).unwrap_or_default(),
+            inc.skipped_events
+                .as_ref()
+                .map(|s| format!(", {} events dropped by filters", s.total()))
+                .unwrap_or_default()
         ),
         (Some(Stage::Full | Stage::Completed), Some(full), _) => describe_full(full),
         (Some(Stage::Precheck), ..) => "checking source and target".into(),
