@@ -250,7 +250,12 @@ pub struct ObjectSelection {
 
 impl Default for ObjectSelection {
     fn default() -> Self {
-        Self { databases: Vec::new(), tables: Vec::new(), exclude: Vec::new(), case_sensitive: true }
+        Self {
+            databases: Vec::new(),
+            tables: Vec::new(),
+            exclude: Vec::new(),
+            case_sensitive: true,
+        }
     }
 }
 

@@ -235,9 +235,9 @@ impl Selection {
     /// Whether a filter drops events of `kind` on `database`.`table` (`table` absent: an event
     /// on the database as a whole, such as DROP DATABASE).
     pub fn ignores(&self, kind: EventType, database: &str, table: Option<&str>) -> bool {
-        self.filters.iter().any(|f| {
-            f.ignore.contains(&kind) && self.pattern_covers(&f.matches, database, table)
-        })
+        self.filters
+            .iter()
+            .any(|f| f.ignore.contains(&kind) && self.pattern_covers(&f.matches, database, table))
     }
 
     /// Whether the job has event filters at all.
@@ -261,7 +261,9 @@ mod tests {
     }
 
     fn tables(list: &[(&str, &str)]) -> Vec<TableRef> {
-        list.iter().map(|(d, t)| TableRef { database: d.to_string(), table: t.to_string() }).collect()
+        list.iter()
+            .map(|(d, t)| TableRef { database: d.to_string(), table: t.to_string() })
+            .collect()
     }
 
     fn objects(
@@ -333,7 +335,8 @@ mod tests {
             };
             let p = word(&['a', 'b', '*', '?']);
             let n = word(&['a', 'b']);
-            let expected = reference(&p.chars().collect::<Vec<_>>(), &n.chars().collect::<Vec<_>>());
+            let expected =
+                reference(&p.chars().collect::<Vec<_>>(), &n.chars().collect::<Vec<_>>());
             assert_eq!(matches(&p, &n, true), expected, "{p:?} vs {n:?}");
         }
     }
@@ -368,7 +371,11 @@ mod tests {
         ];
         for (objects, database, table, as_table, as_database) in cases {
             let selection = Selection::new(Some(objects.clone()), vec![], vec![]);
-            assert_eq!(selection.table(database, table), as_table, "{database}.{table}: {objects:?}");
+            assert_eq!(
+                selection.table(database, table),
+                as_table,
+                "{database}.{table}: {objects:?}"
+            );
             assert_eq!(selection.database(database), as_database, "{database}: {objects:?}");
         }
     }

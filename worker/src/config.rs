@@ -3,8 +3,8 @@
 use std::fmt;
 use std::time::Duration;
 
-use ferry_crds::TlsMode;
 use ferry_crds::Selection;
+use ferry_crds::TlsMode;
 use ferry_crds::job::{BinlogPosition, DdlErrorAction, MigrationMode, Tier};
 use ferry_crds::source::SourceType;
 

@@ -78,10 +78,8 @@ async fn orders(conn: &mut mysql_async::Conn, sql: &str) -> Vec<OrderRow> {
 
 /// The source's shards together, and the merged target table.
 async fn merged_orders(setup: &Setup) -> (Vec<OrderRow>, Vec<OrderRow>) {
-    let union: Vec<String> = SHARDS
-        .iter()
-        .map(|s| format!("SELECT id, shard, amount FROM shard_{s}.orders"))
-        .collect();
+    let union: Vec<String> =
+        SHARDS.iter().map(|s| format!("SELECT id, shard, amount FROM shard_{s}.orders")).collect();
     let source_sql = format!("{} ORDER BY id", union.join(" UNION ALL "));
     let mut source = setup.source.conn().await.expect("source conn");
     let mut target = setup.target.conn().await.expect("target conn");
@@ -119,8 +117,14 @@ async fn routes_land_a_database_and_merge_shards_under_writes() {
     let manifest = setup.write_manifest("FullAndIncremental", ROUTED_SPEC);
     let mut child = setup.spawn(&manifest, &[("FERRY_CHUNK_ROWS", "50")], &["--concurrency", "3"]);
     let shared: &Setup = &setup;
-    shared.write_while_copying(&mut child, move |n| write_routed(shared, 1000 + n as u32 * 3, 3)).await;
-    setup.wait_status("the Incremental stage", Duration::from_secs(90), |s| s["stage"] == "Incremental").await;
+    shared
+        .write_while_copying(&mut child, move |n| write_routed(shared, 1000 + n as u32 * 3, 3))
+        .await;
+    setup
+        .wait_status("the Incremental stage", Duration::from_secs(90), |s| {
+            s["stage"] == "Incremental"
+        })
+        .await;
     write_routed(&setup, 5000, 200).await;
     setup.wait_caught_up(&mut child, Duration::from_secs(60)).await;
 
@@ -160,7 +164,8 @@ async fn routes_land_a_database_and_merge_shards_under_writes() {
     assert!(!status.success(), "ferry went on past DDL on a merged shard:\n{}", setup.last_log());
     let log = setup.last_log();
     assert!(
-        log.contains("merged with other tables into `shop`.`orders`") && log.contains("ddlErrorPolicy"),
+        log.contains("merged with other tables into `shop`.`orders`")
+            && log.contains("ddlErrorPolicy"),
         "{log}"
     );
 }
@@ -197,7 +202,11 @@ async fn filters_drop_the_chosen_events_and_count_them() {
         .expect("schema");
     let manifest = setup.write_manifest("FullAndIncremental", FILTER_SPEC);
     let mut child = setup.spawn(&manifest, &[], &[]);
-    setup.wait_status("the Incremental stage", Duration::from_secs(90), |s| s["stage"] == "Incremental").await;
+    setup
+        .wait_status("the Incremental stage", Duration::from_secs(90), |s| {
+            s["stage"] == "Incremental"
+        })
+        .await;
     setup
         .source
         .exec(&format!(
@@ -243,4 +252,41 @@ async fn filters_drop_the_chosen_events_and_count_them() {
         "{skipped}"
     );
     assert!(support::interrupt(&mut child).success(), "{}", setup.last_log());
+}
+
+/// The precheck judges the tables the routes land in: an existing routed target table too
+/// narrow for its source, and shards that cannot merge because their columns differ.
+#[tokio::test]
+async fn precheck_checks_the_routed_target_tables() {
+    let setup = Setup::start().await;
+    setup.source.exec(&routed_schema()).await.expect("schema");
+    setup.source.exec("ALTER TABLE shard_3.orders ADD COLUMN note INT").await.expect("shard 3");
+    setup
+        .target
+        .exec(
+            "CREATE DATABASE shop1; \
+             CREATE TABLE shop1.items (id INT PRIMARY KEY, v VARCHAR(5) NOT NULL)",
+        )
+        .await
+        .expect("routed target table");
+    let manifest = setup.write_manifest("FullAndIncremental", ROUTED_SPEC);
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_ferry"))
+        .args(["precheck", "--output", "json", "-f"])
+        .arg(&manifest)
+        .output()
+        .expect("run ferry precheck");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let items: Vec<ferry_crds::job::PrecheckItem> =
+        serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}"));
+    let item = |name: &str| {
+        items.iter().find(|i| i.name == name).unwrap_or_else(|| panic!("no {name}: {stdout}"))
+    };
+    use ferry_crds::job::CheckResult::Failure;
+    let shards = item("merged_shards");
+    assert_eq!(shards.result, Failure, "{shards:?}");
+    assert!(shards.observed.as_deref().unwrap_or("").contains("`shop`.`orders`"), "{shards:?}");
+    let definitions = item("target_table_definitions");
+    assert_eq!(definitions.result, Failure, "{definitions:?}");
+    assert!(definitions.observed.as_deref().unwrap_or("").contains("shop1"), "{definitions:?}");
+    assert_eq!(output.status.code(), Some(1), "{stdout}");
 }

@@ -228,8 +228,11 @@ async fn write_error(
         _ => None,
     };
     let Some(message) = value_error else {
-        let mut context =
-            format!("write rows of {} to {} on the target", table.qualified(), table.target_qualified());
+        let mut context = format!(
+            "write rows of {} to {} on the target",
+            table.qualified(),
+            table.target_qualified()
+        );
         if table.merged {
             context.push_str(
                 " (tables merged by spec.routes must not share key values: a duplicate key \

@@ -136,10 +136,10 @@ fn merged_targets(selection: &Selection, rows: &[TableRow]) -> HashSet<Routed> {
 /// The databases to create on the target: those of the selected databases and tables, under
 /// their routed names, each once (the first source database gives its definition).
 fn target_databases(selection: &Selection, schemas: &[String], tables: &[Table]) -> Vec<Database> {
-    let whole = schemas.iter().filter(|db| selection.database(db)).map(|db| Database {
-        source: db.clone(),
-        target: selection.route_database(db),
-    });
+    let whole = schemas
+        .iter()
+        .filter(|db| selection.database(db))
+        .map(|db| Database { source: db.clone(), target: selection.route_database(db) });
     let of_tables =
         tables.iter().map(|t| Database { source: t.db.clone(), target: t.target.database.clone() });
     let mut databases: Vec<Database> = Vec::new();

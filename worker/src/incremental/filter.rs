@@ -132,15 +132,16 @@ impl Filter {
         // Only a statement naming tables unqualified, in a database routed whole and under
         // their own names, runs unchanged in the routed database.
         const UNQUALIFIED: &str = "\u{0}default";
-        let unqualified = ddl_objects(UNQUALIFIED, sql).unwrap_or_default().iter().all(
-            |o| matches!(o, Object::Table(d, _) if d == UNQUALIFIED),
-        );
+        let unqualified = ddl_objects(UNQUALIFIED, sql)
+            .unwrap_or_default()
+            .iter()
+            .all(|o| matches!(o, Object::Table(d, _) if d == UNQUALIFIED));
         let to_db = rules.route_database(default_schema);
         let same_tables = objects.iter().all(|o| match o {
-            Object::Table(d, t) => rules.route(d, t) == ferry_crds::selection::Routed {
-                database: to_db.clone(),
-                table: t.clone(),
-            },
+            Object::Table(d, t) => {
+                rules.route(d, t)
+                    == ferry_crds::selection::Routed { database: to_db.clone(), table: t.clone() }
+            }
             Object::Database(_) => false,
         });
         if unqualified && same_tables {
@@ -706,10 +707,7 @@ mod tests {
             filter.ddl_route("app_1", "ALTER TABLE t ADD c INT"),
             Ok(Some("shop1".to_string()))
         );
-        assert_eq!(
-            filter.ddl_route("app_1", "RENAME TABLE a TO b"),
-            Ok(Some("shop1".to_string()))
-        );
+        assert_eq!(filter.ddl_route("app_1", "RENAME TABLE a TO b"), Ok(Some("shop1".to_string())));
         let qualified = filter.ddl_route("x", "ALTER TABLE app_1.t ADD c INT").unwrap_err();
         assert!(qualified.contains("without a database"), "{qualified}");
         let merged = filter.ddl_route("shard_2", "ALTER TABLE orders ADD c INT").unwrap_err();

@@ -215,8 +215,7 @@ pub async fn run(ctx: &JobContext, start: Option<BinlogPosition>) -> crate::Resu
     let (stream, checksums) =
         stream::open(&ctx.config.source, &stream_from, server_id(&job)).await?;
     let (tx, rx) = mpsc::channel(READ_AHEAD);
-    let filter =
-        filter::Filter::new(ctx.config.selection.clone()).with_copy_positions(copied_at);
+    let filter = filter::Filter::new(ctx.config.selection.clone()).with_copy_positions(copied_at);
     monitor.count_skipped(filter.skipped());
     let reader = Reader::new(filter, stream_from, gtids, checksums);
     let reader_task = tokio::spawn(reader.run(stream, tx));
@@ -510,8 +509,8 @@ impl<'a> Loop<'a> {
                 .get(&mut self.control.conn, &to.database, &to.table)
                 .await?
                 .ok_or_else(|| IncrementalError::MissingTable {
-                    table: crate::sql::qualified(&to.database, &to.table),
-                })?;
+                table: crate::sql::qualified(&to.database, &to.table),
+            })?;
             let mapping = self.mappings.get(&mut self.source, &change, logged_at, &schema).await?;
             resolved.push((schema, mapping.apply(change)));
         }

@@ -324,7 +324,12 @@ impl Reader {
             Decoded::Rows(change) => {
                 let (db, table) = (&change.database, &change.table);
                 if self.filter.row(db, table, &self.position)
-                    && !self.filter.drops_rows(event_type(change.kind), db, table, change.rows.len())
+                    && !self.filter.drops_rows(
+                        event_type(change.kind),
+                        db,
+                        table,
+                        change.rows.len(),
+                    )
                 {
                     self.current.get_or_insert_with(Vec::new).push(change);
                 }

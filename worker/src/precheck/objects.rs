@@ -22,8 +22,12 @@ pub fn selected_objects(selection: Selection<'_>, schema: &SourceSchema) -> Prec
     let found_table = |db: &str, name: &str| {
         schema.tables.iter().any(|t| rules.same_name(&t.db, db) && rules.same_name(&t.name, name))
     };
-    let mut missing: Vec<String> =
-        rules.exact_databases().into_iter().filter(|d| !found_schema(d)).map(String::from).collect();
+    let mut missing: Vec<String> = rules
+        .exact_databases()
+        .into_iter()
+        .filter(|d| !found_schema(d))
+        .map(String::from)
+        .collect();
     missing.extend(
         rules
             .exact_tables()
@@ -55,10 +59,7 @@ pub fn selected_objects(selection: Selection<'_>, schema: &SourceSchema) -> Prec
 
 /// Shards that `spec.routes` merges into one target table must have the same columns, or the
 /// rows of some cannot be written there. `None` when nothing is merged.
-pub fn merged_shards(
-    rules: &ferry_crds::Selection,
-    schema: &SourceSchema,
-) -> Option<PrecheckItem> {
+pub fn merged_shards(rules: &ferry_crds::Selection, schema: &SourceSchema) -> Option<PrecheckItem> {
     const NAME: &str = "merged_shards";
     let mut targets: std::collections::BTreeMap<String, Vec<&super::schema::Table>> =
         Default::default();
@@ -72,7 +73,9 @@ pub fn merged_shards(
     }
     let shape = |t: &super::schema::Table| {
         let columns = schema.columns.get(&(t.db.clone(), t.name.clone()));
-        columns.map(|cs| cs.iter().map(|c| (c.name.to_lowercase(), c.column_type.clone())).collect::<Vec<_>>())
+        columns.map(|cs| {
+            cs.iter().map(|c| (c.name.to_lowercase(), c.column_type.clone())).collect::<Vec<_>>()
+        })
     };
     let differing: Vec<String> = targets
         .iter()

@@ -249,7 +249,8 @@ impl SourceSchema {
                     "list the source's triggers, routines, events and sequences",
                 ))?;
             for (kind, db, name, table) in rows {
-                if !selection.schema(&db) || table.as_ref().is_some_and(|t| !selection.table(&db, t))
+                if !selection.schema(&db)
+                    || table.as_ref().is_some_and(|t| !selection.table(&db, t))
                 {
                     continue;
                 }
@@ -367,8 +368,7 @@ impl SourceSchema {
             let (ref_db, ref_table) = (ref_db.unwrap_or_default(), ref_table.unwrap_or_default());
             let (on_update, on_delete) =
                 (on_update.unwrap_or_default(), on_delete.unwrap_or_default());
-            let references_unselected =
-                !selection.table(&ref_db, &ref_table);
+            let references_unselected = !selection.table(&ref_db, &ref_table);
             self.foreign_keys.push(ForeignKey {
                 table: format!("{db}.{table}"),
                 name,

@@ -397,7 +397,12 @@ async fn checksum(
 }
 
 /// Every row in `cond` on one server: key (or, keyless, row hash) -> hash and count.
-async fn rows_in(conn: &mut Conn, subject: &Subject, cond: &str, side: Side) -> crate::Result<Rows> {
+async fn rows_in(
+    conn: &mut Conn,
+    subject: &Subject,
+    cond: &str,
+    side: Side,
+) -> crate::Result<Rows> {
     let mut rows = Rows::new();
     scan(conn, subject, cond, false, side, |key, hash, _| {
         rows.entry(key).or_insert(Seen { hash, count: 0 }).count += 1;
