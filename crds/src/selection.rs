@@ -214,7 +214,6 @@ impl Selection {
     pub fn route_database(&self, database: &str) -> String {
         let database_routes = self.routes.iter().filter(|r| r.from.table.is_none());
         database_routes
-            .into_iter()
             .find(|r| self.name_matches(&r.from.database, database))
             .map_or_else(|| database.to_string(), |r| r.to.database.clone())
     }

@@ -97,6 +97,23 @@ async fn routed_items(setup: &Setup) -> (Vec<(u32, String)>, Vec<(u32, String)>)
     (a, b)
 }
 
+/// `ferry verify --output json` of the job, its JSON report.
+async fn verify(manifest: &std::path::Path) -> serde_json::Value {
+    let manifest = manifest.to_path_buf();
+    let output = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_ferry"))
+            .args(["verify", "--output", "json", "-f"])
+            .arg(&manifest)
+            .output()
+            .expect("run ferry verify")
+    })
+    .await
+    .expect("verify");
+    serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
+        panic!("no JSON report ({e}): {}", String::from_utf8_lossy(&output.stderr))
+    })
+}
+
 async fn target_schemas(setup: &Setup) -> Vec<String> {
     let mut target = setup.target.conn().await.expect("target conn");
     target
@@ -139,6 +156,21 @@ async fn routes_land_a_database_and_merge_shards_under_writes() {
         ["shop.orders", "shop1.items"],
         "only the routed tables belong on the target"
     );
+
+    // Verify compares app_1.items with shop1.items (a row removed there is found missing) and
+    // says it cannot compare the merged shards, so the job is never reported equal.
+    setup.target.exec("DELETE FROM shop1.items WHERE id = 2").await.expect("damage the target");
+    let report = verify(&manifest).await;
+    let tables = report["tables"].as_array().expect("tables");
+    let items = tables.iter().find(|t| t["database"] == "app_1").expect("app_1.items compared");
+    assert_eq!(items["table"], "items", "{report:#}");
+    assert_eq!(items["missing"][0]["key"], serde_json::json!(["2"]), "{report:#}");
+    assert!(items["problem"].is_null(), "{report:#}");
+    let shards: Vec<&serde_json::Value> =
+        tables.iter().filter(|t| t["table"] == "orders").collect();
+    assert_eq!(shards.len(), SHARDS.len(), "{report:#}");
+    assert!(shards.iter().all(|t| t["problem"].as_str().is_some_and(|p| p.contains("merged"))));
+    assert_eq!(report["equal"], false);
 
     // DDL on a database routed whole runs in the routed database when it names its tables
     // unqualified.
