@@ -212,8 +212,9 @@ impl Selection {
 
     /// The target database of `database` as a whole (its database route, if any).
     pub fn route_database(&self, database: &str) -> String {
-        let database_routes = self.routes.iter().filter(|r| r.from.table.is_none());
-        database_routes
+        self.routes
+            .iter()
+            .filter(|r| r.from.table.is_none())
             .find(|r| self.name_matches(&r.from.database, database))
             .map_or_else(|| database.to_string(), |r| r.to.database.clone())
     }

@@ -268,8 +268,8 @@ async fn filters_drop_the_chosen_events_and_count_them() {
     assert_eq!(events, expected, "inserts into events must be dropped, updates replicated");
     let mut source = setup.source.conn().await.expect("source conn");
     let items = "SELECT id, v FROM app.items ORDER BY id";
-    let (a, b): (Vec<(u32, u32)>, Vec<(u32, u32)>) =
-        (source.query(items).await.expect("source"), target.query(items).await.expect("target"));
+    let a: Vec<(u32, u32)> = source.query(items).await.expect("source");
+    let b: Vec<(u32, u32)> = target.query(items).await.expect("target");
     assert_eq!(a, b, "unfiltered tables replicate everything");
 
     let status = setup
