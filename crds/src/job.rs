@@ -57,10 +57,21 @@ pub struct MigrationJobSpec {
     /// the snapshot of the full copy). Absent: the source's current position.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub incremental: Option<IncrementalSpec>,
-    /// What to migrate. Absent: every user schema. The schemas mysql, information_schema,
-    /// performance_schema and sys are never migrated.
+    /// What to migrate. Absent: every user schema. System schemas (mysql, information_schema,
+    /// performance_schema, sys, metrics_schema, inspection_schema and ferry_meta, in any case)
+    /// are never migrated.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub objects: Option<ObjectSelection>,
+    /// Where selected objects land on the target when not under their own names: a database
+    /// under another name, or tables of many sources (shards) merged into one target table.
+    /// Table routes (with `from.table`) take precedence over database routes; the first match
+    /// of each kind wins.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub routes: Vec<Route>,
+    /// Binlog events to drop during replication, per database or table pattern (as TiDB DM's
+    /// binlog event filter). The full copy is not affected.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub filters: Vec<EventFilter>,
     /// Size of the worker: small, medium, large or xlarge. Sets its CPU, memory and concurrency.
     #[serde(default)]
     pub tier: Tier,
@@ -214,28 +225,127 @@ impl BinlogPosition {
     }
 }
 
-/// Which objects a job migrates: either whole databases or single tables.
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, KubeSchema)]
-#[x_kube(validation = Rule::new("!(has(self.databases) && has(self.tables))")
-    .message("objects takes databases or tables, not both"))]
+/// Which objects a job migrates. Names are exact or patterns with `*` (any run of characters)
+/// and `?` (one character). A table is migrated when `databases` or `tables` matches it (both
+/// empty: every user database) and no `exclude` rule does.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
 pub struct ObjectSelection {
-    /// Whole databases (schemas) to migrate, tables created in them later included.
+    /// Whole databases (schemas) to migrate, tables created in them later included, such as
+    /// `shop` or `app_?`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(inner(length(min = 1, max = 64)))]
     pub databases: Vec<String>,
-    /// Single tables to migrate; tables created later are not included.
+    /// Tables to migrate, such as `{database: crm, table: "acct_*"}`; with a pattern, tables
+    /// created later that match it are included.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tables: Vec<TableRef>,
+    /// Databases (no `table`) or tables never migrated, even when matched above, such as
+    /// `{database: "*", table: "*_bak"}`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub exclude: Vec<ObjectPattern>,
+    /// Whether names and patterns compare with case (default true, as MySQL on Linux does).
+    /// Applies to objects, routes and filters. System schemas compare without case always.
+    #[serde(default = "yes", skip_serializing_if = "is_true")]
+    pub case_sensitive: bool,
 }
 
-/// A table by database and name.
+impl Default for ObjectSelection {
+    fn default() -> Self {
+        Self {
+            databases: Vec::new(),
+            tables: Vec::new(),
+            exclude: Vec::new(),
+            case_sensitive: true,
+        }
+    }
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn is_true(value: &bool) -> bool {
+    *value
+}
+
+/// A table by database and name (each exact or a pattern).
 #[derive(
     Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, JsonSchema,
 )]
 pub struct TableRef {
-    /// Database (schema) of the table.
+    /// Database (schema) of the table, or a pattern.
+    #[schemars(length(min = 1, max = 64))]
     pub database: String,
-    /// Table name.
+    /// Table name, or a pattern.
+    #[schemars(length(min = 1, max = 64))]
     pub table: String,
+}
+
+/// A database (no `table`) or tables of databases, by exact names or patterns.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+pub struct ObjectPattern {
+    /// Database name or pattern, such as `shard_*`.
+    #[schemars(length(min = 1, max = 64))]
+    pub database: String,
+    /// Table name or pattern; absent: the whole database.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 64))]
+    pub table: Option<String>,
+}
+
+/// Lands the source objects `from` matches under other names on the target.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, KubeSchema)]
+#[x_kube(validation = Rule::new("!has(self.to.table) || has(self.from.table)")
+    .message("to.table needs from.table: a database route keeps the names of its tables"))]
+pub struct Route {
+    /// The source database (no `table`: all its tables) or tables, names or patterns.
+    pub from: ObjectPattern,
+    /// Where they land.
+    pub to: RouteTarget,
+}
+
+/// The target of a route: exact names.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+pub struct RouteTarget {
+    /// Target database.
+    #[schemars(length(min = 1, max = 64), pattern(r"^[^*?]+$"))]
+    pub database: String,
+    /// Target table (only for a route with `from.table`); absent: the source table's name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 64), pattern(r"^[^*?]+$"))]
+    pub table: Option<String>,
+}
+
+/// Binlog events of some tables that replication drops.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+pub struct EventFilter {
+    /// The source tables (or database, without `table`) the filter applies to.
+    #[serde(rename = "match")]
+    pub matches: ObjectPattern,
+    /// The events to drop.
+    #[schemars(length(min = 1))]
+    pub ignore: Vec<EventType>,
+}
+
+/// A kind of binlog event, for `spec.filters`.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, JsonSchema)]
+pub enum EventType {
+    /// Inserted rows.
+    Insert,
+    /// Updated rows.
+    Update,
+    /// Deleted rows.
+    Delete,
+    /// TRUNCATE TABLE.
+    Truncate,
+    /// DROP TABLE.
+    DropTable,
+    /// DROP DATABASE.
+    DropDatabase,
+    /// Any other DDL Ferry replicates: CREATE, ALTER and RENAME TABLE, CREATE and DROP INDEX,
+    /// CREATE DATABASE.
+    OtherDdl,
 }
 
 /// Size of a job's worker. The operator maps each tier to CPU, memory and concurrency.
@@ -415,6 +525,50 @@ pub struct IncrementalStatus {
     /// Safe mode lasts until this time (RFC 3339); absent when off.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub safe_mode_until: Option<String>,
+    /// Events `spec.filters` dropped by this worker: rows for Insert, Update and Delete,
+    /// statements for the others.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub skipped_events: Option<SkippedEvents>,
+}
+
+/// Counts of events dropped by `spec.filters`, per event type.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SkippedEvents {
+    /// Inserted rows dropped.
+    #[serde(default)]
+    pub insert: i64,
+    /// Updated rows dropped.
+    #[serde(default)]
+    pub update: i64,
+    /// Deleted rows dropped.
+    #[serde(default)]
+    pub delete: i64,
+    /// TRUNCATE statements dropped.
+    #[serde(default)]
+    pub truncate: i64,
+    /// DROP TABLE statements dropped.
+    #[serde(default)]
+    pub drop_table: i64,
+    /// DROP DATABASE statements dropped.
+    #[serde(default)]
+    pub drop_database: i64,
+    /// Other DDL statements dropped.
+    #[serde(default)]
+    pub other_ddl: i64,
+}
+
+impl SkippedEvents {
+    /// All events dropped.
+    pub fn total(&self) -> i64 {
+        self.insert
+            + self.update
+            + self.delete
+            + self.truncate
+            + self.drop_table
+            + self.drop_database
+            + self.other_ddl
+    }
 }
 
 /// An error that stopped a job.

@@ -11,6 +11,7 @@ pub mod common;
 pub mod contract;
 pub mod crd;
 pub mod job;
+pub mod selection;
 pub mod source;
 pub mod validation;
 
@@ -24,5 +25,4 @@ pub const GROUP: &str = "ferry.dev";
 pub const VERSION: &str = "v1alpha1";
 /// `apiVersion` as it appears in manifests.
 pub const API_VERSION: &str = "ferry.dev/v1alpha1";
-/// Schemas that are never migrated, whatever the selection says.
-pub const SYSTEM_SCHEMAS: [&str; 4] = ["mysql", "information_schema", "performance_schema", "sys"];
+pub use selection::{SYSTEM_SCHEMAS, Selection, is_system_schema};

@@ -173,11 +173,31 @@ fn invalid_jobs_are_rejected_with_the_field_named() {
             Box::new(|s| s["incremental"] = json!({"start": {"gtidSet": "0-1-5"}})),
         ),
         (
-            "databases or tables",
+            "to.table needs from.table",
             Box::new(|s| {
-                s["objects"] =
-                    json!({"databases": ["a"], "tables": [{"database": "b", "table": "c"}]})
+                s["routes"] =
+                    json!([{"from": {"database": "a"}, "to": {"database": "b", "table": "t"}}])
             }),
+        ),
+        (
+            "routes.0.to.database",
+            Box::new(|s| {
+                s["routes"] = json!([{"from": {"database": "a"}, "to": {"database": "b*"}}])
+            }),
+        ),
+        (
+            "filters.0.ignore",
+            Box::new(|s| {
+                s["filters"] = json!([{"match": {"database": "a"}, "ignore": ["DropEverything"]}])
+            }),
+        ),
+        (
+            "filters.0.ignore",
+            Box::new(|s| s["filters"] = json!([{"match": {"database": "a"}, "ignore": []}])),
+        ),
+        (
+            "objects.exclude.0.database",
+            Box::new(|s| s["objects"] = json!({"exclude": [{"database": ""}]})),
         ),
         ("unknown field", Box::new(|s| s["tyer"] = json!("small"))),
         (
@@ -195,6 +215,34 @@ fn invalid_jobs_are_rejected_with_the_field_named() {
             problems.iter().any(|p| p.contains(expected)),
             "expected a problem mentioning {expected:?}, got {problems:?}"
         );
+    }
+}
+
+/// The selection of the issue that asked for patterns, routes and filters, as written there;
+/// and the exact-name manifests written before them still pass.
+#[test]
+fn selections_with_patterns_routes_and_filters_are_accepted() {
+    let problems = job_problems(|s| {
+        s["objects"] = json!({
+            "databases": ["app_?", "shop"],
+            "tables": [{"database": "crm", "table": "acct_*"}],
+            "exclude": [{"database": "*", "table": "*_bak"}, {"database": "app_tmp"}],
+            "caseSensitive": false,
+        });
+        s["routes"] = json!([
+            {"from": {"database": "app_1"}, "to": {"database": "shop1"}},
+            {"from": {"database": "shard_*", "table": "orders"}, "to": {"database": "shop", "table": "orders"}},
+        ]);
+        s["filters"] = json!([
+            {"match": {"database": "*", "table": "audit_*"}, "ignore": ["Delete", "Truncate", "DropTable"]},
+        ]);
+    });
+    assert!(problems.is_empty(), "{problems:?}");
+    for objects in
+        [json!({"databases": ["a"]}), json!({"tables": [{"database": "b", "table": "c"}]})]
+    {
+        let problems = job_problems(|s| s["objects"] = objects.clone());
+        assert!(problems.is_empty(), "{objects}: {problems:?}");
     }
 }
 

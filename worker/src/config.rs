@@ -3,8 +3,9 @@
 use std::fmt;
 use std::time::Duration;
 
+use ferry_crds::Selection;
 use ferry_crds::TlsMode;
-use ferry_crds::job::{BinlogPosition, DdlErrorAction, MigrationMode, ObjectSelection, Tier};
+use ferry_crds::job::{BinlogPosition, DdlErrorAction, MigrationMode, Tier};
 use ferry_crds::source::SourceType;
 
 /// Everything the engine needs to run one job.
@@ -16,8 +17,9 @@ pub struct JobConfig {
     pub source: Endpoint,
     pub target: Endpoint,
     pub mode: MigrationMode,
-    /// Absent: every user schema.
-    pub objects: Option<ObjectSelection>,
+    /// What the job covers, where it lands and the events it drops (`spec.objects`, `routes`
+    /// and `filters`).
+    pub selection: Selection,
     pub tier: Tier,
     /// Connections used to copy and to apply in parallel.
     pub concurrency: usize,

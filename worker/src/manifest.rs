@@ -289,7 +289,7 @@ impl Manifest {
                 spec.target.tls.as_ref(),
             ),
             mode: spec.mode,
-            objects: spec.objects.clone(),
+            selection: ferry_crds::Selection::of(spec),
             tier: spec.tier,
             concurrency: spec.tier.default_concurrency(),
             safe_mode_duration: parse_duration(&spec.safe_mode_duration)

@@ -94,8 +94,10 @@ pub fn describe(status: &MigrationJobStatus, elapsed: Duration) -> String {
             let applied = status.position.as_deref().unwrap_or("-");
             let behind =
                 inc.lag_bytes.map(|b| format!(", {} behind", bytes(b))).unwrap_or_default();
+            let dropped = inc.skipped_events.as_ref().map(|s| s.total()).filter(|n| *n > 0);
+            let dropped = dropped.map(|n| format!("; Filtered: {n} events")).unwrap_or_default();
             format!(
-                "Applied: {applied}; Lag: {}s{behind}; Rate: {} rows/s; {time}",
+                "Applied: {applied}; Lag: {}s{behind}; Rate: {} rows/s{dropped}; {time}",
                 inc.lag_seconds.unwrap_or(0),
                 inc.rows_per_second.unwrap_or(0),
             )

@@ -29,7 +29,7 @@ fn job(source_type: SourceType, source: &impl SqlServer, target: &impl SqlServer
         source: endpoint(source),
         target: endpoint(target),
         mode: MigrationMode::FullAndIncremental,
-        objects: None,
+        selection: ferry_crds::Selection::default(),
         tier: Tier::Small,
         concurrency: Tier::Small.default_concurrency(),
         safe_mode_duration: std::time::Duration::from_secs(60),

@@ -140,7 +140,8 @@ pub async fn worker(
                 let left = shared.remaining.get(&key).map(|r| r.fetch_sub(1, Ordering::SeqCst) - 1);
                 if left == Some(0) {
                     tracing::info!(table = %table.qualified(), "table copied");
-                    indexes::build(&mut target, &shared.job, &table.db, &table.name).await?;
+                    let to = &table.target;
+                    indexes::build(&mut target, &shared.job, &to.database, &to.table).await?;
                     shared.progress.table_done();
                 }
             }
@@ -181,7 +182,10 @@ async fn copy_chunk(
         table.qualified(),
         chunk.cond
     );
-    let header = format!("REPLACE INTO {} ({}) VALUES ", table.qualified(), columns.join(", "));
+    // Rows of merged shards must not replace each other's: a key in two shards is an error.
+    let verb = if table.merged { "INSERT" } else { "REPLACE" };
+    let header =
+        format!("{verb} INTO {} ({}) VALUES ", table.target_qualified(), columns.join(", "));
     target.query_drop("BEGIN").await.sql("begin a chunk on the target")?;
     let (tx, mut rx) = mpsc::channel::<Batch>(2);
     let read = read_rows(shared, table, &select, header.as_bytes(), &mut source.conn, tx);
@@ -224,7 +228,17 @@ async fn write_error(
         _ => None,
     };
     let Some(message) = value_error else {
-        let context = format!("write rows of {} to the target", table.qualified());
+        let mut context = format!(
+            "write rows of {} to {} on the target",
+            table.qualified(),
+            table.target_qualified()
+        );
+        if table.merged {
+            context.push_str(
+                " (tables merged by spec.routes must not share key values: a duplicate key \
+                 means two shards hold the same key)",
+            );
+        }
         return crate::Error::Sql { context, source: error };
     };
     let row = match error_row(&message) {
@@ -232,7 +246,7 @@ async fn write_error(
         None => rejected_row(target, batch).await,
     };
     FullError::Value {
-        table: table.qualified(),
+        table: table.target_qualified(),
         column: error_column(&message).unwrap_or_else(|| "?".into()),
         row: row.and_then(|n| batch.describe_row(table, n)).unwrap_or_else(|| "?".into()),
         message,
@@ -331,6 +345,8 @@ mod tests {
         let table = Table {
             db: "app".into(),
             name: "t".into(),
+            target: ferry_crds::selection::Routed { database: "app".into(), table: "t".into() },
+            merged: false,
             columns: vec![column("v"), column("b"), column("a")],
             key: vec!["a".into(), "b".into()],
             estimated_rows: 0,

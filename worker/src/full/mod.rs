@@ -71,7 +71,7 @@ pub async fn run(ctx: &JobContext) -> crate::Result<BinlogPosition> {
         return Ok(snapshot.to_api());
     }
     let mut control = connect(&ctx.config.source, "source").await?;
-    let objects = objects::read(&mut control, ctx.config.objects.as_ref()).await?;
+    let objects = objects::read(&mut control, &ctx.config.selection).await?;
     schema::copy(&job, &mut control, &mut target, &objects).await?;
     drop(control);
 

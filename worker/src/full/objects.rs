@@ -1,13 +1,14 @@
 //! Which tables and views the job copies, read from the source's information_schema.
 
-use ferry_crds::SYSTEM_SCHEMAS;
-use ferry_crds::job::ObjectSelection;
+use std::collections::HashSet;
+
+use ferry_crds::selection::Routed;
+use ferry_crds::{SYSTEM_SCHEMAS, Selection, is_system_schema};
 use mysql_async::Conn;
 use mysql_async::prelude::Queryable;
 
 use super::FullError;
 use crate::error::SqlContext;
-use crate::meta::META_SCHEMA;
 use crate::sql::literal::Render;
 use crate::sql::quote_str;
 
@@ -24,6 +25,10 @@ pub struct Column {
 pub struct Table {
     pub db: String,
     pub name: String,
+    /// Where its rows land on the target (`spec.routes`; its own names when not routed).
+    pub target: Routed,
+    /// Other source tables (shards) land in the same target table.
+    pub merged: bool,
     pub columns: Vec<Column>,
     /// Primary key, else a unique key whose columns are all NOT NULL; empty if neither.
     pub key: Vec<String>,
@@ -36,15 +41,28 @@ impl Table {
         crate::sql::qualified(&self.db, &self.name)
     }
 
+    /// The target table, quoted.
+    pub fn target_qualified(&self) -> String {
+        crate::sql::qualified(&self.target.database, &self.target.table)
+    }
+
     pub fn column(&self, name: &str) -> Option<&Column> {
         self.columns.iter().find(|c| c.name == name)
     }
 }
 
+/// A selected database and the target database it lands in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Database {
+    pub source: String,
+    pub target: String,
+}
+
 /// What the job copies: databases, base tables and views (`db`, `name`).
 #[derive(Debug, Default)]
 pub struct Objects {
-    pub databases: Vec<String>,
+    /// Each target database once, with the source database whose definition it takes.
+    pub databases: Vec<Database>,
     pub tables: Vec<Table>,
     pub views: Vec<(String, String)>,
 }
@@ -52,35 +70,43 @@ pub struct Objects {
 /// Schema, name, type, estimated rows and bytes, from information_schema.TABLES.
 type TableRow = (String, String, String, Option<u64>, Option<u64>);
 
-/// Reads the selected objects; a selected database or table that does not exist is an error.
-pub async fn read(conn: &mut Conn, selection: Option<&ObjectSelection>) -> crate::Result<Objects> {
-    let condition = schema_condition(selection);
+/// Reads the selected objects; a database or table the selection names exactly that does not
+/// exist is an error (a pattern may match nothing).
+pub async fn read(conn: &mut Conn, selection: &Selection) -> crate::Result<Objects> {
+    let user_schemas = format!(
+        "NOT IN ({})",
+        SYSTEM_SCHEMAS.iter().map(|s| quote_str(s)).collect::<Vec<_>>().join(", ")
+    );
     let rows: Vec<TableRow> = conn
         .query(format!(
             "SELECT TABLE_SCHEMA, TABLE_NAME, TABLE_TYPE, TABLE_ROWS, DATA_LENGTH \
-             FROM information_schema.TABLES WHERE {condition} ORDER BY TABLE_SCHEMA, TABLE_NAME"
+             FROM information_schema.TABLES WHERE TABLE_SCHEMA {user_schemas} \
+             ORDER BY TABLE_SCHEMA, TABLE_NAME"
         ))
         .await
         .sql("list the source's tables")?;
-    let databases: Vec<String> = conn
+    let schemas: Vec<String> = conn
         .query(format!(
-            "SELECT SCHEMA_NAME FROM information_schema.SCHEMATA WHERE {} ORDER BY SCHEMA_NAME",
-            schema_condition(selection).replace("TABLE_SCHEMA", "SCHEMA_NAME")
+            "SELECT SCHEMA_NAME FROM information_schema.SCHEMATA \
+             WHERE SCHEMA_NAME {user_schemas} ORDER BY SCHEMA_NAME"
         ))
         .await
         .sql("list the source's databases")?;
-    check_selection_exists(selection, &databases, &rows)?;
-    let mut objects = Objects { databases, ..Objects::default() };
+    check_selection_exists(selection, &schemas, &rows)?;
+    let rows: Vec<TableRow> = rows.into_iter().filter(|r| selection.table(&r.0, &r.1)).collect();
+    let merged = merged_targets(selection, &rows);
+    let mut objects = Objects::default();
     for (db, name, kind, table_rows, data_length) in rows {
-        if !selected(selection, &db, &name) {
-            continue;
-        }
         if kind == "VIEW" {
+            refuse_routed_view(selection, &db, &name)?;
             objects.views.push((db, name));
         } else if kind == "BASE TABLE" || kind == "SYSTEM VERSIONED" {
             let (columns, not_null) = columns(conn, &db, &name).await?;
             let key = key(conn, &db, &name, &not_null).await?;
+            let target = selection.route(&db, &name);
             objects.tables.push(Table {
+                merged: merged.contains(&target),
+                target,
                 db,
                 name,
                 columns,
@@ -90,64 +116,80 @@ pub async fn read(conn: &mut Conn, selection: Option<&ObjectSelection>) -> crate
             });
         }
     }
+    objects.databases = target_databases(selection, &schemas, &objects.tables);
     Ok(objects)
 }
 
-fn everything(selection: Option<&ObjectSelection>) -> bool {
-    selection.is_none_or(|s| s.databases.is_empty() && s.tables.is_empty())
-}
-
-fn schema_condition(selection: Option<&ObjectSelection>) -> String {
-    let excluded = || SYSTEM_SCHEMAS.iter().copied().chain([META_SCHEMA]).map(quote_str);
-    let names: Vec<String> = match selection {
-        Some(s) if !everything(selection) => s
-            .databases
-            .iter()
-            .chain(s.tables.iter().map(|t| &t.database))
-            .filter(|d| !SYSTEM_SCHEMAS.contains(&d.as_str()))
-            .map(|d| quote_str(d))
-            .collect(),
-        _ => return format!("TABLE_SCHEMA NOT IN ({})", excluded().collect::<Vec<_>>().join(", ")),
-    };
-    if names.is_empty() {
-        return "FALSE".into();
-    }
-    format!("TABLE_SCHEMA IN ({})", names.join(", "))
-}
-
-fn selected(selection: Option<&ObjectSelection>, db: &str, table: &str) -> bool {
-    match selection {
-        Some(s) if !everything(selection) => {
-            s.databases.iter().any(|d| d == db)
-                || s.tables.iter().any(|t| t.database == db && t.table == table)
+/// Target tables that more than one selected source table lands in.
+fn merged_targets(selection: &Selection, rows: &[TableRow]) -> HashSet<Routed> {
+    let mut seen = HashSet::new();
+    let mut merged = HashSet::new();
+    for (db, name, kind, ..) in rows {
+        let target = selection.route(db, name);
+        if kind != "VIEW" && !seen.insert(target.clone()) {
+            merged.insert(target);
         }
-        _ => true,
     }
+    merged
+}
+
+/// The databases to create on the target: those of the selected databases and tables, under
+/// their routed names, each once (the first source database gives its definition).
+fn target_databases(selection: &Selection, schemas: &[String], tables: &[Table]) -> Vec<Database> {
+    let whole = schemas
+        .iter()
+        .filter(|db| selection.database(db))
+        .map(|db| Database { source: db.clone(), target: selection.route_database(db) });
+    let of_tables =
+        tables.iter().map(|t| Database { source: t.db.clone(), target: t.target.database.clone() });
+    let mut databases: Vec<Database> = Vec::new();
+    for database in whole.chain(of_tables) {
+        if !databases.iter().any(|d| d.target == database.target) {
+            databases.push(database);
+        }
+    }
+    databases
+}
+
+/// A view's definition names the source's tables by their source names, which a route changes
+/// on the target: Ferry does not rewrite view definitions.
+fn refuse_routed_view(selection: &Selection, db: &str, name: &str) -> Result<(), FullError> {
+    if !selection.is_routed(db, name) {
+        return Ok(());
+    }
+    Err(FullError::Selection(format!(
+        "view `{db}`.`{name}` is routed by spec.routes, but Ferry does not rewrite view \
+         definitions, which name source tables: add {{database: {db}, table: {name}}} to \
+         spec.objects.exclude and create the view on the target yourself"
+    )))
 }
 
 fn check_selection_exists(
-    selection: Option<&ObjectSelection>,
-    databases: &[String],
+    selection: &Selection,
+    schemas: &[String],
     rows: &[TableRow],
 ) -> Result<(), FullError> {
-    let Some(s) = selection else { return Ok(()) };
-    for db in s.databases.iter().chain(s.tables.iter().map(|t| &t.database)) {
-        if SYSTEM_SCHEMAS.contains(&db.as_str()) {
+    let exact_tables = selection.exact_tables();
+    let databases = selection.exact_databases().into_iter().chain(exact_tables.iter().map(|t| t.0));
+    for db in databases {
+        if is_system_schema(db) {
             return Err(FullError::Selection(format!(
                 "database `{db}` is a system schema, which is never migrated: remove it from spec.objects"
             )));
         }
-        if !databases.contains(db) {
+        if !schemas.iter().any(|s| selection.same_name(s, db)) {
             return Err(FullError::Selection(format!(
                 "database `{db}` does not exist on the source: fix spec.objects"
             )));
         }
     }
-    for t in &s.tables {
-        if !rows.iter().any(|(db, name, ..)| *db == t.database && *name == t.table) {
+    for (database, table) in exact_tables {
+        let found = |(db, name, ..): &TableRow| {
+            selection.same_name(db, database) && selection.same_name(name, table)
+        };
+        if !rows.iter().any(found) {
             return Err(FullError::Selection(format!(
-                "table `{}`.`{}` does not exist on the source: fix spec.objects",
-                t.database, t.table
+                "table `{database}`.`{table}` does not exist on the source: fix spec.objects"
             )));
         }
     }

@@ -26,41 +26,59 @@ pub async fn copy(
     let source_flavor = Version::read(source).await.sql("read the source version")?.flavor;
     let rewrites = Rewrites::new(source_flavor, target_flavor).with_source_defaults(source).await?;
     target.query_drop(super::copy::target_session()).await.sql("set up a target session")?;
-    let existing = existing(target, &objects.databases).await?;
+    let target_names: Vec<String> = objects.databases.iter().map(|d| d.target.clone()).collect();
+    let mut existing = existing(target, &target_names).await?;
     for db in &objects.databases {
         let row: Option<(String, String)> = source
-            .query_first(format!("SHOW CREATE DATABASE {}", quote_ident(db)))
+            .query_first(format!("SHOW CREATE DATABASE {}", quote_ident(&db.source)))
             .await
-            .sql(format!("SHOW CREATE DATABASE `{db}` on the source"))?;
+            .sql(format!("SHOW CREATE DATABASE `{}` on the source", db.source))?;
         let Some((_, create)) = row else { continue };
-        let create = create.replacen("CREATE DATABASE ", "CREATE DATABASE IF NOT EXISTS ", 1);
-        let create = rewrites.apply(db, &create);
-        target.query_drop(create).await.sql(format!("create database `{db}` on the target"))?;
+        let create = create_database_as(&create, &db.source, &db.target);
+        let create = rewrites.apply(&db.source, &create);
+        target
+            .query_drop(create)
+            .await
+            .sql(format!("create database `{}` on the target", db.target))?;
     }
     for table in &objects.tables {
-        if existing.contains(&(table.db.clone(), table.name.clone())) {
-            tracing::info!(table = %table.qualified(), "table exists on the target; kept as it is");
+        let (to_db, to_table) = (&table.target.database, &table.target.table);
+        if !existing.insert((to_db.clone(), to_table.clone())) {
+            tracing::info!(table = %table.target_qualified(), "table exists on the target; kept as it is");
             continue;
         }
         let create = show_create(source, &table.db, &table.name, "TABLE").await?;
         let create = rewrites.apply(&table.qualified(), &create);
+        let create = create_table_as(&create, &table.name, to_table);
         let (create, deferred) = super::indexes::split(&create);
         if !deferred.is_empty() {
-            crate::meta::full::record_indexes(target, job, &table.db, &table.name, &deferred)
-                .await?;
+            crate::meta::full::record_indexes(target, job, to_db, to_table, &deferred).await?;
         }
-        target
-            .query_drop(format!("USE {}", quote_ident(&table.db)))
-            .await
-            .sql("USE on the target")?;
+        target.query_drop(format!("USE {}", quote_ident(to_db))).await.sql("USE on the target")?;
         target
             .query_drop(create)
             .await
-            .sql(format!("create table {} on the target", table.qualified()))?;
+            .sql(format!("create table {} on the target", table.target_qualified()))?;
     }
     let views: Vec<&(String, String)> =
         objects.views.iter().filter(|v| !existing.contains(v)).collect();
     create_views(source, target, views).await
+}
+
+/// SHOW CREATE DATABASE's statement, creating `to` if it does not exist.
+fn create_database_as(create: &str, from: &str, to: &str) -> String {
+    let named = format!("CREATE DATABASE {}", quote_ident(from));
+    let wanted = format!("CREATE DATABASE IF NOT EXISTS {}", quote_ident(to));
+    create.replacen(&named, &wanted, 1)
+}
+
+/// SHOW CREATE TABLE's statement (its table name unqualified), creating `to` instead.
+fn create_table_as(create: &str, from: &str, to: &str) -> String {
+    if from == to {
+        return create.to_string();
+    }
+    let named = format!("CREATE TABLE {}", quote_ident(from));
+    create.replacen(&named, &format!("CREATE TABLE {}", quote_ident(to)), 1)
 }
 
 async fn existing(
@@ -131,6 +149,22 @@ fn without_definer(create: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn routed_definitions_take_the_target_names() {
+        assert_eq!(
+            create_database_as(
+                "CREATE DATABASE `app_1` /*!40100 DEFAULT CHARACTER SET utf8mb4 */",
+                "app_1",
+                "shop"
+            ),
+            "CREATE DATABASE IF NOT EXISTS `shop` /*!40100 DEFAULT CHARACTER SET utf8mb4 */"
+        );
+        assert_eq!(
+            create_table_as("CREATE TABLE `orders` (\n  `id` int)", "orders", "all`orders"),
+            "CREATE TABLE `all``orders` (\n  `id` int)"
+        );
+    }
 
     #[test]
     fn definers_are_dropped() {

@@ -165,6 +165,9 @@ impl DdlApplier {
             record(ctx, &position, DdlAction::Skip, &ddl.sql).await;
             return Ok(());
         }
+        if let (None, Some(why)) = (action, &ddl.refused) {
+            return Err(rejected_with(&position, &ddl.sql, why.clone()));
+        }
         if self.setup.is_none() {
             self.setup = Some(setup(source, target).await?);
         }

@@ -1,26 +1,28 @@
-//! Which binlog changes belong to the job: the object selection, and the tables a DDL statement
-//! touches (a small parser for the statements Ferry replicates; anything else is ignored).
+//! Which binlog changes belong to the job: the job's [`Selection`] (objects, routes and event
+//! filters), and the tables a DDL statement touches (a small parser for the statements Ferry
+//! replicates; anything else is ignored).
 
-use ferry_crds::job::ObjectSelection;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 
-use crate::meta::META_SCHEMA;
+use ferry_crds::Selection;
+use ferry_crds::job::{EventType, SkippedEvents};
+
 use crate::meta::full::TablePositions;
 use crate::meta::incremental::Position;
 
-/// Schemas never migrated, plus Ferry's own.
-const SYSTEM_SCHEMAS: &[&str] =
-    &["mysql", "information_schema", "performance_schema", "sys", META_SCHEMA];
-
-/// The job's object selection, and where the copy read each table.
+/// The job's selection, where the copy read each table, and the count of events its filters
+/// dropped (shared by every clone, read by the status monitor).
 #[derive(Clone, Debug, Default)]
 pub struct Filter {
-    selection: Option<ObjectSelection>,
+    selection: Selection,
     copied_at: TablePositions,
+    skipped: Arc<SkipCounts>,
 }
 
 impl Filter {
-    pub fn new(selection: Option<ObjectSelection>) -> Self {
-        Self { selection, copied_at: TablePositions::new() }
+    pub fn new(selection: Selection) -> Self {
+        Self { selection, copied_at: TablePositions::new(), skipped: Arc::default() }
     }
 
     /// Skips a table's row changes that its copy already holds: those in transactions ending at
@@ -28,6 +30,15 @@ impl Filter {
     pub fn with_copy_positions(mut self, copied_at: TablePositions) -> Self {
         self.copied_at = copied_at;
         self
+    }
+
+    /// The counts of events dropped by `spec.filters`.
+    pub fn skipped(&self) -> Arc<SkipCounts> {
+        self.skipped.clone()
+    }
+
+    pub fn selection(&self) -> &Selection {
+        &self.selection
     }
 
     /// Whether a row change to `database`.`table`, in an event ending at `at`, is replicated.
@@ -40,29 +51,24 @@ impl Filter {
         !in_copy && self.table(database, table)
     }
 
+    /// Whether `rows` row changes of `kind` to a selected table are dropped by an event filter
+    /// (and counted as such).
+    pub fn drops_rows(&self, kind: EventType, database: &str, table: &str, rows: usize) -> bool {
+        let drop = self.selection.ignores(kind, database, Some(table));
+        if drop {
+            self.skipped.add(kind, rows as i64);
+        }
+        drop
+    }
+
     /// Whether changes to `database`.`table` are replicated.
     pub fn table(&self, database: &str, table: &str) -> bool {
-        if is_system(database) {
-            return false;
-        }
-        let Some(selection) = &self.selection else { return true };
-        if selection.databases.is_empty() && selection.tables.is_empty() {
-            return true;
-        }
-        selection.databases.iter().any(|d| d == database)
-            || selection.tables.iter().any(|t| t.database == database && t.table == table)
+        self.selection.table(database, table)
     }
 
     /// Whether a whole database is replicated (its CREATE/DROP DATABASE statements).
     pub fn database(&self, database: &str) -> bool {
-        if is_system(database) {
-            return false;
-        }
-        let Some(selection) = &self.selection else { return true };
-        if selection.databases.is_empty() && selection.tables.is_empty() {
-            return true;
-        }
-        selection.databases.iter().any(|d| d == database)
+        self.selection.database(database)
     }
 
     /// What to do with a statement from the binlog.
@@ -77,18 +83,124 @@ impl Filter {
                 Object::Table(d, t) => self.table(d, t),
             })
             .collect();
-        if selected.iter().all(|s| *s) {
-            DdlDecision::Apply
-        } else if selected.iter().any(|s| *s) {
-            DdlDecision::Mixed
-        } else {
-            DdlDecision::Ignore
+        if !selected.iter().all(|s| *s) {
+            return if selected.iter().any(|s| *s) {
+                DdlDecision::Mixed
+            } else {
+                DdlDecision::Ignore
+            };
         }
+        let kind = ddl_kind(sql);
+        let ignored = |o: &Object| match o {
+            Object::Database(d) => self.selection.ignores(kind, d, None),
+            Object::Table(d, t) => self.selection.ignores(kind, d, Some(t)),
+        };
+        if objects.iter().all(ignored) {
+            self.skipped.add(kind, 1);
+            return DdlDecision::Filtered;
+        }
+        if objects.iter().any(ignored) {
+            tracing::warn!(sql = %redacted(sql, 160), "applying DDL that spec.filters drops for only some of its tables");
+        }
+        DdlDecision::Apply
+    }
+
+    /// Where a selected DDL statement runs on the target: `Ok(None)` as it is, `Ok(Some(db))`
+    /// in default database `db` (a database route, with every name in the statement
+    /// unqualified), `Err(why)` when routes make it impossible to replay as written.
+    pub fn ddl_route(&self, default_schema: &str, sql: &str) -> Result<Option<String>, String> {
+        let rules = &self.selection;
+        let objects = ddl_objects(default_schema, sql).unwrap_or_default();
+        let routed = |o: &Object| match o {
+            Object::Database(d) => rules.route_database(d) != *d,
+            Object::Table(d, t) => rules.is_routed(d, t),
+        };
+        if !objects.iter().any(routed) {
+            return Ok(None);
+        }
+        if let Some(Object::Table(d, t)) =
+            objects.iter().find(|o| matches!(o, Object::Table(d, t) if rules.is_merged(d, t)))
+        {
+            let to = rules.route(d, t);
+            return Err(format!(
+                "`{d}`.`{t}` is merged with other tables into `{}`.`{}` by spec.routes, and Ferry \
+                 does not replay DDL on merged tables (each shard would run it again): change the \
+                 target table yourself once, then skip this statement on every shard",
+                to.database, to.table
+            ));
+        }
+        // Only a statement naming tables unqualified, in a database routed whole and under
+        // their own names, runs unchanged in the routed database.
+        const UNQUALIFIED: &str = "\u{0}default";
+        let unqualified = ddl_objects(UNQUALIFIED, sql)
+            .unwrap_or_default()
+            .iter()
+            .all(|o| matches!(o, Object::Table(d, _) if d == UNQUALIFIED));
+        let to_db = rules.route_database(default_schema);
+        let same_tables = objects.iter().all(|o| match o {
+            Object::Table(d, t) => {
+                rules.route(d, t)
+                    == ferry_crds::selection::Routed { database: to_db.clone(), table: t.clone() }
+            }
+            Object::Database(_) => false,
+        });
+        if unqualified && same_tables {
+            return Ok(Some(to_db));
+        }
+        Err("it touches objects that spec.routes lands under other names, and Ferry replays \
+             routed DDL only when it names tables without a database, in a database routed \
+             whole: run the change on the target yourself, or replace the statement"
+            .into())
     }
 }
 
-fn is_system(database: &str) -> bool {
-    SYSTEM_SCHEMAS.iter().any(|s| s.eq_ignore_ascii_case(database))
+/// Counts of events dropped by `spec.filters`.
+#[derive(Debug, Default)]
+pub struct SkipCounts([AtomicI64; 7]);
+
+impl SkipCounts {
+    fn slot(kind: EventType) -> usize {
+        match kind {
+            EventType::Insert => 0,
+            EventType::Update => 1,
+            EventType::Delete => 2,
+            EventType::Truncate => 3,
+            EventType::DropTable => 4,
+            EventType::DropDatabase => 5,
+            EventType::OtherDdl => 6,
+        }
+    }
+
+    pub fn add(&self, kind: EventType, count: i64) {
+        self.0[Self::slot(kind)].fetch_add(count, Ordering::Relaxed);
+    }
+
+    /// The counts as the status shows them; `None` when nothing was dropped.
+    pub fn status(&self) -> Option<SkippedEvents> {
+        let get = |kind| self.0[Self::slot(kind)].load(Ordering::Relaxed);
+        let counts = SkippedEvents {
+            insert: get(EventType::Insert),
+            update: get(EventType::Update),
+            delete: get(EventType::Delete),
+            truncate: get(EventType::Truncate),
+            drop_table: get(EventType::DropTable),
+            drop_database: get(EventType::DropDatabase),
+            other_ddl: get(EventType::OtherDdl),
+        };
+        (counts.total() > 0).then_some(counts)
+    }
+}
+
+/// The event type of a replicated DDL statement, for `spec.filters`.
+pub fn ddl_kind(sql: &str) -> EventType {
+    let tokens = tokenize(sql);
+    let mut t = Tokens { tokens: &tokens, at: 0 };
+    match (t.word().as_deref(), t.word().as_deref()) {
+        (Some("TRUNCATE"), _) => EventType::Truncate,
+        (Some("DROP"), Some("TABLE")) => EventType::DropTable,
+        (Some("DROP"), Some("DATABASE" | "SCHEMA")) => EventType::DropDatabase,
+        _ => EventType::OtherDdl,
+    }
 }
 
 /// The outcome for one statement.
@@ -101,6 +213,8 @@ pub enum DdlDecision {
     /// Touches objects inside and outside the selection (a rename into or out of it): skipped
     /// with a warning.
     Mixed,
+    /// Dropped by `spec.filters` (and counted).
+    Filtered,
 }
 
 /// An object a DDL statement touches.
@@ -459,7 +573,9 @@ impl Tokens<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ferry_crds::job::TableRef;
+    use ferry_crds::job::{
+        EventFilter, ObjectPattern, ObjectSelection, Route, RouteTarget, TableRef,
+    };
 
     fn table(d: &str, t: &str) -> Object {
         Object::Table(d.into(), t.into())
@@ -533,13 +649,69 @@ mod tests {
 
     #[test]
     fn renames_out_of_the_selection_are_mixed() {
-        let filter = Filter::new(Some(ObjectSelection {
-            databases: vec![],
+        let objects = ObjectSelection {
             tables: vec![TableRef { database: "app".into(), table: "a".into() }],
-        }));
+            ..Default::default()
+        };
+        let filter = Filter::new(Selection::new(Some(objects), vec![], vec![]));
         assert_eq!(filter.ddl("app", "RENAME TABLE a TO z"), DdlDecision::Mixed);
         assert_eq!(filter.ddl("app", "ALTER TABLE a ADD c INT"), DdlDecision::Apply);
         assert_eq!(filter.ddl("app", "ALTER TABLE q ADD c INT"), DdlDecision::Ignore);
         assert_eq!(filter.ddl("mysql", "CREATE TABLE t (a int)"), DdlDecision::Ignore);
+    }
+
+    fn pattern(database: &str, table: Option<&str>) -> ObjectPattern {
+        ObjectPattern { database: database.into(), table: table.map(String::from) }
+    }
+
+    #[test]
+    fn the_checkpoint_schema_is_never_replicated() {
+        let filter = Filter::new(Selection::default());
+        assert!(!filter.table(crate::meta::META_SCHEMA, "incremental_checkpoint"));
+        assert!(!filter.database(crate::meta::META_SCHEMA));
+    }
+
+    #[test]
+    fn filtered_ddl_is_dropped_and_counted() {
+        let filters = vec![EventFilter {
+            matches: pattern("app", Some("audit_*")),
+            ignore: vec![EventType::DropTable, EventType::Truncate],
+        }];
+        let filter = Filter::new(Selection::new(None, vec![], filters));
+        assert_eq!(filter.ddl("app", "DROP TABLE audit_1"), DdlDecision::Filtered);
+        assert_eq!(filter.ddl("app", "TRUNCATE TABLE `audit_2`"), DdlDecision::Filtered);
+        assert_eq!(filter.ddl("app", "DROP TABLE audit_1, orders"), DdlDecision::Apply);
+        assert_eq!(filter.ddl("app", "ALTER TABLE audit_1 ADD c INT"), DdlDecision::Apply);
+        assert_eq!(filter.ddl("app", "DROP TABLE orders"), DdlDecision::Apply);
+        let counts = filter.skipped().status().expect("counted");
+        assert_eq!((counts.drop_table, counts.truncate, counts.total()), (1, 1, 2));
+        assert_eq!(ddl_kind("drop schema x"), EventType::DropDatabase);
+        assert_eq!(ddl_kind("CREATE DATABASE x"), EventType::OtherDdl);
+    }
+
+    #[test]
+    fn routed_ddl_runs_in_the_routed_database_or_is_refused() {
+        let routes = vec![
+            Route {
+                from: pattern("app_1", None),
+                to: RouteTarget { database: "shop1".into(), table: None },
+            },
+            Route {
+                from: pattern("shard_*", Some("orders")),
+                to: RouteTarget { database: "shop".into(), table: Some("orders".into()) },
+            },
+        ];
+        let filter = Filter::new(Selection::new(None, routes, vec![]));
+        assert_eq!(filter.ddl_route("other", "ALTER TABLE t ADD c INT"), Ok(None));
+        assert_eq!(
+            filter.ddl_route("app_1", "ALTER TABLE t ADD c INT"),
+            Ok(Some("shop1".to_string()))
+        );
+        assert_eq!(filter.ddl_route("app_1", "RENAME TABLE a TO b"), Ok(Some("shop1".to_string())));
+        let qualified = filter.ddl_route("x", "ALTER TABLE app_1.t ADD c INT").unwrap_err();
+        assert!(qualified.contains("without a database"), "{qualified}");
+        let merged = filter.ddl_route("shard_2", "ALTER TABLE orders ADD c INT").unwrap_err();
+        assert!(merged.contains("merged with other tables into `shop`.`orders`"), "{merged}");
+        assert!(filter.ddl_route("x", "CREATE DATABASE app_1").is_err());
     }
 }

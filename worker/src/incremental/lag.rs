@@ -61,6 +61,8 @@ pub struct Monitor<'a> {
     rate_mark: (Instant, u64),
     rows_per_second: i64,
     warning: Duration,
+    /// Events dropped by `spec.filters`.
+    skipped: Option<Arc<super::filter::SkipCounts>>,
 }
 
 impl<'a> Monitor<'a> {
@@ -75,7 +77,13 @@ impl<'a> Monitor<'a> {
             rate_mark: (Instant::now(), 0),
             rows_per_second: 0,
             warning: lag_warning(),
+            skipped: None,
         }
+    }
+
+    /// Shows `counts` in the status as the events `spec.filters` dropped.
+    pub fn count_skipped(&mut self, counts: Arc<super::filter::SkipCounts>) {
+        self.skipped = Some(counts);
     }
 
     /// Refreshes the status every [`INTERVAL`]; never returns.
@@ -109,6 +117,7 @@ impl<'a> Monitor<'a> {
             lag_bytes,
             rows_per_second: Some(self.rows_per_second),
             safe_mode_until,
+            skipped_events: self.skipped.as_ref().and_then(|s| s.status()),
         };
         let position = format!("{}:{}", applied.file, applied.pos);
         let lagging = lag_seconds >= self.warning.as_secs() as i64;

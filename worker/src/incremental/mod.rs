@@ -215,7 +215,8 @@ pub async fn run(ctx: &JobContext, start: Option<BinlogPosition>) -> crate::Resu
     let (stream, checksums) =
         stream::open(&ctx.config.source, &stream_from, server_id(&job)).await?;
     let (tx, rx) = mpsc::channel(READ_AHEAD);
-    let filter = filter::Filter::new(ctx.config.objects.clone()).with_copy_positions(copied_at);
+    let filter = filter::Filter::new(ctx.config.selection.clone()).with_copy_positions(copied_at);
+    monitor.count_skipped(filter.skipped());
     let reader = Reader::new(filter, stream_from, gtids, checksums);
     let reader_task = tokio::spawn(reader.run(stream, tx));
     let result = tokio::select! {
@@ -501,13 +502,15 @@ impl<'a> Loop<'a> {
         let mut resolved = Vec::with_capacity(txn.changes.len());
         let logged_at = txn.timestamp;
         for change in txn.changes {
+            // Rows land in the table spec.routes names; the source's own columns still map them.
+            let to = self.ctx.config.selection.route(&change.database, &change.table);
             let schema = self
                 .schemas
-                .get(&mut self.control.conn, &change.database, &change.table)
+                .get(&mut self.control.conn, &to.database, &to.table)
                 .await?
                 .ok_or_else(|| IncrementalError::MissingTable {
-                    table: crate::sql::qualified(&change.database, &change.table),
-                })?;
+                table: crate::sql::qualified(&to.database, &to.table),
+            })?;
             let mapping = self.mappings.get(&mut self.source, &change, logged_at, &schema).await?;
             resolved.push((schema, mapping.apply(change)));
         }

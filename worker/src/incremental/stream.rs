@@ -1,13 +1,14 @@
 //! Reading the source's binlog: opening the replication stream (MariaDB's capability and
 //! checksum handshake, file+pos or GTID starts), and turning events into whole transactions.
 
+use ferry_crds::job::EventType;
 use futures::StreamExt;
 use mysql_async::prelude::Queryable;
 use mysql_async::{BinlogStream, BinlogStreamRequest, Conn, Sid};
 use tokio::sync::mpsc;
 
 use super::IncrementalError;
-use super::event::{Decoded, Decoder, RowChange};
+use super::event::{Decoded, Decoder, RowChange, RowKind};
 use super::filter::{DdlDecision, Filter, Object, dml_tables, redacted};
 use super::gtid::GtidState;
 use crate::config::Endpoint;
@@ -44,6 +45,9 @@ pub struct Ddl {
     pub session: super::ddl::QuerySession,
     pub end: Position,
     pub timestamp: u32,
+    /// Why routes keep it from being replayed (see [`Filter::ddl_route`]); the applier refuses
+    /// it unless `spec.ddlErrorPolicy` says what to do.
+    pub refused: Option<String>,
 }
 
 impl Unit {
@@ -318,7 +322,15 @@ impl Reader {
                 None
             }
             Decoded::Rows(change) => {
-                if self.filter.row(&change.database, &change.table, &self.position) {
+                let (db, table) = (&change.database, &change.table);
+                if self.filter.row(db, table, &self.position)
+                    && !self.filter.drops_rows(
+                        event_type(change.kind),
+                        db,
+                        table,
+                        change.rows.len(),
+                    )
+                {
                     self.current.get_or_insert_with(Vec::new).push(change);
                 }
                 None
@@ -332,7 +344,14 @@ impl Reader {
             Decoded::Query { schema, sql, session } if self.current.is_some() => {
                 if self.filter.ddl(&schema, &sql) == DdlDecision::Apply {
                     let end = self.position.clone();
-                    self.current_ddl = Some(Ddl { schema, sql, session, end, timestamp });
+                    self.current_ddl = Some(self.routed(Ddl {
+                        schema,
+                        sql,
+                        session,
+                        end,
+                        timestamp,
+                        refused: None,
+                    }));
                 }
                 None
             }
@@ -340,9 +359,20 @@ impl Reader {
                 let end = self.commit_position();
                 let empty = |end| Unit::Txn(Txn { ddl: None, changes: Vec::new(), end, timestamp });
                 Some(match self.filter.ddl(&schema, &sql) {
-                    DdlDecision::Apply => Unit::Ddl(Ddl { schema, sql, session, end, timestamp }),
+                    DdlDecision::Apply => Unit::Ddl(self.routed(Ddl {
+                        schema,
+                        sql,
+                        session,
+                        end,
+                        timestamp,
+                        refused: None,
+                    })),
                     DdlDecision::Mixed => {
                         tracing::warn!(%sql, "skipping DDL that touches objects inside and outside the selection");
+                        empty(end)
+                    }
+                    DdlDecision::Filtered => {
+                        tracing::info!(sql = %redacted(&sql, 160), "DDL dropped as spec.filters says");
                         empty(end)
                     }
                     DdlDecision::Ignore => empty(end),
@@ -350,6 +380,16 @@ impl Reader {
             }
             _ => None,
         })
+    }
+
+    /// The statement as it runs on the target under `spec.routes`: in the routed database, or
+    /// refused with the reason.
+    fn routed(&self, ddl: Ddl) -> Ddl {
+        match self.filter.ddl_route(&ddl.schema, &ddl.sql) {
+            Ok(None) => ddl,
+            Ok(Some(database)) => Ddl { schema: database, ..ddl },
+            Err(why) => Ddl { refused: Some(why), ..ddl },
+        }
     }
 
     /// Row changes the source logged as a statement (`binlog_format=STATEMENT` or `MIXED` in
@@ -391,6 +431,15 @@ impl Reader {
             gtid,
             ..self.position.clone()
         }
+    }
+}
+
+/// The `spec.filters` event type of a row change.
+fn event_type(kind: RowKind) -> EventType {
+    match kind {
+        RowKind::Insert => EventType::Insert,
+        RowKind::Update => EventType::Update,
+        RowKind::Delete => EventType::Delete,
     }
 }
 

@@ -135,10 +135,11 @@ pub async fn check(config: &JobConfig) -> Result<Vec<PrecheckItem>, PrecheckErro
 async fn check_all(
     config: &JobConfig,
 ) -> Result<(Vec<PrecheckItem>, Option<String>), PrecheckError> {
-    let selection = Selection(config.objects.as_ref());
+    let rules = &config.selection;
+    let selection = Selection::source(rules);
     let (source, target) = tokio::join!(
         bounded("source", read_source(config, selection)),
-        bounded("target", read_target(config, selection)),
+        bounded("target", read_target(config, Selection::target(rules))),
     );
     let mut items = vec![
         connection_item("source_connection", &config.source, source.as_ref().map(|_| ())),
@@ -161,7 +162,7 @@ async fn check_all(
         }
     }
     if let Ok(mut target) = target {
-        let databases = target_databases(selection, source.as_ref().map(|f| &f.schema));
+        let databases = target_databases(rules, source.as_ref().map(|f| &f.schema));
         items.extend(target_items(config, &target.server, &databases));
         if let Some(facts) = &source {
             items.extend(cross_items(config, facts, &mut target).await);
@@ -342,18 +343,22 @@ fn is_loopback(host: &str) -> bool {
         || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
-/// Schemas Ferry writes on the target: the selected ones and its own.
-fn target_databases(selection: Selection<'_>, source: Option<&SourceSchema>) -> Vec<String> {
-    let mut names: BTreeSet<String> = selection.named_databases();
+/// Schemas Ferry writes on the target: those the selected ones land in, and its own.
+fn target_databases(rules: &ferry_crds::Selection, source: Option<&SourceSchema>) -> Vec<String> {
+    let mut names: BTreeSet<String> =
+        rules.exact_databases().into_iter().map(|db| rules.route_database(db)).collect();
     if let Some(schema) = source {
-        names.extend(schema.schemas.keys().cloned());
+        names.extend(schema.schemas.keys().map(|db| rules.route_database(db)));
+        names.extend(schema.tables.iter().map(|t| rules.route(&t.db, &t.name).database));
     }
     names.insert(META_SCHEMA.to_string());
     names.into_iter().collect()
 }
 
-fn selected_schemas(selection: Selection<'_>, schema: &SourceSchema) -> Vec<String> {
-    let mut names = selection.named_databases();
+/// Source schemas the job reads: those it found, and those named exactly.
+fn selected_schemas(rules: &ferry_crds::Selection, schema: &SourceSchema) -> Vec<String> {
+    let mut names: BTreeSet<String> =
+        rules.exact_databases().into_iter().map(String::from).collect();
     names.extend(schema.schemas.keys().cloned());
     names.into_iter().collect()
 }
@@ -373,7 +378,7 @@ fn source_items(
     if mode.replicates() {
         items.push(privileges::replication_privileges(mode, server, schema));
     }
-    let selected = selected_schemas(selection, schema);
+    let selected = selected_schemas(selection.rules(), schema);
     let start = match resume {
         Some(checkpoint) => Some(checkpoint),
         None if mode == MigrationMode::Incremental => config.incremental_start.as_ref(),
@@ -416,12 +421,15 @@ async fn cross_items(
         objects::programs(&source.schema, tidb),
     ];
     items.extend(source::invisible_columns_item(source, target_server.version.flavor));
-    let existing: Vec<(String, String)> = source
-        .schema
+    let rules = &config.selection;
+    let routed = source.schema.routed(rules);
+    let existing: Vec<(String, String)> = routed
         .tables
         .iter()
         .map(|t| (t.db.clone(), t.name.clone()))
         .filter(|key| target.tables.contains(key))
+        .collect::<BTreeSet<_>>()
+        .into_iter()
         .collect();
     let non_empty = if config.mode.copies_existing_data() {
         schema::tables_with_rows(target_conn, &existing).await
@@ -430,7 +438,7 @@ async fn cross_items(
     };
     match non_empty {
         Ok(non_empty) => {
-            items.push(objects::target_tables(config.mode, &source.schema, target, &non_empty))
+            items.push(objects::target_tables(config.mode, &routed, target, &non_empty))
         }
         Err(error) => items.push(item::warning(
             "target_tables_with_rows",
@@ -439,11 +447,12 @@ async fn cross_items(
             "Grant SELECT on them to the target user.",
         )),
     }
-    let mismatches = columns::compare(&source.schema.columns, &target.columns);
+    let mismatches = columns::compare(&routed.columns, &target.columns);
     // Before the copy, every difference is the target's own; once replication runs, the source
     // may be ahead by DDL the binlog still holds for the target.
     let pending_ddl = !config.mode.copies_existing_data() || target_facts.copied;
     items.push(columns::item(&mismatches, existing.len(), pending_ddl));
+    items.extend(objects::merged_shards(rules, &source.schema));
     items.extend(limits::max_allowed_packet(&source.server, target_server));
     items
 }

@@ -17,28 +17,32 @@ const TRANSACTIONAL_ENGINES: &[&str] = &["InnoDB", "ROCKSDB", "TokuDB", "ndbclus
 pub fn selected_objects(selection: Selection<'_>, schema: &SourceSchema) -> PrecheckItem {
     const NAME: &str = "selected_objects";
     let observed = format!("{} schema(s), {} table(s)", schema.schemas.len(), schema.tables.len());
-    let mut missing: Vec<String> = Vec::new();
-    if let Some(picked) = selection.0 {
-        missing
-            .extend(picked.databases.iter().filter(|d| !schema.schemas.contains_key(*d)).cloned());
-        let tables: BTreeSet<(&str, &str)> =
-            schema.tables.iter().map(|t| (t.db.as_str(), t.name.as_str())).collect();
-        missing.extend(
-            picked
-                .tables
-                .iter()
-                .filter(|t| !tables.contains(&(t.database.as_str(), t.table.as_str())))
-                .map(|t| format!("{}.{}", t.database, t.table)),
-        );
-    }
+    let rules = selection.rules();
+    let found_schema = |name: &str| schema.schemas.keys().any(|s| rules.same_name(s, name));
+    let found_table = |db: &str, name: &str| {
+        schema.tables.iter().any(|t| rules.same_name(&t.db, db) && rules.same_name(&t.name, name))
+    };
+    let mut missing: Vec<String> = rules
+        .exact_databases()
+        .into_iter()
+        .filter(|d| !found_schema(d))
+        .map(String::from)
+        .collect();
+    missing.extend(
+        rules
+            .exact_tables()
+            .into_iter()
+            .filter(|(db, t)| !found_table(db, t))
+            .map(|(db, t)| format!("{db}.{t}")),
+    );
     if !missing.is_empty() {
         return failure(
             NAME,
             format!("{observed}; not found: {}", list(&missing)),
             "The job selects objects the source does not have, or that the user cannot see (a \
              user sees only schemas and tables it holds a privilege on).",
-            "Fix the names in spec.objects (they are case-sensitive), or grant the user SELECT \
-             on them.",
+            "Fix the names in spec.objects (they are case-sensitive unless \
+             objects.caseSensitive is false), or grant the user SELECT on them.",
         );
     }
     if schema.tables.is_empty() {
@@ -46,10 +50,57 @@ pub fn selected_objects(selection: Selection<'_>, schema: &SourceSchema) -> Prec
             NAME,
             observed,
             "No selected table exists yet: the job copies nothing now.",
-            "Check spec.objects and the user's privileges; ignore if the tables come later.",
+            "Check spec.objects (its patterns and exclude rules) and the user's privileges; \
+             ignore if the tables come later.",
         );
     }
     pass(NAME, observed)
+}
+
+/// Shards that `spec.routes` merges into one target table must have the same columns, or the
+/// rows of some cannot be written there. `None` when nothing is merged.
+pub fn merged_shards(rules: &ferry_crds::Selection, schema: &SourceSchema) -> Option<PrecheckItem> {
+    const NAME: &str = "merged_shards";
+    let mut targets: std::collections::BTreeMap<String, Vec<&super::schema::Table>> =
+        Default::default();
+    for table in &schema.tables {
+        let to = rules.route(&table.db, &table.name);
+        targets.entry(crate::sql::qualified(&to.database, &to.table)).or_default().push(table);
+    }
+    targets.retain(|_, shards| shards.len() > 1);
+    if targets.is_empty() {
+        return None;
+    }
+    let shape = |t: &super::schema::Table| {
+        let columns = schema.columns.get(&(t.db.clone(), t.name.clone()));
+        columns.map(|cs| {
+            cs.iter().map(|c| (c.name.to_lowercase(), c.column_type.clone())).collect::<Vec<_>>()
+        })
+    };
+    let differing: Vec<String> = targets
+        .iter()
+        .filter(|(_, shards)| shards.iter().any(|s| shape(s) != shape(shards[0])))
+        .map(|(target, shards)| {
+            let names: Vec<String> = shards.iter().map(|s| s.qualified()).collect();
+            format!("{target} <- {}", names.join(", "))
+        })
+        .collect();
+    let observed = format!(
+        "{} target table(s) merge {} source table(s)",
+        targets.len(),
+        targets.values().map(Vec::len).sum::<usize>()
+    );
+    if differing.is_empty() {
+        return Some(pass(NAME, observed));
+    }
+    Some(failure(
+        NAME,
+        format!("{observed}; columns differ: {}", list(&differing)),
+        "Tables merged into one target table must have the same columns (names and types in \
+         the same order), or the rows of some cannot be written there.",
+        "Make the shards' definitions equal on the source, or route the differing ones to \
+         tables of their own in spec.routes.",
+    ))
 }
 
 pub fn primary_keys(mode: MigrationMode, schema: &SourceSchema) -> PrecheckItem {
@@ -286,6 +337,8 @@ pub fn target_tables(
         .iter()
         .filter(|t| !target.tables.contains(&(t.db.clone(), t.name.clone())))
         .map(|t| t.qualified())
+        .collect::<BTreeSet<_>>()
+        .into_iter()
         .collect();
     if missing.is_empty() {
         return pass(

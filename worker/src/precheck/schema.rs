@@ -4,51 +4,74 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use ferry_crds::SYSTEM_SCHEMAS;
-use ferry_crds::job::ObjectSelection;
 use mysql_async::Conn;
 use mysql_async::prelude::Queryable;
 
 use super::PrecheckError;
 use super::columns::Columns;
-use crate::meta::META_SCHEMA;
 use crate::sql::{qualified, quote_str};
 
-/// The job's object selection, with "everything" spelled out.
+/// The job's selection as one end of a precheck reads it. The source is read by the job's
+/// rules. The target is read under the same names when the job has no routes; with routes, its
+/// whole user schema is read, as any of its tables may receive routed ones.
 #[derive(Debug, Clone, Copy)]
-pub struct Selection<'a>(pub Option<&'a ObjectSelection>);
+pub struct Selection<'a> {
+    rules: &'a ferry_crds::Selection,
+    every_user_table: bool,
+}
 
-impl Selection<'_> {
-    /// Every user schema (no selection, or an empty one).
-    pub fn everything(&self) -> bool {
-        self.0.is_none_or(|s| s.databases.is_empty() && s.tables.is_empty())
+impl<'a> Selection<'a> {
+    /// The source's side of `rules`.
+    pub fn source(rules: &'a ferry_crds::Selection) -> Self {
+        Self { rules, every_user_table: false }
     }
 
-    /// Databases named by the selection (whole or for some tables); empty for everything.
-    pub fn named_databases(&self) -> BTreeSet<String> {
-        let Some(s) = self.0 else { return BTreeSet::new() };
-        s.databases.iter().cloned().chain(s.tables.iter().map(|t| t.database.clone())).collect()
+    /// The target's side of `rules`.
+    pub fn target(rules: &'a ferry_crds::Selection) -> Self {
+        Self { rules, every_user_table: rules.has_routes() }
     }
 
-    /// A WHERE condition on a schema-name column that keeps the selected schemas.
+    pub fn rules(&self) -> &'a ferry_crds::Selection {
+        self.rules
+    }
+
+    /// The databases the include rules name when none is a pattern (the queries are then
+    /// narrowed to them on the server); `None` when every user schema must be read.
+    fn named_databases(&self) -> Option<BTreeSet<String>> {
+        let objects = self.rules.objects();
+        let named = objects.databases.iter().chain(objects.tables.iter().map(|t| &t.database));
+        let names: BTreeSet<String> = named.cloned().collect();
+        let exact = names.iter().all(|n| !ferry_crds::selection::is_pattern(n));
+        let narrow = !self.every_user_table && !names.is_empty() && exact;
+        // Without case, the server's comparison of names may differ from the job's: read all.
+        (narrow && objects.case_sensitive).then_some(names)
+    }
+
+    /// A WHERE condition on a schema-name column that keeps the schemas the job may cover
+    /// (more when patterns are involved: [`Selection::schema`] and [`Selection::table`] decide).
     pub fn schema_condition(&self, column: &str) -> String {
-        let (op, names): (&str, Vec<String>) = if self.everything() {
-            ("NOT IN", SYSTEM_SCHEMAS.iter().chain([&META_SCHEMA]).map(|s| s.to_string()).collect())
-        } else {
-            ("IN", self.named_databases().into_iter().collect())
+        let (op, names): (&str, Vec<String>) = match self.named_databases() {
+            Some(names) => ("IN", names.into_iter().collect()),
+            None => ("NOT IN", SYSTEM_SCHEMAS.iter().map(|s| s.to_string()).collect()),
         };
         let quoted: Vec<String> = names.iter().map(|n| quote_str(n)).collect();
         format!("{column} {op} ({})", quoted.join(", "))
     }
 
-    /// Whether a table of a schema the condition kept is selected.
-    pub fn table(&self, db: &str, table: &str) -> bool {
-        match self.0 {
-            Some(s) if !self.everything() => {
-                s.databases.iter().any(|d| d == db)
-                    || s.tables.iter().any(|t| t.database == db && t.table == table)
-            }
-            _ => true,
+    /// Whether some table of schema `db` may be covered.
+    pub fn schema(&self, db: &str) -> bool {
+        if self.every_user_table {
+            return !ferry_crds::is_system_schema(db);
         }
+        self.rules.may_cover_database(db)
+    }
+
+    /// Whether the table is covered.
+    pub fn table(&self, db: &str, table: &str) -> bool {
+        if self.every_user_table {
+            return !ferry_crds::is_system_schema(db);
+        }
+        self.rules.table(db, table)
     }
 }
 
@@ -117,19 +140,37 @@ impl SourceSchema {
         );
         let rows: Vec<(String, Option<String>)> =
             conn.query(sql).await.map_err(PrecheckError::sql("list the source's schemas"))?;
-        schema.schemas = rows.into_iter().map(|(name, c)| (name, c.unwrap_or_default())).collect();
+        schema.schemas = rows
+            .into_iter()
+            .filter(|(name, _)| selection.schema(name))
+            .map(|(name, c)| (name, c.unwrap_or_default()))
+            .collect();
         schema.read_tables(conn, selection).await?;
         schema.read_keys(conn, selection).await?;
         schema.read_column_collations(conn, selection).await?;
         schema.read_foreign_keys(conn, selection).await?;
         schema.columns = super::columns::read(conn, selection).await?;
-        schema.whole_databases = match selection.0 {
-            Some(s) if !selection.everything() => s.databases.iter().cloned().collect(),
-            _ => schema.schemas.keys().cloned().collect(),
-        };
+        let rules = selection.rules();
+        schema.whole_databases =
+            schema.schemas.keys().filter(|db| rules.database(db)).cloned().collect();
         schema.hidden_tables = schema.read_hidden_tables(conn, selection).await;
         schema.read_programs(conn, selection).await?;
         Ok(schema)
+    }
+
+    /// The tables and columns under the names they land under on the target (`spec.routes`);
+    /// of shards merged into one table, the first one's columns stand for all.
+    pub fn routed(&self, rules: &ferry_crds::Selection) -> SourceSchema {
+        let mut routed = SourceSchema::default();
+        for table in &self.tables {
+            let to = rules.route(&table.db, &table.name);
+            routed.tables.push(Table { db: to.database, name: to.table, ..table.clone() });
+        }
+        for ((db, table), columns) in &self.columns {
+            let to = rules.route(db, table);
+            routed.columns.entry((to.database, to.table)).or_insert_with(|| columns.clone());
+        }
+        routed
     }
 
     /// Tables the storage engine has that information_schema.TABLES does not show this user
@@ -169,7 +210,8 @@ impl SourceSchema {
                     return None;
                 }
                 let qualified = format!("{db}.{table}");
-                (whole && !table.is_empty() && !visible.contains(&qualified)).then_some(qualified)
+                let hidden = !table.is_empty() && !visible.contains(&qualified);
+                (whole && hidden && selection.table(&db, table)).then_some(qualified)
             })
             .collect::<BTreeSet<String>>();
         Some(hidden.into_iter().collect())
@@ -207,7 +249,9 @@ impl SourceSchema {
                     "list the source's triggers, routines, events and sequences",
                 ))?;
             for (kind, db, name, table) in rows {
-                if table.as_ref().is_some_and(|t| !selection.table(&db, t)) {
+                if !selection.schema(&db)
+                    || table.as_ref().is_some_and(|t| !selection.table(&db, t))
+                {
                     continue;
                 }
                 let on = table.map(|t| format!(" (on {db}.{t})")).unwrap_or_default();
@@ -324,8 +368,7 @@ impl SourceSchema {
             let (ref_db, ref_table) = (ref_db.unwrap_or_default(), ref_table.unwrap_or_default());
             let (on_update, on_delete) =
                 (on_update.unwrap_or_default(), on_delete.unwrap_or_default());
-            let references_unselected =
-                !selection.table(&ref_db, &ref_table) || SYSTEM_SCHEMAS.contains(&ref_db.as_str());
+            let references_unselected = !selection.table(&ref_db, &ref_table);
             self.foreign_keys.push(ForeignKey {
                 table: format!("{db}.{table}"),
                 name,
@@ -412,7 +455,7 @@ impl TargetSchema {
         );
         let names: Vec<String> =
             conn.query(sql).await.map_err(PrecheckError::sql("list the target's schemas"))?;
-        schema.schemas = names.into_iter().collect();
+        schema.schemas = names.into_iter().filter(|n| selection.schema(n)).collect();
         let sql = format!(
             "SELECT TABLE_SCHEMA, TABLE_NAME FROM information_schema.TABLES \
              WHERE TABLE_TYPE = 'BASE TABLE' AND {}",
@@ -420,7 +463,7 @@ impl TargetSchema {
         );
         let tables: Vec<(String, String)> =
             conn.query(sql).await.map_err(PrecheckError::sql("list the target's tables"))?;
-        schema.tables = tables.into_iter().collect();
+        schema.tables = tables.into_iter().filter(|(db, t)| selection.table(db, t)).collect();
         schema.columns = super::columns::read(conn, selection).await?;
         Ok(schema)
     }
@@ -471,15 +514,26 @@ mod tests {
 
     #[test]
     fn selections_become_schema_conditions() {
-        assert!(Selection(None).schema_condition("S").starts_with("S NOT IN ('mysql'"));
-        let picked = ObjectSelection {
+        let everything = ferry_crds::Selection::default();
+        let condition = Selection::source(&everything).schema_condition("S");
+        assert!(condition.starts_with("S NOT IN ('mysql'"), "{condition}");
+        let picked = ferry_crds::job::ObjectSelection {
             databases: vec!["app".into()],
             tables: vec![TableRef { database: "crm".into(), table: "leads".into() }],
+            ..Default::default()
         };
-        let selection = Selection(Some(&picked));
+        let rules = ferry_crds::Selection::new(Some(picked.clone()), vec![], vec![]);
+        let selection = Selection::source(&rules);
         assert_eq!(selection.schema_condition("S"), "S IN ('app', 'crm')");
         assert!(selection.table("app", "anything"));
         assert!(selection.table("crm", "leads"));
         assert!(!selection.table("crm", "other"));
+        // Patterns are decided by the rules, not on the server.
+        let mut patterns = picked;
+        patterns.databases = vec!["app_*".into()];
+        let rules = ferry_crds::Selection::new(Some(patterns), vec![], vec![]);
+        let selection = Selection::source(&rules);
+        assert!(selection.schema_condition("S").starts_with("S NOT IN ("));
+        assert!(selection.schema("app_1") && selection.schema("crm") && !selection.schema("x"));
     }
 }

@@ -169,6 +169,8 @@ mod tests {
         Table {
             db: "d".into(),
             name: "t".into(),
+            target: ferry_crds::selection::Routed { database: "d".into(), table: "t".into() },
+            merged: false,
             columns,
             key: vec!["id".into()],
             estimated_rows: 0,

@@ -77,6 +77,21 @@ impl Subject {
     pub fn keyless(&self) -> bool {
         self.table.key.is_empty()
     }
+
+    /// The table's quoted name on one side (the target's is the routed one).
+    pub fn name_on(&self, side: Side) -> String {
+        match side {
+            Side::Source => self.table.qualified(),
+            Side::Target => self.table.target_qualified(),
+        }
+    }
+}
+
+/// Which server a query reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Side {
+    Source,
+    Target,
 }
 
 /// Compares every table `config` selects; the report says what differs.
@@ -86,7 +101,7 @@ pub async fn run(config: &JobConfig, options: &Options) -> crate::Result<Report>
     let source_version = Version::read(&mut source).await.sql("read the source version")?;
     let target_version = Version::read(&mut target).await.sql("read the target version")?;
     let live = Live::detect(config, &mut target, source_version.clone(), options).await?;
-    let selected = objects::read(&mut source, config.objects.as_ref()).await?;
+    let selected = objects::read(&mut source, &config.selection).await?;
     let source_pool = pool(&config.source, "source", options.concurrency)?;
     let target_pool = pool(&config.target, "target", options.concurrency)?;
     let mut report = Report::default();
@@ -99,13 +114,23 @@ pub async fn run(config: &JobConfig, options: &Options) -> crate::Result<Report>
     }
     let mut subjects = Vec::new();
     for table in selected.tables {
-        let target_columns = server_columns(&mut target, &table, "target").await?;
+        if table.merged {
+            let problem = format!(
+                "merged with other tables into {} by spec.routes: verify compares one source \
+                 table with one target table, so merged shards are not compared",
+                table.target_qualified()
+            );
+            tracing::warn!(table = %table.qualified(), problem = %problem, "table cannot be compared");
+            report.tables.push(TableReport::problem(&table, problem));
+            continue;
+        }
+        let target_columns = server_columns(&mut target, &table, Side::Target).await?;
         if let Some(problem) = missing_on_target(&table, &target_columns) {
             tracing::warn!(table = %table.qualified(), problem = %problem, "table cannot be compared");
             report.tables.push(TableReport::problem(&table, problem));
             continue;
         }
-        let source_columns = server_columns(&mut source, &table, "source").await?;
+        let source_columns = server_columns(&mut source, &table, Side::Source).await?;
         let flavors = (source_version.flavor, target_version.flavor);
         let shape = RowShape::new(&table, flavors, &source_columns, &target_columns);
         let key_renders = table
@@ -160,16 +185,20 @@ fn pool(endpoint: &Endpoint, role: &'static str, max: usize) -> crate::Result<Po
 async fn server_columns(
     conn: &mut Conn,
     table: &Table,
-    role: &str,
+    side: Side,
 ) -> crate::Result<Vec<ServerColumn>> {
+    let (db, name) = match side {
+        Side::Source => (&table.db, &table.name),
+        Side::Target => (&table.target.database, &table.target.table),
+    };
     let rows: Vec<(String, String, Option<String>)> = conn
         .exec(
             "SELECT COLUMN_NAME, LOWER(DATA_TYPE), CHARACTER_SET_NAME FROM information_schema.COLUMNS \
              WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?",
-            (&table.db, &table.name),
+            (db, name),
         )
         .await
-        .sql(format!("read the columns of {} on the {role}", table.qualified()))?;
+        .sql(format!("read the columns of {} on the {side:?}", crate::sql::qualified(db, name)))?;
     Ok(rows
         .into_iter()
         .map(|(name, data_type, charset)| ServerColumn { name, data_type, charset })
@@ -282,13 +311,12 @@ async fn compare_buckets(
         pools.1.get_conn().await.sql("open a target connection")?,
     );
     let bucket = format!("MOD(CRC32({}), {buckets})", subject.shape.row_text());
-    let sql = format!(
-        "SELECT {bucket}, {} FROM {} GROUP BY 1",
-        subject.shape.checksum_select(),
-        subject.table.qualified()
-    );
+    let sql = |side| {
+        let select = subject.shape.checksum_select();
+        format!("SELECT {bucket}, {select} FROM {} GROUP BY 1", subject.name_on(side))
+    };
     let context = || format!("checksum the rows of {} by bucket", subject.table.qualified());
-    let (a, b) = tokio::join!(source.query(sql.clone()), target.query(sql.clone()));
+    let (a, b) = tokio::join!(source.query(sql(Side::Source)), target.query(sql(Side::Target)));
     let a: BTreeMap<u64, (u64, Option<String>)> = to_buckets(a.sql(context())?);
     let b: BTreeMap<u64, (u64, Option<String>)> = to_buckets(b.sql(context())?);
     let mut outcomes = Vec::new();
@@ -300,8 +328,8 @@ async fn compare_buckets(
         }
         let cond = format!("{bucket} = {i}");
         let (x, y) = tokio::join!(
-            rows_in(&mut source, subject, &cond),
-            rows_in(&mut target, subject, &cond)
+            rows_in(&mut source, subject, &cond, Side::Source),
+            rows_in(&mut target, subject, &cond, Side::Target)
         );
         let candidates = differences(&x?, &y?).into_iter().map(|d| d.key).collect();
         outcomes.push(ChunkOutcome { rows, candidates });
@@ -328,14 +356,20 @@ async fn compare_chunk(
     let mut s = source.get_conn().await.sql("open a source connection")?;
     let mut t = target.get_conn().await.sql("open a target connection")?;
     if subject.shape.json.is_empty() {
-        let (a, b) = tokio::join!(checksum(&mut s, subject, cond), checksum(&mut t, subject, cond));
+        let (a, b) = tokio::join!(
+            checksum(&mut s, subject, cond, Side::Source),
+            checksum(&mut t, subject, cond, Side::Target)
+        );
         let (a, b) = (a?, b?);
         if a == b {
             return Ok(ChunkOutcome { rows: a.0, candidates: Vec::new() });
         }
         tracing::debug!(table = %subject.table.qualified(), cond, "chunk differs; narrowing to rows");
     }
-    let (a, b) = tokio::join!(rows_in(&mut s, subject, cond), rows_in(&mut t, subject, cond));
+    let (a, b) = tokio::join!(
+        rows_in(&mut s, subject, cond, Side::Source),
+        rows_in(&mut t, subject, cond, Side::Target)
+    );
     let (a, b) = (a?, b?);
     let count = a.values().map(|seen| seen.count).sum();
     let candidates = differences(&a, &b).into_iter().map(|d| d.key).collect();
@@ -343,11 +377,16 @@ async fn compare_chunk(
 }
 
 /// A chunk's row count and checksum on one server.
-async fn checksum(conn: &mut Conn, subject: &Subject, cond: &str) -> crate::Result<(u64, String)> {
+async fn checksum(
+    conn: &mut Conn,
+    subject: &Subject,
+    cond: &str,
+    side: Side,
+) -> crate::Result<(u64, String)> {
     let sql = format!(
         "SELECT {} FROM {} WHERE {cond}",
         subject.shape.checksum_select(),
-        subject.table.qualified()
+        subject.name_on(side)
     );
     let row: Option<(u64, Option<String>)> = conn
         .query_first(sql)
@@ -358,9 +397,14 @@ async fn checksum(conn: &mut Conn, subject: &Subject, cond: &str) -> crate::Resu
 }
 
 /// Every row in `cond` on one server: key (or, keyless, row hash) -> hash and count.
-async fn rows_in(conn: &mut Conn, subject: &Subject, cond: &str) -> crate::Result<Rows> {
+async fn rows_in(
+    conn: &mut Conn,
+    subject: &Subject,
+    cond: &str,
+    side: Side,
+) -> crate::Result<Rows> {
     let mut rows = Rows::new();
-    scan(conn, subject, cond, false, |key, hash, _| {
+    scan(conn, subject, cond, false, side, |key, hash, _| {
         rows.entry(key).or_insert(Seen { hash, count: 0 }).count += 1;
     })
     .await?;
@@ -374,6 +418,7 @@ pub(crate) async fn scan(
     subject: &Subject,
     cond: &str,
     with_values: bool,
+    side: Side,
     mut each: impl FnMut(Key, String, Option<Vec<String>>),
 ) -> crate::Result<()> {
     let table = &subject.table;
@@ -391,7 +436,8 @@ pub(crate) async fn scan(
         .chain(json.iter().cloned())
         .chain(values.iter().cloned())
         .collect();
-    let sql = format!("SELECT {} FROM {} WHERE {cond}", select.join(", "), table.qualified());
+    let from = subject.name_on(side);
+    let sql = format!("SELECT {} FROM {from} WHERE {cond}", select.join(", "));
     let context = || format!("read row hashes of {}", table.qualified());
     let mut result = conn.query_iter(sql).await.sql(context())?;
     let literal = |value: Option<&mysql_async::Value>, render: Render| {
@@ -480,10 +526,10 @@ async fn settle(
     let deadline = Instant::now() + options.settle_timeout;
     let mut settled = Settled::default();
     for round in 1.. {
-        let before = lookup(source, subject, &keys).await?;
+        let before = lookup(source, subject, &keys, Side::Source).await?;
         live.wait_applied(source, target).await?;
-        let now = lookup(target, subject, &keys).await?;
-        let after = lookup(source, subject, &keys).await?;
+        let now = lookup(target, subject, &keys, Side::Target).await?;
+        let after = lookup(source, subject, &keys, Side::Source).await?;
         let mut in_flight = Vec::new();
         for difference in differences(&after, &now) {
             if live.replicating && before.get(&difference.key) != difference.source.as_ref() {
@@ -513,17 +559,22 @@ async fn settle(
 }
 
 /// The rows of `keys` on one server, in batches.
-async fn lookup(conn: &mut Conn, subject: &Subject, keys: &[Key]) -> crate::Result<Rows> {
+async fn lookup(
+    conn: &mut Conn,
+    subject: &Subject,
+    keys: &[Key],
+    side: Side,
+) -> crate::Result<Rows> {
     let mut found = Rows::new();
     if subject.keyless() && !subject.shape.json.is_empty() {
         // The hash is made here, not by the server: read the table and keep the candidates.
         let wanted: BTreeSet<&Key> = keys.iter().collect();
-        let all = rows_in(conn, subject, "TRUE").await?;
+        let all = rows_in(conn, subject, "TRUE", side).await?;
         found.extend(all.into_iter().filter(|(k, _)| wanted.contains(k)));
         return Ok(found);
     }
     for batch in keys.chunks(500) {
-        found.extend(rows_in(conn, subject, &keys_condition(subject, batch)).await?);
+        found.extend(rows_in(conn, subject, &keys_condition(subject, batch), side).await?);
     }
     Ok(found)
 }

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use mysql_async::Conn;
 use serde::Serialize;
 
-use super::{Difference, Key, Settled, Subject, keys_condition, scan};
+use super::{Difference, Key, Settled, Side, Subject, keys_condition, scan};
 use crate::full::objects::Table;
 use crate::sql::quote_ident;
 
@@ -121,8 +121,8 @@ pub(super) async fn table_report(
         diffs.iter().filter(|d| d.source.is_some()).map(|d| d.key.clone()).collect();
     let target_keys: Vec<Key> =
         diffs.iter().filter(|d| d.target.is_some()).map(|d| d.key.clone()).collect();
-    let source_rows = values(source, subject, &source_keys).await?;
-    let target_rows = values(target, subject, &target_keys).await?;
+    let source_rows = values(source, subject, &source_keys, Side::Source).await?;
+    let target_rows = values(target, subject, &target_keys, Side::Target).await?;
     for diff in diffs {
         let (s, t) = (
             diff.source.as_ref().map_or(0, |s| s.count),
@@ -186,6 +186,7 @@ async fn values(
     conn: &mut Conn,
     subject: &Subject,
     keys: &[Key],
+    side: Side,
 ) -> crate::Result<BTreeMap<Key, Vec<String>>> {
     let mut found = BTreeMap::new();
     let wanted: std::collections::BTreeSet<&Key> = keys.iter().collect();
@@ -197,7 +198,7 @@ async fn values(
             continue;
         }
         let cond = if by_server_hash { keys_condition(subject, batch) } else { "TRUE".into() };
-        scan(conn, subject, &cond, true, |key, _, values| {
+        scan(conn, subject, &cond, true, side, |key, _, values| {
             if let Some(values) = values
                 && wanted.contains(&key)
             {
@@ -212,7 +213,7 @@ async fn values(
 fn replace(table: &Table, values: &[String]) -> String {
     format!(
         "REPLACE INTO {} ({}) VALUES ({});",
-        table.qualified(),
+        table.target_qualified(),
         report_columns(table),
         values.join(", ")
     )
@@ -221,7 +222,7 @@ fn replace(table: &Table, values: &[String]) -> String {
 fn insert(table: &Table, values: &[String]) -> String {
     format!(
         "INSERT INTO {} ({}) VALUES ({});",
-        table.qualified(),
+        table.target_qualified(),
         report_columns(table),
         values.join(", ")
     )
@@ -230,7 +231,7 @@ fn insert(table: &Table, values: &[String]) -> String {
 fn delete_keyed(table: &Table, key: &[String]) -> String {
     let conds: Vec<String> =
         table.key.iter().zip(key).map(|(c, v)| format!("{} = {v}", quote_ident(c))).collect();
-    format!("DELETE FROM {} WHERE {};", table.qualified(), conds.join(" AND "))
+    format!("DELETE FROM {} WHERE {};", table.target_qualified(), conds.join(" AND "))
 }
 
 /// Deletes `count` copies of a keyless row: by the servers' row hash, exact for every type, or
@@ -248,7 +249,7 @@ fn delete_keyless(subject: &Subject, values: &[String], diff: &Difference, count
             .collect();
         conds.join(" AND ")
     };
-    format!("DELETE FROM {} WHERE {cond} LIMIT {count};", table.qualified())
+    format!("DELETE FROM {} WHERE {cond} LIMIT {count};", table.target_qualified())
 }
 
 /// The report for people: one line per table, then the rows that differ.

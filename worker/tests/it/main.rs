@@ -36,6 +36,7 @@ mod precheck_cli;
 mod precheck_privileges;
 mod precheck_schema;
 mod precheck_source;
+mod selection;
 mod tls;
 mod validate_cli;
 mod verify;

@@ -442,7 +442,7 @@ fn reader_ends_a_compressed_transaction_at_its_payload_and_grows_the_gtid_set() 
         gtid: None,
     };
     let gtids = GtidState::parse(start.gtid_set.as_deref().unwrap_or("")).expect("GTID set");
-    let mut reader = Reader::new(Filter::new(None), start, gtids, true);
+    let mut reader = Reader::new(Filter::new(ferry_crds::Selection::default()), start, gtids, true);
     let mut file = BinlogFile::open(&path).expect("open binlog");
     let mut units = Vec::new();
     while let Some((pos, bytes)) = file.next_raw().expect("next event") {

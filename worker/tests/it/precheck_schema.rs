@@ -58,7 +58,7 @@ async fn table_level_warnings_and_missing_objects() -> TestResult {
     let items = check(&cfg).await;
     assert_item(&items, "target_tables_exist", CheckResult::Warning, "3 missing on the target");
     cfg.mode = MigrationMode::Full;
-    cfg.objects = databases(&["app", "nope"]);
+    cfg.selection = databases(&["app", "nope"]);
     assert_item(&check(&cfg).await, "selected_objects", CheckResult::Failure, "not found: nope");
     Ok(())
 }
@@ -161,7 +161,7 @@ async fn triggers_routines_and_events_are_named_as_not_migrated() -> TestResult 
     let (source, target, tidb) =
         tokio::try_join!(MariaDb::source(), MariaDb::target(), ferry_e2e::TiDb::start())?;
     let mut cfg = config(&source, &target, MigrationMode::FullAndIncremental);
-    cfg.objects = databases(&["app"]);
+    cfg.selection = databases(&["app"]);
     assert_item(&check(&cfg).await, "triggers_routines_events", CheckResult::Pass, "none");
     source
         .exec(
@@ -200,7 +200,7 @@ async fn target_tables_are_compared_and_one_server_is_refused() -> TestResult {
     source.exec(table).await?;
     source.exec("CREATE TABLE app.narrow (id INT PRIMARY KEY, code VARCHAR(10))").await?;
     let mut cfg = config(&source, &target, MigrationMode::FullAndIncremental);
-    cfg.objects = databases(&["app"]);
+    cfg.selection = databases(&["app"]);
     for (server, port) in [("MariaDB", target.port()), ("TiDB", tidb.port())] {
         cfg.target.port = port;
         let created =
@@ -229,7 +229,7 @@ async fn target_tables_are_compared_and_one_server_is_refused() -> TestResult {
     let items = check(&cfg).await;
     assert_item(&items, "target_table_definitions", CheckResult::Warning, "`app`.`narrow`.`code`");
     let mut same = config(&source, &source, MigrationMode::Full);
-    same.objects = databases(&["app"]);
+    same.selection = databases(&["app"]);
     assert_item(&check(&same).await, "distinct_servers", CheckResult::Failure, "the same server");
     Ok(())
 }

@@ -124,7 +124,7 @@ async fn binlog_ignore_db_and_do_db_against_the_selection() -> TestResult {
     }
     let mut cfg = config(&ignoring, &target, MigrationMode::Incremental);
     assert_item(&check(&cfg).await, "binlog_db_filters", CheckResult::Failure, "not logged: app");
-    cfg.objects = databases(&["other"]);
+    cfg.selection = databases(&["other"]);
     assert_item(&check(&cfg).await, "binlog_db_filters", CheckResult::Pass, "ignore_db: [app]");
     let cfg = config(&only_other, &target, MigrationMode::Incremental);
     assert_item(&check(&cfg).await, "binlog_db_filters", CheckResult::Failure, "not logged: app");

@@ -2,7 +2,8 @@
 
 use std::time::Duration;
 
-use ferry_crds::job::{CheckResult, MigrationMode, ObjectSelection, PrecheckItem, Tier};
+use ferry_crds::Selection;
+use ferry_crds::job::{CheckResult, MigrationMode, PrecheckItem, Tier};
 use ferry_crds::source::SourceType;
 use ferry_e2e::SqlServer;
 use ferry_worker::config::{Endpoint, JobConfig, JobId, Password, TlsMaterial};
@@ -26,7 +27,7 @@ pub fn config(source: &impl SqlServer, target: &impl SqlServer, mode: MigrationM
         source: endpoint(source, "root", ""),
         target: endpoint(target, "root", ""),
         mode,
-        objects: None,
+        selection: Selection::default(),
         tier: Tier::Small,
         concurrency: Tier::Small.default_concurrency(),
         safe_mode_duration: Duration::from_secs(60),
@@ -37,11 +38,8 @@ pub fn config(source: &impl SqlServer, target: &impl SqlServer, mode: MigrationM
 }
 
 /// Only these databases.
-pub fn databases(names: &[&str]) -> Option<ObjectSelection> {
-    Some(ObjectSelection {
-        databases: names.iter().map(|n| n.to_string()).collect(),
-        tables: vec![],
-    })
+pub fn databases(names: &[&str]) -> Selection {
+    Selection::databases(names)
 }
 
 pub async fn check(config: &JobConfig) -> Vec<PrecheckItem> {

@@ -103,7 +103,8 @@ impl Setup {
         self.route = Some((source_port, target_port));
     }
 
-    fn write_manifest(&self, mode: &str, spec: &str) -> PathBuf {
+    /// Writes the manifest of a job in `mode` with `spec` (YAML lines under `spec:`).
+    pub fn write_manifest(&self, mode: &str, spec: &str) -> PathBuf {
         let source_port = self.route.map_or(self.source.port(), |(source, _)| source);
         self.write_manifest_for(source_port, mode, spec)
     }
