@@ -172,9 +172,9 @@ fn write_config(dir: &Path) -> Result<()> {
     let path = |name: &str| dir.join(name).display().to_string();
     let config = format!(
         "tmp-storage-path = {tmp:?}\n\
-             [log]\nslow-query-file = {slow:?}\n\
-             [log.file]\nfilename = {log:?}\n\
-             [performance]\nforce-init-stats = false\n",
+         [log]\nslow-query-file = {slow:?}\n\
+         [log.file]\nfilename = {log:?}\n\
+         [performance]\nforce-init-stats = false\n",
         tmp = path("tmp"),
         slow = path("slow.log"),
         log = path("tidb.log"),

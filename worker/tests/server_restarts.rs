@@ -3,8 +3,8 @@
 //! either clean (SIGTERM, the server shuts down) or a crash (SIGKILL, the server recovers on
 //! start), at random instants, several per run. Every run must end with the target equal to the
 //! source, whole tables compared. CI runs one fixed seed; `FERRY_FAULT_RUNS=N` runs N more with
-//! seeds from the clock, alternating MariaDB and MySQL sources (each prints its seed, to replay
-//! one with `FERRY_FAULT_SEED`).
+//! seeds from the clock, with MariaDB or MySQL sources and MariaDB or TiDB targets as the seed
+//! chooses (each prints its seed, to replay one with `FERRY_FAULT_SEED`).
 
 mod support;
 
@@ -33,17 +33,18 @@ const COPY_TIMEOUT: Duration = Duration::from_secs(240);
 #[tokio::test(flavor = "multi_thread")]
 async fn copy_and_replication_survive_clean_and_crash_restarts_of_both_servers() {
     for &seed in SEEDS {
-        run_with_restarts(seed, SourceKind::MariaDb).await;
+        run_with_restarts(seed, SourceKind::MariaDb, TargetKind::MariaDb).await;
     }
     for seed in load::extra_fault_seeds() {
-        run_with_restarts(seed, SourceKind::ALL[(seed % 2) as usize]).await;
+        let source = SourceKind::ALL[(seed % 2) as usize];
+        run_with_restarts(seed, source, TargetKind::ALL[(seed / 2 % 2) as usize]).await;
     }
 }
 
-async fn run_with_restarts(seed: u64, source: SourceKind) {
-    eprintln!("server restart run with FERRY_FAULT_SEED={seed} ({source} source)");
+async fn run_with_restarts(seed: u64, source: SourceKind, target: TargetKind) {
+    eprintln!("server restart run with FERRY_FAULT_SEED={seed} ({source} into {target})");
     let started = Instant::now();
-    let mut setup = Setup::start_with_source(source, TargetKind::MariaDb).await;
+    let mut setup = Setup::start_with_source(source, target).await;
     setup.source.exec(load::TABLES).await.expect("source tables");
     setup.source.exec(&bulk_rows()).await.expect("bulk rows");
     let manifest = setup.manifest("FullAndIncremental", "    databases: [app]");
