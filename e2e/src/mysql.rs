@@ -88,7 +88,14 @@ impl MySql {
         let _ = self.child.wait();
     }
 
-    /// Starts a killed server again (crash recovery included) and waits until it answers.
+    /// Shuts the server down cleanly (SIGTERM), as its operator would; [`MySql::restart`] brings
+    /// it back.
+    pub async fn stop(&mut self) -> Result<()> {
+        crate::ready::terminate(&mut self.child, "mysqld", START_TIMEOUT).await
+    }
+
+    /// Starts a killed or stopped server again (crash recovery included) and waits until it
+    /// answers.
     pub async fn restart(&mut self) -> Result<()> {
         self.kill();
         self.child = spawn(chroot_dir()?, self.dir.path(), self.port, &self.options)?;

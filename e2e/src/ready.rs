@@ -1,4 +1,5 @@
-//! Waiting for a freshly started server: it must answer on its port, and be ours.
+//! Waiting for a freshly started server (it must answer on its port, and be ours), and for a
+//! stopped one to exit.
 
 use std::process::Child;
 use std::time::{Duration, Instant};
@@ -58,4 +59,26 @@ async fn datadir(port: u16) -> Option<String> {
     let datadir = conn.query_first("SELECT @@datadir").await.ok().flatten();
     drop(conn.disconnect().await);
     datadir
+}
+
+/// Asks a server to shut down cleanly (SIGTERM, as an init system or `kill` does) and waits
+/// until it has exited.
+pub(crate) async fn terminate(child: &mut Child, program: &str, timeout: Duration) -> Result<()> {
+    if child.try_wait().map_err(crate::io_err(format!("wait for {program}")))?.is_some() {
+        return Ok(());
+    }
+    let pid = libc::pid_t::try_from(child.id())
+        .map_err(|_| HarnessError::Start(format!("{program}'s pid does not fit a pid_t")))?;
+    // SAFETY: kill(2) with a pid of our own child, not yet reaped, so not reused.
+    unsafe { libc::kill(pid, libc::SIGTERM) };
+    let deadline = Instant::now() + timeout;
+    while child.try_wait().map_err(crate::io_err(format!("wait for {program}")))?.is_none() {
+        if Instant::now() > deadline {
+            return Err(HarnessError::Start(format!(
+                "{program} did not exit within {timeout:?} of SIGTERM"
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Ok(())
 }

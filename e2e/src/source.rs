@@ -90,7 +90,15 @@ impl Source {
         }
     }
 
-    /// Starts a killed server again on the same port with the same data.
+    /// Shuts the server down cleanly (SIGTERM).
+    pub async fn stop(&mut self) -> Result<()> {
+        match self {
+            Source::MariaDb(s) => s.stop().await,
+            Source::MySql(s) => s.stop().await,
+        }
+    }
+
+    /// Starts a killed or stopped server again on the same port with the same data.
     pub async fn restart(&mut self) -> Result<()> {
         match self {
             Source::MariaDb(s) => s.restart().await,

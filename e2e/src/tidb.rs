@@ -71,33 +71,8 @@ impl TiDb {
             .map_err(io_err("create server directory"))?;
         let port = free_port().map_err(io_err("find a free port"))?;
         let status_port = free_port().map_err(io_err("find a free port"))?;
-        let path = |name: &str| dir.path().join(name).display().to_string();
-        // Everything TiDB writes goes into its directory: spill files, slow log, socket.
-        let config = format!(
-            "tmp-storage-path = {tmp:?}\n\
-             [log]\nslow-query-file = {slow:?}\n\
-             [log.file]\nfilename = {log:?}\n\
-             [performance]\nforce-init-stats = false\n",
-            tmp = path("tmp"),
-            slow = path("slow.log"),
-            log = path("tidb.log"),
-        );
-        std::fs::write(dir.path().join("tidb.toml"), config)
-            .map_err(io_err("write the TiDB config"))?;
-        let stderr = std::fs::File::create(dir.path().join("stderr.log"))
-            .map_err(io_err("create the TiDB stderr log"))?;
-        let child = Command::new(binary)
-            .current_dir(dir.path())
-            .args(["-store", "unistore", "-path", &path("data")])
-            .args(["-host", "127.0.0.1", "-P", &port.to_string()])
-            .args(["-status", &status_port.to_string(), "-status-host", "127.0.0.1"])
-            .args(["-socket", &path("tidb.sock"), "-config", &path("tidb.toml")])
-            .args(["-L", "warn"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(stderr)
-            .spawn()
-            .map_err(io_err(format!("start {}", binary.display())))?;
+        write_config(dir.path())?;
+        let child = spawn(binary, dir.path(), port, status_port)?;
         let mut server = Self { child, dir, port, status_port };
         server.wait_ready().await?;
         tracing::info!(port, elapsed = ?started.elapsed(), "TiDB answers");
@@ -115,6 +90,26 @@ impl TiDb {
             timeout: START_TIMEOUT,
         };
         starting.wait_until_ours(|d| Path::new(d) == ours, || log_tail(&dir)).await
+    }
+
+    /// Kills the server at once, as a crash would; [`TiDb::restart`] brings it back on the same
+    /// ports with the same data.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Shuts the server down cleanly (SIGTERM).
+    pub async fn stop(&mut self) -> Result<()> {
+        crate::ready::terminate(&mut self.child, "tidb-server", START_TIMEOUT).await
+    }
+
+    /// Starts a killed or stopped server again and waits until it answers.
+    pub async fn restart(&mut self) -> Result<()> {
+        self.kill();
+        let binary = go_tool("tidb-server", TIDB_VERSION)?;
+        self.child = spawn(&binary, self.dir.path(), self.port, self.status_port)?;
+        self.wait_ready().await
     }
 
     /// The last part of the server's logs, for failure messages.
@@ -169,6 +164,45 @@ fn create_user_sql(user: &str, password: &str, privileges: &str) -> String {
         "CREATE USER '{user}'@'%' IDENTIFIED BY '{password}'; \
          GRANT {privileges} ON *.* TO '{user}'@'%'"
     )
+}
+
+/// The config file of the server in `dir`: everything TiDB writes goes into its directory
+/// (spill files, slow log, socket).
+fn write_config(dir: &Path) -> Result<()> {
+    let path = |name: &str| dir.join(name).display().to_string();
+    let config = format!(
+        "tmp-storage-path = {tmp:?}\n\
+         [log]\nslow-query-file = {slow:?}\n\
+         [log.file]\nfilename = {log:?}\n\
+         [performance]\nforce-init-stats = false\n",
+        tmp = path("tmp"),
+        slow = path("slow.log"),
+        log = path("tidb.log"),
+    );
+    std::fs::write(dir.join("tidb.toml"), config).map_err(io_err("write the TiDB config"))?;
+    Ok(())
+}
+
+/// Runs `tidb-server` on the data in `dir` (a new store when empty).
+fn spawn(binary: &Path, dir: &Path, port: u16, status_port: u16) -> Result<Child> {
+    let path = |name: &str| dir.join(name).display().to_string();
+    let stderr = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("stderr.log"))
+        .map_err(io_err("create the TiDB stderr log"))?;
+    Command::new(binary)
+        .current_dir(dir)
+        .args(["-store", "unistore", "-path", &path("data")])
+        .args(["-host", "127.0.0.1", "-P", &port.to_string()])
+        .args(["-status", &status_port.to_string(), "-status-host", "127.0.0.1"])
+        .args(["-socket", &path("tidb.sock"), "-config", &path("tidb.toml")])
+        .args(["-L", "warn"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(stderr)
+        .spawn()
+        .map_err(io_err(format!("start {}", binary.display())))
 }
 
 /// The kinds of server Ferry migrates into.
@@ -317,6 +351,36 @@ impl Target {
         match self {
             Target::TiDb(s) => Some(s),
             _ => None,
+        }
+    }
+}
+
+/// Crashes and restarts, whatever the kind of target.
+impl Target {
+    /// Kills the server at once, as a crash or a power cut would.
+    pub fn kill(&mut self) {
+        match self {
+            Target::MariaDb(s) => s.kill(),
+            Target::TiDb(s) => s.kill(),
+            Target::MySql(s) => s.kill(),
+        }
+    }
+
+    /// Shuts the server down cleanly (SIGTERM).
+    pub async fn stop(&mut self) -> Result<()> {
+        match self {
+            Target::MariaDb(s) => s.stop().await,
+            Target::TiDb(s) => s.stop().await,
+            Target::MySql(s) => s.stop().await,
+        }
+    }
+
+    /// Starts a killed or stopped server again on the same port with the same data.
+    pub async fn restart(&mut self) -> Result<()> {
+        match self {
+            Target::MariaDb(s) => s.restart().await,
+            Target::TiDb(s) => s.restart().await,
+            Target::MySql(s) => s.restart().await,
         }
     }
 }

@@ -29,7 +29,11 @@ fn unreadable_tables(server: &Server, schema: &SourceSchema) -> Vec<String> {
         })
         .map(|db| format!("{db}.*"))
         .collect();
-    unreadable.extend(schema.hidden_tables.iter().flatten().cloned());
+    // A table the grants let the user read cannot be hidden from it: it is one made or dropped
+    // while the precheck read the lists.
+    let hidden = schema.hidden_tables.iter().flatten();
+    let hidden = hidden.filter(|t| !grants.on_table("SELECT", &t.db, &t.name));
+    unreadable.extend(hidden.map(|t| t.qualified()));
     unreadable.extend(
         schema
             .tables
@@ -301,4 +305,34 @@ pub fn target_privileges(server: &Server, databases: &[String]) -> PrecheckItem 
          keeps its checkpoints in the ferry_meta schema on the target.",
         remedy::grant(&missing_privileges, "*.*", &server.grantee()),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::precheck::grants::Grants;
+    use crate::precheck::schema::Table;
+    use crate::precheck::server::Version;
+
+    fn table(db: &str, name: &str) -> Table {
+        Table { db: db.into(), name: name.into(), engine: None, collation: None }
+    }
+
+    /// A table InnoDB listed and information_schema did not, though the grants let the user read
+    /// it, was made or dropped while the precheck read the lists: it is not unreadable.
+    #[test]
+    fn only_tables_the_grants_do_not_cover_count_as_hidden() {
+        let server = Server {
+            version: Version::parse("9.7.4"),
+            variables: Default::default(),
+            threads_connected: None,
+            current_user: "ferry@%".into(),
+            grants: Grants::parse(&["GRANT SELECT ON `app`.`t` TO `ferry`@`%`"]),
+        };
+        let schema = SourceSchema {
+            hidden_tables: Some(vec![table("app", "t"), table("app", "secret")]),
+            ..Default::default()
+        };
+        assert_eq!(unreadable_tables(&server, &schema), ["app.secret"]);
+    }
 }

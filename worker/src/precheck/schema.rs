@@ -124,7 +124,7 @@ pub struct SourceSchema {
     pub whole_databases: BTreeSet<String>,
     /// `db.table` of InnoDB tables of whole schemas that information_schema hides from the
     /// user (no privilege on them); None when the server would not list them (no PROCESS).
-    pub hidden_tables: Option<Vec<String>>,
+    pub hidden_tables: Option<Vec<Table>>,
     /// Triggers, stored procedures and functions, and events of the selected schemas, as
     /// `kind db.name`; the copy does not create them.
     pub programs: Vec<String>,
@@ -175,20 +175,15 @@ impl SourceSchema {
 
     /// Tables the storage engine has that information_schema.TABLES does not show this user
     /// (InnoDB's own list needs PROCESS: MariaDB's INNODB_SYS_TABLES, MySQL 8's INNODB_TABLES).
+    /// InnoDB's list is read before and after information_schema.TABLES, and only names in both
+    /// count: a table created, dropped or renamed while the lists are read is not hidden, just
+    /// changing.
     async fn read_hidden_tables(
         &self,
         conn: &mut Conn,
         selection: Selection<'_>,
-    ) -> Option<Vec<String>> {
-        let mut names: Option<Vec<String>> = None;
-        for list in ["INNODB_SYS_TABLES", "INNODB_TABLES"] {
-            let sql = format!("SELECT NAME FROM information_schema.{list}");
-            if let Ok(found) = conn.query::<String, _>(sql).await {
-                names = Some(found);
-                break;
-            }
-        }
-        names.as_ref()?;
+    ) -> Option<Vec<Table>> {
+        let before = innodb_table_names(conn).await?;
         // Every kind the user sees counts (sequences and system-versioned tables are InnoDB
         // tables too).
         let sql = format!(
@@ -197,24 +192,11 @@ impl SourceSchema {
         );
         let visible: BTreeSet<String> =
             conn.query::<String, _>(sql).await.ok()?.into_iter().collect();
-        let hidden = names?
-            .into_iter()
-            .filter_map(|name| {
-                let (db, table) = name.split_once('/')?;
-                let (db, table) = (decode_file_name(db), decode_file_name(table));
-                let whole = self.whole_databases.contains(&db) && self.schemas.contains_key(&db);
-                // Partitions (`t#P#p0`) belong to their table; InnoDB's full-text index tables
-                // (`FTS_<hex>_...`) are its own.
-                let table = table.split('#').next().unwrap_or_default();
-                if table.starts_with("FTS_") && table.get(4..20).is_some_and(is_hex) {
-                    return None;
-                }
-                let qualified = format!("{db}.{table}");
-                let hidden = !table.is_empty() && !visible.contains(&qualified);
-                (whole && hidden && selection.table(&db, table)).then_some(qualified)
-            })
-            .collect::<BTreeSet<String>>();
-        Some(hidden.into_iter().collect())
+        let after = innodb_table_names(conn).await?;
+        let whole = |db: &str| self.whole_databases.contains(db) && self.schemas.contains_key(db);
+        let mut hidden = hidden_tables(&before, &visible, &after, whole);
+        hidden.retain(|t| selection.table(&t.db, &t.name));
+        Some(hidden)
     }
 
     /// Triggers, routines and events: the copy creates none of them.
@@ -392,6 +374,47 @@ impl SourceSchema {
     }
 }
 
+/// The names in InnoDB's own table list (`db/table`, as on disk); None when the user may not
+/// read it.
+async fn innodb_table_names(conn: &mut Conn) -> Option<BTreeSet<String>> {
+    for list in ["INNODB_SYS_TABLES", "INNODB_TABLES"] {
+        let sql = format!("SELECT NAME FROM information_schema.{list}");
+        if let Ok(found) = conn.query::<String, _>(sql).await {
+            return Some(found.into_iter().collect());
+        }
+    }
+    None
+}
+
+/// The user tables of schemas selected whole (`whole`) that both InnoDB lists (`before` and
+/// `after`) name and information_schema (`visible`, `db.table`) does not.
+fn hidden_tables(
+    before: &BTreeSet<String>,
+    visible: &BTreeSet<String>,
+    after: &BTreeSet<String>,
+    whole: impl Fn(&str) -> bool,
+) -> Vec<Table> {
+    let tables: BTreeSet<(String, String)> = before
+        .intersection(after)
+        .filter_map(|name| innodb_user_table(name))
+        .filter(|(db, table)| whole(db) && !visible.contains(&format!("{db}.{table}")))
+        .collect();
+    let table = |(db, name)| Table { db, name, engine: None, collation: None };
+    tables.into_iter().map(table).collect()
+}
+
+/// The user table an InnoDB list name (`db/table`) belongs to: partitions (`t#P#p0`) belong to
+/// their table; the temporary tables of ALTER TABLE (`#sql...`) and InnoDB's full-text index
+/// tables (`FTS_<16 hex>_...` on MariaDB, `fts_<16 hex>_...` on MySQL) to none.
+fn innodb_user_table(name: &str) -> Option<(String, String)> {
+    let (db, table) = name.split_once('/')?;
+    let (db, table) = (decode_file_name(db), decode_file_name(table));
+    let table = table.split('#').next().unwrap_or_default();
+    let full_text = table.get(..4).is_some_and(|p| p.eq_ignore_ascii_case("fts_"))
+        && table.get(4..20).is_some_and(is_hex);
+    (!table.is_empty() && !full_text).then(|| (db, table.to_string()))
+}
+
 fn is_hex(text: &str) -> bool {
     text.bytes().all(|b| b.is_ascii_hexdigit())
 }
@@ -510,6 +533,38 @@ mod tests {
         assert_eq!(decode_file_name("my@002dtable"), "my-table");
         assert_eq!(decode_file_name("plain"), "plain");
         assert_eq!(decode_file_name("odd@"), "odd@");
+    }
+
+    #[test]
+    fn innodb_internal_tables_belong_to_no_user_table() {
+        let user = |name| innodb_user_table(name).map(|(db, t)| format!("{db}.{t}"));
+        assert_eq!(user("app/t#P#p0").as_deref(), Some("app.t"));
+        assert_eq!(user("my@002ddb/plain").as_deref(), Some("my-db.plain"));
+        assert_eq!(user("app/fts_users").as_deref(), Some("app.fts_users"), "a user's name");
+        for internal in [
+            "app/FTS_000000000000042a_BEING_DELETED",
+            "app/FTS_000000000000042a_00000000000000a6_INDEX_1",
+            "app/fts_000000000000042a_being_deleted_cache",
+            "app/fts_000000000000042a_00000000000000a6_index_6",
+            "app/#sql-ib1234-567",
+            "app/#sql2-1a2b-3",
+            "SYS_FOREIGN",
+        ] {
+            assert_eq!(user(internal), None, "{internal}");
+        }
+    }
+
+    #[test]
+    fn tables_changing_while_the_lists_are_read_are_not_hidden() {
+        let set = |names: &[&str]| names.iter().map(|n| n.to_string()).collect::<BTreeSet<_>>();
+        // `secret` is hidden throughout; `made` appears after the first InnoDB read, `gone`
+        // disappears before the second.
+        let before = set(&["app/t", "app/secret", "app/gone", "other/x"]);
+        let visible = set(&["app.t", "app.made"]);
+        let after = set(&["app/t", "app/secret", "app/made", "other/x"]);
+        let hidden = hidden_tables(&before, &visible, &after, |db| db == "app");
+        let names: Vec<String> = hidden.iter().map(Table::qualified).collect();
+        assert_eq!(names, ["app.secret"]);
     }
 
     #[test]

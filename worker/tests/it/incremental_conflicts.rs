@@ -1,20 +1,31 @@
-//! Conflicts, the restart request, safe mode after an abrupt stop, and a purged binlog.
+//! Conflicts, the restart request, safe mode after an abrupt stop, and a purged binlog, each
+//! with a MariaDB and a MySQL source.
 
 use crate::support;
 
-use ferry_e2e::SqlServer;
+use ferry_e2e::{SourceKind, SqlServer, TargetKind};
 
 use std::time::Duration;
 
 use mysql_async::prelude::Queryable;
 use support::{Setup, interrupt, wait_exit};
 
-const TABLES: &str = "CREATE DATABASE app; \
+/// The collation is spelled out: MySQL's default (utf8mb4_0900_ai_ci) is not MariaDB's.
+const TABLES: &str = "CREATE DATABASE app CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci; \
     CREATE TABLE app.items (id INT PRIMARY KEY, v VARCHAR(20), parent INT);";
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_duplicate_key_fails_the_job_and_the_restart_request_replaces_the_row() {
-    let mut setup = Setup::start().await;
+    duplicate_key_then_restart_request(SourceKind::MariaDb).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_duplicate_key_from_mysql_fails_the_job_and_the_restart_request_replaces_the_row() {
+    duplicate_key_then_restart_request(SourceKind::MySql).await;
+}
+
+async fn duplicate_key_then_restart_request(source: SourceKind) {
+    let mut setup = Setup::start_with_source(source, TargetKind::MariaDb).await;
     setup.both(TABLES).await;
     let start = setup.source_head().await;
     let manifest = setup.incremental_manifest(&start, "");
@@ -45,7 +56,16 @@ async fn a_duplicate_key_fails_the_job_and_the_restart_request_replaces_the_row(
 
 #[tokio::test(flavor = "multi_thread")]
 async fn safe_mode_after_an_abrupt_stop_replaces_rows_and_shows_in_status() {
-    let mut setup = Setup::start().await;
+    safe_mode_after_an_abrupt_stop(SourceKind::MariaDb).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn safe_mode_after_an_abrupt_stop_of_a_mysql_job_replaces_rows_and_shows_in_status() {
+    safe_mode_after_an_abrupt_stop(SourceKind::MySql).await;
+}
+
+async fn safe_mode_after_an_abrupt_stop(source: SourceKind) {
+    let mut setup = Setup::start_with_source(source, TargetKind::MariaDb).await;
     setup.both(TABLES).await;
     let start = setup.source_head().await;
     let manifest = setup.incremental_manifest(&start, "  safeModeDuration: 10m");
@@ -80,7 +100,16 @@ async fn safe_mode_after_an_abrupt_stop_replaces_rows_and_shows_in_status() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_purged_binlog_asks_for_a_new_full_migration() {
-    let mut setup = Setup::start().await;
+    purged_binlog(SourceKind::MariaDb).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_purged_mysql_binlog_asks_for_a_new_full_migration() {
+    purged_binlog(SourceKind::MySql).await;
+}
+
+async fn purged_binlog(source: SourceKind) {
+    let mut setup = Setup::start_with_source(source, TargetKind::MariaDb).await;
     setup.both(TABLES).await;
     let start = setup.source_head().await;
     let manifest = setup.incremental_manifest(&start, "");
@@ -104,8 +133,10 @@ async fn a_purged_binlog_asks_for_a_new_full_migration() {
     loop {
         setup.source.exec(&format!("PURGE BINARY LOGS TO '{current}'")).await.unwrap();
         let mut conn = setup.source.conn().await.unwrap();
-        let files: Vec<(String, u64)> = conn.query("SHOW BINARY LOGS").await.unwrap();
-        if !files.iter().any(|(f, _)| *f == start.0) {
+        // MySQL adds a third column (Encrypted): only the names are read.
+        let name = |row: mysql_async::Row| row.get::<String, _>(0).unwrap_or_default();
+        let files: Vec<String> = conn.query_map("SHOW BINARY LOGS", name).await.unwrap();
+        if !files.contains(&start.0) {
             break;
         }
         assert!(std::time::Instant::now() < deadline, "{} was not purged: {files:?}", start.0);

@@ -37,6 +37,7 @@ mod precheck_privileges;
 mod precheck_schema;
 mod precheck_source;
 mod selection;
+mod server_restarts;
 mod tls;
 mod validate_cli;
 mod verify;

@@ -27,22 +27,9 @@ async fn copy_and_replication_survive_resets_latency_and_partitions() {
     for &seed in SEEDS {
         run_with_faults(seed).await;
     }
-    for seed in extra_seeds() {
+    for seed in load::extra_fault_seeds() {
         run_with_faults(seed).await;
     }
-}
-
-/// `FERRY_FAULT_SEED` alone, or `FERRY_FAULT_RUNS` seeds from the clock.
-fn extra_seeds() -> Vec<u64> {
-    if let Some(seed) = std::env::var("FERRY_FAULT_SEED").ok().and_then(|s| s.parse().ok()) {
-        return vec![seed];
-    }
-    let runs: u64 =
-        std::env::var("FERRY_FAULT_RUNS").ok().and_then(|s| s.parse().ok()).unwrap_or(0);
-    let clock = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(1, |d| d.as_nanos() as u64);
-    (0..runs).map(|n| clock.wrapping_add(n.wrapping_mul(0x9e37_79b9))).collect()
 }
 
 async fn run_with_faults(seed: u64) {

@@ -120,7 +120,7 @@ pub async fn run_writer(
     make: fn(&mut Rng, u64, u64) -> String,
     rollback: &str,
 ) -> u64 {
-    let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ (w + 1).wrapping_mul(0x2545_f491_4f6c_dd1d));
+    let mut rng = writer_rng(w);
     let mut committed = 0;
     let mut i = 0;
     while !stop.load(Ordering::Relaxed) {
@@ -134,6 +134,56 @@ pub async fn run_writer(
         }
     }
     committed
+}
+
+/// Each writer's own sequence of transactions.
+fn writer_rng(w: u64) -> Rng {
+    Rng(0x9e37_79b9_7f4a_7c15 ^ (w + 1).wrapping_mul(0x2545_f491_4f6c_dd1d))
+}
+
+/// Runs writer `w` (the transactions of [`writer`]) on the server at `opts` until `stop`, while
+/// the server is restarted or killed: a lost connection is made again once the server answers.
+/// A transaction in flight when the server went down may or may not have committed; the source
+/// is the reference either way. Returns how many transactions committed.
+pub async fn writer_through_restarts(
+    opts: mysql_async::Opts,
+    w: u64,
+    stop: Arc<AtomicBool>,
+) -> u64 {
+    let mut rng = writer_rng(w);
+    let mut conn: Option<mysql_async::Conn> = None;
+    let (mut committed, mut i) = (0, 0);
+    while !stop.load(Ordering::Relaxed) {
+        let Some(open) = conn.as_mut() else {
+            conn = mysql_async::Conn::new(opts.clone()).await.ok();
+            if conn.is_none() {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            continue;
+        };
+        i += 1;
+        match open.query_drop(transaction(&mut rng, w, i)).await {
+            Ok(()) => committed += 1,
+            Err(mysql_async::Error::Server(_)) if open.query_drop("ROLLBACK").await.is_ok() => {}
+            // The server went away (or is shutting down): connect again.
+            Err(_) => conn = None,
+        }
+    }
+    committed
+}
+
+/// The seeds of fault runs besides a test's fixed CI seeds: `FERRY_FAULT_SEED` alone (to replay
+/// a run), or `FERRY_FAULT_RUNS` seeds from the clock (each run prints its seed).
+pub fn extra_fault_seeds() -> Vec<u64> {
+    if let Some(seed) = std::env::var("FERRY_FAULT_SEED").ok().and_then(|s| s.parse().ok()) {
+        return vec![seed];
+    }
+    let runs: u64 =
+        std::env::var("FERRY_FAULT_RUNS").ok().and_then(|s| s.parse().ok()).unwrap_or(0);
+    let clock = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(1, |d| d.as_nanos() as u64);
+    (0..runs).map(|n| clock.wrapping_add(n.wrapping_mul(0x9e37_79b9))).collect()
 }
 
 /// DDL while the writers run: a column added and dropped, a table created and filled.
