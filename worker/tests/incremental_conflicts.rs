@@ -1,4 +1,4 @@
-//! Conflicts, the restart request, safe mode after an abrupt stop, and a purged binlog.
+//! Conflicts, overwriting them, safe mode after an abrupt stop, and a purged binlog.
 
 mod support;
 
@@ -13,7 +13,7 @@ const TABLES: &str = "CREATE DATABASE app; \
     CREATE TABLE app.items (id INT PRIMARY KEY, v VARCHAR(20), parent INT);";
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_duplicate_key_fails_the_job_and_the_restart_request_replaces_the_row() {
+async fn a_duplicate_key_fails_the_job_and_overwriting_replaces_the_row() {
     let mut setup = Setup::start().await;
     setup.both(TABLES).await;
     let start = setup.source_head().await;
@@ -34,8 +34,10 @@ async fn a_duplicate_key_fails_the_job_and_the_restart_request_replaces_the_row(
     assert_eq!(status["phase"], "Failed");
     assert_eq!(status["lastError"]["retryable"], false);
 
-    // The restart request resumes and replaces the conflicting target row with the source's.
-    let manifest = setup.incremental_manifest(&start, "  restartRequest: \"2026-01-01T00:00:00Z\"");
+    // Overwriting at the failure position resumes and replaces the conflicting target row.
+    let position = support::failure_position(&message);
+    let extra = format!("  overwriteConflictsAt: \"{position}\"");
+    let manifest = setup.incremental_manifest(&start, &extra);
     let mut ferry = setup.spawn(&manifest, &[], &[]);
     setup.source.exec("UPDATE app.items SET v = 'later' WHERE id = 1").await.unwrap();
     setup.wait_caught_up(&mut ferry, Duration::from_secs(60)).await;

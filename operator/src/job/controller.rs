@@ -431,6 +431,11 @@ const FORGET_FOR: Duration = Duration::from_secs(300);
 /// the Secrets already).
 async fn forget_checkpoints(job: &MigrationJob, namespace: &str, ctx: &Context) -> Result<()> {
     let Some(uid) = job.uid() else { return Ok(()) };
+    // Only a worker writes checkpoints: a job that never had one (no pod, no stage reported)
+    // has none to delete, and its target may well be wrong.
+    if job.status.as_ref().is_none_or(|s| s.worker_pod.is_none() && s.stage.is_none()) {
+        return Ok(());
+    }
     let name = format!("{namespace}/{}", job.name_any());
     let refs: Vec<&SecretKeyRef> = job_secret_refs(job).collect();
     let loaded = crate::secrets::load(&ctx.client, namespace, &refs).await?;
