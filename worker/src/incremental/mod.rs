@@ -238,6 +238,14 @@ pub async fn run(ctx: &JobContext, start: Option<BinlogPosition>) -> crate::Resu
     {
         return Err(IncrementalError::Reader(format!("{panic}")).into());
     }
+    if let Err(crate::Error::Incremental(IncrementalError::Diverged { .. })) = &result {
+        // The target refused a row change: every change below the watermark is applied, those
+        // above it are listed, and no DDL runs while rows are applied, so the stop is as exact as
+        // a clean one. Saved as clean, the next run meets the conflict again rather than
+        // replacing the row silently in the safe mode of an abrupt stop.
+        let low = state.scheduler.watermark().low().clone();
+        checkpoint::advance(&mut state.control.conn, &job, &low, false).await?;
+    }
     result?;
     state.scheduler.drain().await?;
     let applied = state.scheduler.watermark().low().clone();
