@@ -192,11 +192,26 @@ struct Worker {
 
 impl Worker {
     async fn run(mut self, mut queue: mpsc::Receiver<Work>) {
-        while let Some(first) = queue.recv().await {
+        // A transaction taken from the queue that starts the next group.
+        let mut next: Option<Work> = None;
+        loop {
+            let first = match next.take() {
+                Some(work) => work,
+                None => match queue.recv().await {
+                    Some(work) => work,
+                    None => return,
+                },
+            };
+            let overwrite = first.mode == Mode::Overwrite;
             let mut rows = first.rows();
             let mut batch = vec![first];
             while rows < BATCH_ROWS {
                 let Ok(work) = queue.try_recv() else { break };
+                // Overwriting is for its own transactions only: never grouped with others.
+                if (work.mode == Mode::Overwrite) != overwrite {
+                    next = Some(work);
+                    break;
+                }
                 rows += work.rows();
                 batch.push(work);
             }
