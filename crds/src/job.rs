@@ -83,10 +83,21 @@ pub struct MigrationJobSpec {
     #[serde(default = "default_safe_mode_duration")]
     #[schemars(pattern(DURATION_PATTERN))]
     pub safe_mode_duration: String,
-    /// Set to a new value (a timestamp is handy) to restart a failed job, replacing target rows
-    /// that conflict with the source's (TiDB Cloud's "Restart").
+    /// Set to a new value (a timestamp is handy) to resume a failed job from its checkpoint
+    /// with a new worker, which reads `ddlErrorPolicy` and `overwriteConflictsAt` as they are
+    /// then. It only resumes: target rows that conflict with the source's are replaced only at
+    /// `overwriteConflictsAt`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub restart_request: Option<String>,
+    /// The binlog position (`file:pos`) a conflict's error names: on the next run, target rows
+    /// that conflict with the source's (a duplicate key, or a row the source updates or deletes
+    /// that the target lacks) are overwritten with the source's in the source transactions up to
+    /// this position, and in no later one, which stops the job again (TiDB Cloud's "Restart").
+    /// Each row overwritten is counted in `status.incremental.conflictsOverwritten`. Set it with
+    /// a new `restartRequest`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(pattern(r"^[^:\s]+:[0-9]+$"))]
+    pub overwrite_conflicts_at: Option<String>,
     /// What to do with replicated DDL statements, by binlog position: skip one the target
     /// refuses, or replace it with statements written for the target. The job's error names
     /// the position; add an entry, then set a new `restartRequest`.
@@ -529,6 +540,10 @@ pub struct IncrementalStatus {
     /// statements for the others.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub skipped_events: Option<SkippedEvents>,
+    /// Target rows this worker overwrote with the source's because they conflicted, in the
+    /// transactions up to `spec.overwriteConflictsAt`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conflicts_overwritten: Option<i64>,
 }
 
 /// Counts of events dropped by `spec.filters`, per event type.

@@ -15,6 +15,11 @@ pub enum Error {
     WorkerStillRunning(usize, String),
     #[error("finalizer of {object}: {message}")]
     Finalizer { object: String, message: String },
+    #[error(
+        "cannot delete the checkpoints of {job} on its target yet (retrying until {give_up}): \
+         {problem}"
+    )]
+    Checkpoints { job: String, problem: String, give_up: String },
 }
 
 impl Error {
@@ -25,6 +30,7 @@ impl Error {
             Self::Unnamed(_) => "unnamed",
             Self::WorkerStillRunning(..) => "worker_stopping",
             Self::Finalizer { .. } => "finalizer",
+            Self::Checkpoints { .. } => "checkpoints",
         }
     }
 }

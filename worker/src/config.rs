@@ -8,11 +8,18 @@ use ferry_crds::TlsMode;
 use ferry_crds::job::{BinlogPosition, DdlErrorAction, MigrationMode, Tier};
 use ferry_crds::source::SourceType;
 
+pub use crate::meta::jobs::Owner;
+
 /// Everything the engine needs to run one job.
 #[derive(Clone, Debug)]
 pub struct JobConfig {
-    /// `namespace/name` of the MigrationJob; names the checkpoint rows in `ferry_meta`.
+    /// `namespace/name` of the MigrationJob.
     pub id: JobId,
+    /// Who runs the job: decides its checkpoint key.
+    pub owner: Owner,
+    /// The key of the job's rows in `ferry_meta` ([`crate::meta::jobs`]); empty until
+    /// [`crate::meta::jobs::identify`] sets it.
+    pub key: String,
     pub source_type: SourceType,
     pub source: Endpoint,
     pub target: Endpoint,
@@ -26,13 +33,14 @@ pub struct JobConfig {
     pub safe_mode_duration: Duration,
     /// Incremental mode: where to start (absent: the source's current position).
     pub incremental_start: Option<BinlogPosition>,
-    /// The user asked to restart: replace target rows that conflict with the source's.
-    pub replace_conflicts: bool,
+    /// Replace the target rows that conflict with the source's in the source transactions up to
+    /// this binlog position (`file:pos`, as the conflict's error names it), and no later ones.
+    pub overwrite_conflicts_at: Option<String>,
     /// Replicated DDL statements to skip or replace, by binlog position.
     pub ddl_error_policy: Vec<DdlErrorAction>,
 }
 
-/// Identifies a job; also the key of its checkpoints.
+/// Names a job: its namespace and name.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct JobId {
     pub namespace: String,

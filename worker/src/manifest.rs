@@ -13,7 +13,7 @@ use ferry_crds::validation::Problem;
 use ferry_crds::{API_VERSION, SecretKeyRef, TlsConfig, crd};
 use serde_json::Value;
 
-use crate::config::{Endpoint, JobConfig, JobId, Password, TlsMaterial, parse_duration};
+use crate::config::{Endpoint, JobConfig, JobId, Owner, Password, TlsMaterial, parse_duration};
 
 /// Namespace of objects whose metadata names none, as with kubectl.
 pub const DEFAULT_NAMESPACE: &str = "default";
@@ -273,6 +273,8 @@ impl Manifest {
         let spec = &job.spec;
         Ok(JobConfig {
             id: JobId { namespace: namespace.clone(), name: name_of(&job.metadata) },
+            owner: Owner::Cli,
+            key: String::new(),
             source_type: source.spec.source_type,
             source: secrets(&namespace).endpoint(
                 &source.spec.host,
@@ -295,7 +297,7 @@ impl Manifest {
             safe_mode_duration: parse_duration(&spec.safe_mode_duration)
                 .expect("the schema pattern admits only parseable durations"),
             incremental_start: spec.incremental.as_ref().and_then(|i| i.start.clone()),
-            replace_conflicts: spec.restart_request.is_some(),
+            overwrite_conflicts_at: spec.overwrite_conflicts_at.clone(),
             ddl_error_policy: spec.ddl_error_policy.clone(),
         })
     }
@@ -330,6 +332,26 @@ impl Manifest {
             source.spec.tls.as_ref(),
         ))
     }
+}
+
+/// The target of `job` with its Secrets resolved (for the operator, which deletes the job's
+/// checkpoints there when the job goes); `None` when a referenced key is not in `secrets`.
+pub fn target_endpoint(secrets: Vec<Secret>, job: &MigrationJob) -> Option<Endpoint> {
+    let namespace = namespace_of(&job.metadata);
+    let manifest = Manifest { secrets, sources: Vec::new(), jobs: Vec::new() };
+    let target = &job.spec.target;
+    let refs = secret_refs(&target.password_secret_ref, target.tls.as_ref());
+    if refs.iter().any(|(_, r)| manifest.secret_value(&namespace, r).is_err()) {
+        return None;
+    }
+    let lookup = SecretLookup { manifest: &manifest, namespace };
+    Some(lookup.endpoint(
+        &target.host,
+        target.port,
+        &target.user,
+        &target.password_secret_ref,
+        target.tls.as_ref(),
+    ))
 }
 
 /// Reads Secret values for one namespace of a validated manifest.

@@ -407,16 +407,82 @@ async fn apply_status(
     Ok(())
 }
 
-/// Deletion: stop every worker pod and wait until they are gone; the ServiceAccount, Role and
+/// Deletion: stop every worker pod and wait until they are gone, then delete the job's rows of
+/// `ferry_meta` on the target (the migrated tables stay); the ServiceAccount, Role and
 /// RoleBinding go with the job through their owner reference.
 async fn cleanup(job: &MigrationJob, namespace: &str, ctx: &Context) -> Result<Action> {
     let pods = worker_pods(job, namespace, ctx).await?;
     if pods.is_empty() {
+        forget_checkpoints(job, namespace, ctx).await?;
         ctx.metrics.forget_job(namespace, &job.name_any());
         return Ok(Action::await_change());
     }
     delete_pods(job, namespace, &pods, ctx).await?;
     Err(Error::WorkerStillRunning(pods.len(), job.name_any()))
+}
+
+/// How long a deletion keeps trying to reach the target to delete the job's checkpoints; then
+/// they are left (a job created again under the name starts fresh all the same, and deletes
+/// them).
+const FORGET_FOR: Duration = Duration::from_secs(300);
+
+/// Deletes the job's rows of `ferry_meta` on its target; gives up, with a Warning event, when
+/// the target stays out of reach for [`FORGET_FOR`] (a namespace being deleted may have lost
+/// the Secrets already).
+async fn forget_checkpoints(job: &MigrationJob, namespace: &str, ctx: &Context) -> Result<()> {
+    let Some(uid) = job.uid() else { return Ok(()) };
+    // Only a worker writes checkpoints: a job that never had one (no pod, no stage reported)
+    // has none to delete, and its target may well be wrong.
+    if job.status.as_ref().is_none_or(|s| s.worker_pod.is_none() && s.stage.is_none()) {
+        return Ok(());
+    }
+    let name = format!("{namespace}/{}", job.name_any());
+    let refs: Vec<&SecretKeyRef> = job_secret_refs(job).collect();
+    let loaded = crate::secrets::load(&ctx.client, namespace, &refs).await?;
+    let outcome = match ferry_worker::manifest::target_endpoint(loaded.secrets, job) {
+        None => {
+            Err(format!("the target's credentials are missing: {}", loaded.problems.join("; ")))
+        }
+        Some(endpoint) => forget_on(&endpoint, uid, &name).await.map_err(|e| e.to_string()),
+    };
+    let object = job.object_ref(&());
+    let deleted_at = job.metadata.deletion_timestamp.as_ref().map(|t| t.0);
+    let give_up = deleted_at.map(|t| t + FORGET_FOR);
+    match outcome {
+        Ok(rows) => {
+            let note = format!(
+                "deleted the job's {rows} rows of ferry_meta on the target; the migrated tables stay"
+            );
+            ctx.event(&object, EventKind::Normal, "CheckpointsDeleted", "Delete", note).await;
+            Ok(())
+        }
+        Err(problem) if give_up.is_some_and(|t| Timestamp::now() < t) => {
+            let give_up = give_up.map(|t| t.to_string()).unwrap_or_default();
+            Err(Error::Checkpoints { job: name, problem, give_up })
+        }
+        Err(problem) => {
+            let note = format!(
+                "could not delete the job's rows of ferry_meta on the target ({problem}); they \
+                 stay there, unused (a new job of the same name starts fresh). Delete them with \
+                 DELETE FROM ferry_meta.<table> WHERE job = '{}' in each ferry_meta table",
+                job.uid().unwrap_or_default()
+            );
+            ctx.event(&object, EventKind::Warning, "CheckpointsKept", "Delete", note).await;
+            Ok(())
+        }
+    }
+}
+
+async fn forget_on(
+    endpoint: &ferry_worker::config::Endpoint,
+    uid: String,
+    name: &str,
+) -> ferry_worker::Result<u64> {
+    let mut conn = ferry_worker::connect::connect(endpoint, "target").await?;
+    let owner = ferry_worker::meta::jobs::Owner::Kubernetes { uid };
+    let deleted = ferry_worker::meta::jobs::forget(&mut conn, &owner, name).await;
+    drop(conn.disconnect().await);
+    deleted
 }
 
 #[cfg(test)]
@@ -432,7 +498,6 @@ mod tests {
             action: Do::Create(NewWorker {
                 attempt: 1,
                 failures: 0,
-                replace_conflicts: true,
                 restart_request: Some("r1".into()),
             }),
             phase: Phase::Pending,

@@ -78,7 +78,6 @@ pub struct Worker {
     pub failures: u32,
     /// Tier the pod was sized for.
     pub tier: Option<Tier>,
-    pub replace_conflicts: bool,
     pub state: PodState,
     /// Unix seconds.
     pub created: Option<i64>,
@@ -125,7 +124,6 @@ impl Backoff {
 pub struct NewWorker {
     pub attempt: u32,
     pub failures: u32,
-    pub replace_conflicts: bool,
     /// The restart request this worker answers, to record in `status.lastRestartRequest`.
     pub restart_request: Option<String>,
 }
@@ -203,8 +201,7 @@ pub fn decide(
         return paused(worker);
     }
     let Some(w) = worker else {
-        let first =
-            NewWorker { attempt: 1, failures: 0, replace_conflicts: false, restart_request: None };
+        let first = NewWorker { attempt: 1, failures: 0, restart_request: None };
         return start(gate, first, "Starting", "starting the worker".into());
     };
     if w.tier.is_some_and(|t| t != job.tier)
@@ -250,15 +247,10 @@ fn restart_requested(request: String, gate: &Gate, worker: Option<&Worker>) -> D
         return decision(Action::DeleteWorkers, Phase::Pending, "Restarting", message)
             .requeue(STOPPING_POLL);
     }
-    let new = NewWorker {
-        attempt: 1,
-        failures: 0,
-        replace_conflicts: true,
-        restart_request: Some(request.clone()),
-    };
+    let new = NewWorker { attempt: 1, failures: 0, restart_request: Some(request.clone()) };
     let message = format!(
-        "restart requested ({request}): a new worker resumes from the checkpoint and replaces \
-         target rows that conflict with the source's"
+        "restart requested ({request}): a new worker resumes from the checkpoint (with \
+         spec.ddlErrorPolicy and spec.overwriteConflictsAt as they are now)"
     );
     start(gate, new, "Restarting", message)
 }
@@ -339,12 +331,7 @@ fn after_failure(
     let delay = backoff.delay(failures);
     let due = w.finished.unwrap_or(now).saturating_add(delay.as_secs() as i64);
     if now >= due {
-        let new = NewWorker {
-            attempt: w.attempt + 1,
-            failures,
-            replace_conflicts: w.replace_conflicts,
-            restart_request: None,
-        };
+        let new = NewWorker { attempt: w.attempt + 1, failures, restart_request: None };
         let message = format!("retry {failures} after a retryable error: {message}");
         return start(gate, new, "Retrying", message);
     }
@@ -388,7 +375,6 @@ mod tests {
             attempt: 1,
             failures: 0,
             tier: Some(Tier::Small),
-            replace_conflicts: false,
             state,
             created: Some(NOW - 100),
             started: Some(NOW - 90),
@@ -421,7 +407,7 @@ mod tests {
     fn a_new_job_gets_its_first_worker() {
         let d = decide(&job(), &Gate::Open, None, None, &Backoff::default(), NOW);
         let Action::Create(new) = &d.action else { panic!("{d:?}") };
-        assert_eq!((new.attempt, new.failures, new.replace_conflicts), (1, 0, false));
+        assert_eq!((new.attempt, new.failures), (1, 0));
         assert_eq!((d.phase, d.reason), (Phase::Pending, "Starting"));
     }
 
@@ -470,7 +456,7 @@ mod tests {
     fn resuming_starts_a_fresh_worker() {
         let d = decide(&job(), &Gate::Open, None, Some(Phase::Paused), &Backoff::default(), NOW);
         let Action::Create(new) = &d.action else { panic!("{d:?}") };
-        assert_eq!((new.attempt, new.replace_conflicts), (1, false));
+        assert_eq!((new.attempt, new.restart_request.as_ref()), (1, None));
         assert_eq!(
             transition_event(Some(Phase::Paused), Some("Paused"), &d),
             Some(EventKind::Normal)
@@ -484,7 +470,6 @@ mod tests {
         assert_eq!((d.action.clone(), d.reason), (Action::DeleteWorkers, "Restarting"));
         let d = decide_now(&restart, None);
         let Action::Create(new) = &d.action else { panic!("{d:?}") };
-        assert!(new.replace_conflicts);
         assert_eq!(new.restart_request.as_deref(), Some("r1"));
         // Recorded: the same request does not restart again.
         let done = JobView { last_restart_request: Some("r1".into()), ..restart.clone() };
@@ -614,15 +599,6 @@ mod tests {
             Worker { exit_code: Some(0), finished: Some(NOW - 60), ..worker(PodState::Succeeded) };
         let d = decide_now(&JobView { stage: Some(Stage::Incremental), ..job() }, Some(&w));
         assert!(matches!(d.action, Action::Create(_)), "{d:?}");
-    }
-
-    #[test]
-    fn retries_keep_replacing_conflicts_after_a_restart_request() {
-        let w = Worker { replace_conflicts: true, ..failed(1, 60) };
-        let d = decide_now(&job(), Some(&w));
-        let Action::Create(new) = &d.action else { panic!("{d:?}") };
-        assert!(new.replace_conflicts);
-        assert_eq!(new.restart_request, None);
     }
 
     #[test]

@@ -25,7 +25,6 @@ pub const JOB_UID_LABEL: &str = "ferry.dev/job-uid";
 pub const ATTEMPT_ANNOTATION: &str = "ferry.dev/attempt";
 pub const FAILURES_ANNOTATION: &str = "ferry.dev/failures";
 pub const TIER_ANNOTATION: &str = "ferry.dev/tier";
-pub const REPLACE_ANNOTATION: &str = "ferry.dev/replace-conflicts";
 /// The `ferry` binary in the worker image.
 pub const WORKER_BINARY: &str = "/usr/local/bin/ferry";
 /// Time the worker gets after SIGTERM to save its checkpoint.
@@ -94,7 +93,6 @@ pub fn worker_pod(
         (ATTEMPT_ANNOTATION.to_string(), new.attempt.to_string()),
         (FAILURES_ANNOTATION.to_string(), new.failures.to_string()),
         (TIER_ANNOTATION.to_string(), tier_name(job.spec.tier).to_string()),
-        (REPLACE_ANNOTATION.to_string(), new.replace_conflicts.to_string()),
     ]);
     let refs: Vec<&SecretKeyRef> =
         source_refs.iter().copied().chain(job_secret_refs(job)).collect();
@@ -133,7 +131,7 @@ pub fn worker_pod(
                 }),
                 ..PodSecurityContext::default()
             }),
-            containers: vec![worker_container(job, new, settings)],
+            containers: vec![worker_container(job, settings)],
             volumes: Some(vec![secrets, tmp]),
             ..PodSpec::default()
         }),
@@ -142,7 +140,7 @@ pub fn worker_pod(
 }
 
 /// The `ferry worker` container: arguments, resources of the tier, the Secret keys as files.
-fn worker_container(job: &MigrationJob, new: &NewWorker, settings: &PodSettings) -> Container {
+fn worker_container(job: &MigrationJob, settings: &PodSettings) -> Container {
     let tier = settings.tiers.get(job.spec.tier);
     let mut args = vec![
         "worker".to_string(),
@@ -155,8 +153,9 @@ fn worker_container(job: &MigrationJob, new: &NewWorker, settings: &PodSettings)
         "--status-interval".into(),
         settings.status_interval.clone(),
     ];
-    if new.replace_conflicts {
-        args.push("--replace-conflicts".into());
+    // The worker checks that the job it reads is this one, not a new job of the same name.
+    if let Some(uid) = job.uid() {
+        args.extend(["--job-uid".into(), uid]);
     }
     let env = |name: &str, value: &str| EnvVar {
         name: name.into(),
@@ -302,7 +301,6 @@ pub fn observe(pod: &Pod) -> Worker {
         attempt: number(ATTEMPT_ANNOTATION),
         failures: number(FAILURES_ANNOTATION),
         tier: annotation(TIER_ANNOTATION).and_then(|t| parse_tier(&t)),
-        replace_conflicts: annotation(REPLACE_ANNOTATION).as_deref() == Some("true"),
         state,
         created: pod.metadata.creation_timestamp.as_ref().map(seconds),
         started: status.and_then(|s| s.start_time.as_ref()).map(seconds),
@@ -360,8 +358,7 @@ mod tests {
 
     #[test]
     fn the_pod_is_sized_by_the_tier_and_gets_credentials_as_files() {
-        let new =
-            NewWorker { attempt: 2, failures: 1, replace_conflicts: true, restart_request: None };
+        let new = NewWorker { attempt: 2, failures: 1, restart_request: None };
         let source_password = SecretKeyRef { name: "source".into(), key: "password".into() };
         let pod = worker_pod(&job(Tier::Large), &[&source_password], &new, &settings());
         assert_eq!(pod.metadata.name.as_deref(), Some("copy-worker-2"));
@@ -374,7 +371,7 @@ mod tests {
         assert_eq!(resources.requests.as_ref().expect("requests")["cpu"].0, "2");
         let args = c.args.clone().unwrap_or_default().join(" ");
         assert!(
-            args.contains("--concurrency 16") && args.contains("--replace-conflicts"),
+            args.contains("--concurrency 16") && args.contains("--job-uid 0000-1111"),
             "{args}"
         );
         // No credential in arguments or plain environment values.
@@ -400,14 +397,10 @@ mod tests {
 
     #[test]
     fn observing_a_pod_reads_back_what_was_written() {
-        let new =
-            NewWorker { attempt: 3, failures: 2, replace_conflicts: false, restart_request: None };
+        let new = NewWorker { attempt: 3, failures: 2, restart_request: None };
         let pod = worker_pod(&job(Tier::Medium), &[], &new, &settings());
         let w = observe(&pod);
-        assert_eq!(
-            (w.attempt, w.failures, w.tier, w.replace_conflicts),
-            (3, 2, Some(Tier::Medium), false)
-        );
+        assert_eq!((w.attempt, w.failures, w.tier), (3, 2, Some(Tier::Medium)));
         assert_eq!(w.state, PodState::Pending);
     }
 

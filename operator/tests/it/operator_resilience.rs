@@ -396,6 +396,8 @@ async fn job_limit_holds_a_job_back_until_the_first_is_deleted() -> anyhow::Resu
 
     // Deleting the first job frees the place; the second starts without waiting for its next
     // periodic check (30 s), and completes.
+    let first_uid = cluster.job(namespace, "first").await?.and_then(|j| j.uid()).context("uid")?;
+    assert!(checkpoint_rows(&target, &first_uid).await? > 0, "the copy is keyed by the UID");
     jobs.delete("first", &DeleteParams::default()).await?;
     wait_for(
         "the first job is gone",
@@ -415,6 +417,7 @@ async fn job_limit_holds_a_job_back_until_the_first_is_deleted() -> anyhow::Resu
     )
     .await?;
     eprintln!("the second job's worker came {:?} after the first job was gone", freed.elapsed());
+    assert_eq!(checkpoint_rows(&target, &first_uid).await?, 0, "deletion left the checkpoints");
     let job = cluster
         .wait_job(key, "the second job ends", STEP, |j| {
             matches!(phase(j), Some(Phase::Completed | Phase::Failed))
@@ -422,7 +425,45 @@ async fn job_limit_holds_a_job_back_until_the_first_is_deleted() -> anyhow::Resu
         .await?;
     assert_eq!(phase(&job), Some(Phase::Completed), "{}", cluster.describe(key.0, key.1).await);
     completed_job_metrics(&cluster, &leader, namespace, "second").await?;
+
+    // A job created again under a deleted job's name is a new job: it copies again (into a
+    // target emptied since), where resuming the old one's checkpoint would copy nothing.
+    jobs.delete("second", &DeleteParams::default()).await?;
+    target.exec("DROP DATABASE shop").await?;
+    wait_for(
+        "the second job is gone",
+        STEP,
+        || async { Ok(cluster.job(namespace, "second").await?.is_none().then_some(())) },
+        async || cluster.describe(namespace, "second").await,
+    )
+    .await?;
+    jobs.create(&PostParams::default(), &job_object("first", "Full", "small", target.port())?)
+        .await?;
+    let job = cluster
+        .wait_job((namespace, "first"), "the new first job ends", STEP, |j| {
+            matches!(phase(j), Some(Phase::Completed | Phase::Failed))
+        })
+        .await?;
+    assert_eq!(
+        phase(&job),
+        Some(Phase::Completed),
+        "{}",
+        cluster.describe(namespace, "first").await
+    );
+    let copied = target.query_strings("SELECT COUNT(*) FROM shop.items").await?;
+    assert_eq!(copied, [Some("3".to_string())], "the new job copied afresh");
     Ok(())
+}
+
+/// Rows of `ferry_meta` on the target keyed by `key`, and its registration.
+async fn checkpoint_rows(target: &MariaDb, key: &str) -> anyhow::Result<u64> {
+    let sql = format!(
+        "SELECT (SELECT COUNT(*) FROM ferry_meta.full_snapshot WHERE job = '{key}') + \
+         (SELECT COUNT(*) FROM ferry_meta.jobs WHERE id = '{key}')"
+    );
+    let count = target.query_strings(&sql).await?;
+    let count = count.first().cloned().flatten().context("a count")?;
+    Ok(count.parse()?)
 }
 
 /// A source whose Secret holds a wrong password is not Ready, with a reason naming

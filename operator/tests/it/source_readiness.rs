@@ -25,6 +25,8 @@ fn endpoint(server: &impl SqlServer) -> Endpoint {
 fn job(source_type: SourceType, source: &impl SqlServer, target: &impl SqlServer) -> JobConfig {
     JobConfig {
         id: JobId { namespace: "default".into(), name: "readiness".into() },
+        owner: Default::default(),
+        key: String::new(),
         source_type,
         source: endpoint(source),
         target: endpoint(target),
@@ -34,7 +36,7 @@ fn job(source_type: SourceType, source: &impl SqlServer, target: &impl SqlServer
         concurrency: Tier::Small.default_concurrency(),
         safe_mode_duration: std::time::Duration::from_secs(60),
         incremental_start: None,
-        replace_conflicts: false,
+        overwrite_conflicts_at: None,
         ddl_error_policy: Vec::new(),
     }
 }

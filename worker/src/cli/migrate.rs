@@ -38,6 +38,18 @@ pub struct Args {
     /// A file of `;`-terminated statements to run on the target instead (see `--ddl-replace`).
     #[arg(long = "ddl-replace-sql", value_name = "FILE", requires = "ddl_replace")]
     ddl_replace_sql: Option<PathBuf>,
+    /// Write the source's rows over the target rows that conflict with them in the source
+    /// transactions up to this binlog position (`file:pos`, as a conflict's error names it), and
+    /// in no later one; each row replaced is counted in the status. Same as
+    /// `spec.overwriteConflictsAt`.
+    #[arg(long = "overwrite-conflicts-at", value_name = "FILE:POS", value_parser = position)]
+    overwrite_conflicts_at: Option<String>,
+}
+
+fn position(text: &str) -> Result<String, String> {
+    crate::meta::incremental::parse_position(text)
+        .map(|_| text.to_string())
+        .ok_or_else(|| format!("{text:?} is not a binlog position such as mariadb-bin.000002:1234"))
 }
 
 /// A run this long is a recovery: the next error starts the retry count and backoff afresh.
@@ -50,6 +62,10 @@ pub async fn run(args: Args) -> crate::Result<ExitCode> {
         config.concurrency = concurrency.max(1);
     }
     config.ddl_error_policy.extend(ddl_actions(&args)?);
+    if let Some(position) = &args.overwrite_conflicts_at {
+        config.overwrite_conflicts_at = Some(position.clone());
+    }
+    crate::meta::jobs::identify(&mut config, true).await?;
     let mut sinks: Vec<Box<dyn StatusSink>> = vec![Box::new(ConsoleSink::new())];
     if let Some(path) = args.status_file {
         sinks.push(Box::new(FileSink::new(path)));

@@ -3,6 +3,7 @@
 mod binlog;
 mod migrate;
 mod precheck;
+mod reset;
 mod validate;
 mod verify;
 
@@ -68,6 +69,9 @@ enum Command {
     Precheck(precheck::Args),
     /// Compare every table of a MigrationJob on source and target, row by row.
     Verify(verify::Args),
+    /// Forget a MigrationJob's checkpoints on the target: the next `ferry migrate` of the
+    /// manifest starts a new migration (the migrated tables stay).
+    Reset(reset::Args),
     /// Run a MigrationJob inside its worker pod, reporting into the MigrationJob status.
     Worker(crate::kube::Args),
     /// Work with binlog files.
@@ -92,6 +96,7 @@ pub async fn main() -> ExitCode {
         Command::Migrate(args) => migrate::run(args).await,
         Command::Precheck(args) => precheck::run(args).await,
         Command::Verify(args) => verify::run(args).await,
+        Command::Reset(args) => reset::run(args).await,
         Command::Binlog { command } => binlog::run(command).await,
         Command::Worker(args) => crate::kube::run(args).await,
         Command::Completion { shell } => {

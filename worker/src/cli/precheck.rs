@@ -27,6 +27,10 @@ pub async fn run(args: Args) -> crate::Result<ExitCode> {
     if let Some(concurrency) = args.concurrency {
         config.concurrency = concurrency.max(1);
     }
+    // Unreachable, the target gets its own precheck item; the job then has no checkpoint.
+    if let Err(error) = crate::meta::jobs::identify(&mut config, false).await {
+        tracing::debug!(%error, "cannot look up the job's checkpoint key");
+    }
     let items = precheck::check(&config).await?;
     match args.output {
         Output::Table => print!("{}", render_table(&items)),

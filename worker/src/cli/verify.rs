@@ -30,7 +30,8 @@ pub struct Args {
 }
 
 pub async fn run(args: Args) -> crate::Result<ExitCode> {
-    let config = args.job.config()?;
+    let mut config = args.job.config()?;
+    crate::meta::jobs::identify(&mut config, false).await?;
     let options = Options {
         concurrency: args.concurrency.unwrap_or(config.concurrency).max(1),
         settle_timeout: Duration::from_secs(args.settle_timeout),

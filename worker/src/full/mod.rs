@@ -60,7 +60,7 @@ impl FullError {
 /// Copies the selected objects and returns the binlog position of the snapshot they were read
 /// at. Resumes from the checkpoint in the target's `ferry_meta`; returns at once if done.
 pub async fn run(ctx: &JobContext) -> crate::Result<BinlogPosition> {
-    let job = ctx.config.id.to_string();
+    let job = ctx.config.key.clone();
     let mut target = connect(&ctx.config.target, "target").await?;
     crate::meta::ensure(&mut target).await?;
     let saved = checkpoint::load_snapshot(&mut target, &job).await?;

@@ -2,8 +2,7 @@
 //! cannot be batched (no key, foreign keys, partial row images; see [`super::batch`]).
 //!
 //! Rows go by primary key, else by a unique key over NOT NULL columns, else by the full row image
-//! with `LIMIT 1` (so a duplicate row is changed once). In safe mode and when replacing conflicts,
-//! INSERT becomes an upsert and an UPDATE that moves a key is tried as it is, then as an upsert
+//! with `LIMIT 1` (so a duplicate row is changed once). In safe mode, INSERT becomes an upsert and an UPDATE that moves a key is tried as it is, then as an upsert
 //! of the after image; upserts rather than REPLACE or DELETE + INSERT keep ON DELETE CASCADE
 //! foreign keys from deleting child rows.
 
@@ -23,13 +22,18 @@ use crate::sql::quote_ident;
 pub enum Mode {
     /// Plain statements: a duplicate key is a conflict that stops the job.
     Exact,
-    /// Upserts: safe mode, or the restart request that replaces conflicting rows.
+    /// Upserts: safe mode.
     Upsert,
+    /// Each row as in `Exact`, and when it conflicts (a duplicate key, or no row to change) as in
+    /// `Upsert`, counted: `spec.overwriteConflictsAt`.
+    Overwrite,
 }
 
 /// A target connection that applies changes.
 pub struct Applier {
     pub conn: Conn,
+    /// Rows written over in `Overwrite` mode since the caller last reset it.
+    pub overwritten: u64,
     /// The session's `foreign_key_checks`, as last set (it outlives transactions).
     foreign_key_checks: bool,
 }
@@ -58,11 +62,29 @@ impl Applier {
         {
             tracing::debug!(error = %e, "the target keeps its default isolation level");
         }
-        Ok(Self { conn, foreign_key_checks: true })
+        Ok(Self { conn, overwritten: 0, foreign_key_checks: true })
     }
 
     /// Applies one row change, with foreign key checks as the source had them.
     pub async fn apply_row(&mut self, op: &Op, mode: Mode) -> crate::Result<()> {
+        if mode != Mode::Overwrite {
+            return self.apply_change(op, mode).await;
+        }
+        // A failed statement is rolled back alone; the transaction goes on.
+        match self.apply_change(op, Mode::Exact).await {
+            Err(crate::Error::Incremental(
+                IncrementalError::Conflict { .. } | IncrementalError::RowMissing { .. },
+            )) => {
+                self.apply_change(op, Mode::Upsert).await?;
+                self.overwritten += 1;
+                tracing::info!(table = %op.schema.name(), "overwrote a conflicting target row");
+                Ok(())
+            }
+            result => result,
+        }
+    }
+
+    async fn apply_change(&mut self, op: &Op, mode: Mode) -> crate::Result<()> {
         self.set_foreign_key_checks(!op.no_foreign_key_checks).await?;
         let schema = &op.schema;
         match (op.kind, &op.before, &op.after) {

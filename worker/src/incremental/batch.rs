@@ -87,6 +87,10 @@ pub enum Step {
 
 /// Plans the statements for `ops`, given in source order.
 pub fn plan(ops: Vec<Op>, mode: Mode) -> Vec<Step> {
+    // Overwriting tries each row as it is first, to find and count the conflicting ones.
+    if mode == Mode::Overwrite {
+        return ops.into_iter().map(Step::Row).collect();
+    }
     // Each table's slot, in order of first appearance, and whether all its changes batch.
     let mut batchable: Vec<bool> = Vec::new();
     let slots: Vec<usize> = {

@@ -39,6 +39,8 @@ pub struct Progress {
     /// Source commit time of the oldest transaction read and not yet applied.
     pub oldest_pending: Option<u32>,
     pub rows_total: u64,
+    /// Conflicting target rows overwritten (see `spec.overwriteConflictsAt`).
+    pub overwritten: u64,
     pub safe_until: Option<Instant>,
 }
 
@@ -118,6 +120,8 @@ impl<'a> Monitor<'a> {
             rows_per_second: Some(self.rows_per_second),
             safe_mode_until,
             skipped_events: self.skipped.as_ref().and_then(|s| s.status()),
+            conflicts_overwritten: (progress.overwritten > 0)
+                .then(|| i64::try_from(progress.overwritten).unwrap_or(i64::MAX)),
         };
         let position = format!("{}:{}", applied.file, applied.pos);
         let lagging = lag_seconds >= self.warning.as_secs() as i64;

@@ -52,10 +52,21 @@ pub enum IncrementalError {
     BadGtidSet(String),
     #[error(
         "duplicate key on the target in {table} ({message}): the target holds a row the source \
-         does not; fix the target row, or send the restart request to replace conflicting target \
-         rows with the source's"
+         does not"
     )]
     Conflict { table: String, message: String },
+    #[error(
+        "{source}, in the source transactions up to {position}. Fix the target rows, or write \
+         the source's rows over the conflicting target rows in those transactions only (a later \
+         conflict stops the job again): `ferry migrate --overwrite-conflicts-at {position}`, or \
+         with the operator spec.overwriteConflictsAt: \"{position}\" and a new \
+         spec.restartRequest"
+    )]
+    Diverged {
+        position: String,
+        #[source]
+        source: Box<IncrementalError>,
+    },
     #[error(
         "binlog {file} is no longer on the source (oldest kept: {oldest}): it was purged while the \
          job was stopped, so changes are lost; start a new full migration (mode FullAndIncremental)"
@@ -101,8 +112,7 @@ pub enum IncrementalError {
     UnknownSourceColumns { table: String, binlog: String, current: String },
     #[error(
         "the target has no row of {table} where the source {change} {row}: the target lost rows or \
-         was written outside Ferry; check it with `ferry verify`, then send the restart request \
-         to write the source's rows over the target's, or start a new full migration"
+         was written outside Ferry (`ferry verify` compares every row)"
     )]
     RowMissing { table: String, change: &'static str, row: String },
     #[error("a row event for {table} lacks the row image it needs: set binlog_row_image=FULL")]
@@ -159,7 +169,7 @@ const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(200);
 /// Replays the binlog from the checkpoint, else from `start`, else from the source's current
 /// position, until `ctx.cancel` fires.
 pub async fn run(ctx: &JobContext, start: Option<BinlogPosition>) -> crate::Result<()> {
-    let job = ctx.config.id.to_string();
+    let job = ctx.config.key.clone();
     let mut target = crate::connect::connect(&ctx.config.target, "target").await?;
     crate::meta::ensure(&mut target).await?;
     let saved = checkpoint::load(&mut target, &job).await?;
@@ -229,6 +239,14 @@ pub async fn run(ctx: &JobContext, start: Option<BinlogPosition>) -> crate::Resu
     {
         return Err(IncrementalError::Reader(format!("{panic}")).into());
     }
+    if let Err(crate::Error::Incremental(IncrementalError::Diverged { .. })) = &result {
+        // The target refused a row change: every change below the watermark is applied, those
+        // above it are listed, and no DDL runs while rows are applied, so the stop is as exact as
+        // a clean one. Saved as clean, the next run meets the conflict again rather than
+        // replacing the row silently in the safe mode of an abrupt stop.
+        let low = state.scheduler.watermark().low().clone();
+        checkpoint::advance(&mut state.control.conn, &job, &low, false).await?;
+    }
     result?;
     state.scheduler.drain().await?;
     let applied = state.scheduler.watermark().low().clone();
@@ -236,6 +254,16 @@ pub async fn run(ctx: &JobContext, start: Option<BinlogPosition>) -> crate::Resu
     state.share_progress();
     monitor.report(true).await;
     Ok(())
+}
+
+/// `spec.overwriteConflictsAt`, as a position.
+fn overwrite_until(ctx: &JobContext) -> Option<Position> {
+    let text = ctx.config.overwrite_conflicts_at.as_deref()?;
+    let position = checkpoint::parse_position(text);
+    if position.is_none() {
+        tracing::warn!(position = text, "overwriteConflictsAt is not a file:pos position; ignored");
+    }
+    position
 }
 
 /// The checkpoint's GTID set, unless an earlier version (which named no source server) may have
@@ -389,6 +417,8 @@ struct Loop<'a> {
     /// Until this source position, rows the copy may already hold are replayed idempotently:
     /// the copy's tables were not all read at the start position.
     copy_safe_until: Option<(String, u64)>,
+    /// Conflicts in the source transactions up to this position are overwritten.
+    overwrite_until: Option<Position>,
     /// What the status shows, for the [`lag::Monitor`].
     progress: lag::SharedProgress,
 }
@@ -404,7 +434,7 @@ impl<'a> Loop<'a> {
     ) -> Self {
         Self {
             ctx,
-            job: ctx.config.id.to_string(),
+            job: ctx.config.key.clone(),
             control,
             schemas: SchemaCache::default(),
             ddl: ddl::DdlApplier::default(),
@@ -417,6 +447,7 @@ impl<'a> Loop<'a> {
             applied_above: HashSet::new(),
             safe_until,
             copy_safe_until: None,
+            overwrite_until: overwrite_until(ctx),
             progress: Default::default(),
         }
     }
@@ -476,7 +507,7 @@ impl<'a> Loop<'a> {
         if let Some(ddl) = txn.ddl.take() {
             self.run_ddl(&ddl).await?;
         }
-        let mode = self.mode();
+        let mode = self.txn_mode(&txn.end);
         self.read = txn.end.clone();
         let seq = self.scheduler.register(txn.end.clone(), txn.timestamp);
         let done_before = self.applied_above.remove(&checkpoint::applied_key(&txn.end))
@@ -517,8 +548,17 @@ impl<'a> Loop<'a> {
         Ok(resolved)
     }
 
+    /// How the source transaction ending at `end` is applied: conflicts overwritten (and counted)
+    /// up to `spec.overwriteConflictsAt`, else as [`Self::mode`] says.
+    fn txn_mode(&mut self, end: &Position) -> Mode {
+        if self.overwrite_until.as_ref().is_some_and(|until| !checkpoint::after(end, until)) {
+            return Mode::Overwrite;
+        }
+        self.mode()
+    }
+
     fn mode(&mut self) -> Mode {
-        if self.ctx.config.replace_conflicts || self.before_copy_safe_until() {
+        if self.before_copy_safe_until() {
             return Mode::Upsert;
         }
         match self.safe_until {
@@ -574,6 +614,7 @@ impl<'a> Loop<'a> {
             applied: watermark.low().clone(),
             oldest_pending: watermark.oldest_pending_timestamp(),
             rows_total: self.scheduler.rows_total,
+            overwritten: self.scheduler.overwritten,
             safe_until: self.safe_until,
         };
         if let Ok(mut shared) = self.progress.lock() {

@@ -46,7 +46,7 @@ impl Work {
 }
 
 enum Report {
-    Applied { worker: usize, seqs: Vec<u64>, rows: u64 },
+    Applied { worker: usize, seqs: Vec<u64>, rows: u64, overwritten: u64 },
     Failed(crate::Error),
 }
 
@@ -62,6 +62,8 @@ pub struct Scheduler {
     tasks: Vec<JoinHandle<()>>,
     /// Row changes applied since the start.
     pub rows_total: u64,
+    /// Conflicting target rows overwritten since the start.
+    pub overwritten: u64,
 }
 
 impl Scheduler {
@@ -92,6 +94,7 @@ impl Scheduler {
             watermark: Watermark::new(start),
             tasks,
             rows_total: 0,
+            overwritten: 0,
         })
     }
 
@@ -139,9 +142,10 @@ impl Scheduler {
     pub async fn recv(&mut self) -> crate::Result<()> {
         let report = self.reports.recv().await;
         match report {
-            Some(Report::Applied { worker, seqs, rows }) => {
+            Some(Report::Applied { worker, seqs, rows, overwritten }) => {
                 self.queued[worker] -= seqs.len();
                 self.rows_total += rows;
+                self.overwritten += overwritten;
                 for seq in seqs {
                     if let Some(keys) = self.held.remove(&seq) {
                         self.tracker.release(&keys);
@@ -188,11 +192,26 @@ struct Worker {
 
 impl Worker {
     async fn run(mut self, mut queue: mpsc::Receiver<Work>) {
-        while let Some(first) = queue.recv().await {
+        // A transaction taken from the queue that starts the next group.
+        let mut next: Option<Work> = None;
+        loop {
+            let first = match next.take() {
+                Some(work) => work,
+                None => match queue.recv().await {
+                    Some(work) => work,
+                    None => return,
+                },
+            };
+            let overwrite = first.mode == Mode::Overwrite;
             let mut rows = first.rows();
             let mut batch = vec![first];
             while rows < BATCH_ROWS {
                 let Ok(work) = queue.try_recv() else { break };
+                // Overwriting is for its own transactions only: never grouped with others.
+                if (work.mode == Mode::Overwrite) != overwrite {
+                    next = Some(work);
+                    break;
+                }
                 rows += work.rows();
                 batch.push(work);
             }
@@ -201,6 +220,7 @@ impl Worker {
                     worker: self.id,
                     seqs: batch.iter().map(|w| w.seq).collect(),
                     rows,
+                    overwritten: self.applier.overwritten,
                 },
                 Err(e) => Report::Failed(e),
             };
@@ -214,8 +234,10 @@ impl Worker {
     /// Applies a group of source transactions in one target transaction, retrying it after a
     /// deadlock or lock wait timeout (the target rolled it back whole).
     async fn apply(&mut self, batch: &mut [Work]) -> crate::Result<u64> {
-        let upsert = batch.iter().any(|w| w.mode == Mode::Upsert);
-        let mode = if upsert { Mode::Upsert } else { Mode::Exact };
+        let mode = [Mode::Overwrite, Mode::Upsert]
+            .into_iter()
+            .find(|m| batch.iter().any(|w| w.mode == *m))
+            .unwrap_or(Mode::Exact);
         let mut ops = Vec::new();
         // The changes move into the planned statements; the batch keeps its positions.
         for (schema, change) in batch.iter_mut().flat_map(|w| std::mem::take(&mut w.changes)) {
@@ -233,7 +255,7 @@ impl Worker {
                     tokio::time::sleep(Duration::from_millis(50 * u64::from(attempt))).await;
                     attempt += 1;
                 }
-                Err(e) => return Err(e),
+                Err(e) => return Err(diverged_at(e, &ends)),
             }
         }
     }
@@ -244,6 +266,7 @@ impl Worker {
         mode: Mode,
         ends: &[&Position],
     ) -> crate::Result<()> {
+        self.applier.overwritten = 0;
         let conn = &mut self.applier.conn;
         conn.query_drop("BEGIN").await.sql("begin a target transaction")?;
         let result = async {
@@ -263,6 +286,25 @@ impl Worker {
             let _ = self.applier.conn.query_drop("ROLLBACK").await;
         }
         result
+    }
+}
+
+/// A conflict or a missing row, with the position of the last source transaction of the target
+/// transaction that met it: overwriting conflicts up to there resolves it.
+fn diverged_at(error: crate::Error, ends: &[&Position]) -> crate::Error {
+    let last = ends.iter().copied().reduce(|a, b| if checkpoint::after(b, a) { b } else { a });
+    match (error, last) {
+        (
+            crate::Error::Incremental(
+                source @ (IncrementalError::Conflict { .. } | IncrementalError::RowMissing { .. }),
+            ),
+            Some(last),
+        ) => IncrementalError::Diverged {
+            position: format!("{}:{}", last.file, last.pos),
+            source: Box::new(source),
+        }
+        .into(),
+        (error, _) => error,
     }
 }
 

@@ -13,9 +13,10 @@ use ferry_crds::{SecretKeyRef, TlsConfig};
 use tokio_util::sync::CancellationToken;
 
 use super::{DEFAULT_SECRETS_DIR, EXIT_NOT_RETRYABLE, KubeSink, SECRETS_DIR_ENV};
-use crate::config::{JobConfig, parse_duration};
+use crate::config::{JobConfig, Owner, parse_duration};
 use crate::engine::{self, JobContext, Outcome};
 use crate::manifest::{Manifest, Secret};
+use crate::meta::jobs;
 use crate::report::StatusReporter;
 
 #[derive(clap::Args)]
@@ -32,9 +33,10 @@ pub struct Args {
     /// Connections for copying and applying (the operator sets it from the tier).
     #[arg(long)]
     concurrency: Option<usize>,
-    /// Replace target rows that conflict with the source's (set for a restart request).
-    #[arg(long)]
-    replace_conflicts: bool,
+    /// UID of the MigrationJob the pod was made for: a job of the same name with another UID is
+    /// a new job, which this pod must not run.
+    #[arg(long, env = "FERRY_JOB_UID")]
+    job_uid: Option<String>,
     /// Least time between two status updates that are not stage changes or errors.
     #[arg(long, default_value = "5s", value_parser = duration)]
     status_interval: Duration,
@@ -62,6 +64,15 @@ enum SetupError {
     SecretFile { name: String, key: String, path: String, source: std::io::Error },
     #[error(transparent)]
     Manifest(#[from] crate::manifest::ManifestError),
+    #[error(
+        "MigrationJob {name} has UID {found}, not {expected} this pod was made for: the job was \
+         deleted and created again, and the operator starts a new worker for the new one"
+    )]
+    Replaced { name: String, expected: String, found: String },
+    #[error("MigrationJob {0} has no UID")]
+    NoUid(String),
+    #[error("cannot find the job's checkpoints on the target: {0}")]
+    Identify(#[source] Box<crate::Error>),
 }
 
 /// Runs the job until it completes, fails, or SIGTERM asks it to stop (the checkpoint is kept).
@@ -118,8 +129,13 @@ async fn setup(args: &Args) -> Result<(JobConfig, MigrationJob, Api<MigrationJob
     if let Some(concurrency) = args.concurrency {
         config.concurrency = concurrency.max(1);
     }
-    // Only a restart request replaces conflicting rows, not every later run of the job.
-    config.replace_conflicts = args.replace_conflicts;
+    let name = format!("{}/{}", args.namespace, args.job);
+    let uid = job.metadata.uid.clone().ok_or_else(|| SetupError::NoUid(name.clone()))?;
+    if let Some(expected) = args.job_uid.as_ref().filter(|e| **e != uid) {
+        return Err(SetupError::Replaced { name, expected: expected.clone(), found: uid });
+    }
+    config.owner = Owner::Kubernetes { uid };
+    jobs::identify(&mut config, true).await.map_err(|e| SetupError::Identify(Box::new(e)))?;
     Ok((config, job, jobs))
 }
 

@@ -194,3 +194,10 @@ pub async fn save(
         .await
         .sql("write the replication checkpoint to ferry_meta on the target")
 }
+
+/// A `file:pos` binlog position, as errors and `spec.overwriteConflictsAt` write it.
+pub fn parse_position(text: &str) -> Option<Position> {
+    let (file, pos) = text.trim().rsplit_once(':')?;
+    let pos = pos.parse().ok()?;
+    (!file.is_empty()).then(|| Position { file: file.to_string(), pos, ..Default::default() })
+}

@@ -22,13 +22,21 @@ pub enum MetaError {
          them. Run the job with a Ferry release that knows version {found}"
     )]
     Newer { found: u32, known: u32 },
+    #[error(
+        "the job name {name:?} has more than {max} characters with its namespace, more than \
+         ferry_meta keeps whole: give the MigrationJob a shorter name"
+    )]
+    NameTooLong { name: String, max: u64 },
 }
 
 type Migration = for<'a> fn(&'a mut Conn) -> BoxFuture<'a, crate::Result<()>>;
 
 /// `MIGRATIONS[n]` brings version `n` to `n + 1`.
-const MIGRATIONS: &[Migration] =
-    &[|conn| Box::pin(version_1(conn)), |conn| Box::pin(version_2(conn))];
+const MIGRATIONS: &[Migration] = &[
+    |conn| Box::pin(version_1(conn)),
+    |conn| Box::pin(version_2(conn)),
+    |conn| Box::pin(version_3(conn)),
+];
 
 /// The version this Ferry reads and writes.
 pub const CURRENT_VERSION: u32 = MIGRATIONS.len() as u32;
@@ -79,6 +87,21 @@ const CREATE_APPLIED: &str = "CREATE TABLE IF NOT EXISTS ferry_meta.incremental_
     worker INT UNSIGNED NOT NULL, \
     positions MEDIUMTEXT NOT NULL, \
     PRIMARY KEY (job, last_file, last_pos))";
+
+const CREATE_JOBS: &str = "CREATE TABLE IF NOT EXISTS ferry_meta.jobs (\
+    owner VARCHAR(16) NOT NULL, name VARCHAR(320) NOT NULL, id VARCHAR(64) NOT NULL, \
+    created_at TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6), \
+    PRIMARY KEY (owner, name))";
+
+/// The tables whose rows are keyed by a job's checkpoint key (their `job` column).
+pub const KEYED_TABLES: &[&str] = &[
+    "incremental_checkpoint",
+    "incremental_applied",
+    "full_snapshot",
+    "full_chunks",
+    "full_tables",
+    "full_indexes",
+];
 
 /// The tables of version 1, by name; replication's first, so that a job that only replicates
 /// has them as early as before versions.
@@ -138,6 +161,14 @@ async fn version_1(conn: &mut Conn) -> crate::Result<()> {
 async fn version_2(conn: &mut Conn) -> crate::Result<()> {
     let added = [("source_server", "VARCHAR(64) NULL")];
     add_missing_columns(conn, "incremental_checkpoint", &added).await
+}
+
+/// Version 3: the registry of jobs ([`super::jobs`]), which gives each job a checkpoint key of
+/// its own (a Kubernetes UID, or an id the CLI generated) instead of its `namespace/name`, so a
+/// new job under an old name starts fresh. Rows of earlier versions keep their `namespace/name`
+/// keys; the job of that name adopts them on its first run ([`super::jobs::resolve`]).
+async fn version_3(conn: &mut Conn) -> crate::Result<()> {
+    conn.query_drop(CREATE_JOBS).await.sql("create ferry_meta.jobs on the target")
 }
 
 /// Upgrades `ferry_meta` tables created by versions whose `job` column held 255 characters,

@@ -239,7 +239,7 @@ async fn read_target(
 
 /// Whether an earlier run recorded its copy as done; false when it cannot be read.
 async fn copy_done(conn: &mut Conn, config: &JobConfig) -> bool {
-    meta::full::copy_done(conn, &config.id.to_string()).await.unwrap_or(false)
+    meta::full::copy_done(conn, &config.key).await.unwrap_or(false)
 }
 
 /// A replication checkpoint, and the source server it was read from when known.
@@ -295,7 +295,7 @@ async fn read_checkpoint(conn: &mut Conn, config: &JobConfig) -> Option<Checkpoi
     if !config.mode.replicates() {
         return None;
     }
-    let saved = meta::incremental::load(conn, &config.id.to_string()).await.ok().flatten()?;
+    let saved = meta::incremental::load(conn, &config.key).await.ok().flatten()?;
     let position = saved.position;
     // A job started from a GTID set alone (MySQL) may stop before the stream named a file.
     let file = Some(position.file).filter(|f| !f.is_empty());

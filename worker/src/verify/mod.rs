@@ -592,6 +592,9 @@ pub(crate) fn keys_condition(subject: &Subject, keys: &[Key]) -> String {
 
 /// Whether a job replicates into the target, and how to wait for it to apply the source.
 struct Live {
+    /// `namespace/name`, for messages.
+    name: String,
+    /// The checkpoint key.
     job: String,
     source_version: Version,
     replicating: bool,
@@ -605,7 +608,7 @@ impl Live {
         source_version: Version,
         options: &Options,
     ) -> crate::Result<Self> {
-        let job = config.id.to_string();
+        let job = config.key.clone();
         let has_checkpoint: Option<u64> = target
             .query_first(
                 "SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = 'ferry_meta' \
@@ -618,7 +621,8 @@ impl Live {
         } else {
             false
         };
-        Ok(Live { job, source_version, replicating, timeout: options.catch_up_timeout })
+        let name = config.id.to_string();
+        Ok(Live { name, job, source_version, replicating, timeout: options.catch_up_timeout })
     }
 
     /// When the job replicates: reads the source's position now and waits until the target's
@@ -640,7 +644,7 @@ impl Live {
             }
             if Instant::now() >= deadline {
                 return Err(VerifyError::NotCaughtUp {
-                    job: self.job.clone(),
+                    job: self.name.clone(),
                     position: format!("{}:{}", head.file, head.pos),
                     applied: applied.map(|c| format!("{}:{}", c.position.file, c.position.pos)),
                     timeout: self.timeout,

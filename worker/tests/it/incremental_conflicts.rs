@@ -1,5 +1,5 @@
-//! Conflicts, the restart request, safe mode after an abrupt stop, and a purged binlog, each
-//! with a MariaDB and a MySQL source.
+//! Conflicts, overwriting them, safe mode after an abrupt stop, and a purged binlog, each with
+//! a MariaDB and a MySQL source.
 
 use crate::support;
 
@@ -15,16 +15,16 @@ const TABLES: &str = "CREATE DATABASE app CHARACTER SET utf8mb4 COLLATE utf8mb4_
     CREATE TABLE app.items (id INT PRIMARY KEY, v VARCHAR(20), parent INT);";
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_duplicate_key_fails_the_job_and_the_restart_request_replaces_the_row() {
-    duplicate_key_then_restart_request(SourceKind::MariaDb).await;
+async fn a_duplicate_key_fails_the_job_and_overwriting_replaces_the_row() {
+    duplicate_key_then_overwrite(SourceKind::MariaDb).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_duplicate_key_from_mysql_fails_the_job_and_the_restart_request_replaces_the_row() {
-    duplicate_key_then_restart_request(SourceKind::MySql).await;
+async fn a_duplicate_key_from_mysql_fails_the_job_and_overwriting_replaces_the_row() {
+    duplicate_key_then_overwrite(SourceKind::MySql).await;
 }
 
-async fn duplicate_key_then_restart_request(source: SourceKind) {
+async fn duplicate_key_then_overwrite(source: SourceKind) {
     let mut setup = Setup::start_with_source(source, TargetKind::MariaDb).await;
     setup.both(TABLES).await;
     let start = setup.source_head().await;
@@ -45,8 +45,10 @@ async fn duplicate_key_then_restart_request(source: SourceKind) {
     assert_eq!(status["phase"], "Failed");
     assert_eq!(status["lastError"]["retryable"], false);
 
-    // The restart request resumes and replaces the conflicting target row with the source's.
-    let manifest = setup.incremental_manifest(&start, "  restartRequest: \"2026-01-01T00:00:00Z\"");
+    // Overwriting at the failure position resumes and replaces the conflicting target row.
+    let position = support::failure_position(&message);
+    let extra = format!("  overwriteConflictsAt: \"{position}\"");
+    let manifest = setup.incremental_manifest(&start, &extra);
     let mut ferry = setup.spawn(&manifest, &[], &[]);
     setup.source.exec("UPDATE app.items SET v = 'later' WHERE id = 1").await.unwrap();
     setup.wait_caught_up(&mut ferry, Duration::from_secs(60)).await;

@@ -4,7 +4,8 @@
 //! current, and a layout from a newer Ferry is refused.
 
 use ferry_e2e::{SqlServer, TargetKind};
-use ferry_worker::meta::{self, CURRENT_VERSION, MetaError, full, incremental};
+use ferry_worker::meta::jobs::{self, Owner};
+use ferry_worker::meta::{self, CURRENT_VERSION, JOB_KEY_CHARS, MetaError, full, incremental};
 use mysql_async::Conn;
 use mysql_async::prelude::Queryable;
 
@@ -143,6 +144,7 @@ async fn migrations_keep_checkpoints(kind: TargetKind) {
         checkpoints_survived(&mut conn, &previous).await;
 
         stages_write_the_migrated_layout(&mut conn, &previous).await;
+        jobs_adopt_the_rows_once(&mut conn, &previous).await;
     }
 
     newer_versions_are_refused(&target, &mut conn).await;
@@ -231,6 +233,58 @@ async fn stages_write_the_migrated_layout(conn: &mut Conn, previous: &Layout) {
     // The first layout's chunk 0 never recorded its position, so its table gets none.
     let expected = (previous.complete).then(|| ("mariadb-bin.000001".to_string(), 300));
     assert_eq!(positions.get("app").and_then(|t| t.get("t")).cloned(), expected, "{name}");
+}
+
+/// The rows an earlier Ferry keyed by `namespace/name` are adopted once, by the first job of
+/// that name to run: its own key (the UID) names them after. A job created again under the
+/// name (another UID) starts fresh, and the rows its predecessor left are deleted. The CLI's
+/// key is stable until `ferry reset` forgets it, and a name is never cut.
+async fn jobs_adopt_the_rows_once(conn: &mut Conn, previous: &Layout) {
+    let name = previous.name;
+    let first = Owner::Kubernetes { uid: "uid-1".into() };
+    assert_eq!(jobs::lookup(conn, &first, JOB).await.expect("lookup"), JOB, "{name}");
+    let key = jobs::resolve(conn, &first, JOB).await.expect("adopt");
+    assert_eq!(key, "uid-1", "{name}");
+    let (snapshot, _) = full::load_snapshot(conn, &key).await.expect("read").expect("adopted");
+    assert_eq!(snapshot.pos, Some(120), "{name}");
+    let checkpoint = incremental::load(conn, &key).await.expect("read").expect("adopted");
+    assert_eq!(checkpoint.position.pos, 4567, "{name}");
+    assert!(full::load_snapshot(conn, JOB).await.expect("read").is_none(), "{name}: re-keyed");
+    assert!(incremental::load(conn, JOB).await.expect("read").is_none(), "{name}: re-keyed");
+    assert_eq!(jobs::resolve(conn, &first, JOB).await.expect("again"), key, "{name}");
+    assert_eq!(jobs::lookup(conn, &first, JOB).await.expect("lookup"), key, "{name}");
+
+    let second = Owner::Kubernetes { uid: "uid-2".into() };
+    assert_eq!(jobs::lookup(conn, &second, JOB).await.expect("lookup"), "uid-2", "{name}");
+    assert!(incremental::load(conn, "uid-2").await.expect("read").is_none(), "{name}: fresh");
+    assert_eq!(jobs::resolve(conn, &second, JOB).await.expect("recreated"), "uid-2", "{name}");
+    assert!(full::load_snapshot(conn, "uid-2").await.expect("read").is_none(), "{name}: fresh");
+    assert!(incremental::load(conn, "uid-2").await.expect("read").is_none(), "{name}: fresh");
+    assert!(incremental::load(conn, &key).await.expect("read").is_none(), "{name}: left rows");
+    assert!(full::load_plan(conn, &key, "app", "t").await.expect("read").is_empty(), "{name}");
+
+    let cli = "default/cli";
+    let id = jobs::resolve(conn, &Owner::Cli, cli).await.expect("register");
+    assert_eq!(jobs::resolve(conn, &Owner::Cli, cli).await.expect("rerun"), id, "{name}");
+    assert_eq!(jobs::lookup(conn, &Owner::Cli, cli).await.expect("lookup"), id, "{name}");
+    let snapshot = full::Snapshot { method: "ftwrl".into(), ..Default::default() };
+    full::save_snapshot(conn, &id, &snapshot, "done").await.expect("save");
+    // Its snapshot and its registration.
+    assert_eq!(jobs::forget(conn, &Owner::Cli, cli).await.expect("reset"), 2, "{name}");
+    assert!(full::load_snapshot(conn, &id).await.expect("read").is_none(), "{name}: reset");
+    let fresh = jobs::resolve(conn, &Owner::Cli, cli).await.expect("register again");
+    assert_ne!(fresh, id, "{name}: a reset job gets a new id");
+
+    assert_eq!(jobs::forget(conn, &second, JOB).await.expect("delete"), 1, "{name}");
+    assert_eq!(jobs::lookup(conn, &second, JOB).await.expect("lookup"), JOB, "{name}");
+
+    let longest = format!("ns/{}", "n".repeat(JOB_KEY_CHARS as usize - 3));
+    let id = jobs::resolve(conn, &Owner::Cli, &longest).await.expect("the longest name");
+    assert_eq!(jobs::lookup(conn, &Owner::Cli, &longest).await.expect("lookup"), id, "{name}");
+    let cut = &longest[..longest.len() - 1];
+    assert_eq!(jobs::lookup(conn, &Owner::Cli, cut).await.expect("lookup"), cut, "{name}");
+    let error = jobs::resolve(conn, &Owner::Cli, &format!("{longest}n")).await.expect_err("long");
+    assert!(matches!(error, ferry_worker::Error::Meta(MetaError::NameTooLong { .. })), "{error}");
 }
 
 /// A version this Ferry does not know stops it before it reads or changes anything.

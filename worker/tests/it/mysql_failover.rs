@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use ferry_e2e::{MySql, MySqlOptions, Role, Source, SqlServer, TargetKind};
 use mysql_async::prelude::Queryable;
-use support::{JOB, PASSWORD, Setup, interrupt, load};
+use support::{PASSWORD, Setup, interrupt, load};
 
 const OBJECTS: &str = "    databases: [app]";
 const CATCH_UP: Duration = Duration::from_secs(60);
@@ -56,11 +56,11 @@ impl Writers {
 /// The GTID set of the job's checkpoint on the target.
 async fn checkpoint_gtids(setup: &Setup) -> Option<String> {
     let mut conn = setup.target.conn().await.ok()?;
-    conn.exec_first("SELECT gtid_set FROM ferry_meta.incremental_checkpoint WHERE job = ?", (JOB,))
-        .await
-        .ok()
-        .flatten()
-        .flatten()
+    let sql = format!(
+        "SELECT gtid_set FROM ferry_meta.incremental_checkpoint WHERE job = {}",
+        support::JOB_KEY
+    );
+    conn.query_first(sql).await.ok().flatten().flatten()
 }
 
 /// Whether `server`'s executed GTID set is inside the checkpoint's (MySQL's own GTID_SUBSET).

@@ -52,8 +52,8 @@ async fn seed(setup: &Setup) {
 /// itself compares GTID sets.
 async fn checkpoint_has_every_source_gtid(setup: &Setup) -> (bool, String) {
     let sql = format!(
-        "SELECT gtid_set FROM ferry_meta.incremental_checkpoint WHERE job = '{}'",
-        support::JOB
+        "SELECT gtid_set FROM ferry_meta.incremental_checkpoint WHERE job = {}",
+        support::JOB_KEY
     );
     let checkpoint = setup.target.query_strings(&sql).await.expect("the checkpoint");
     let set = checkpoint.into_iter().next().flatten().unwrap_or_default();

@@ -169,17 +169,26 @@ async fn long_job_names_keep_whole_checkpoints() {
         setup.assert_same("app").await;
     }
     let mut conn = setup.target.conn().await.expect("target");
-    let jobs: Vec<String> =
-        conn.query("SELECT job FROM ferry_meta.full_snapshot").await.expect("checkpoint");
-    assert_eq!(jobs, [format!("default/{name}")]);
-    let width: Option<u64> = conn
-        .query_first(
-            "SELECT CHARACTER_MAXIMUM_LENGTH FROM information_schema.COLUMNS \
-             WHERE TABLE_SCHEMA = 'ferry_meta' AND TABLE_NAME = 'full_snapshot' AND COLUMN_NAME = 'job'",
-        )
+    // The registry keeps the whole name, and the checkpoint is keyed by the id it gave the job.
+    let jobs: Vec<(String, String)> = conn
+        .query("SELECT j.name, s.job FROM ferry_meta.jobs j JOIN ferry_meta.full_snapshot s ON s.job = j.id")
         .await
-        .expect("width");
-    assert_eq!(width, Some(320));
+        .expect("checkpoint");
+    assert_eq!(
+        jobs.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>(),
+        [format!("default/{name}")]
+    );
+    for (table, column) in [("full_snapshot", "job"), ("jobs", "name")] {
+        let width: Option<u64> = conn
+            .exec_first(
+                "SELECT CHARACTER_MAXIMUM_LENGTH FROM information_schema.COLUMNS \
+                 WHERE TABLE_SCHEMA = 'ferry_meta' AND TABLE_NAME = ? AND COLUMN_NAME = ?",
+                (table, column),
+            )
+            .await
+            .expect("width");
+        assert_eq!(width, Some(320), "{table}.{column}");
+    }
 }
 
 /// A source user without SELECT on one table of a selected database cannot even see it: the

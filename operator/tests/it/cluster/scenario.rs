@@ -313,7 +313,7 @@ async fn pause_and_resume<S: SqlServer, T: SqlServer>(
     wait_same(cluster, key, src, dst, "changes made while paused arrive").await
 }
 
-/// A restart request replaces the worker with one that replaces conflicting target rows.
+/// A restart request replaces the worker with one that resumes the same job.
 async fn restart(
     cluster: &Cluster,
     key: (&str, &str),
@@ -333,7 +333,11 @@ async fn restart(
     let pods = cluster.worker_pods(namespace, job_name).await?;
     let pod = pods.iter().find(|p| p.name_any() == pod_name).context("the restarted worker")?;
     let args = pod.spec.as_ref().context("spec")?.containers[0].args.clone().unwrap_or_default();
-    assert!(args.contains(&"--replace-conflicts".to_string()), "{args:?}");
+    // A restart only resumes (overwriting conflicts is spec.overwriteConflictsAt); the worker
+    // is told which job it runs, by UID.
+    assert!(!args.iter().any(|a| a.contains("replace")), "{args:?}");
+    let uid = job.metadata.uid.clone().context("the job's UID")?;
+    assert!(args.windows(2).any(|w| w[0] == "--job-uid" && w[1] == uid), "{args:?}");
     Ok(())
 }
 

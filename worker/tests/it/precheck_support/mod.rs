@@ -23,6 +23,8 @@ pub fn endpoint(server: &impl SqlServer, user: &str, password: &str) -> Endpoint
 pub fn config(source: &impl SqlServer, target: &impl SqlServer, mode: MigrationMode) -> JobConfig {
     JobConfig {
         id: JobId { namespace: "default".into(), name: "precheck-test".into() },
+        owner: Default::default(),
+        key: String::new(),
         source_type: SourceType::MariaDB,
         source: endpoint(source, "root", ""),
         target: endpoint(target, "root", ""),
@@ -32,7 +34,7 @@ pub fn config(source: &impl SqlServer, target: &impl SqlServer, mode: MigrationM
         concurrency: Tier::Small.default_concurrency(),
         safe_mode_duration: Duration::from_secs(60),
         incremental_start: None,
-        replace_conflicts: false,
+        overwrite_conflicts_at: None,
         ddl_error_policy: Vec::new(),
     }
 }

@@ -29,6 +29,9 @@ pub const INTEGERS: &[(&str, i128, i128)] = &[
 
 pub const PASSWORD: &str = "s3cret-pw";
 pub const JOB: &str = "default/job";
+/// SQL for the checkpoint key `ferry migrate` registered for [`JOB`] (see `ferry_meta.jobs`).
+pub const JOB_KEY: &str =
+    "(SELECT id FROM ferry_meta.jobs WHERE owner = 'cli' AND name = 'default/job')";
 
 pub struct Setup {
     pub source: Source,
@@ -203,10 +206,10 @@ impl Setup {
     /// The checkpoint row on the target: (file, pos, state).
     pub async fn checkpoint(&self) -> Option<(String, u64, String)> {
         let mut conn = self.target.conn().await.ok()?;
-        conn.exec_first(
-            "SELECT binlog_file, binlog_pos, state FROM ferry_meta.incremental_checkpoint WHERE job = ?",
-            (JOB,),
-        )
+        conn.query_first(format!(
+            "SELECT binlog_file, binlog_pos, state FROM ferry_meta.incremental_checkpoint \
+             WHERE job = {JOB_KEY}"
+        ))
         .await
         .ok()
         .flatten()
@@ -238,10 +241,9 @@ impl Setup {
     /// Chunks of the job's copy that are done on the target.
     pub async fn done_chunks(&self) -> u64 {
         let mut conn = self.target.conn().await.expect("target conn");
-        conn.exec_first::<u64, _, _>(
-            "SELECT COUNT(*) FROM ferry_meta.full_chunks WHERE job = ? AND done = 1",
-            (JOB,),
-        )
+        conn.query_first::<u64, _>(format!(
+            "SELECT COUNT(*) FROM ferry_meta.full_chunks WHERE job = {JOB_KEY} AND done = 1"
+        ))
         .await
         .ok()
         .flatten()
@@ -251,10 +253,9 @@ impl Setup {
     /// Chunks of the job's copy planned and not done yet (0 before any plan is saved).
     pub async fn pending_chunks(&self) -> u64 {
         let mut conn = self.target.conn().await.expect("target conn");
-        conn.exec_first::<Option<u64>, _, _>(
-            "SELECT CAST(SUM(done = 0) AS UNSIGNED) FROM ferry_meta.full_chunks WHERE job = ?",
-            (JOB,),
-        )
+        conn.query_first::<Option<u64>, _>(format!(
+            "SELECT CAST(SUM(done = 0) AS UNSIGNED) FROM ferry_meta.full_chunks WHERE job = {JOB_KEY}"
+        ))
         .await
         .ok()
         .flatten()
@@ -264,7 +265,7 @@ impl Setup {
 
     /// How the copy's snapshot was taken (`ftwrl`, `lock-free`, ...), from its checkpoint.
     pub async fn snapshot_method(&self) -> Option<String> {
-        let sql = format!("SELECT method FROM ferry_meta.full_snapshot WHERE job = '{JOB}'");
+        let sql = format!("SELECT method FROM ferry_meta.full_snapshot WHERE job = {JOB_KEY}");
         self.target.query_strings(&sql).await.ok()?.into_iter().next().flatten()
     }
 
@@ -320,6 +321,14 @@ impl Setup {
             panic!("{e}\nferry log:\n{}", self.last_log());
         }
     }
+}
+
+/// The position a conflict's error names (`... in the source transactions up to FILE:POS. ...`).
+pub fn failure_position(message: &str) -> String {
+    let after = message.split_once("up to ").map(|(_, rest)| rest).unwrap_or_default();
+    let position = after.split_once(". ").map_or(after, |(position, _)| position);
+    assert!(position.contains(':'), "no position in the error: {message}");
+    position.to_string()
 }
 
 /// Sends SIGINT (Ctrl-C) and waits for a clean exit.
