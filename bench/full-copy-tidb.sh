@@ -6,7 +6,8 @@
 #     allows it) and, for comparison, with multi-row statements (FERRY_COPY_WRITE=insert),
 #   mydumper + myloader (same thread count, end to end),
 #   TiDB Lightning in its logical `tidb` backend, when its binary is there
-#     (dev/build-go-tools.sh lightning),
+#     (dev/build-go-tools.sh lightning; its build did not finish on the 2-core machine this was
+#     written on, so run_lightning's configuration has not been run yet),
 #   the target's ceiling: parallel LOAD DATA LOCAL of the same rows from files written beforehand.
 # Every tool runs ROUNDS times in turn (A B C ... A B C ...) so that a machine shared with others
 # slows all of them alike; the medians and their ratios are printed, with the load average.

@@ -95,7 +95,8 @@ fn error_row(message: &str) -> Option<usize> {
 
 /// Errors about a value the column cannot take: NULL into NOT NULL, out of range, truncated,
 /// incorrect value, too long, invalid JSON, a failed CHECK constraint.
-pub(super) const VALUE_ERRORS: &[u16] = &[1048, 1264, 1265, 1292, 1366, 1367, 1406, 1690, 3140, 4025];
+pub(super) const VALUE_ERRORS: &[u16] =
+    &[1048, 1264, 1265, 1292, 1366, 1367, 1406, 1690, 3140, 4025];
 
 /// The column an error about a value names: `for column 'c'` or `` for column `db`.`t`.`c` ``.
 fn error_column(message: &str) -> Option<String> {

@@ -90,7 +90,10 @@ impl Writer {
             return Err(LoadError::Refused(reason.to_string()));
         }
         if !self.refused.swap(true, Ordering::Relaxed) {
-            tracing::info!(reason, "the target refuses LOAD DATA LOCAL; rows go as multi-row statements");
+            tracing::info!(
+                reason,
+                "the target refuses LOAD DATA LOCAL; rows go as multi-row statements"
+            );
         }
         Ok(())
     }
@@ -124,8 +127,7 @@ pub fn statement(table: &Table) -> String {
             fields.push(name);
         }
     }
-    let set =
-        if unhex.is_empty() { String::new() } else { format!(" SET {}", unhex.join(", ")) };
+    let set = if unhex.is_empty() { String::new() } else { format!(" SET {}", unhex.join(", ")) };
     format!(
         "LOAD DATA LOCAL INFILE 'ferry-chunk' REPLACE INTO TABLE {} CHARACTER SET utf8mb4 \
          FIELDS TERMINATED BY '\\t' ENCLOSED BY '' ESCAPED BY '\\\\' \
@@ -293,8 +295,10 @@ fn pieces(
 async fn warnings(target: &mut Conn) -> String {
     let shown: Vec<(String, u16, String)> =
         target.query("SHOW WARNINGS LIMIT 3").await.unwrap_or_default();
-    let lines: Vec<String> =
-        shown.into_iter().map(|(level, code, message)| format!("{level} {code}: {message}")).collect();
+    let lines: Vec<String> = shown
+        .into_iter()
+        .map(|(level, code, message)| format!("{level} {code}: {message}"))
+        .collect();
     if lines.is_empty() { "warnings".to_string() } else { lines.join("; ") }
 }
 
@@ -315,7 +319,10 @@ mod tests {
         assert_eq!(field(None, Render::Quoted), r"\N");
         assert_eq!(field(Some(Value::NULL), Render::Hex), r"\N");
         assert_eq!(field(Some(Value::Bytes(b"\\N".to_vec())), Render::Quoted), r"\\N");
-        assert_eq!(field(Some(Value::Bytes(b"a\tb\nc\rd\0e'".to_vec())), Render::Quoted), r"a\tb\nc\rd\0e\'");
+        assert_eq!(
+            field(Some(Value::Bytes(b"a\tb\nc\rd\0e'".to_vec())), Render::Quoted),
+            r"a\tb\nc\rd\0e\'"
+        );
         assert_eq!(field(Some(Value::Bytes(vec![])), Render::Quoted), "");
         assert_eq!(field(Some(Value::Bytes(vec![0, 255, 9])), Render::Hex), "00FF09");
         assert_eq!(field(Some(Value::Bytes(vec![])), Render::Hex), "");
@@ -324,7 +331,8 @@ mod tests {
 
     #[test]
     fn hex_columns_go_through_unhex() {
-        let column = |name: &str, render| Column { name: name.into(), data_type: "x".into(), render };
+        let column =
+            |name: &str, render| Column { name: name.into(), data_type: "x".into(), render };
         let table = Table {
             db: "app".into(),
             name: "t".into(),

@@ -31,9 +31,9 @@ use ferry_crds::job::BinlogPosition;
 use mysql_async::Conn;
 
 use crate::connect::connect;
+use crate::engine::JobContext;
 use crate::error::SqlContext;
 use crate::flavor::{Flavor, Version};
-use crate::engine::JobContext;
 use crate::meta::full::{self as checkpoint, Chunk, Snapshot};
 pub use crate::rewrite::tidb_collation;
 use objects::Objects;
@@ -200,7 +200,8 @@ async fn copy_all(
         Some(target) => Version::read(target).await.sql("read the target's version")?.flavor,
         None => Flavor::MySql,
     };
-    let writer = load_data::Writer::new(load_data::Method::from_env().map_err(FullError::from)?, flavor);
+    let writer =
+        load_data::Writer::new(load_data::Method::from_env().map_err(FullError::from)?, flavor);
     let cancel = ctx.cancel.child_token();
     let shared = Arc::new(copy::Shared {
         job: job.to_string(),
