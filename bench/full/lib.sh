@@ -114,6 +114,8 @@ start_tidb() {
     echo "$status" >"$dir/status-port"
     cat >"$dir/tidb.toml" <<TOML
 tmp-storage-path = "$dir/tmp"
+[log]
+slow-query-file = "$dir/slow.log"
 [log.file]
 filename = "$dir/tidb.log"
 [performance]
