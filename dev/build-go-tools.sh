@@ -6,7 +6,8 @@
 # into ${FERRY_CACHE_DIR:-~/.cache/ferry}/bin/<name>-<version>. A binary that is already there
 # is not built again, so a second run costs nothing.
 #
-# Usage: dev/build-go-tools.sh [tidb|kube|promtool|all]   (default: all)
+# Usage: dev/build-go-tools.sh [tidb|kube|promtool|lightning|all]   (default: all; lightning,
+# TiDB Lightning for bench/full-copy.sh's TiDB peer, is built only when asked for)
 #
 # Needs: network access to the Go module proxy, curl, unzip, sed and sha256sum. No Go: the Go
 # toolchain itself comes from the module proxy (golang.org/toolchain) into the cache. Each
@@ -121,9 +122,12 @@ report() {
     log "built $name in ${secs}s: $out ($(du -h "$out" | cut -f1))"
 }
 
-build_tidb() {
-    local out="$BIN_DIR/tidb-server-$TIDB_VERSION"
-    if [[ -x "$out" ]]; then log "tidb-server present: $out"; return 0; fi
+# build_tidb_cmd <name>: one command of the tidb module (tidb-server, or tidb-lightning for the
+# benchmarks' peer), built with the same module versions and flags.
+build_tidb_cmd() {
+    local name="$1" cmd="$2"
+    local out="$BIN_DIR/$name-$TIDB_VERSION"
+    if [[ -x "$out" ]]; then log "$name present: $out"; return 0; fi
     GO="$(go_toolchain "$GO_TOOLCHAIN" "$GO_TOOLCHAIN_SHA256")"
     local start work
     start=$(date +%s)
@@ -135,15 +139,18 @@ build_tidb() {
     GOTOOLCHAIN=local "$GO" mod edit -dropreplace github.com/pingcap/tidb/pkg/parser \
         -require "github.com/pingcap/tidb/pkg/parser@$TIDB_PARSER_VERSION"
     local vpkg=github.com/pingcap/tidb/pkg/util/versioninfo
-    log "building tidb-server (this takes a long time on few cores)"
+    log "building $name (this takes a long time on few cores)"
     GOTOOLCHAIN=local nice -n 5 "$GO" build \
         -ldflags "-s -w -X 'github.com/pingcap/tidb/pkg/parser/mysql.TiDBReleaseVersion=$TIDB_RELEASE_VERSION' -X '$vpkg.TiDBGitHash=${TIDB_VERSION##*-}' -X '$vpkg.TiDBEdition=Community'" \
-        -o "$out.tmp" ./cmd/tidb-server
+        -o "$out.tmp" "$cmd"
     mv "$out.tmp" "$out"
     cd /
     rm -rf "$work"
-    report tidb-server "$out" "$start"
+    report "$name" "$out" "$start"
 }
+
+build_tidb() { build_tidb_cmd tidb-server ./cmd/tidb-server; }
+build_lightning() { build_tidb_cmd tidb-lightning ./lightning/cmd/tidb-lightning; }
 
 build_kube() {
     local apiserver="$BIN_DIR/kube-apiserver-$KUBE_VERSION"
@@ -209,8 +216,9 @@ main() {
         tidb) build_tidb ;;
         kube) build_kube ;;
         promtool) build_promtool ;;
+        lightning) build_lightning ;;
         all) build_tidb; build_kube; build_promtool ;;
-        *) echo "usage: $0 [tidb|kube|promtool|all]" >&2; exit 2 ;;
+        *) echo "usage: $0 [tidb|kube|promtool|lightning|all]" >&2; exit 2 ;;
     esac
 }
 main "$@"; exit  # on one line: bash has read all it runs before main starts

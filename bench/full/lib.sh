@@ -1,4 +1,4 @@
-# Shell helpers shared by bench/full-copy.sh and dev/quickstart.sh: throwaway MariaDB servers in
+# Shell helpers shared by bench/full-copy*.sh and dev/quickstart.sh: throwaway MariaDB (and TiDB) servers in
 # a directory of their own (own datadir, socket and port; root without a password over TCP),
 # the way the test harness (e2e/src/mariadb.rs) starts them. Source this file.
 
@@ -104,3 +104,39 @@ INSERT INTO wide
 ANALYZE TABLE wide;
 SQL
 }
+
+# start_tidb DIR BINARY PORT: a TiDB server on the embedded unistore engine (no PD, no TiKV), the
+# way the test harness (e2e/src/tidb.rs) starts it; its status port is written to DIR/status-port.
+start_tidb() {
+    local dir=$1 binary=$2 port=$3 status
+    status=$(free_port)
+    mkdir -p "$dir/tmp"
+    echo "$status" >"$dir/status-port"
+    cat >"$dir/tidb.toml" <<TOML
+tmp-storage-path = "$dir/tmp"
+[log]
+slow-query-file = "$dir/slow.log"
+[log.file]
+filename = "$dir/tidb.log"
+[performance]
+force-init-stats = false
+TOML
+    "$binary" -store unistore -path "$dir/data" -host 127.0.0.1 -P "$port" \
+        -status "$status" -status-host 127.0.0.1 -socket "$dir/tidb.sock" \
+        -config "$dir/tidb.toml" -L warn >"$dir/stderr.log" 2>&1 &
+    echo $! >"$dir/server.pid"
+    for _ in $(seq 1 240); do
+        if mariadb -h127.0.0.1 -P"$port" -uroot -e 'SELECT 1' >/dev/null 2>&1; then
+            mariadb -h127.0.0.1 -P"$port" -uroot -e \
+                "CREATE USER ferry@'%' IDENTIFIED BY 'ferry-pw'; GRANT ALL ON *.* TO ferry@'%'"
+            return 0
+        fi
+        sleep 0.5
+    done
+    echo "TiDB in $dir did not start; its log:" >&2
+    tail -20 "$dir/tidb.log" "$dir/stderr.log" >&2
+    return 1
+}
+
+# stop_tidb DIR: stops the server started in DIR.
+stop_tidb() { stop_mariadb "$1"; }

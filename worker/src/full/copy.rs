@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::FullError;
 use super::indexes;
+use super::load_data::{self, Written};
 use super::objects::Table;
 use super::progress::Progress;
 use super::snapshot::SnapshotConn;
@@ -94,7 +95,8 @@ fn error_row(message: &str) -> Option<usize> {
 
 /// Errors about a value the column cannot take: NULL into NOT NULL, out of range, truncated,
 /// incorrect value, too long, invalid JSON, a failed CHECK constraint.
-const VALUE_ERRORS: &[u16] = &[1048, 1264, 1265, 1292, 1366, 1367, 1406, 1690, 3140, 4025];
+pub(super) const VALUE_ERRORS: &[u16] =
+    &[1048, 1264, 1265, 1292, 1366, 1367, 1406, 1690, 3140, 4025];
 
 /// The column an error about a value names: `for column 'c'` or `` for column `db`.`t`.`c` ``.
 fn error_column(message: &str) -> Option<String> {
@@ -115,6 +117,8 @@ pub struct Shared {
     pub remaining: HashMap<(String, String), AtomicUsize>,
     pub progress: Arc<Progress>,
     pub cancel: CancellationToken,
+    /// `LOAD DATA LOCAL` or multi-row statements.
+    pub writer: load_data::Writer,
 }
 
 impl Shared {
@@ -158,7 +162,9 @@ pub async fn worker(
     Ok(())
 }
 
-/// Copies one chunk in one target transaction; false when stopped before the end.
+/// Copies one chunk in one target transaction; false when stopped before the end. The rows go
+/// as `LOAD DATA LOCAL` where the target takes it, else (or when a load of the chunk is
+/// rejected, to name the value at fault) as multi-row statements.
 async fn copy_chunk(
     shared: &Shared,
     table: &Table,
@@ -166,22 +172,33 @@ async fn copy_chunk(
     source: &mut SnapshotConn,
     target: &mut Conn,
 ) -> crate::Result<bool> {
+    let select = select_sql(table, chunk);
+    if shared.writer.uses_load() {
+        target.query_drop("BEGIN").await.sql("begin a chunk on the target")?;
+        let (tx, rx) = mpsc::channel(2);
+        let cancelled = || shared.cancel.is_cancelled();
+        let read = load_data::read_rows(cancelled, table, &select, &mut source.conn, tx);
+        let write = load_data::write(&shared.writer, target, table, &shared.progress, rx);
+        let (complete, written) = tokio::join!(read, write);
+        match (complete?, written?) {
+            (true, Written::Done(rows, bytes)) => {
+                return finish_chunk(shared, table, chunk, source, target, rows, bytes).await;
+            }
+            (_, Written::NotAllowed(reason)) => {
+                target.query_drop("ROLLBACK").await.sql("roll back a refused load")?;
+                shared.writer.refuse(&reason).map_err(FullError::from)?;
+            }
+            (_, Written::Rejected(reason)) => {
+                target.query_drop("ROLLBACK").await.sql("roll back a rejected load")?;
+                tracing::warn!(
+                    table = %table.qualified(), chunk = chunk.seq, %reason,
+                    "LOAD DATA rejected rows of a chunk; writing it again as statements"
+                );
+            }
+            (false, Written::Done(..)) => return Ok(false),
+        }
+    }
     let columns: Vec<String> = table.columns.iter().map(|c| quote_ident(&c.name)).collect();
-    let select_list: Vec<String> = table
-        .columns
-        .iter()
-        .map(|c| match c.data_type.as_str() {
-            // FLOAT's text form is rounded; as a DOUBLE it is exact and converts back exactly.
-            "float" => format!("CAST({} AS DOUBLE)", quote_ident(&c.name)),
-            _ => quote_ident(&c.name),
-        })
-        .collect();
-    let select = format!(
-        "SELECT {} FROM {} WHERE {}",
-        select_list.join(", "),
-        table.qualified(),
-        chunk.cond
-    );
     // Rows of merged shards must not replace each other's: a key in two shards is an error.
     let verb = if table.merged { "INSERT" } else { "REPLACE" };
     let header =
@@ -206,6 +223,33 @@ async fn copy_chunk(
     if !complete {
         return Ok(false);
     }
+    finish_chunk(shared, table, chunk, source, target, rows, bytes).await
+}
+
+/// The chunk's SELECT on the snapshot.
+fn select_sql(table: &Table, chunk: &Chunk) -> String {
+    let select_list: Vec<String> = table
+        .columns
+        .iter()
+        .map(|c| match c.data_type.as_str() {
+            // FLOAT's text form is rounded; as a DOUBLE it is exact and converts back exactly.
+            "float" => format!("CAST({} AS DOUBLE)", quote_ident(&c.name)),
+            _ => quote_ident(&c.name),
+        })
+        .collect();
+    format!("SELECT {} FROM {} WHERE {}", select_list.join(", "), table.qualified(), chunk.cond)
+}
+
+/// Marks the chunk done in its own transaction and commits it.
+async fn finish_chunk(
+    shared: &Shared,
+    table: &Table,
+    chunk: &Chunk,
+    source: &SnapshotConn,
+    target: &mut Conn,
+    rows: u64,
+    bytes: u64,
+) -> crate::Result<bool> {
     target
         .query_drop(checkpoint::mark_done_sql(&shared.job, chunk, rows, bytes, &source.read_at))
         .await

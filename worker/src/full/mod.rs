@@ -15,6 +15,7 @@
 pub(crate) mod chunk;
 mod copy;
 mod indexes;
+mod load_data;
 pub(crate) mod objects;
 mod progress;
 mod schema;
@@ -31,6 +32,8 @@ use mysql_async::Conn;
 
 use crate::connect::connect;
 use crate::engine::JobContext;
+use crate::error::SqlContext;
+use crate::flavor::{Flavor, Version};
 use crate::meta::full::{self as checkpoint, Chunk, Snapshot};
 pub use crate::rewrite::tidb_collation;
 use objects::Objects;
@@ -49,6 +52,8 @@ pub enum FullError {
          and let Ferry create it), then run the job again"
     )]
     Value { table: String, column: String, row: String, message: String },
+    #[error(transparent)]
+    Load(#[from] load_data::LoadError),
 }
 
 impl FullError {
@@ -187,6 +192,16 @@ async fn copy_all(
         .iter()
         .map(|t| ((t.db.clone(), t.name.clone()), Arc::new(t.clone())))
         .collect();
+    let mut targets = Vec::new();
+    for _ in &sources {
+        targets.push(connect(&ctx.config.target, "target").await?);
+    }
+    let flavor = match targets.first_mut() {
+        Some(target) => Version::read(target).await.sql("read the target's version")?.flavor,
+        None => Flavor::MySql,
+    };
+    let writer =
+        load_data::Writer::new(load_data::Method::from_env().map_err(FullError::from)?, flavor);
     let cancel = ctx.cancel.child_token();
     let shared = Arc::new(copy::Shared {
         job: job.to_string(),
@@ -195,10 +210,10 @@ async fn copy_all(
         remaining,
         progress: progress.clone(),
         cancel: cancel.clone(),
+        writer,
     });
     let mut handles = Vec::new();
-    for source in sources {
-        let target = connect(&ctx.config.target, "target").await?;
+    for (source, target) in sources.into_iter().zip(targets) {
         let shared = shared.clone();
         let cancel = cancel.clone();
         handles.push(tokio::spawn(async move {

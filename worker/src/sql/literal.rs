@@ -90,18 +90,32 @@ pub fn push_hex(out: &mut Vec<u8>, bytes: &[u8]) {
     }
     out.reserve(bytes.len() * 2 + 3);
     out.extend_from_slice(b"X'");
+    push_hex_digits(out, bytes);
+    out.push(b'\'');
+}
+
+/// Appends two hex digits per byte, nothing else.
+pub fn push_hex_digits(out: &mut Vec<u8>, bytes: &[u8]) {
+    out.reserve(bytes.len() * 2);
     for &b in bytes {
         out.push(HEX[(b >> 4) as usize]);
         out.push(HEX[(b & 15) as usize]);
     }
-    out.push(b'\'');
 }
 
-/// Escapes for a session without NO_BACKSLASH_ESCAPES; utf8mb4 continuation bytes are never
-/// ASCII, so escaping byte by byte is safe.
+/// A quoted string literal, escaped by [`push_escaped`].
 pub fn push_quoted(out: &mut Vec<u8>, bytes: &[u8]) {
     out.reserve(bytes.len() + 2);
     out.push(b'\'');
+    push_escaped(out, bytes);
+    out.push(b'\'');
+}
+
+/// Backslash escapes that read back as the same bytes both inside a quoted literal of a session
+/// without NO_BACKSLASH_ESCAPES and in a `LOAD DATA` field escaped by `\\` and ended by a tab or
+/// a newline (the copy's two ways of writing rows). utf8mb4 continuation bytes are never ASCII,
+/// so escaping byte by byte is safe.
+pub fn push_escaped(out: &mut Vec<u8>, bytes: &[u8]) {
     for &b in bytes {
         match b {
             b'\\' => out.extend_from_slice(b"\\\\"),
@@ -109,11 +123,11 @@ pub fn push_quoted(out: &mut Vec<u8>, bytes: &[u8]) {
             0 => out.extend_from_slice(b"\\0"),
             b'\n' => out.extend_from_slice(b"\\n"),
             b'\r' => out.extend_from_slice(b"\\r"),
+            b'\t' => out.extend_from_slice(b"\\t"),
             0x1a => out.extend_from_slice(b"\\Z"),
             _ => out.push(b),
         }
     }
-    out.push(b'\'');
 }
 
 /// A single-quoted string literal with backslashes and quotes escaped.

@@ -9,7 +9,7 @@ use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use ferry_e2e::SqlServer;
-use support::Setup;
+use support::{CopyPath, Setup};
 
 const CHUNK_ROWS: &str = "1500";
 
@@ -51,11 +51,20 @@ async fn kill_after(setup: &Setup, child: &mut Child, chunks: u64) -> u64 {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn killed_copies_resume_to_an_equal_target() {
+async fn killed_copies_resume_to_an_equal_target_by_load_data() {
+    killed_copies_resume_to_an_equal_target(CopyPath::Load).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn killed_copies_resume_to_an_equal_target_by_statements() {
+    killed_copies_resume_to_an_equal_target(CopyPath::Statements).await;
+}
+
+async fn killed_copies_resume_to_an_equal_target(path: CopyPath) {
     let mut setup = Setup::start().await;
     load(&setup).await;
     let manifest = setup.manifest("Full", "    databases: [app]");
-    let envs = [("FERRY_CHUNK_ROWS", CHUNK_ROWS)];
+    let envs = [("FERRY_CHUNK_ROWS", CHUNK_ROWS), path.env()];
     let args = ["--concurrency", "2"];
 
     // Killed while starting (schema, snapshot, planning), then after 5, 25 and 50 chunks.
@@ -74,6 +83,7 @@ async fn killed_copies_resume_to_an_equal_target() {
 
     let (ok, log) = setup.run(&manifest, &envs, &args);
     assert!(ok, "the final run failed:\n{log}");
+    path.assert_followed(&log);
     assert!(log.contains("resuming the copy"), "the final run did not resume:\n{log}");
     setup.assert_same("app").await;
     setup.assert_same_indexes("app").await;

@@ -5,15 +5,26 @@
 use crate::support;
 
 use ferry_e2e::{SourceKind, SqlServer, TargetKind};
-use support::Setup;
+use support::{CopyPath, Setup};
 
 #[tokio::test(flavor = "multi_thread")]
-async fn every_type_round_trips_exactly() {
+async fn every_type_round_trips_exactly_by_load_data() {
+    every_type_round_trips_exactly(CopyPath::Load).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_type_round_trips_exactly_by_statements() {
+    every_type_round_trips_exactly(CopyPath::Statements).await;
+}
+
+async fn every_type_round_trips_exactly(path: CopyPath) {
     let mut setup = Setup::start().await;
     setup.source.exec(support::corpus::MARIADB_TYPES).await.expect("load the source");
     let manifest = setup.manifest("Full", "    databases: [types]");
-    let (ok, log) = setup.run(&manifest, &[("FERRY_CHUNK_ROWS", "500")], &["--concurrency", "3"]);
+    let envs = [("FERRY_CHUNK_ROWS", "500"), path.env()];
+    let (ok, log) = setup.run(&manifest, &envs, &["--concurrency", "3"]);
     assert!(ok, "ferry migrate failed:\n{log}");
+    path.assert_followed(&log);
     setup.assert_same("types").await;
 
     let status = setup.status();
@@ -160,18 +171,54 @@ async fn without_the_global_lock_the_copy_is_still_exact() {
     assert!(snapshot["file"].is_string() && snapshot["pos"].is_number(), "{snapshot}");
 }
 
+/// A target with local files off gets multi-row statements, unless only LOAD DATA was asked
+/// for, which stops naming the setting.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_target_without_local_infile_gets_statements() {
+    let mut setup = Setup::start().await;
+    setup
+        .source
+        .exec(
+            "CREATE DATABASE app; USE app; CREATE TABLE t (id INT PRIMARY KEY, v VARCHAR(40)); \
+             INSERT INTO t SELECT seq, MD5(seq) FROM seq_1_to_3000",
+        )
+        .await
+        .expect("source");
+    setup.target.exec("SET GLOBAL local_infile = 0").await.expect("local_infile off");
+    let manifest = setup.manifest("Full", "    databases: [app]");
+    let (ok, log) = setup.run(&manifest, &[CopyPath::Load.env()], &[]);
+    assert!(!ok, "a forced LOAD DATA copy ran without local files:\n{log}");
+    assert!(log.contains("SET GLOBAL local_infile = 1"), "{log}");
+
+    let (ok, log) = setup.run(&manifest, &[("FERRY_CHUNK_ROWS", "500")], &["--concurrency", "2"]);
+    assert!(ok, "ferry migrate failed:\n{log}");
+    assert!(log.contains("the target refuses LOAD DATA LOCAL"), "{log}");
+    setup.assert_same("app").await;
+}
+
 async fn source_rows(setup: &Setup) -> Vec<String> {
     let mut conn = setup.source.conn().await.expect("source conn");
     ferry_e2e::table_rows(&mut conn, "app", "t").await.expect("source rows")
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn mysql_types_round_trip_into_mariadb() {
+async fn mysql_types_round_trip_into_mariadb_by_load_data() {
+    mysql_types_round_trip_into_mariadb(CopyPath::Load).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn mysql_types_round_trip_into_mariadb_by_statements() {
+    mysql_types_round_trip_into_mariadb(CopyPath::Statements).await;
+}
+
+async fn mysql_types_round_trip_into_mariadb(path: CopyPath) {
     let mut setup = Setup::start_with_source(SourceKind::MySql, TargetKind::MariaDb).await;
     setup.source.exec(support::corpus::MYSQL_TYPES).await.expect("load the source");
     let manifest = setup.manifest("Full", "    databases: [types]");
-    let (ok, log) = setup.run(&manifest, &[("FERRY_CHUNK_ROWS", "500")], &["--concurrency", "3"]);
+    let envs = [("FERRY_CHUNK_ROWS", "500"), path.env()];
+    let (ok, log) = setup.run(&manifest, &envs, &["--concurrency", "3"]);
     assert!(ok, "ferry migrate failed:\n{log}");
+    path.assert_followed(&log);
     let extra = "SELECT EXTRA FROM information_schema.COLUMNS \
         WHERE TABLE_SCHEMA = 'types' AND TABLE_NAME = 'own' AND COLUMN_NAME = 'secret'";
     assert_eq!(

@@ -41,7 +41,8 @@ INSERT INTO texts VALUES
   (1, 'abc', '😀 𝄞 ✓ — ü', 'quote '' backslash \\ nul \0 newline \n tab \t cr \r z \Z', '',
       'café ÿ', CONCAT('x', CHAR(0x80 USING latin1), CHAR(0x81 USING latin1), CHAR(0xFF USING latin1))),
   (2, '', '', NULL, REPEAT('long text ', 50000), '', NULL),
-  (3, NULL, NULL, NULL, NULL, NULL, NULL);
+  (3, NULL, NULL, NULL, NULL, NULL, NULL),
+  (4, '\\N', 'N', '\\\\N\t\\', '\\', '\\N', 'tab\tend\n');
 CREATE TABLE bins (id INT PRIMARY KEY, b4 BINARY(4), vb VARBINARY(300), bl BLOB, lb LONGBLOB);
 INSERT INTO bins VALUES (1, X'00FF0A27', X'5C00275C', X'', NULL),
   (2, 'ab', NULL, NULL, NULL), (3, NULL, NULL, NULL, NULL);

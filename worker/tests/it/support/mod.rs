@@ -13,6 +13,34 @@ use std::time::{Duration, Instant};
 use ferry_e2e::{JobManifest, Source, SourceKind, SqlServer, Target, TargetKind};
 use mysql_async::prelude::Queryable;
 
+/// The copy's two ways of writing rows, each forced through `FERRY_COPY_WRITE` so one test runs
+/// its corpus through both.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CopyPath {
+    /// `LOAD DATA LOCAL INFILE` from memory; a target refusing it fails the run.
+    Load,
+    /// Multi-row REPLACE statements.
+    Statements,
+}
+
+impl CopyPath {
+    pub const BOTH: [CopyPath; 2] = [CopyPath::Load, CopyPath::Statements];
+
+    pub fn env(self) -> (&'static str, &'static str) {
+        match self {
+            CopyPath::Load => ("FERRY_COPY_WRITE", "load"),
+            CopyPath::Statements => ("FERRY_COPY_WRITE", "insert"),
+        }
+    }
+
+    /// Fails when a run forced onto LOAD DATA wrote a chunk as statements after all.
+    pub fn assert_followed(self, log: &str) {
+        if self == CopyPath::Load {
+            assert!(!log.contains("LOAD DATA rejected"), "a chunk fell back to statements:\n{log}");
+        }
+    }
+}
+
 /// (column type, min, max) of every integer type, signed and unsigned.
 pub const INTEGERS: &[(&str, i128, i128)] = &[
     ("TINYINT", -128, 127),
