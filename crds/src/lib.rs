@@ -10,6 +10,7 @@
 pub mod common;
 pub mod contract;
 pub mod crd;
+pub mod cutover;
 pub mod job;
 pub mod source;
 pub mod validation;

@@ -36,6 +36,7 @@ fn job(source_type: SourceType, source: &impl SqlServer, target: &impl SqlServer
         incremental_start: None,
         replace_conflicts: false,
         ddl_error_policy: Vec::new(),
+        cutover: ferry_worker::config::CutoverSettings::from_spec(None),
     }
 }
 

@@ -297,6 +297,7 @@ impl Manifest {
             incremental_start: spec.incremental.as_ref().and_then(|i| i.start.clone()),
             replace_conflicts: spec.restart_request.is_some(),
             ddl_error_policy: spec.ddl_error_policy.clone(),
+            cutover: crate::config::CutoverSettings::from_spec(spec.cutover.as_ref()),
         })
     }
 }

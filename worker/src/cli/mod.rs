@@ -1,6 +1,7 @@
 //! The `ferry` command line.
 
 mod binlog;
+mod cutover;
 mod migrate;
 mod precheck;
 mod validate;
@@ -68,6 +69,8 @@ enum Command {
     Precheck(precheck::Args),
     /// Compare every table of a MigrationJob on source and target, row by row.
     Verify(verify::Args),
+    /// Complete a replicating job once the source is no longer written and the target equals it.
+    Cutover(cutover::Args),
     /// Run a MigrationJob inside its worker pod, reporting into the MigrationJob status.
     Worker(crate::kube::Args),
     /// Work with binlog files.
@@ -87,6 +90,7 @@ pub async fn main() -> ExitCode {
         Command::Migrate(args) => migrate::run(args).await,
         Command::Precheck(args) => precheck::run(args).await,
         Command::Verify(args) => verify::run(args).await,
+        Command::Cutover(args) => cutover::run(args).await,
         Command::Binlog { command } => binlog::run(command).await,
         Command::Worker(args) => crate::kube::run(args).await,
     };

@@ -581,23 +581,37 @@ impl Live {
             return Ok(());
         };
         let head = checkpoint::Position { file, pos, gtid_set: None, gtid: None };
-        let deadline = Instant::now() + self.timeout;
-        loop {
-            let applied = checkpoint::load(target, &self.job).await?;
-            if applied.as_ref().is_some_and(|c| !checkpoint::after(&head, &c.position)) {
-                return Ok(());
+        match wait_applied(target, &self.job, &head, self.timeout).await? {
+            Ok(()) => Ok(()),
+            Err(applied) => Err(VerifyError::NotCaughtUp {
+                job: self.job.clone(),
+                position: format!("{}:{}", head.file, head.pos),
+                applied: applied.map(|p| format!("{}:{}", p.file, p.pos)),
+                timeout: self.timeout,
             }
-            if Instant::now() >= deadline {
-                return Err(VerifyError::NotCaughtUp {
-                    job: self.job.clone(),
-                    position: format!("{}:{}", head.file, head.pos),
-                    applied: applied.map(|c| format!("{}:{}", c.position.file, c.position.pos)),
-                    timeout: self.timeout,
-                }
-                .into());
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
+            .into()),
         }
+    }
+}
+
+/// Waits until the checkpoint of `job` on the target has reached `head`, for at most
+/// `timeout`; past it, `Err` holds the position the checkpoint was at (None without one).
+pub(crate) async fn wait_applied(
+    target: &mut Conn,
+    job: &str,
+    head: &checkpoint::Position,
+    timeout: Duration,
+) -> crate::Result<Result<(), Option<checkpoint::Position>>> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let applied = checkpoint::load(target, job).await?;
+        if applied.as_ref().is_some_and(|c| !checkpoint::after(head, &c.position)) {
+            return Ok(Ok(()));
+        }
+        if Instant::now() >= deadline {
+            return Ok(Err(applied.map(|c| c.position)));
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
 

@@ -35,6 +35,7 @@ pub fn config(source: &impl SqlServer, target: &impl SqlServer, mode: MigrationM
         incremental_start: None,
         replace_conflicts: false,
         ddl_error_policy: Vec::new(),
+        cutover: ferry_worker::config::CutoverSettings::from_spec(None),
     }
 }
 
