@@ -24,6 +24,7 @@ use cluster::{
     Cluster, Install, OPERATOR_NAMESPACE, create_secret, job_object, phase, reason, source_object,
     wait_for,
 };
+use ferry_crds::cutover::CutoverState;
 use ferry_crds::job::{MigrationJob, Phase, Stage};
 use ferry_crds::source::{MigrationSource, SourceType};
 use ferry_e2e::SqlServer;
@@ -35,6 +36,7 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use kube::config::{AuthInfo, KubeConfigOptions, Kubeconfig};
 use kube::{Client, Config};
+use mysql_async::prelude::Queryable;
 use serde_json::json;
 use tokio::sync::Mutex;
 
@@ -257,6 +259,7 @@ async fn mysql_source_replicates(
     sources.create(&PostParams::default(), &source).await?;
     let mut job = job_object("replicate", "FullAndIncremental", "small", target.port())?;
     job.spec.objects = serde_json::from_value(json!({"databases": ["orders"]}))?;
+    job.spec.cutover = serde_json::from_value(json!({"caughtUpLag": "5s", "caughtUpFor": "2s"}))?;
     let jobs: Api<MigrationJob> = Api::namespaced(client.clone(), namespace);
     jobs.create(&PostParams::default(), &job).await?;
 
@@ -294,7 +297,46 @@ async fn mysql_source_replicates(
         .await?;
     let position = job.status.and_then(|s| s.position).unwrap_or_default();
     assert!(position.starts_with("mysql-bin."), "status.position {position:?}");
+    cut_over(cluster, &jobs, mysql, target).await
+}
+
+/// `kubectl wait --for=condition=CaughtUp`, then a cutover request once the source is
+/// read-only: the job completes at the source's final position with the target equal.
+async fn cut_over(
+    cluster: &Cluster,
+    jobs: &Api<MigrationJob>,
+    mysql: &MySql,
+    target: &TiDb,
+) -> anyhow::Result<()> {
+    let key = ("mysql", "replicate");
+    cluster
+        .wait_job(key, "condition CaughtUp", STEP, |j| condition_true(j, "CaughtUp"))
+        .await?;
+    mysql.exec("SET GLOBAL super_read_only = ON").await?;
+    let mut conn = mysql.conn().await?;
+    let head: Option<(String, u64)> = conn.query_first("SHOW BINARY LOG STATUS").await?;
+    let (file, pos) = head.context("the MySQL source's binlog position")?;
+    let request = json!({"spec": {"cutover": {"request": "cut-1"}}});
+    jobs.patch("replicate", &PatchParams::default(), &Patch::Merge(&request)).await?;
+    let job = cluster
+        .wait_job(key, "the cutover completes the job", STEP, |j| {
+            phase(j) == Some(Phase::Completed)
+        })
+        .await?;
+    mysql.exec("SET GLOBAL super_read_only = OFF; SET GLOBAL read_only = OFF").await?;
+    let status = job.status.context("status")?;
+    assert_eq!(status.stage, Some(Stage::Completed));
+    assert_eq!(status.position, Some(format!("{file}:{pos}")), "{:#?}", status.cutover);
+    let cutover = status.cutover.context("status.cutover")?;
+    assert_eq!((cutover.request.as_str(), cutover.state), ("cut-1", CutoverState::Completed));
+    let (mut source_conn, mut target_conn) = (mysql.conn().await?, target.conn().await?);
+    ferry_e2e::assert_same_tables(&mut source_conn, &mut target_conn, "orders").await?;
     Ok(())
+}
+
+fn condition_true(job: &MigrationJob, type_: &str) -> bool {
+    let conditions = job.status.iter().flat_map(|s| &s.conditions);
+    conditions.into_iter().any(|c| c.type_ == type_ && c.status == "True")
 }
 
 /// The worker's ServiceAccount reads its own job and writes its status, and nothing else.
