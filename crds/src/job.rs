@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::common::{SecretKeyRef, TlsConfig};
 use crate::cutover::{CutoverSpec, CutoverStatus};
+use crate::verification::{VerificationStatus, VerifySpec};
 use crate::crd::{DISPLAY_NAME_PATTERN, DURATION_PATTERN};
 use crate::source::default_port;
 
@@ -26,6 +27,7 @@ use crate::source::default_port;
     printcolumn = r#"{"name":"Progress","type":"string","jsonPath":".status.full.percent"}"#,
     printcolumn = r#"{"name":"Lag","type":"string","jsonPath":".status.incremental.lagSeconds"}"#,
     printcolumn = r#"{"name":"CaughtUp","type":"string","jsonPath":".status.conditions[?(@.type==\"CaughtUp\")].status"}"#,
+    printcolumn = r#"{"name":"Verified","type":"string","jsonPath":".status.conditions[?(@.type==\"Verified\")].status"}"#,
     printcolumn = r#"{"name":"Tier","type":"string","jsonPath":".spec.tier","priority":1}"#,
     printcolumn = r#"{"name":"Position","type":"string","jsonPath":".status.position","priority":1}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
@@ -88,6 +90,9 @@ pub struct MigrationJobSpec {
     /// cuts the job over. Replicating modes only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cutover: Option<CutoverSpec>,
+    /// Verification on request: compare every selected table of source and target.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verify: Option<VerifySpec>,
 }
 
 /// What to do with the replicated DDL statement at one binlog position.
@@ -326,6 +331,9 @@ pub struct MigrationJobStatus {
     /// The last cutover request the worker acted on and where it is.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cutover: Option<CutoverStatus>,
+    /// The last verification requested by `spec.verify.request`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verification: Option<VerificationStatus>,
     /// Binlog position the target has reached, as `file:pos`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub position: Option<String>,

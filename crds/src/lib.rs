@@ -14,6 +14,7 @@ pub mod cutover;
 pub mod job;
 pub mod source;
 pub mod validation;
+pub mod verification;
 
 pub use common::{SecretKeyRef, TlsConfig, TlsMode};
 pub use job::{MigrationJob, MigrationJobSpec, MigrationJobStatus};

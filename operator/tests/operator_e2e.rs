@@ -27,6 +27,7 @@ use cluster::{
 use ferry_crds::cutover::CutoverState;
 use ferry_crds::job::{MigrationJob, Phase, Stage};
 use ferry_crds::source::{MigrationSource, SourceType};
+use ferry_crds::verification::VerificationState;
 use ferry_e2e::SqlServer;
 use ferry_e2e::{ExternalServer, MariaDb, MySql, TiDb};
 use k8s_openapi::api::authentication::v1::TokenRequest;
@@ -312,6 +313,7 @@ async fn cut_over(
     cluster
         .wait_job(key, "condition CaughtUp", STEP, |j| condition_true(j, "CaughtUp"))
         .await?;
+    verify_requests(cluster, jobs, target).await?;
     mysql.exec("SET GLOBAL super_read_only = ON").await?;
     let mut conn = mysql.conn().await?;
     let head: Option<(String, u64)> = conn.query_first("SHOW BINARY LOG STATUS").await?;
@@ -331,6 +333,41 @@ async fn cut_over(
     assert_eq!((cutover.request.as_str(), cutover.state), ("cut-1", CutoverState::Completed));
     let (mut source_conn, mut target_conn) = (mysql.conn().await?, target.conn().await?);
     ferry_e2e::assert_same_tables(&mut source_conn, &mut target_conn, "orders").await?;
+    Ok(())
+}
+
+/// `spec.verify.request` finds a target row that differs, by key, and once it is repaired a
+/// new request finds the tables equal; `Verified` follows.
+async fn verify_requests(
+    cluster: &Cluster,
+    jobs: &Api<MigrationJob>,
+    target: &TiDb,
+) -> anyhow::Result<()> {
+    let key = ("mysql", "replicate");
+    let verify = async |request: &str| -> anyhow::Result<MigrationJob> {
+        let patch = json!({"spec": {"verify": {"request": request}}});
+        jobs.patch("replicate", &PatchParams::default(), &Patch::Merge(&patch)).await?;
+        cluster
+            .wait_job(key, &format!("verification {request} finishes"), STEP, |j| {
+                let v = j.status.as_ref().and_then(|s| s.verification.as_ref());
+                v.is_some_and(|v| v.request == request && v.state != VerificationState::Running)
+            })
+            .await
+    };
+    target.exec("UPDATE orders.lines SET qty = 99 WHERE id = 3").await?;
+    let job = verify("v-1").await?;
+    assert!(!condition_true(&job, "Verified"));
+    let status = job.status.and_then(|s| s.verification).context("status.verification")?;
+    assert_eq!(status.state, VerificationState::Different, "{status:#?}");
+    let lines = status.tables.first().context("a differing table")?;
+    assert_eq!((lines.table.as_str(), lines.different, lines.missing), ("lines", 1, 0));
+    assert_eq!(lines.sample_keys, ["different: 3"], "{status:#?}");
+    assert!(status.position.is_some_and(|p| p.starts_with("mysql-bin.")));
+    target.exec("UPDATE orders.lines SET qty = 4 WHERE id = 3").await?;
+    let job = verify("v-2").await?;
+    assert!(condition_true(&job, "Verified"), "{:#?}", job.status);
+    let status = job.status.and_then(|s| s.verification).context("status.verification")?;
+    assert_eq!((status.state, status.tables_done, status.rows_compared), (VerificationState::Equal, 1, 2));
     Ok(())
 }
 

@@ -1,54 +1,22 @@
-//! The operator's cutover: the worker polls its MigrationJob for a new `spec.cutover.request`
-//! and runs [`crate::cutover`] for it beside replication, reporting each step in
-//! `status.cutover`. Once the cutover is recorded, replication completes the job at the final
-//! position (stage Completed; the operator then sets phase Completed); a cutover that fails
-//! says why in `status.cutover` and replication goes on.
+//! The operator's cutover: for a new `spec.cutover.request` (see [`super::requests`]) the worker
+//! runs [`crate::cutover`] beside replication, reporting each step in `status.cutover`. Once
+//! the cutover is recorded, replication completes the job at the final position (stage
+//! Completed; the operator then sets phase Completed); a cutover that fails says why in
+//! `status.cutover` and replication goes on.
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use ::kube::Api;
 use chrono::Utc;
 use ferry_crds::cutover::{CutoverState, CutoverStatus};
-use ferry_crds::job::MigrationJob;
 
-use crate::config::{CutoverSettings, JobConfig};
+use crate::config::JobConfig;
 use crate::cutover::{self, Options};
 use crate::report::StatusReporter;
 use crate::verify;
 
-/// How often the MigrationJob is read for a new request.
-const POLL: Duration = Duration::from_secs(2);
-
-/// Watches for cutover requests until dropped. `acted` is the request already handled (by an
-/// earlier run of the worker), which is not run again.
-pub async fn watch(
-    api: Api<MigrationJob>,
-    name: String,
-    config: JobConfig,
-    reporter: Arc<StatusReporter>,
-    mut acted: Option<String>,
-) {
-    loop {
-        tokio::time::sleep(POLL).await;
-        let spec = match api.get(&name).await {
-            Ok(job) => job.spec.cutover,
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot read the MigrationJob for a cutover request");
-                continue;
-            }
-        };
-        let settings = CutoverSettings::from_spec(spec.as_ref());
-        let Some(request) = settings.request.clone().filter(|r| Some(r) != acted.as_ref()) else {
-            continue;
-        };
-        acted = Some(request.clone());
-        let config = JobConfig { cutover: settings, ..config.clone() };
-        run_request(&config, &reporter, request).await;
-    }
-}
-
-async fn run_request(config: &JobConfig, reporter: &StatusReporter, request: String) {
+/// Runs the cutover `request` with `config.cutover`'s settings and reports it in
+/// `status.cutover`; a failure is reported there and replication goes on.
+pub async fn run_request(config: &JobConfig, reporter: &StatusReporter, request: String) {
     tracing::info!(request = %request, "cutover requested");
     let options = Options {
         quiet_for: config.cutover.quiet_for,

@@ -11,7 +11,9 @@
 //! applies, so neither side ever overwrites the other.
 
 mod cutover;
+mod requests;
 mod sink;
+mod verification;
 mod worker;
 
 pub use sink::{KubeSink, worker_fields};

@@ -40,6 +40,7 @@ pub fn worker_fields(status: &MigrationJobStatus) -> MigrationJobStatus {
         full: status.full.clone(),
         incremental: status.incremental.clone(),
         cutover: status.cutover.clone(),
+        verification: status.verification.clone(),
         position: status.position.clone(),
         last_error: status.last_error.clone(),
         ddl_handled: status.ddl_handled.clone(),

@@ -79,7 +79,7 @@ pub async fn run(args: Args) -> crate::Result<ExitCode> {
     // that stopped the last run: this run has not failed.
     let mut previous = job.status.clone().unwrap_or_default();
     previous.last_error = None;
-    let acted = previous.cutover.as_ref().map(|c| c.request.clone());
+    let acted = super::requests::Acted::from_status(&previous);
     let sink = KubeSink::new(api.clone(), args.job.clone());
     let reporter = Arc::new(
         StatusReporter::new(vec![Box::new(sink)], args.status_interval).with_status(previous),
@@ -87,21 +87,12 @@ pub async fn run(args: Args) -> crate::Result<ExitCode> {
     let cancel = CancellationToken::new();
     // SIGTERM (pod deletion: pause, restart, job deletion) stops the job at a checkpoint.
     engine::stop_on_signals(cancel.clone());
-    // Cutover requests are watched beside the job, in this task (the verify they run holds
-    // borrows across awaits that a spawned task could not).
-    let replicates = config.mode.replicates();
-    let watch = super::cutover::watch(api, args.job.clone(), config.clone(), reporter.clone(), acted);
-    let cutovers = async move {
-        if replicates {
-            watch.await
-        } else {
-            std::future::pending().await
-        }
-    };
+    let requests =
+        super::requests::watch(api, args.job.clone(), config.clone(), reporter.clone(), acted);
     let ctx = JobContext { config, reporter, cancel };
     let result = tokio::select! {
         result = engine::run(&ctx) => result,
-        () = cutovers => unreachable!("the cutover watch runs until the job ends"),
+        () = requests => unreachable!("requests are watched until the job ends"),
     };
     match result {
         Ok(Outcome::Completed) => eprintln!("job {} completed", ctx.config.id),

@@ -79,17 +79,46 @@ impl Subject {
     }
 }
 
+/// How far a verify is, for a status report.
+#[derive(Debug, Clone, Default)]
+pub struct Progress {
+    pub tables_done: usize,
+    pub tables_total: usize,
+    pub rows_compared: u64,
+    /// The source's binlog position (`file:pos`) when the comparison started.
+    pub position: Option<String>,
+}
+
 /// Compares every table `config` selects; the report says what differs.
 pub async fn run(config: &JobConfig, options: &Options) -> crate::Result<Report> {
+    run_reporting(config, options, |_| {}).await
+}
+
+/// [`run`], telling `progress` how far it is as tables finish.
+pub async fn run_reporting(
+    config: &JobConfig,
+    options: &Options,
+    progress: impl Fn(&Progress),
+) -> crate::Result<Report> {
     let mut source = session(&config.source, "source").await?;
     let mut target = session(&config.target, "target").await?;
     let source_version = Version::read(&mut source).await.sql("read the source version")?;
     let target_version = Version::read(&mut target).await.sql("read the target version")?;
     let live = Live::detect(config, &mut target, source_version.clone(), options).await?;
+    // Only for the report: a source without a binary log, or a user who may not read it,
+    // is compared all the same.
+    let position = flavor::binlog_status(&mut source, &source_version).await.ok().flatten();
     let selected = objects::read(&mut source, config.objects.as_ref()).await?;
     let source_pool = pool(&config.source, "source", options.concurrency)?;
     let target_pool = pool(&config.target, "target", options.concurrency)?;
-    let mut report = Report::default();
+    let mut report =
+        Report { position: position.map(|(file, pos)| format!("{file}:{pos}")), ..Report::default() };
+    let mut done = Progress {
+        tables_total: selected.tables.len(),
+        position: report.position.clone(),
+        ..Progress::default()
+    };
+    progress(&done);
     if live.replicating {
         report.notes.push(format!(
             "job {} is replicating: differing rows were read again after the target applied the \
@@ -103,6 +132,8 @@ pub async fn run(config: &JobConfig, options: &Options) -> crate::Result<Report>
         if let Some(problem) = missing_on_target(&table, &target_columns) {
             tracing::warn!(table = %table.qualified(), problem = %problem, "table cannot be compared");
             report.tables.push(TableReport::problem(&table, problem));
+            done.tables_done += 1;
+            progress(&done);
             continue;
         }
         let source_columns = server_columns(&mut source, &table, "source").await?;
@@ -132,6 +163,9 @@ pub async fn run(config: &JobConfig, options: &Options) -> crate::Result<Report>
             equal = table_report.is_equal(),
             "table verified"
         );
+        done.tables_done += 1;
+        done.rows_compared += table_report.rows_compared;
+        progress(&done);
         report.tables.push(table_report);
     }
     source_pool.disconnect().await.sql("close the source connections")?;
