@@ -6,10 +6,10 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::common::{SecretKeyRef, TlsConfig};
-use crate::cutover::{CutoverSpec, CutoverStatus};
-use crate::verification::{VerificationStatus, VerifySpec};
 use crate::crd::{DISPLAY_NAME_PATTERN, DURATION_PATTERN};
+use crate::cutover::{CutoverSpec, CutoverStatus};
 use crate::source::default_port;
+use crate::verification::{VerificationStatus, VerifySpec};
 
 /// A migration from one MigrationSource into a MySQL-compatible target (TiDB or MySQL/MariaDB).
 #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]

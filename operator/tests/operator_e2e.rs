@@ -310,13 +310,13 @@ async fn cut_over(
     target: &TiDb,
 ) -> anyhow::Result<()> {
     let key = ("mysql", "replicate");
-    cluster
-        .wait_job(key, "condition CaughtUp", STEP, |j| condition_true(j, "CaughtUp"))
-        .await?;
+    cluster.wait_job(key, "condition CaughtUp", STEP, |j| condition_true(j, "CaughtUp")).await?;
     verify_requests(cluster, jobs, target).await?;
     mysql.exec("SET GLOBAL super_read_only = ON").await?;
     let mut conn = mysql.conn().await?;
-    let head: Option<(String, u64)> = conn.query_first("SHOW BINARY LOG STATUS").await?;
+    // File, Position, and three more columns.
+    let head: Option<mysql_async::Row> = conn.query_first("SHOW BINARY LOG STATUS").await?;
+    let head = head.and_then(|r| Some((r.get::<String, _>(0)?, r.get::<u64, _>(1)?)));
     let (file, pos) = head.context("the MySQL source's binlog position")?;
     let request = json!({"spec": {"cutover": {"request": "cut-1"}}});
     jobs.patch("replicate", &PatchParams::default(), &Patch::Merge(&request)).await?;
@@ -367,7 +367,10 @@ async fn verify_requests(
     let job = verify("v-2").await?;
     assert!(condition_true(&job, "Verified"), "{:#?}", job.status);
     let status = job.status.and_then(|s| s.verification).context("status.verification")?;
-    assert_eq!((status.state, status.tables_done, status.rows_compared), (VerificationState::Equal, 1, 2));
+    assert_eq!(
+        (status.state, status.tables_done, status.rows_compared),
+        (VerificationState::Equal, 1, 2)
+    );
     Ok(())
 }
 

@@ -154,8 +154,10 @@ async fn final_position(
     deadline: Instant,
 ) -> crate::Result<(Position, String)> {
     let version = Version::read(source).await.sql("read the source version")?;
-    let read_only: Option<bool> =
-        source.query_first("SELECT @@global.read_only").await.sql("read read_only on the source")?;
+    let read_only: Option<bool> = source
+        .query_first("SELECT @@global.read_only")
+        .await
+        .sql("read read_only on the source")?;
     if read_only == Some(true) {
         let mut how = "read_only is ON".to_string();
         if version.flavor == Flavor::MySql && !super_read_only(source).await? {
@@ -236,14 +238,7 @@ async fn record(target: &mut Conn, job: &str, position: &Position) -> crate::Res
 /// The recorded cutover position of `job`, if one was recorded (none when the table does not
 /// exist: no cutover ever ran on this target).
 pub async fn requested(target: &mut Conn, job: &str) -> crate::Result<Option<Position>> {
-    let exists: Option<u64> = target
-        .query_first(
-            "SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = 'ferry_meta' \
-             AND TABLE_NAME = 'cutover'",
-        )
-        .await
-        .sql("look for ferry_meta.cutover on the target")?;
-    if exists.unwrap_or(0) == 0 {
+    if !table_exists(target).await? {
         return Ok(None);
     }
     let row: Option<(String, u64, Option<String>)> = target
@@ -254,6 +249,29 @@ pub async fn requested(target: &mut Conn, job: &str) -> crate::Result<Option<Pos
         .await
         .sql("read ferry_meta.cutover on the target")?;
     Ok(row.map(|(file, pos, gtid_set)| Position { file, pos, gtid_set, gtid: None }))
+}
+
+/// Forgets a cutover recorded for an earlier job of the same key: a job that starts
+/// replicating without a checkpoint is a new one, which no earlier cutover completes.
+pub async fn forget(target: &mut Conn, job: &str) -> crate::Result<()> {
+    if !table_exists(target).await? {
+        return Ok(());
+    }
+    target
+        .exec_drop("DELETE FROM ferry_meta.cutover WHERE job = ?", (job,))
+        .await
+        .sql("forget an earlier cutover in ferry_meta.cutover on the target")
+}
+
+async fn table_exists(target: &mut Conn) -> crate::Result<bool> {
+    let exists: Option<u64> = target
+        .query_first(
+            "SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = 'ferry_meta' \
+             AND TABLE_NAME = 'cutover'",
+        )
+        .await
+        .sql("look for ferry_meta.cutover on the target")?;
+    Ok(exists.unwrap_or(0) > 0)
 }
 
 /// Marks the cutover of `job` done: the job completed at its position.
@@ -269,10 +287,7 @@ pub async fn acknowledge(target: &mut Conn, job: &str) -> crate::Result<()> {
 
 /// Waits up to `timeout` for the replicating process to complete the job; false if none did
 /// (none runs: the job completes when it next runs).
-pub async fn wait_acknowledged(
-    config: &JobConfig,
-    timeout: Duration,
-) -> crate::Result<bool> {
+pub async fn wait_acknowledged(config: &JobConfig, timeout: Duration) -> crate::Result<bool> {
     let job = job_key(config);
     let mut target = connect(&config.target, "target").await?;
     let deadline = Instant::now() + timeout;

@@ -51,9 +51,8 @@ async fn caught_up_then_cutover_completes_the_running_job() {
     let mut child = setup.spawn(&manifest, &[], &["--concurrency", "2"]);
 
     // CaughtUp turns True only after the lag stayed under 2 s for 2 s of replication.
-    let caught_up = setup
-        .wait_status("CaughtUp", Duration::from_secs(120), |s| is_true(s, "CaughtUp"))
-        .await;
+    let caught_up =
+        setup.wait_status("CaughtUp", Duration::from_secs(120), |s| is_true(s, "CaughtUp")).await;
     assert_eq!(caught_up["stage"], "Incremental", "{caught_up:#}");
     let message = condition(&caught_up, "CaughtUp").expect("condition")["message"].to_string();
     assert!(message.contains("2s"), "{message}");

@@ -68,7 +68,10 @@ pub async fn run(args: Args) -> crate::Result<ExitCode> {
             })
         ),
     }
-    eprintln!("cutover: {} ({}); the target equals the source at {position}", config.id, done.quiet);
+    eprintln!(
+        "cutover: {} ({}); the target equals the source at {position}",
+        config.id, done.quiet
+    );
     if cutover::wait_acknowledged(&config, args.ack_timeout).await? {
         eprintln!("cutover: the running ferry migrate completed job {} at {position}", config.id);
     } else {

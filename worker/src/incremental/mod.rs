@@ -186,7 +186,10 @@ pub async fn run(ctx: &JobContext, start: Option<BinlogPosition>) -> crate::Resu
             let resume = Resume::plan(&c, &server, executed.as_deref())?;
             (c.position, !c.clean, resume)
         }
-        None => (start_position(&mut source, start).await?, false, Resume::default()),
+        None => {
+            crate::cutover::forget(&mut target, &job).await?;
+            (start_position(&mut source, start).await?, false, Resume::default())
+        }
     };
     let gtids = GtidState::parse(start.gtid_set.as_deref().unwrap_or(""))
         .map_err(IncrementalError::BadGtidSet)?;

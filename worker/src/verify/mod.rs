@@ -111,8 +111,10 @@ pub async fn run_reporting(
     let selected = objects::read(&mut source, config.objects.as_ref()).await?;
     let source_pool = pool(&config.source, "source", options.concurrency)?;
     let target_pool = pool(&config.target, "target", options.concurrency)?;
-    let mut report =
-        Report { position: position.map(|(file, pos)| format!("{file}:{pos}")), ..Report::default() };
+    let mut report = Report {
+        position: position.map(|(file, pos)| format!("{file}:{pos}")),
+        ..Report::default()
+    };
     let mut done = Progress {
         tables_total: selected.tables.len(),
         position: report.position.clone(),
