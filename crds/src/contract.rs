@@ -3,8 +3,8 @@
 //! sides take these from here, so neither can drift from the other.
 //!
 //! Status fields have one writer each. The worker owns what only it can know (`stage`,
-//! `precheck`, `full`, `incremental`, `position`, `lastError` and conditions such as
-//! `Prechecked`); the operator owns `phase`, `workerPod`, `lastRestartRequest`,
+//! `precheck`, `full`, `incremental`, `cutover`, `verification`, `position`, `lastError` and
+//! conditions such as `Prechecked`, `CaughtUp` and `Verified`); the operator owns `phase`, `workerPod`, `lastRestartRequest`,
 //! `observedGeneration` and the conditions in [`OPERATOR_CONDITIONS`].
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};

@@ -7,7 +7,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::common::{SecretKeyRef, TlsConfig};
 use crate::crd::{DISPLAY_NAME_PATTERN, DURATION_PATTERN};
+use crate::cutover::{CutoverSpec, CutoverStatus};
 use crate::source::default_port;
+use crate::verification::{VerificationStatus, VerifySpec};
 
 /// A migration from one MigrationSource into a MySQL-compatible target (TiDB or MySQL/MariaDB).
 #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
@@ -26,12 +28,17 @@ use crate::source::default_port;
     printcolumn = r#"{"name":"Phase","type":"string","jsonPath":".status.phase"}"#,
     printcolumn = r#"{"name":"Progress","type":"string","jsonPath":".status.full.percent"}"#,
     printcolumn = r#"{"name":"Lag","type":"integer","jsonPath":".status.incremental.lagSeconds","description":"Seconds the target is behind the source"}"#,
+    printcolumn = r#"{"name":"CaughtUp","type":"string","jsonPath":".status.conditions[?(@.type==\"CaughtUp\")].status"}"#,
+    printcolumn = r#"{"name":"Verified","type":"string","jsonPath":".status.conditions[?(@.type==\"Verified\")].status"}"#,
     printcolumn = r#"{"name":"Tier","type":"string","jsonPath":".spec.tier","priority":1}"#,
     printcolumn = r#"{"name":"Position","type":"string","jsonPath":".status.position","priority":1}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[x_kube(validation = Rule::new("self.mode == 'Incremental' || !has(self.incremental)").message(
     "incremental.start only applies to mode Incremental; FullAndIncremental starts at the snapshot of its copy"
+))]
+#[x_kube(validation = Rule::new("self.mode != 'Full' || !has(self.cutover)").message(
+    "cutover only applies to modes that replicate (Incremental, FullAndIncremental)"
 ))]
 #[serde(rename_all = "camelCase")]
 pub struct MigrationJobSpec {
@@ -103,6 +110,13 @@ pub struct MigrationJobSpec {
     /// the position; add an entry, then set a new `restartRequest`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ddl_error_policy: Vec<DdlErrorAction>,
+    /// When replication counts as caught up (the `CaughtUp` condition), and the request that
+    /// cuts the job over. Replicating modes only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cutover: Option<CutoverSpec>,
+    /// Verification on request: compare every selected table of source and target.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verify: Option<VerifySpec>,
 }
 
 /// What to do with the replicated DDL statement at one binlog position.
@@ -395,7 +409,7 @@ pub enum Stage {
     Full,
     /// Replaying the binlog.
     Incremental,
-    /// Done (Full mode).
+    /// Done (Full mode, or a replicating job after its cutover).
     Completed,
 }
 
@@ -410,7 +424,7 @@ pub enum Phase {
     Paused,
     /// Stopped by an error; see `lastError`.
     Failed,
-    /// Finished (Full mode).
+    /// Finished (Full mode, or a replicating job after its cutover).
     Completed,
 }
 
@@ -437,6 +451,12 @@ pub struct MigrationJobStatus {
     /// State of binlog replication.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub incremental: Option<IncrementalStatus>,
+    /// The last cutover request the worker acted on and where it is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cutover: Option<CutoverStatus>,
+    /// The last verification requested by `spec.verify.request`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verification: Option<VerificationStatus>,
     /// Binlog position the target has reached, as `file:pos`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub position: Option<String>,

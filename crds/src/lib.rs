@@ -10,10 +10,12 @@
 pub mod common;
 pub mod contract;
 pub mod crd;
+pub mod cutover;
 pub mod job;
 pub mod selection;
 pub mod source;
 pub mod validation;
+pub mod verification;
 
 pub use common::{SecretKeyRef, TlsConfig, TlsMode};
 pub use job::{MigrationJob, MigrationJobSpec, MigrationJobStatus};

@@ -200,6 +200,16 @@ fn invalid_jobs_are_rejected_with_the_field_named() {
             Box::new(|s| s["objects"] = json!({"exclude": [{"database": ""}]})),
         ),
         ("unknown field", Box::new(|s| s["tyer"] = json!("small"))),
+        ("caughtUpLag", Box::new(|s| s["cutover"] = json!({"caughtUpLag": "5"}))),
+        ("caughtUpFor", Box::new(|s| s["cutover"] = json!({"caughtUpFor": "soon"}))),
+        ("request", Box::new(|s| s["cutover"] = json!({"request": ""}))),
+        (
+            "cutover only applies to modes that replicate",
+            Box::new(|s| {
+                s["mode"] = json!("Full");
+                s["cutover"] = json!({"caughtUpLag": "5s"});
+            }),
+        ),
         (
             // Told with the field's description, not the regular expression.
             "gtidSet: \"0-1-5,mysql-bin.000003\" is not in the expected form. GTID set to start",

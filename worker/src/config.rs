@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use ferry_crds::Selection;
 use ferry_crds::TlsMode;
+use ferry_crds::cutover::CutoverSpec;
 use ferry_crds::job::{BinlogPosition, DdlErrorAction, MigrationMode, Tier};
 use ferry_crds::source::SourceType;
 
@@ -38,6 +39,40 @@ pub struct JobConfig {
     pub overwrite_conflicts_at: Option<String>,
     /// Replicated DDL statements to skip or replace, by binlog position.
     pub ddl_error_policy: Vec<DdlErrorAction>,
+    /// When replication counts as caught up, and how a cutover waits.
+    pub cutover: CutoverSettings,
+}
+
+/// `spec.cutover` with its durations parsed (defaults when absent).
+#[derive(Clone, Debug, PartialEq)]
+pub struct CutoverSettings {
+    /// Lag under which the job counts as caught up.
+    pub caught_up_lag: Duration,
+    /// How long the lag must stay under `caught_up_lag`.
+    pub caught_up_for: Duration,
+    /// The operator's cutover request, if any.
+    pub request: Option<String>,
+    /// Without read_only on the source: how long its binlog must stay still.
+    pub quiet_for: Option<Duration>,
+    /// How long a cutover may wait for the source to go quiet and the target to catch up.
+    pub timeout: Duration,
+}
+
+impl CutoverSettings {
+    /// Parses `spec.cutover`; the schema's patterns admit only parseable durations.
+    pub fn from_spec(spec: Option<&CutoverSpec>) -> Self {
+        let spec = spec.cloned().unwrap_or_default();
+        let parse = |text: &str| {
+            parse_duration(text).expect("the schema pattern admits only parseable durations")
+        };
+        Self {
+            caught_up_lag: parse(&spec.caught_up_lag),
+            caught_up_for: parse(&spec.caught_up_for),
+            request: spec.request,
+            quiet_for: spec.quiet_for.as_deref().map(parse),
+            timeout: parse(&spec.timeout),
+        }
+    }
 }
 
 /// Names a job: its namespace and name.

@@ -4,10 +4,12 @@
 use std::sync::Arc;
 
 use chrono::Utc;
+use ferry_crds::cutover::{CAUGHT_UP, CutoverState, CutoverStatus};
 use ferry_crds::job::{BinlogPosition, JobError, Phase, Stage};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::JobConfig;
+use crate::meta::incremental::Position;
 use crate::report::{StatusReporter, set_condition};
 use crate::{Result, full, incremental, precheck};
 
@@ -51,8 +53,10 @@ async fn run_stages(ctx: &JobContext) -> Result<Outcome> {
     }
     if mode.replicates() {
         ctx.reporter.set_stage(Stage::Incremental, Phase::Running).await;
-        incremental::run(ctx, start).await?;
-        return stopped(ctx).await;
+        return match incremental::run(ctx, start).await? {
+            incremental::Ended::Stopped => stopped(ctx).await,
+            incremental::Ended::CutOver(at) => cut_over(ctx, &at).await,
+        };
     }
     ctx.reporter.update(|s| {
         set_condition(&mut s.conditions, "Ready", true, "Completed", "existing data copied");
@@ -62,8 +66,33 @@ async fn run_stages(ctx: &JobContext) -> Result<Outcome> {
 }
 
 async fn stopped(ctx: &JobContext) -> Result<Outcome> {
+    ctx.reporter.update(|s| {
+        let message = "replication is not running";
+        set_condition(&mut s.conditions, CAUGHT_UP, false, "Stopped", message);
+    });
     ctx.reporter.publish().await;
     Ok(Outcome::Stopped)
+}
+
+/// Completes a replicating job at the position its cutover verified.
+async fn cut_over(ctx: &JobContext, at: &Position) -> Result<Outcome> {
+    let position = crate::cutover::describe(at);
+    tracing::info!(job = %ctx.config.id, position = %position, "job completed by its cutover");
+    ctx.reporter.update(|s| {
+        let message = format!("cut over at {position}: the target equals the source there");
+        set_condition(&mut s.conditions, "Ready", true, "Completed", message.clone());
+        s.position = Some(position.clone());
+        let request = s.cutover.as_ref().map(|c| c.request.clone());
+        s.cutover = Some(CutoverStatus {
+            request: request.unwrap_or_else(|| "ferry cutover".into()),
+            state: CutoverState::Completed,
+            position: Some(position),
+            message: Some(message),
+            time: Utc::now().to_rfc3339(),
+        });
+    });
+    ctx.reporter.set_stage(Stage::Completed, Phase::Completed).await;
+    Ok(Outcome::Completed)
 }
 
 /// The first SIGINT (Ctrl-C) or SIGTERM (`kill`, pod deletion) stops the job at a checkpoint;

@@ -20,6 +20,8 @@ pub enum Error {
     Incremental(#[from] crate::incremental::IncrementalError),
     #[error(transparent)]
     Verify(#[from] crate::verify::VerifyError),
+    #[error(transparent)]
+    Cutover(#[from] crate::cutover::CutoverError),
     #[error("{context}: {source}")]
     Sql { context: String, source: mysql_async::Error },
     #[error("{context}: {source}")]
@@ -40,6 +42,7 @@ impl Error {
             Self::Full(e) => e.retryable(),
             Self::Incremental(e) => e.retryable(),
             Self::Verify(_) => false,
+            Self::Cutover(_) => false,
             Self::Sql { source, .. } => crate::connect::transient(source),
             Self::Io { .. } => true,
         }

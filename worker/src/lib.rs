@@ -8,6 +8,7 @@
 pub mod cli;
 pub mod config;
 pub mod connect;
+pub mod cutover;
 pub mod engine;
 pub mod error;
 pub mod flavor;

@@ -299,6 +299,7 @@ impl Manifest {
             incremental_start: spec.incremental.as_ref().and_then(|i| i.start.clone()),
             overwrite_conflicts_at: spec.overwrite_conflicts_at.clone(),
             ddl_error_policy: spec.ddl_error_policy.clone(),
+            cutover: crate::config::CutoverSettings::from_spec(spec.cutover.as_ref()),
         })
     }
 }

@@ -22,8 +22,10 @@ use cluster::{
     Cluster, Install, ONE_CLUSTER_AT_A_TIME, OPERATOR_NAMESPACE, create_secret, job_object, phase,
     reason, source_object, wait_for,
 };
+use ferry_crds::cutover::CutoverState;
 use ferry_crds::job::{MigrationJob, Phase, Stage};
 use ferry_crds::source::{MigrationSource, SourceType};
+use ferry_crds::verification::VerificationState;
 use ferry_e2e::SqlServer;
 use ferry_e2e::{ExternalServer, MariaDb, MySql, TiDb};
 use k8s_openapi::api::authentication::v1::TokenRequest;
@@ -33,6 +35,7 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use kube::config::{AuthInfo, KubeConfigOptions, Kubeconfig};
 use kube::{Client, Config};
+use mysql_async::prelude::Queryable;
 use serde_json::json;
 
 const STEP: Duration = Duration::from_secs(120);
@@ -251,6 +254,7 @@ async fn mysql_source_replicates(
     sources.create(&PostParams::default(), &source).await?;
     let mut job = job_object("replicate", "FullAndIncremental", "small", target.port())?;
     job.spec.objects = serde_json::from_value(json!({"databases": ["orders"]}))?;
+    job.spec.cutover = serde_json::from_value(json!({"caughtUpLag": "5s", "caughtUpFor": "2s"}))?;
     let jobs: Api<MigrationJob> = Api::namespaced(client.clone(), namespace);
     jobs.create(&PostParams::default(), &job).await?;
 
@@ -288,7 +292,85 @@ async fn mysql_source_replicates(
         .await?;
     let position = job.status.and_then(|s| s.position).unwrap_or_default();
     assert!(position.starts_with("mysql-bin."), "status.position {position:?}");
+    cut_over(cluster, &jobs, mysql, target).await
+}
+
+/// `kubectl wait --for=condition=CaughtUp`, then a cutover request once the source is
+/// read-only: the job completes at the source's final position with the target equal.
+async fn cut_over(
+    cluster: &Cluster,
+    jobs: &Api<MigrationJob>,
+    mysql: &MySql,
+    target: &TiDb,
+) -> anyhow::Result<()> {
+    let key = ("mysql", "replicate");
+    cluster.wait_job(key, "condition CaughtUp", STEP, |j| condition_true(j, "CaughtUp")).await?;
+    verify_requests(cluster, jobs, target).await?;
+    mysql.exec("SET GLOBAL super_read_only = ON").await?;
+    let mut conn = mysql.conn().await?;
+    // File, Position, and three more columns.
+    let head: Option<mysql_async::Row> = conn.query_first("SHOW BINARY LOG STATUS").await?;
+    let head = head.and_then(|r| Some((r.get::<String, _>(0)?, r.get::<u64, _>(1)?)));
+    let (file, pos) = head.context("the MySQL source's binlog position")?;
+    let request = json!({"spec": {"cutover": {"request": "cut-1"}}});
+    jobs.patch("replicate", &PatchParams::default(), &Patch::Merge(&request)).await?;
+    let job = cluster
+        .wait_job(key, "the cutover completes the job", STEP, |j| {
+            phase(j) == Some(Phase::Completed)
+        })
+        .await?;
+    mysql.exec("SET GLOBAL super_read_only = OFF; SET GLOBAL read_only = OFF").await?;
+    let status = job.status.context("status")?;
+    assert_eq!(status.stage, Some(Stage::Completed));
+    assert_eq!(status.position, Some(format!("{file}:{pos}")), "{:#?}", status.cutover);
+    let cutover = status.cutover.context("status.cutover")?;
+    assert_eq!((cutover.request.as_str(), cutover.state), ("cut-1", CutoverState::Completed));
+    let (mut source_conn, mut target_conn) = (mysql.conn().await?, target.conn().await?);
+    ferry_e2e::assert_same_tables(&mut source_conn, &mut target_conn, "orders").await?;
     Ok(())
+}
+
+/// `spec.verify.request` finds a target row that differs, by key, and once it is repaired a
+/// new request finds the tables equal; `Verified` follows.
+async fn verify_requests(
+    cluster: &Cluster,
+    jobs: &Api<MigrationJob>,
+    target: &TiDb,
+) -> anyhow::Result<()> {
+    let key = ("mysql", "replicate");
+    let verify = async |request: &str| -> anyhow::Result<MigrationJob> {
+        let patch = json!({"spec": {"verify": {"request": request}}});
+        jobs.patch("replicate", &PatchParams::default(), &Patch::Merge(&patch)).await?;
+        cluster
+            .wait_job(key, &format!("verification {request} finishes"), STEP, |j| {
+                let v = j.status.as_ref().and_then(|s| s.verification.as_ref());
+                v.is_some_and(|v| v.request == request && v.state != VerificationState::Running)
+            })
+            .await
+    };
+    target.exec("UPDATE orders.lines SET qty = 99 WHERE id = 3").await?;
+    let job = verify("v-1").await?;
+    assert!(!condition_true(&job, "Verified"));
+    let status = job.status.and_then(|s| s.verification).context("status.verification")?;
+    assert_eq!(status.state, VerificationState::Different, "{status:#?}");
+    let lines = status.tables.first().context("a differing table")?;
+    assert_eq!((lines.table.as_str(), lines.different, lines.missing), ("lines", 1, 0));
+    assert_eq!(lines.sample_keys, ["different: 3"], "{status:#?}");
+    assert!(status.position.is_some_and(|p| p.starts_with("mysql-bin.")));
+    target.exec("UPDATE orders.lines SET qty = 4 WHERE id = 3").await?;
+    let job = verify("v-2").await?;
+    assert!(condition_true(&job, "Verified"), "{:#?}", job.status);
+    let status = job.status.and_then(|s| s.verification).context("status.verification")?;
+    assert_eq!(
+        (status.state, status.tables_done, status.rows_compared),
+        (VerificationState::Equal, 1, 2)
+    );
+    Ok(())
+}
+
+fn condition_true(job: &MigrationJob, type_: &str) -> bool {
+    let conditions = job.status.iter().flat_map(|s| &s.conditions);
+    conditions.into_iter().any(|c| c.type_ == type_ && c.status == "True")
 }
 
 /// The worker's ServiceAccount reads its own job and writes its status, and nothing else.

@@ -75,7 +75,10 @@ pub async fn run(args: Args) -> crate::Result<ExitCode> {
     engine::stop_on_signals(cancel.clone());
     let ctx = JobContext { config, reporter, cancel };
     match run_with_retries(&ctx, args.retries).await? {
-        Outcome::Completed => eprintln!("job {} completed", ctx.config.id),
+        Outcome::Completed => match ctx.reporter.snapshot().position {
+            Some(position) => eprintln!("job {} completed at {position}", ctx.config.id),
+            None => eprintln!("job {} completed", ctx.config.id),
+        },
         Outcome::Stopped => {
             record_stop(&ctx).await;
             eprintln!("job {} stopped; run the same command to resume", ctx.config.id)

@@ -1,6 +1,7 @@
 //! The `ferry` command line.
 
 mod binlog;
+mod cutover;
 mod migrate;
 mod precheck;
 mod reset;
@@ -72,6 +73,8 @@ enum Command {
     /// Forget a MigrationJob's checkpoints on the target: the next `ferry migrate` of the
     /// manifest starts a new migration (the migrated tables stay).
     Reset(reset::Args),
+    /// Complete a replicating job once the source is no longer written and the target equals it.
+    Cutover(cutover::Args),
     /// Run a MigrationJob inside its worker pod, reporting into the MigrationJob status.
     Worker(crate::kube::Args),
     /// Work with binlog files.
@@ -97,6 +100,7 @@ pub async fn main() -> ExitCode {
         Command::Precheck(args) => precheck::run(args).await,
         Command::Verify(args) => verify::run(args).await,
         Command::Reset(args) => reset::run(args).await,
+        Command::Cutover(args) => cutover::run(args).await,
         Command::Binlog { command } => binlog::run(command).await,
         Command::Worker(args) => crate::kube::run(args).await,
         Command::Completion { shell } => {

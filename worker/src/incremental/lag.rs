@@ -5,12 +5,15 @@
 //! growing lag. The applied position is read before the head, so `applied` is never above
 //! `sourceHead`. Lag in seconds is the age of the oldest source transaction read and not yet
 //! applied; with none read while behind, the time the applied position has not moved. Past
-//! [`lag_warning`] the `Lagging` condition turns true.
+//! [`lag_warning`] the `Lagging` condition turns true. Once the lag has stayed under
+//! `spec.cutover.caughtUpLag` for `caughtUpFor`, the `CaughtUp` condition turns true
+//! ([`CaughtUpTracker`]): the moment a cutover can be planned.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
+use ferry_crds::cutover::CAUGHT_UP;
 use ferry_crds::job::IncrementalStatus;
 use mysql_async::Conn;
 
@@ -65,6 +68,7 @@ pub struct Monitor<'a> {
     warning: Duration,
     /// Events dropped by `spec.filters`.
     skipped: Option<Arc<super::filter::SkipCounts>>,
+    caught_up: CaughtUpTracker,
 }
 
 impl<'a> Monitor<'a> {
@@ -80,6 +84,10 @@ impl<'a> Monitor<'a> {
             rows_per_second: 0,
             warning: lag_warning(),
             skipped: None,
+            caught_up: CaughtUpTracker::new(
+                ctx.config.cutover.caught_up_lag,
+                ctx.config.cutover.caught_up_for,
+            ),
         }
     }
 
@@ -138,11 +146,20 @@ impl<'a> Monitor<'a> {
         if lagging {
             tracing::warn!(lag_seconds, lag_bytes, "replication lags behind the source");
         }
+        // Without the source head the lag is unknown, never taken as caught up.
+        let known_lag = head.is_some().then(|| Duration::from_secs(lag_seconds.max(0) as u64));
+        let caught_up = self.caught_up.observe(known_lag, Instant::now());
+        if caught_up.status && !self.caught_up.announced {
+            tracing::info!(message = %caught_up.message, "replication caught up with the source");
+        }
+        self.caught_up.announced = caught_up.status;
         self.ctx.reporter.update(|s| {
             s.incremental = Some(status);
             s.position = Some(position);
             let reason = if lagging { "LagAboveBound" } else { "LagWithinBound" };
             set_condition(&mut s.conditions, "Lagging", lagging, reason, message);
+            let CaughtUp { status, reason, message } = caught_up;
+            set_condition(&mut s.conditions, CAUGHT_UP, status, reason, message);
         });
         if force {
             self.ctx.reporter.publish().await;
@@ -206,6 +223,77 @@ impl<'a> Monitor<'a> {
     }
 }
 
+/// The `CaughtUp` condition: true once the lag has stayed under a threshold for a while.
+#[derive(Debug)]
+pub struct CaughtUpTracker {
+    threshold: Duration,
+    hold: Duration,
+    /// Since when the lag has been under the threshold without a break.
+    under_since: Option<Instant>,
+    /// Whether the last report said caught up (to log the change once).
+    announced: bool,
+}
+
+/// The condition's state, reason and message.
+#[derive(Debug, PartialEq, Eq)]
+pub struct CaughtUp {
+    pub status: bool,
+    pub reason: &'static str,
+    pub message: String,
+}
+
+impl CaughtUpTracker {
+    pub fn new(threshold: Duration, hold: Duration) -> Self {
+        Self { threshold, hold, under_since: None, announced: false }
+    }
+
+    /// Takes the lag seen `now` (`None` when unknown) and says whether the job is caught up.
+    pub fn observe(&mut self, lag: Option<Duration>, now: Instant) -> CaughtUp {
+        let (threshold, hold) = (self.threshold, self.hold);
+        let Some(lag) = lag else {
+            self.under_since = None;
+            return CaughtUp {
+                status: false,
+                reason: "LagUnknown",
+                message: "the source's binlog position cannot be read, so the lag is unknown"
+                    .into(),
+            };
+        };
+        if lag >= threshold {
+            self.under_since = None;
+            return CaughtUp {
+                status: false,
+                reason: "LagAboveThreshold",
+                message: format!(
+                    "replication lag is {} s, not under spec.cutover.caughtUpLag ({threshold:?})",
+                    lag.as_secs()
+                ),
+            };
+        }
+        let since = *self.under_since.get_or_insert(now);
+        let under_for = now.saturating_duration_since(since);
+        if under_for < hold {
+            return CaughtUp {
+                status: false,
+                reason: "LagUnderThresholdBriefly",
+                message: format!(
+                    "replication lag has been under {threshold:?} for {} s of the {hold:?} \
+                     spec.cutover.caughtUpFor asks",
+                    under_for.as_secs()
+                ),
+            };
+        }
+        CaughtUp {
+            status: true,
+            reason: "LagUnderThreshold",
+            message: format!(
+                "replication lag has stayed under {threshold:?} for at least {hold:?}: the job \
+                 can be cut over"
+            ),
+        }
+    }
+}
+
 /// Whether `a` is before `b` in the binlog. File names share a prefix and a zero-padded
 /// sequence number, so they order as text.
 fn before(a: &Position, b: &Position) -> bool {
@@ -248,5 +336,22 @@ mod tests {
         assert_eq!(lag_bytes(&at("b.000002", 300), &at("b.000002", 300), &files), 0);
         assert!(before(&at("b.000001", 900), &at("b.000002", 4)));
         assert!(!before(&at("b.000002", 4), &at("b.000002", 4)));
+    }
+
+    #[test]
+    fn caught_up_needs_the_lag_under_the_threshold_for_the_whole_hold() {
+        let mut tracker = CaughtUpTracker::new(Duration::from_secs(5), Duration::from_secs(30));
+        let t0 = Instant::now();
+        let secs = |s| Some(Duration::from_secs(s));
+        let at = |s| t0 + Duration::from_secs(s);
+        assert!(!tracker.observe(secs(2), at(0)).status);
+        assert!(!tracker.observe(secs(4), at(29)).status);
+        assert!(tracker.observe(secs(0), at(30)).status);
+        // A spike resets the clock; an unknown lag is never caught up.
+        assert_eq!(tracker.observe(secs(5), at(31)).reason, "LagAboveThreshold");
+        assert!(!tracker.observe(secs(1), at(40)).status);
+        assert!(tracker.observe(secs(1), at(70)).status);
+        assert_eq!(tracker.observe(None, at(71)).reason, "LagUnknown");
+        assert!(!tracker.observe(secs(0), at(72)).status);
     }
 }

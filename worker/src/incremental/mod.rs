@@ -166,9 +166,22 @@ const READ_AHEAD: usize = 1024;
 /// How often the checkpoint follows the watermark.
 const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(200);
 
+/// How replication ended without an error.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ended {
+    /// `ctx.cancel` fired; the checkpoint is saved and a new run resumes from it.
+    Stopped,
+    /// A cutover was recorded ([`crate::cutover`]) and the target has applied the source up to
+    /// its position: the job is complete there.
+    CutOver(Position),
+}
+
+/// How often the loop looks for a recorded cutover.
+const CUTOVER_CHECK_INTERVAL: Duration = Duration::from_secs(1);
+
 /// Replays the binlog from the checkpoint, else from `start`, else from the source's current
-/// position, until `ctx.cancel` fires.
-pub async fn run(ctx: &JobContext, start: Option<BinlogPosition>) -> crate::Result<()> {
+/// position, until `ctx.cancel` fires or a recorded cutover's position is applied.
+pub async fn run(ctx: &JobContext, start: Option<BinlogPosition>) -> crate::Result<Ended> {
     let job = ctx.config.key.clone();
     let mut target = crate::connect::connect(&ctx.config.target, "target").await?;
     crate::meta::ensure(&mut target).await?;
@@ -183,7 +196,10 @@ pub async fn run(ctx: &JobContext, start: Option<BinlogPosition>) -> crate::Resu
             let resume = Resume::plan(&c, &server, executed.as_deref())?;
             (c.position, !c.clean, resume)
         }
-        None => (start_position(&mut source, start).await?, false, Resume::default()),
+        None => {
+            crate::cutover::forget(&mut target, &job).await?;
+            (start_position(&mut source, start).await?, false, Resume::default())
+        }
     };
     let gtids = GtidState::parse(start.gtid_set.as_deref().unwrap_or(""))
         .map_err(IncrementalError::BadGtidSet)?;
@@ -247,13 +263,16 @@ pub async fn run(ctx: &JobContext, start: Option<BinlogPosition>) -> crate::Resu
         let low = state.scheduler.watermark().low().clone();
         checkpoint::advance(&mut state.control.conn, &job, &low, false).await?;
     }
-    result?;
+    let ended = result?;
     state.scheduler.drain().await?;
     let applied = state.scheduler.watermark().low().clone();
     checkpoint::advance(&mut state.control.conn, &job, &applied, false).await?;
     state.share_progress();
     monitor.report(true).await;
-    Ok(())
+    if let Ended::CutOver(_) = &ended {
+        crate::cutover::acknowledge(&mut state.control.conn, &job).await?;
+    }
+    Ok(ended)
 }
 
 /// `spec.overwriteConflictsAt`, as a position.
@@ -452,8 +471,9 @@ impl<'a> Loop<'a> {
         }
     }
 
-    async fn run(&mut self, mut rx: mpsc::Receiver<crate::Result<Unit>>) -> crate::Result<()> {
+    async fn run(&mut self, mut rx: mpsc::Receiver<crate::Result<Unit>>) -> crate::Result<Ended> {
         let mut tick = tokio::time::interval(CHECKPOINT_INTERVAL);
+        let mut cutover_checked: Option<Instant> = None;
         loop {
             let event = tokio::select! {
                 _ = self.ctx.cancel.cancelled() => Event::Stop,
@@ -462,10 +482,16 @@ impl<'a> Loop<'a> {
                 unit = rx.recv() => Event::Unit(unit),
             };
             match event {
-                Event::Stop => return Ok(()),
+                Event::Stop => return Ok(Ended::Stopped),
                 Event::Tick => {
                     self.share_progress();
                     self.save_checkpoint().await?;
+                    if cutover_checked.is_none_or(|t| t.elapsed() >= CUTOVER_CHECK_INTERVAL) {
+                        cutover_checked = Some(Instant::now());
+                        if let Some(at) = self.cutover_reached().await? {
+                            return Ok(Ended::CutOver(at));
+                        }
+                    }
                 }
                 Event::Applied(applied) => {
                     applied?;
@@ -480,6 +506,14 @@ impl<'a> Loop<'a> {
                 Event::Unit(Some(unit)) => self.take(unit?).await?,
             }
         }
+    }
+
+    /// The recorded cutover position, once the saved checkpoint has reached it.
+    async fn cutover_reached(&mut self) -> crate::Result<Option<Position>> {
+        let Some(at) = crate::cutover::requested(&mut self.control.conn, &self.job).await? else {
+            return Ok(None);
+        };
+        Ok((!checkpoint::after(&at, &self.saved)).then_some(at))
     }
 
     /// Saves the watermark as the checkpoint when it moved, at most every

@@ -10,7 +10,10 @@
 //! `ferry_crds::contract`), which it derives from the pod's state and the worker's report; [`worker_fields`] strips those from what the worker
 //! applies, so neither side ever overwrites the other.
 
+mod cutover;
+mod requests;
 mod sink;
+mod verification;
 mod worker;
 
 pub use sink::{KubeSink, worker_fields};

@@ -39,6 +39,8 @@ pub fn worker_fields(status: &MigrationJobStatus) -> MigrationJobStatus {
         precheck: status.precheck.clone(),
         full: status.full.clone(),
         incremental: status.incremental.clone(),
+        cutover: status.cutover.clone(),
+        verification: status.verification.clone(),
         position: status.position.clone(),
         last_error: status.last_error.clone(),
         ddl_handled: status.ddl_handled.clone(),

@@ -90,15 +90,22 @@ pub async fn run(args: Args) -> crate::Result<ExitCode> {
     // that stopped the last run: this run has not failed.
     let mut previous = job.status.clone().unwrap_or_default();
     previous.last_error = None;
-    let sink = KubeSink::new(api, args.job.clone());
+    let acted = super::requests::Acted::from_status(&previous);
+    let sink = KubeSink::new(api.clone(), args.job.clone());
     let reporter = Arc::new(
         StatusReporter::new(vec![Box::new(sink)], args.status_interval).with_status(previous),
     );
     let cancel = CancellationToken::new();
     // SIGTERM (pod deletion: pause, restart, job deletion) stops the job at a checkpoint.
     engine::stop_on_signals(cancel.clone());
+    let requests =
+        super::requests::watch(api, args.job.clone(), config.clone(), reporter.clone(), acted);
     let ctx = JobContext { config, reporter, cancel };
-    match engine::run(&ctx).await {
+    let result = tokio::select! {
+        result = engine::run(&ctx) => result,
+        () = requests => unreachable!("requests are watched until the job ends"),
+    };
+    match result {
         Ok(Outcome::Completed) => eprintln!("job {} completed", ctx.config.id),
         Ok(Outcome::Stopped) => eprintln!("job {} stopped; the checkpoint is saved", ctx.config.id),
         Err(error) => {

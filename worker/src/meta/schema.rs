@@ -36,6 +36,7 @@ const MIGRATIONS: &[Migration] = &[
     |conn| Box::pin(version_1(conn)),
     |conn| Box::pin(version_2(conn)),
     |conn| Box::pin(version_3(conn)),
+    |conn| Box::pin(version_4(conn)),
 ];
 
 /// The version this Ferry reads and writes.
@@ -101,6 +102,7 @@ pub const KEYED_TABLES: &[&str] = &[
     "full_chunks",
     "full_tables",
     "full_indexes",
+    "cutover",
 ];
 
 /// The tables of version 1, by name; replication's first, so that a job that only replicates
@@ -169,6 +171,11 @@ async fn version_2(conn: &mut Conn) -> crate::Result<()> {
 /// keys; the job of that name adopts them on its first run ([`super::jobs::resolve`]).
 async fn version_3(conn: &mut Conn) -> crate::Result<()> {
     conn.query_drop(CREATE_JOBS).await.sql("create ferry_meta.jobs on the target")
+}
+
+/// Version 4: the cutover a user recorded (`ferry cutover`, `spec.cutover.request`).
+async fn version_4(conn: &mut Conn) -> crate::Result<()> {
+    conn.query_drop(crate::cutover::CREATE).await.sql("create ferry_meta.cutover on the target")
 }
 
 /// Upgrades `ferry_meta` tables created by versions whose `job` column held 255 characters,

@@ -94,17 +94,48 @@ pub(crate) enum Side {
     Target,
 }
 
+/// How far a verify is, for a status report.
+#[derive(Debug, Clone, Default)]
+pub struct Progress {
+    pub tables_done: usize,
+    pub tables_total: usize,
+    pub rows_compared: u64,
+    /// The source's binlog position (`file:pos`) when the comparison started.
+    pub position: Option<String>,
+}
+
 /// Compares every table `config` selects; the report says what differs.
 pub async fn run(config: &JobConfig, options: &Options) -> crate::Result<Report> {
+    run_reporting(config, options, |_| {}).await
+}
+
+/// [`run`], telling `progress` how far it is as tables finish.
+pub async fn run_reporting(
+    config: &JobConfig,
+    options: &Options,
+    progress: impl Fn(&Progress),
+) -> crate::Result<Report> {
     let mut source = session(&config.source, "source").await?;
     let mut target = session(&config.target, "target").await?;
     let source_version = Version::read(&mut source).await.sql("read the source version")?;
     let target_version = Version::read(&mut target).await.sql("read the target version")?;
     let live = Live::detect(config, &mut target, source_version.clone(), options).await?;
+    // Only for the report: a source without a binary log, or a user who may not read it,
+    // is compared all the same.
+    let position = flavor::binlog_status(&mut source, &source_version).await.ok().flatten();
     let selected = objects::read(&mut source, &config.selection).await?;
     let source_pool = pool(&config.source, "source", options.concurrency)?;
     let target_pool = pool(&config.target, "target", options.concurrency)?;
-    let mut report = Report::default();
+    let mut report = Report {
+        position: position.map(|(file, pos)| format!("{file}:{pos}")),
+        ..Report::default()
+    };
+    let mut done = Progress {
+        tables_total: selected.tables.len(),
+        position: report.position.clone(),
+        ..Progress::default()
+    };
+    progress(&done);
     if live.replicating {
         report.notes.push(format!(
             "job {} is replicating: differing rows were read again after the target applied the \
@@ -128,6 +159,8 @@ pub async fn run(config: &JobConfig, options: &Options) -> crate::Result<Report>
         if let Some(problem) = missing_on_target(&table, &target_columns) {
             tracing::warn!(table = %table.qualified(), problem = %problem, "table cannot be compared");
             report.tables.push(TableReport::problem(&table, problem));
+            done.tables_done += 1;
+            progress(&done);
             continue;
         }
         let source_columns = server_columns(&mut source, &table, Side::Source).await?;
@@ -157,6 +190,9 @@ pub async fn run(config: &JobConfig, options: &Options) -> crate::Result<Report>
             equal = table_report.is_equal(),
             "table verified"
         );
+        done.tables_done += 1;
+        done.rows_compared += table_report.rows_compared;
+        progress(&done);
         report.tables.push(table_report);
     }
     source_pool.disconnect().await.sql("close the source connections")?;
@@ -636,23 +672,37 @@ impl Live {
             return Ok(());
         };
         let head = checkpoint::Position { file, pos, gtid_set: None, gtid: None };
-        let deadline = Instant::now() + self.timeout;
-        loop {
-            let applied = checkpoint::load(target, &self.job).await?;
-            if applied.as_ref().is_some_and(|c| !checkpoint::after(&head, &c.position)) {
-                return Ok(());
+        match wait_applied(target, &self.job, &head, self.timeout).await? {
+            Ok(()) => Ok(()),
+            Err(applied) => Err(VerifyError::NotCaughtUp {
+                job: self.name.clone(),
+                position: format!("{}:{}", head.file, head.pos),
+                applied: applied.map(|p| format!("{}:{}", p.file, p.pos)),
+                timeout: self.timeout,
             }
-            if Instant::now() >= deadline {
-                return Err(VerifyError::NotCaughtUp {
-                    job: self.name.clone(),
-                    position: format!("{}:{}", head.file, head.pos),
-                    applied: applied.map(|c| format!("{}:{}", c.position.file, c.position.pos)),
-                    timeout: self.timeout,
-                }
-                .into());
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
+            .into()),
         }
+    }
+}
+
+/// Waits until the checkpoint of `job` on the target has reached `head`, for at most
+/// `timeout`; past it, `Err` holds the position the checkpoint was at (None without one).
+pub(crate) async fn wait_applied(
+    target: &mut Conn,
+    job: &str,
+    head: &checkpoint::Position,
+    timeout: Duration,
+) -> crate::Result<Result<(), Option<checkpoint::Position>>> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let applied = checkpoint::load(target, job).await?;
+        if applied.as_ref().is_some_and(|c| !checkpoint::after(head, &c.position)) {
+            return Ok(Ok(()));
+        }
+        if Instant::now() >= deadline {
+            return Ok(Err(applied.map(|c| c.position)));
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
 

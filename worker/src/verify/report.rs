@@ -18,6 +18,9 @@ pub struct Report {
     pub equal: bool,
     pub tables: Vec<TableReport>,
     pub notes: Vec<String>,
+    /// The source's binlog position (`file:pos`) when the comparison started.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub position: Option<String>,
 }
 
 /// One table's comparison.

@@ -10,6 +10,7 @@ mod precheck_support;
 mod support;
 
 mod binlog_decode;
+mod cutover;
 mod ddl_corpus;
 mod full_and_incremental;
 mod full_kill;

@@ -36,6 +36,7 @@ pub fn config(source: &impl SqlServer, target: &impl SqlServer, mode: MigrationM
         incremental_start: None,
         overwrite_conflicts_at: None,
         ddl_error_policy: Vec::new(),
+        cutover: ferry_worker::config::CutoverSettings::from_spec(None),
     }
 }
 

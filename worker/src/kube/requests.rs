@@ -1,0 +1,64 @@
+//! Requests on a running job: the worker polls its MigrationJob for a new
+//! `spec.cutover.request` or `spec.verify.request` and acts on it beside the job, in the same
+//! task (the verify they run holds borrows across awaits that a spawned task could not).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use ::kube::Api;
+use ferry_crds::job::{MigrationJob, MigrationJobStatus};
+
+use crate::config::{CutoverSettings, JobConfig};
+use crate::report::StatusReporter;
+
+/// How often the MigrationJob is read for a new request.
+const POLL: Duration = Duration::from_secs(2);
+
+/// The request values already acted on, which are not run again.
+#[derive(Debug, Clone, Default)]
+pub struct Acted {
+    pub cutover: Option<String>,
+    pub verify: Option<String>,
+}
+
+impl Acted {
+    /// What an earlier run of the worker acted on, as its status says.
+    pub fn from_status(status: &MigrationJobStatus) -> Self {
+        Self {
+            cutover: status.cutover.as_ref().map(|c| c.request.clone()),
+            verify: status.verification.as_ref().map(|v| v.request.clone()),
+        }
+    }
+}
+
+/// Watches for requests until dropped; cutover requests only when the job replicates.
+pub async fn watch(
+    api: Api<MigrationJob>,
+    name: String,
+    config: JobConfig,
+    reporter: Arc<StatusReporter>,
+    mut acted: Acted,
+) {
+    loop {
+        tokio::time::sleep(POLL).await;
+        let spec = match api.get(&name).await {
+            Ok(job) => job.spec,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the MigrationJob for requests");
+                continue;
+            }
+        };
+        let verify = spec.verify.and_then(|v| v.request);
+        if let Some(request) = verify.filter(|r| Some(r) != acted.verify.as_ref()) {
+            acted.verify = Some(request.clone());
+            super::verification::run_request(&config, &reporter, request).await;
+        }
+        let settings = CutoverSettings::from_spec(spec.cutover.as_ref());
+        let cutover = settings.request.clone().filter(|_| config.mode.replicates());
+        if let Some(request) = cutover.filter(|r| Some(r) != acted.cutover.as_ref()) {
+            acted.cutover = Some(request.clone());
+            let config = JobConfig { cutover: settings, ..config.clone() };
+            super::cutover::run_request(&config, &reporter, request).await;
+        }
+    }
+}
