@@ -339,6 +339,8 @@ mod tests {
         let table = Table {
             db: "app".into(),
             name: "t".into(),
+            target: ferry_crds::selection::Routed { database: "app".into(), table: "t".into() },
+            merged: false,
             columns: vec![column("id", Render::Raw), column("b`in", Render::Hex)],
             key: vec!["id".into()],
             estimated_rows: 0,

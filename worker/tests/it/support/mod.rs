@@ -24,8 +24,6 @@ pub enum CopyPath {
 }
 
 impl CopyPath {
-    pub const BOTH: [CopyPath; 2] = [CopyPath::Load, CopyPath::Statements];
-
     pub fn env(self) -> (&'static str, &'static str) {
         match self {
             CopyPath::Load => ("FERRY_COPY_WRITE", "load"),
@@ -56,8 +54,8 @@ pub const INTEGERS: &[(&str, i128, i128)] = &[
 ];
 
 pub const PASSWORD: &str = "s3cret-pw";
-pub const JOB: &str = "default/job";
-/// SQL for the checkpoint key `ferry migrate` registered for [`JOB`] (see `ferry_meta.jobs`).
+/// SQL for the checkpoint key `ferry migrate` registered for job `default/job` (see
+/// `ferry_meta.jobs`).
 pub const JOB_KEY: &str =
     "(SELECT id FROM ferry_meta.jobs WHERE owner = 'cli' AND name = 'default/job')";
 
