@@ -7,6 +7,24 @@ free_port() {
     python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
 
+# Waits up to TRIES half-seconds for the server on PORT to answer, then creates the `ferry` user;
+# else prints the last lines of its LOGS and fails. Usage: await_server PORT TRIES WHAT LOGS...
+await_server() {
+    local port=$1 tries=$2 what=$3
+    shift 3
+    for _ in $(seq 1 "$tries"); do
+        if mariadb -h127.0.0.1 -P"$port" -uroot -e 'SELECT 1' >/dev/null 2>&1; then
+            mariadb -h127.0.0.1 -P"$port" -uroot -e \
+                "CREATE USER ferry@'%' IDENTIFIED BY 'ferry-pw'; GRANT ALL ON *.* TO ferry@'%'"
+            return 0
+        fi
+        sleep 0.5
+    done
+    echo "$what did not start; its log:" >&2
+    tail -20 "$@" >&2
+    return 1
+}
+
 # start_mariadb DIR PORT ROLE [extra mariadbd args...]; ROLE is source (binlog on) or target.
 start_mariadb() {
     local dir=$1 port=$2 role=$3
@@ -29,17 +47,7 @@ start_mariadb() {
         --secure-file-priv="" --log-error="$dir/error.log" "${role_args[@]}" "$@" \
         >"$dir/stdout.log" 2>&1 &
     echo $! >"$dir/server.pid"
-    for _ in $(seq 1 120); do
-        if mariadb -h127.0.0.1 -P"$port" -uroot -e 'SELECT 1' >/dev/null 2>&1; then
-            mariadb -h127.0.0.1 -P"$port" -uroot -e \
-                "CREATE USER ferry@'%' IDENTIFIED BY 'ferry-pw'; GRANT ALL ON *.* TO ferry@'%'"
-            return 0
-        fi
-        sleep 0.5
-    done
-    echo "MariaDB in $dir did not start; its log:" >&2
-    tail -20 "$dir/error.log" >&2
-    return 1
+    await_server "$port" 120 "MariaDB in $dir" "$dir/error.log"
 }
 
 # stop_mariadb DIR: stops the server started in DIR.
@@ -125,17 +133,7 @@ TOML
         -status "$status" -status-host 127.0.0.1 -socket "$dir/tidb.sock" \
         -config "$dir/tidb.toml" -L warn >"$dir/stderr.log" 2>&1 &
     echo $! >"$dir/server.pid"
-    for _ in $(seq 1 240); do
-        if mariadb -h127.0.0.1 -P"$port" -uroot -e 'SELECT 1' >/dev/null 2>&1; then
-            mariadb -h127.0.0.1 -P"$port" -uroot -e \
-                "CREATE USER ferry@'%' IDENTIFIED BY 'ferry-pw'; GRANT ALL ON *.* TO ferry@'%'"
-            return 0
-        fi
-        sleep 0.5
-    done
-    echo "TiDB in $dir did not start; its log:" >&2
-    tail -20 "$dir/tidb.log" "$dir/stderr.log" >&2
-    return 1
+    await_server "$port" 240 "TiDB in $dir" "$dir/tidb.log" "$dir/stderr.log"
 }
 
 # stop_tidb DIR: stops the server started in DIR.
