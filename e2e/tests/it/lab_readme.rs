@@ -373,7 +373,9 @@ fn watch_until_replicating(command: &str, script: &str, lab: &Path) -> anyhow::R
         let printed = output.now();
         let seen = printed.lines().any(|line| {
             let columns: Vec<&str> = line.split_whitespace().collect();
-            columns.len() > 2 && columns[0] == JOB && columns[1..3] == ["Incremental", "Running"]
+            // STAGE then PHASE, wherever the columns before them put them.
+            columns.first() == Some(&JOB)
+                && columns.windows(2).any(|w| w == ["Incremental", "Running"])
         });
         if seen {
             break Ok(());

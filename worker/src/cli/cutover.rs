@@ -41,7 +41,7 @@ fn duration(text: &str) -> Result<Duration, String> {
 }
 
 pub async fn run(args: Args) -> crate::Result<ExitCode> {
-    let config = args.job.config()?;
+    let config = args.job.looked_up_config().await?;
     let settings = &config.cutover;
     let timeout = args.timeout.unwrap_or(settings.timeout);
     let options = Options {

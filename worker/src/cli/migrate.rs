@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use ferry_crds::job::{DdlAction, DdlErrorAction, Phase};
 use tokio_util::sync::CancellationToken;
 
+use crate::config::JobConfig;
 use crate::engine::{self, JobContext, Outcome};
 use crate::progress::ConsoleSink;
 use crate::report::{FileSink, StatusReporter, StatusSink, set_condition};
@@ -65,7 +66,7 @@ pub async fn run(args: Args) -> crate::Result<ExitCode> {
     if let Some(position) = &args.overwrite_conflicts_at {
         config.overwrite_conflicts_at = Some(position.clone());
     }
-    crate::meta::jobs::identify(&mut config, true).await?;
+    identify_with_retries(&mut config, args.retries).await?;
     let mut sinks: Vec<Box<dyn StatusSink>> = vec![Box::new(ConsoleSink::new())];
     if let Some(path) = args.status_file {
         sinks.push(Box::new(FileSink::new(path)));
@@ -126,6 +127,33 @@ async fn record_stop(ctx: &JobContext) {
 
 /// Runs the job, and again from its checkpoint after each retryable error, so a blip on the
 /// network or a server restart does not need someone to rerun the command.
+/// Registers the job on the target (its checkpoint key), retrying as a run does while the
+/// target is down or restarting.
+async fn identify_with_retries(config: &mut JobConfig, retries: u32) -> crate::Result<()> {
+    let mut failures = 0;
+    loop {
+        let error = match crate::meta::jobs::identify(config, true).await {
+            Ok(()) => return Ok(()),
+            Err(error) => error,
+        };
+        if !error.retryable() || failures >= retries {
+            return Err(error);
+        }
+        failures += 1;
+        let backoff = backoff(failures);
+        tracing::warn!(
+            error = %error, attempt = failures, of = retries, backoff = ?backoff,
+            "retrying to register the job on the target"
+        );
+        tokio::time::sleep(backoff).await;
+    }
+}
+
+/// The wait before retry number `failures` (from 1): doubling from 1 s up to a minute.
+fn backoff(failures: u32) -> Duration {
+    Duration::from_secs(1 << (failures.max(1) - 1).min(6)).min(MAX_BACKOFF)
+}
+
 async fn run_with_retries(ctx: &JobContext, retries: u32) -> crate::Result<Outcome> {
     let mut failures = 0;
     loop {
@@ -141,7 +169,7 @@ async fn run_with_retries(ctx: &JobContext, retries: u32) -> crate::Result<Outco
             return Err(error);
         }
         failures += 1;
-        let backoff = Duration::from_secs(1 << (failures - 1).min(6)).min(MAX_BACKOFF);
+        let backoff = backoff(failures);
         tracing::warn!(
             error = %error, attempt = failures, of = retries, backoff = ?backoff,
             "retrying from the checkpoint"

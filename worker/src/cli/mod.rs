@@ -41,6 +41,14 @@ impl JobArgs {
         let manifest = crate::manifest::Manifest::load(&self.file)?;
         Ok(manifest.job_config(self.job.as_deref())?)
     }
+
+    /// [`Self::config`] with the job's checkpoint key looked up on the target (registering
+    /// nothing there): for the commands that read a running job's checkpoints.
+    async fn looked_up_config(&self) -> crate::Result<crate::config::JobConfig> {
+        let mut config = self.config()?;
+        crate::meta::jobs::identify(&mut config, false).await?;
+        Ok(config)
+    }
 }
 
 /// How a report is printed: `table` for people, `json` for programs.

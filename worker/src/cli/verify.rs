@@ -30,8 +30,7 @@ pub struct Args {
 }
 
 pub async fn run(args: Args) -> crate::Result<ExitCode> {
-    let mut config = args.job.config()?;
-    crate::meta::jobs::identify(&mut config, false).await?;
+    let config = args.job.looked_up_config().await?;
     let options = Options {
         concurrency: args.concurrency.unwrap_or(config.concurrency).max(1),
         settle_timeout: Duration::from_secs(args.settle_timeout),
