@@ -10,7 +10,7 @@
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
 /// Condition types the operator writes; the worker leaves them alone.
-pub const OPERATOR_CONDITIONS: [&str; 3] = ["Ready", "Failed", "Paused"];
+pub const OPERATOR_CONDITIONS: [&str; 4] = ["Ready", "Failed", "Paused", "Completed"];
 
 /// Where the operator mounts the referenced Secret keys, as `<dir>/<secret>/<key>`.
 pub const SECRETS_DIR: &str = "/var/run/ferry/secrets";

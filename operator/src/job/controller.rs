@@ -369,6 +369,12 @@ pub fn operator_status(
     let (reason, message) =
         if paused { (d.reason, d.message.clone()) } else { ("NotPaused", String::new()) };
     set_condition(&mut conditions, "Paused", paused, reason, message);
+    // What `kubectl wait --for=condition=Completed` gates on: Ready is also true while a job
+    // still copies or replicates.
+    let completed = d.phase == Phase::Completed;
+    let (reason, message) =
+        if completed { (d.reason, d.message.clone()) } else { ("NotCompleted", String::new()) };
+    set_condition(&mut conditions, "Completed", completed, reason, message);
     let recorded = match &d.action {
         Do::Create(NewWorker { restart_request: Some(r), .. }) => Some(r.clone()),
         _ => previous.last_restart_request.clone(),
@@ -508,7 +514,8 @@ mod tests {
         };
         let s = operator_status(&previous, &d, Some("copy-worker-1".into()), Some(4));
         let types: Vec<&str> = s.conditions.iter().map(|c| c.type_.as_str()).collect();
-        assert_eq!(types, ["Ready", "Failed", "Paused"]);
+        assert_eq!(types, ["Ready", "Failed", "Paused", "Completed"]);
+        assert!(s.conditions.iter().all(|c| c.type_ != "Completed" || c.status == "False"));
         assert_eq!(s.last_restart_request.as_deref(), Some("r1"));
         assert_eq!(s.observed_generation, Some(4));
         assert_eq!(s.stage, None, "the stage belongs to the worker");
@@ -523,5 +530,9 @@ mod tests {
         assert_eq!(s.last_restart_request.as_deref(), Some("r0"));
         let failed = s.conditions.iter().find(|c| c.type_ == "Failed").expect("Failed condition");
         assert_eq!((failed.status.as_str(), failed.reason.as_str()), ("True", "Failed"));
+        let d = Decision { phase: Phase::Completed, reason: "Completed", failed: false, ..d };
+        let s = operator_status(&previous, &d, None, None);
+        let done = s.conditions.iter().find(|c| c.type_ == "Completed").expect("Completed");
+        assert_eq!((done.status.as_str(), done.reason.as_str()), ("True", "Completed"));
     }
 }

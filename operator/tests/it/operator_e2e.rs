@@ -214,6 +214,10 @@ async fn operator_from_deploy_reconciles_sources_jobs_and_rbac() -> anyhow::Resu
         cluster.describe(namespace, "copy").await
     );
     assert_eq!(job.status.as_ref().and_then(|s| s.stage), Some(Stage::Completed));
+    // `kubectl wait --for=condition=Completed` gates on this condition.
+    let conditions = job.status.as_ref().map(|s| s.conditions.clone()).unwrap_or_default();
+    let completed = conditions.iter().find(|c| c.type_ == "Completed");
+    assert_eq!(completed.map(|c| c.status.as_str()), Some("True"), "{conditions:?}");
     let pods = cluster.worker_pods(namespace, "copy").await?;
     let container =
         &pods.first().and_then(|p| p.spec.as_ref()).context("worker pod")?.containers[0];
