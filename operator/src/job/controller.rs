@@ -14,7 +14,7 @@ use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::finalizer::{Event as Finalizer, finalizer};
+use kube::runtime::finalizer::{Error as FinalizerError, Event as Finalizer, finalizer};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use kube::{Resource, ResourceExt};
@@ -97,12 +97,13 @@ fn held_back_by_limit(job: &MigrationJob) -> bool {
 
 fn error_policy(_job: Arc<MigrationJob>, error: &Error, ctx: Arc<Context>) -> Action {
     ctx.metrics.reconcile_error(CONTROLLER, error.metric_label());
-    if matches!(error, Error::Finalizer { .. }) {
+    // Waiting for a worker to stop is expected during deletion: checked again soon, quietly.
+    if matches!(error, Error::Finalizer { .. } | Error::WorkerStillRunning(..)) {
         tracing::info!(controller = CONTROLLER, "{error}");
         return Action::requeue(Duration::from_secs(2));
     }
     tracing::warn!(controller = CONTROLLER, "reconcile failed: {error}");
-    Action::requeue(Duration::from_secs(15))
+    Action::requeue(Duration::from_secs(5))
 }
 
 async fn reconcile(job: Arc<MigrationJob>, ctx: Arc<Context>) -> Result<Action> {
@@ -117,7 +118,11 @@ async fn reconcile(job: Arc<MigrationJob>, ctx: Arc<Context>) -> Result<Action> 
         }
     })
     .await
-    .map_err(|e| Error::Finalizer { object, message: e.to_string() })
+    .map_err(|e| match e {
+        // The reconcile's own error keeps its label in the error metric.
+        FinalizerError::ApplyFailed(inner) | FinalizerError::CleanupFailed(inner) => inner,
+        other => Error::Finalizer { object, message: other.to_string() },
+    })
 }
 
 /// The job's worker pods, oldest first.

@@ -195,7 +195,11 @@ async fn copy_chunk(
                     "LOAD DATA rejected rows of a chunk; writing it again as statements"
                 );
             }
-            (false, Written::Done(..)) => return Ok(false),
+            (false, Written::Done(rows, bytes)) => {
+                // Cancelled: the chunk is not committed, so its rows are not copied yet.
+                shared.progress.retract(rows, bytes);
+                return Ok(false);
+            }
         }
     }
     let columns: Vec<String> = table.columns.iter().map(|c| quote_ident(&c.name)).collect();

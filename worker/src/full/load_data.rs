@@ -240,23 +240,28 @@ pub async fn write(
             // the pieces' receiver, which would keep the reader waiting.
             target.set_infile_handler(async { Ok(futures::stream::empty().boxed()) });
         }
-        match loaded {
-            Ok(()) => {}
+        let refused = match loaded {
+            Ok(()) if target.get_warnings() > 0 => {
+                Ok(Some(Written::Rejected(warnings(target).await)))
+            }
+            Ok(()) => Ok(None),
             Err(mysql_async::Error::Server(e)) if NOT_ALLOWED.contains(&e.code) => {
-                return Ok(Written::NotAllowed(e.message));
+                Ok(Some(Written::NotAllowed(e.message)))
             }
             Err(mysql_async::Error::Server(e)) if super::copy::VALUE_ERRORS.contains(&e.code) => {
-                return Ok(Written::Rejected(e.message));
+                Ok(Some(Written::Rejected(e.message)))
             }
-            Err(e) => {
-                return Err(crate::Error::Sql {
-                    context: format!("load rows of {} into the target", table.qualified()),
-                    source: e,
-                });
-            }
+            Err(e) => Err(crate::Error::Sql {
+                context: format!("load rows of {} into the target", table.qualified()),
+                source: e,
+            }),
+        };
+        if !matches!(refused, Ok(None)) {
+            // The chunk's transaction is rolled back: what its earlier statements counted goes.
+            progress.retract(rows, bytes);
         }
-        if target.get_warnings() > 0 {
-            return Ok(Written::Rejected(warnings(target).await));
+        if let Some(refused) = refused? {
+            return Ok(refused);
         }
         let (r, b) = counted.lock().map(|c| *c).unwrap_or_default();
         progress.add(r, b);

@@ -45,6 +45,12 @@ impl Progress {
         self.bytes.fetch_add(bytes, Ordering::Relaxed);
     }
 
+    /// Takes back rows counted for a chunk whose transaction was rolled back.
+    pub fn retract(&self, rows: u64, bytes: u64) {
+        self.rows.fetch_sub(rows, Ordering::Relaxed);
+        self.bytes.fetch_sub(bytes, Ordering::Relaxed);
+    }
+
     pub fn table_done(&self) {
         self.tables_done.fetch_add(1, Ordering::Relaxed);
     }
