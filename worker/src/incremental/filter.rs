@@ -612,6 +612,23 @@ mod tests {
     }
 
     #[test]
+    fn changes_up_to_a_backfilled_tables_creation_are_skipped() {
+        let at = |pos| Position { file: "bin.000002".into(), pos, ..Default::default() };
+        let mut created = TablePositions::new();
+        created.entry("app".into()).or_default().insert("added".into(), ("bin.000002".into(), 500));
+        let filter = Filter::new(Selection::databases(&["app"])).with_created_positions(created);
+        assert!(!filter.row("app", "added", &at(500)), "a change the copy holds");
+        assert!(filter.row("app", "added", &at(501)));
+        assert!(filter.row("app", "kept", &at(100)), "other tables are not affected");
+        let alter = "ALTER TABLE added ADD c INT";
+        assert!(filter.precedes_creation("app", alter, &at(400)));
+        assert!(!filter.precedes_creation("app", alter, &at(600)));
+        // A statement also naming another table runs as usual.
+        assert!(!filter.precedes_creation("app", "RENAME TABLE added TO a2, kept TO k2", &at(400)));
+        assert!(!filter.precedes_creation("app", "CREATE DATABASE x", &at(400)));
+    }
+
+    #[test]
     fn ddl_statements_name_their_tables() {
         assert_eq!(ddl_objects("app", "CREATE TABLE t (id int)"), Some(vec![table("app", "t")]));
         assert_eq!(

@@ -11,6 +11,7 @@ mod support;
 
 mod binlog_decode;
 mod cutover;
+mod edits;
 mod ddl_corpus;
 mod full_and_incremental;
 mod full_kill;
