@@ -115,7 +115,12 @@ pub async fn chunks_to_copy(
     Ok(saved
         .into_iter()
         .filter(|c| !c.done)
-        .map(|c| Chunk { db: table.db.clone(), table: table.name.clone(), seq: c.seq, cond: c.cond })
+        .map(|c| Chunk {
+            db: table.db.clone(),
+            table: table.name.clone(),
+            seq: c.seq,
+            cond: c.cond,
+        })
         .collect())
 }
 
@@ -128,7 +133,10 @@ pub struct ReadChunk {
 }
 
 /// Opens a snapshot of `table` for its next chunk; returns it with its exact position.
-pub async fn open(source: &Endpoint, table: &Table) -> crate::Result<(SnapshotConn, (String, u64))> {
+pub async fn open(
+    source: &Endpoint,
+    table: &Table,
+) -> crate::Result<(SnapshotConn, (String, u64))> {
     let (conn, at) = snapshot::open_exact(source, (&table.db, &table.name)).await?;
     let at = at.ok_or_else(|| BackfillError::NoExactPosition { table: table.qualified() })?;
     Ok((conn, at))

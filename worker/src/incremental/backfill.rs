@@ -68,7 +68,10 @@ impl Backfill {
     /// Compares the job's selection with the one recorded, records the tables the edit added
     /// (creating them on the target) and forgets those it removed. Returns the copy to run and
     /// where each table being copied was created (changes up to there are skipped).
-    pub async fn start(ctx: &JobContext, target: &mut Conn) -> crate::Result<(Self, TablePositions)> {
+    pub async fn start(
+        ctx: &JobContext,
+        target: &mut Conn,
+    ) -> crate::Result<(Self, TablePositions)> {
         let job = ctx.config.key.clone();
         let mut this = Self {
             job: job.clone(),
@@ -86,14 +89,16 @@ impl Backfill {
             return Ok((this, TablePositions::new()));
         };
         let mut pending = meta::pending(target, &job).await?;
-        let same = recorded.objects() == selection.objects() && recorded.routes() == selection.routes();
+        let same =
+            recorded.objects() == selection.objects() && recorded.routes() == selection.routes();
         if same && pending.is_empty() {
             return Ok((this, TablePositions::new()));
         }
         let mut source = crate::connect::connect(&ctx.config.source, "source").await?;
         let tables = copy::selected_tables(&mut source, selection).await?;
         if !same {
-            pending = this.record_edit(ctx, &mut source, target, &recorded, &tables, pending).await?;
+            pending =
+                this.record_edit(ctx, &mut source, target, &recorded, &tables, pending).await?;
         }
         if pending.is_empty() {
             return Ok((this, TablePositions::new()));
@@ -137,7 +142,9 @@ impl Backfill {
         let new: Vec<Table> = if ctx.config.mode.copies_existing_data() {
             tables
                 .iter()
-                .filter(|t| !recorded.table(&t.db, &t.name) || recorded.route(&t.db, &t.name) != t.target)
+                .filter(|t| {
+                    !recorded.table(&t.db, &t.name) || recorded.route(&t.db, &t.name) != t.target
+                })
                 .filter(|t| !is_pending(t))
                 .cloned()
                 .collect()
@@ -163,7 +170,8 @@ impl Backfill {
 
     /// Whether row changes of this source table are applied in safe mode (its copy runs).
     pub fn copies(&self, database: &str, table: &str) -> bool {
-        !self.tables.is_empty() && self.tables.contains_key(&(database.to_string(), table.to_string()))
+        !self.tables.is_empty()
+            && self.tables.contains_key(&(database.to_string(), table.to_string()))
     }
 
     /// Whether the loop may take the next unit (none is held for a chunk).

@@ -582,7 +582,9 @@ impl<'a> Loop<'a> {
             self.run_ddl(&ddl).await?;
         }
         let mut mode = self.txn_mode(&txn.end);
-        if mode == Mode::Exact && txn.changes.iter().any(|c| self.backfill.copies(&c.database, &c.table)) {
+        if mode == Mode::Exact
+            && txn.changes.iter().any(|c| self.backfill.copies(&c.database, &c.table))
+        {
             // The table's rows are being copied: changes may find them missing (see [`backfill`]).
             mode = Mode::Upsert;
         }

@@ -35,10 +35,10 @@ pub async fn recorded_selection(conn: &mut Conn, job: &str) -> crate::Result<Opt
         .await
         .sql("read the job's recorded selection from ferry_meta.selection on the target")?;
     let Some((objects, routes)) = row else { return Ok(None) };
-    let objects: ObjectSelection =
-        serde_json::from_str(&objects).map_err(|e| BackfillError::UnreadableSelection(e.to_string()))?;
-    let routes: Vec<Route> =
-        serde_json::from_str(&routes).map_err(|e| BackfillError::UnreadableSelection(e.to_string()))?;
+    let objects: ObjectSelection = serde_json::from_str(&objects)
+        .map_err(|e| BackfillError::UnreadableSelection(e.to_string()))?;
+    let routes: Vec<Route> = serde_json::from_str(&routes)
+        .map_err(|e| BackfillError::UnreadableSelection(e.to_string()))?;
     Ok(Some(Selection::new(Some(objects), routes, Vec::new())))
 }
 
@@ -87,7 +87,8 @@ pub async fn record(
 ) -> crate::Result<()> {
     let objects = serde_json::to_string(selection.objects()).unwrap_or_default();
     let routes = serde_json::to_string(selection.routes()).unwrap_or_default();
-    let mut tx = conn.start_transaction(TxOpts::default()).await.sql("begin recording a selection")?;
+    let mut tx =
+        conn.start_transaction(TxOpts::default()).await.sql("begin recording a selection")?;
     for (db, table) in removed {
         for sql in [
             "DELETE FROM ferry_meta.backfill_tables WHERE job = ? AND db = ? AND tbl = ?",
@@ -121,7 +122,11 @@ pub fn done_sql(job: &str, db: &str, table: &str) -> [String; 2] {
     use crate::sql::quote_str;
     let (job, db, table) = (quote_str(job), quote_str(db), quote_str(table));
     [
-        format!("DELETE FROM ferry_meta.backfill_tables WHERE job = {job} AND db = {db} AND tbl = {table}"),
-        format!("DELETE FROM ferry_meta.full_chunks WHERE job = {job} AND db = {db} AND tbl = {table}"),
+        format!(
+            "DELETE FROM ferry_meta.backfill_tables WHERE job = {job} AND db = {db} AND tbl = {table}"
+        ),
+        format!(
+            "DELETE FROM ferry_meta.full_chunks WHERE job = {job} AND db = {db} AND tbl = {table}"
+        ),
     ]
 }

@@ -71,7 +71,9 @@ async fn writer(mut conn: mysql_async::Conn, w: u64, stop: Arc<AtomicBool>) -> u
         match conn.query_drop(transaction(&mut rng, w, i)).await {
             Ok(()) => committed += 1,
             // A key move onto a taken key, a unique value taken: nothing to replicate.
-            Err(mysql_async::Error::Server(_)) => conn.query_drop("ROLLBACK").await.expect("rollback"),
+            Err(mysql_async::Error::Server(_)) => {
+                conn.query_drop("ROLLBACK").await.expect("rollback")
+            }
             Err(e) => panic!("writer {w}: {e}"),
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
@@ -110,8 +112,10 @@ where
 async fn widened_selection_is_copied_while_replicating(kind: TargetKind, kill: bool) {
     let mut setup = Setup::start_with(kind).await;
     setup.source.exec(TABLES).await.expect("load the source");
-    let envs =
-        [("FERRY_CHUNK_ROWS", "2500"), ("FERRY_LOG", "info,ferry_worker::incremental::backfill=debug")];
+    let envs = [
+        ("FERRY_CHUNK_ROWS", "2500"),
+        ("FERRY_LOG", "info,ferry_worker::incremental::backfill=debug"),
+    ];
     let args = ["--concurrency", "2"];
     let first = setup.manifest(
         "FullAndIncremental",
@@ -157,7 +161,9 @@ async fn widened_selection_is_copied_while_replicating(kind: TargetKind, kill: b
     let head_at_end = setup.source_head().await;
     let log: String = (1..=4).map(|run| setup.log(run)).collect();
     for table in ["`app`.`added`", "`app`.`added_nokey`"] {
-        let copied = format!("table added to the selection is copied; it is replicated from now on table={table}");
+        let copied = format!(
+            "table added to the selection is copied; it is replicated from now on table={table}"
+        );
         assert!(log.contains(&copied), "{table} not copied in the background:\n{log}");
     }
     assert_ne!(head_at_start, head_at_end, "no source writes while the added tables were copied");

@@ -11,8 +11,8 @@ mod support;
 
 mod binlog_decode;
 mod cutover;
-mod edits;
 mod ddl_corpus;
+mod edits;
 mod full_and_incremental;
 mod full_kill;
 mod full_tidb;
