@@ -100,6 +100,13 @@ impl Backfill {
             pending =
                 this.record_edit(ctx, &mut source, target, &recorded, &tables, pending).await?;
         }
+        let on_source = |a: &Added| tables.iter().any(|t| (&t.db, &t.name) == (&a.db, &a.table));
+        let (pending, gone): (Vec<Added>, Vec<Added>) = pending.into_iter().partition(on_source);
+        if !gone.is_empty() {
+            // Dropped on the source before their copy ended: nothing left to copy.
+            let gone: Vec<(String, String)> = gone.into_iter().map(|a| (a.db, a.table)).collect();
+            meta::record(target, &job, selection, &[], &gone).await?;
+        }
         if pending.is_empty() {
             return Ok((this, TablePositions::new()));
         }
