@@ -113,6 +113,10 @@ impl Selection {
         &self.objects
     }
 
+    pub fn routes(&self) -> &[Route] {
+        &self.routes
+    }
+
     fn name_matches(&self, pattern: &str, name: &str) -> bool {
         matches(pattern, name, self.objects.case_sensitive)
     }

@@ -209,7 +209,8 @@ async fn copy_chunk(
         format!("{verb} INTO {} ({}) VALUES ", table.target_qualified(), columns.join(", "));
     target.query_drop("BEGIN").await.sql("begin a chunk on the target")?;
     let (tx, mut rx) = mpsc::channel::<Batch>(2);
-    let read = read_rows(shared, table, &select, header.as_bytes(), &mut source.conn, tx);
+    let cancelled = || shared.cancel.is_cancelled();
+    let read = read_rows(cancelled, table, &select, header.as_bytes(), &mut source.conn, tx);
     let write = async {
         let (mut rows, mut bytes) = (0u64, 0u64);
         while let Some(batch) = rx.recv().await {
@@ -228,6 +229,43 @@ async fn copy_chunk(
         return Ok(false);
     }
     finish_chunk(shared, table, chunk, source, target, rows, bytes).await
+}
+
+/// A chunk's rows read at `source`'s snapshot, as statements writing them over the target's
+/// rows of the same keys (`REPLACE`; `INSERT` for a table without a key, whose target rows of
+/// the chunk the caller deletes first).
+pub(super) struct ReadChunk {
+    pub statements: Vec<Vec<u8>>,
+    pub rows: u64,
+    pub bytes: u64,
+}
+
+/// Reads a whole chunk into memory (a background copy writes it later, at its place in the
+/// binlog stream).
+pub(super) async fn read_chunk(
+    table: &Table,
+    chunk: &Chunk,
+    source: &mut Conn,
+) -> crate::Result<ReadChunk> {
+    let columns: Vec<String> = table.columns.iter().map(|c| quote_ident(&c.name)).collect();
+    let verb = if table.key.is_empty() { "INSERT" } else { "REPLACE" };
+    let header =
+        format!("{verb} INTO {} ({}) VALUES ", table.target_qualified(), columns.join(", "));
+    let (tx, mut rx) = mpsc::channel::<Batch>(2);
+    let select = select_sql(table, chunk);
+    let read = read_rows(|| false, table, &select, header.as_bytes(), source, tx);
+    let collect = async {
+        let mut read = ReadChunk { statements: Vec::new(), rows: 0, bytes: 0 };
+        while let Some(batch) = rx.recv().await {
+            read.rows += batch.rows;
+            read.bytes += batch.sql.len() as u64;
+            read.statements.push(batch.sql);
+        }
+        read
+    };
+    let (complete, read) = tokio::join!(read, collect);
+    complete?;
+    Ok(read)
 }
 
 /// The chunk's SELECT on the snapshot.
@@ -314,7 +352,7 @@ async fn rejected_row(target: &mut Conn, batch: &Batch) -> Option<usize> {
 
 /// Streams the chunk's rows into statements; false when stopped before the end.
 async fn read_rows(
-    shared: &Shared,
+    cancelled: impl Fn() -> bool,
     table: &Table,
     select: &str,
     header: &[u8],
@@ -348,7 +386,7 @@ async fn read_rows(
         batch.rows += 1;
         if batch.sql.len() >= MAX_STATEMENT {
             let full = std::mem::replace(&mut batch, Batch::new(header));
-            if tx.send(full).await.is_err() || shared.cancel.is_cancelled() {
+            if tx.send(full).await.is_err() || cancelled() {
                 // The writer failed (its error is reported) or a stop was asked for.
                 result.drop_result().await.sql(context())?;
                 return Ok(false);

@@ -12,6 +12,7 @@
 //! chunks copied at either snapshot to the same state. A Full-only job that was resumed holds
 //! each chunk as of one of the snapshots (see docs/full-copy.md).
 
+pub(crate) mod backfill;
 pub(crate) mod chunk;
 mod copy;
 mod indexes;
@@ -54,6 +55,8 @@ pub enum FullError {
     Value { table: String, column: String, row: String, message: String },
     #[error(transparent)]
     Load(#[from] load_data::LoadError),
+    #[error(transparent)]
+    Backfill(backfill::BackfillError),
 }
 
 impl FullError {
@@ -98,6 +101,7 @@ pub async fn run(ctx: &JobContext) -> crate::Result<BinlogPosition> {
     if complete {
         indexes::build_remaining(&mut target, &job).await?;
         checkpoint::save_table_positions(&mut target, &job).await?;
+        crate::meta::backfill::record(&mut target, &job, &ctx.config.selection, &[], &[]).await?;
         checkpoint::save_snapshot(&mut target, &job, &snapshot, "done").await?;
         checkpoint::clear_chunks(&mut target, &job).await?;
     }

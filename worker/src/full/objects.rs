@@ -121,6 +121,15 @@ pub async fn read(conn: &mut Conn, selection: &Selection) -> crate::Result<Objec
 }
 
 /// Target tables that more than one selected source table lands in.
+/// Reads `table`'s columns and key again, as they are on the source now (a background copy reads
+/// each chunk with the columns of its own snapshot's time).
+pub async fn refresh(conn: &mut Conn, table: &mut Table) -> crate::Result<()> {
+    let (columns, not_null) = columns(conn, &table.db, &table.name).await?;
+    table.key = key(conn, &table.db, &table.name, &not_null).await?;
+    table.columns = columns;
+    Ok(())
+}
+
 fn merged_targets(selection: &Selection, rows: &[TableRow]) -> HashSet<Routed> {
     let mut seen = HashSet::new();
     let mut merged = HashSet::new();

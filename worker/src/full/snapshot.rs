@@ -93,6 +93,32 @@ pub async fn open(
     lock_free(&mut control, source, n, &version).await
 }
 
+/// One connection reading a snapshot of `table` (`db`, `name`), and the exact binlog position
+/// the snapshot stands at: on MariaDB without any lock (its snapshot transaction reports its
+/// position), elsewhere as [`open`] takes it. `None` for the position when the source gives no
+/// exact one (MySQL refusing both locks).
+pub async fn open_exact(
+    source: &Endpoint,
+    table: (&str, &str),
+) -> crate::Result<(SnapshotConn, ReadAt)> {
+    let mut control = connect(source, "source").await?;
+    let version = Version::read(&mut control).await.sql("read the source version")?;
+    if version.flavor == Flavor::MariaDb {
+        drop(control);
+        let mut conn = snapshot_conn(source).await?;
+        let read_at = mariadb_snapshot_position(&mut conn).await?;
+        return Ok((SnapshotConn { conn, read_at: read_at.clone() }, read_at));
+    }
+    drop(control);
+    let tables = [(table.0.to_string(), table.1.to_string())];
+    let (snapshot, mut conns) = open(source, 1, &tables, true).await?;
+    let exact = snapshot.safe_until.is_none().then(|| snapshot.file.zip(snapshot.pos)).flatten();
+    let conn = conns.pop().ok_or_else(|| {
+        crate::full::FullError::Worker("no snapshot connection was opened".into())
+    })?;
+    Ok((conn, exact))
+}
+
 /// `LOCK TABLES a READ, b READ, ...`: one statement, since each LOCK TABLES releases the last.
 fn lock_tables_sql(tables: &[(String, String)]) -> String {
     let each: Vec<String> = tables

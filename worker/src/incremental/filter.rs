@@ -17,12 +17,19 @@ use crate::meta::incremental::Position;
 pub struct Filter {
     selection: Selection,
     copied_at: TablePositions,
+    /// Tables added to the selection while replicating: where their target tables were created.
+    created_at: TablePositions,
     skipped: Arc<SkipCounts>,
 }
 
 impl Filter {
     pub fn new(selection: Selection) -> Self {
-        Self { selection, copied_at: TablePositions::new(), skipped: Arc::default() }
+        Self {
+            selection,
+            copied_at: TablePositions::new(),
+            created_at: TablePositions::new(),
+            skipped: Arc::default(),
+        }
     }
 
     /// Skips a table's row changes that its copy already holds: those in transactions ending at
@@ -30,6 +37,24 @@ impl Filter {
     pub fn with_copy_positions(mut self, copied_at: TablePositions) -> Self {
         self.copied_at = copied_at;
         self
+    }
+
+    /// Skips the row changes and DDL of tables added to the selection while replicating up to
+    /// where their target tables were created (the background copy holds them).
+    pub fn with_created_positions(mut self, created_at: TablePositions) -> Self {
+        self.created_at = created_at;
+        self
+    }
+
+    /// Whether a DDL statement ending at `at` touches only tables whose target tables were
+    /// created at or after it (from the source's definition, which holds it).
+    pub fn precedes_creation(&self, default_schema: &str, sql: &str, at: &Position) -> bool {
+        let objects = ddl_objects(default_schema, sql).unwrap_or_default();
+        !objects.is_empty()
+            && objects.iter().all(|o| match o {
+                Object::Table(d, t) => before(&self.created_at, d, t, at),
+                Object::Database(_) => false,
+            })
     }
 
     /// The counts of events dropped by `spec.filters`.
@@ -45,9 +70,8 @@ impl Filter {
     /// The copy's positions are transaction boundaries, so a transaction's events are all before
     /// or all after one.
     pub fn row(&self, database: &str, table: &str, at: &Position) -> bool {
-        let copied = self.copied_at.get(database).and_then(|tables| tables.get(table));
-        let in_copy =
-            copied.is_some_and(|(file, pos)| (at.file.as_str(), at.pos) <= (file.as_str(), *pos));
+        let in_copy = before(&self.copied_at, database, table, at)
+            || before(&self.created_at, database, table, at);
         !in_copy && self.table(database, table)
     }
 
@@ -152,6 +176,12 @@ impl Filter {
              whole: run the change on the target yourself, or replace the statement"
             .into())
     }
+}
+
+/// Whether `at` is at or before the position `positions` holds for the table.
+fn before(positions: &TablePositions, database: &str, table: &str, at: &Position) -> bool {
+    let position = positions.get(database).and_then(|tables| tables.get(table));
+    position.is_some_and(|(file, pos)| (at.file.as_str(), at.pos) <= (file.as_str(), *pos))
 }
 
 /// Counts of events dropped by `spec.filters`.
@@ -579,6 +609,23 @@ mod tests {
 
     fn table(d: &str, t: &str) -> Object {
         Object::Table(d.into(), t.into())
+    }
+
+    #[test]
+    fn changes_up_to_a_backfilled_tables_creation_are_skipped() {
+        let at = |pos| Position { file: "bin.000002".into(), pos, ..Default::default() };
+        let mut created = TablePositions::new();
+        created.entry("app".into()).or_default().insert("added".into(), ("bin.000002".into(), 500));
+        let filter = Filter::new(Selection::databases(&["app"])).with_created_positions(created);
+        assert!(!filter.row("app", "added", &at(500)), "a change the copy holds");
+        assert!(filter.row("app", "added", &at(501)));
+        assert!(filter.row("app", "kept", &at(100)), "other tables are not affected");
+        let alter = "ALTER TABLE added ADD c INT";
+        assert!(filter.precedes_creation("app", alter, &at(400)));
+        assert!(!filter.precedes_creation("app", alter, &at(600)));
+        // A statement also naming another table runs as usual.
+        assert!(!filter.precedes_creation("app", "RENAME TABLE added TO a2, kept TO k2", &at(400)));
+        assert!(!filter.precedes_creation("app", "CREATE DATABASE x", &at(400)));
     }
 
     #[test]

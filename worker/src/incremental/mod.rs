@@ -9,6 +9,7 @@
 //! and drops cached table schemas.
 
 pub mod apply;
+pub mod backfill;
 pub mod batch;
 pub mod causality;
 pub mod ddl;
@@ -208,6 +209,7 @@ pub async fn run(ctx: &JobContext, start: Option<BinlogPosition>) -> crate::Resu
         .then(|| Instant::now() + ctx.config.safe_mode_duration);
     let mut copy_safe_until = crate::meta::full::safe_until(&mut target, &job).await?;
     let mut copied_at = crate::meta::full::load_table_positions(&mut target, &job).await?;
+    let (backfill, created_at) = backfill::Backfill::start(ctx, &mut target).await?;
     if resume.server_changed {
         let copied = copy_safe_until.iter().chain(copied_at.values().flat_map(|t| t.values()));
         resume.forget_former_offsets(&mut target, &job, &start, copied, &server).await?;
@@ -224,7 +226,7 @@ pub async fn run(ctx: &JobContext, start: Option<BinlogPosition>) -> crate::Resu
     );
     let control = Applier::new(target).await?;
     let scheduler = Scheduler::start(&ctx.config.target, &job, workers, start.clone()).await?;
-    let mut state = Loop::new(ctx, control, scheduler, source, start.clone(), safe_until);
+    let mut state = Loop::new(ctx, control, scheduler, source, start.clone(), safe_until, backfill);
     state.copy_safe_until = copy_safe_until;
     state.applied_above = applied_above;
     state.share_progress();
@@ -241,7 +243,9 @@ pub async fn run(ctx: &JobContext, start: Option<BinlogPosition>) -> crate::Resu
     let (stream, checksums) =
         stream::open(&ctx.config.source, &stream_from, server_id(&job)).await?;
     let (tx, rx) = mpsc::channel(READ_AHEAD);
-    let filter = filter::Filter::new(ctx.config.selection.clone()).with_copy_positions(copied_at);
+    let filter = filter::Filter::new(ctx.config.selection.clone())
+        .with_copy_positions(copied_at)
+        .with_created_positions(created_at);
     monitor.count_skipped(filter.skipped());
     let reader = Reader::new(filter, stream_from, gtids, checksums);
     let reader_task = tokio::spawn(reader.run(stream, tx));
@@ -410,6 +414,8 @@ enum Event {
     Tick,
     Applied(crate::Result<()>),
     Unit(Option<crate::Result<Unit>>),
+    /// The background copy read a chunk.
+    ChunkRead(crate::Result<()>),
 }
 
 /// The apply loop's state.
@@ -440,6 +446,8 @@ struct Loop<'a> {
     overwrite_until: Option<Position>,
     /// What the status shows, for the [`lag::Monitor`].
     progress: lag::SharedProgress,
+    /// The copy of tables added to the selection while replicating.
+    backfill: backfill::Backfill,
 }
 
 impl<'a> Loop<'a> {
@@ -450,6 +458,7 @@ impl<'a> Loop<'a> {
         source: Conn,
         start: Position,
         safe_until: Option<Instant>,
+        backfill: backfill::Backfill,
     ) -> Self {
         Self {
             ctx,
@@ -468,24 +477,30 @@ impl<'a> Loop<'a> {
             copy_safe_until: None,
             overwrite_until: overwrite_until(ctx),
             progress: Default::default(),
+            backfill,
         }
     }
 
     async fn run(&mut self, mut rx: mpsc::Receiver<crate::Result<Unit>>) -> crate::Result<Ended> {
         let mut tick = tokio::time::interval(CHECKPOINT_INTERVAL);
         let mut cutover_checked: Option<Instant> = None;
+        self.backfill_step().await?;
         loop {
+            let takes_units = self.backfill.accepts_units();
+            let reading = self.backfill.reading();
             let event = tokio::select! {
                 _ = self.ctx.cancel.cancelled() => Event::Stop,
                 _ = tick.tick() => Event::Tick,
                 applied = self.scheduler.recv(), if self.scheduler.busy() => Event::Applied(applied),
-                unit = rx.recv() => Event::Unit(unit),
+                unit = rx.recv(), if takes_units => Event::Unit(unit),
+                read = self.backfill.read_done(), if reading => Event::ChunkRead(read),
             };
             match event {
                 Event::Stop => return Ok(Ended::Stopped),
                 Event::Tick => {
                     self.share_progress();
                     self.save_checkpoint().await?;
+                    self.backfill_step().await?;
                     if cutover_checked.is_none_or(|t| t.elapsed() >= CUTOVER_CHECK_INTERVAL) {
                         cutover_checked = Some(Instant::now());
                         if let Some(at) = self.cutover_reached().await? {
@@ -503,9 +518,34 @@ impl<'a> Loop<'a> {
                 Event::Unit(None) => {
                     return Err(IncrementalError::Reader("the reader task ended".into()).into());
                 }
-                Event::Unit(Some(unit)) => self.take(unit?).await?,
+                Event::Unit(Some(unit)) => {
+                    if let Some(unit) = self.backfill.pass(unit?) {
+                        self.take(unit).await?;
+                    }
+                    self.backfill_step().await?;
+                }
+                Event::ChunkRead(read) => {
+                    read?;
+                    self.backfill_step().await?;
+                }
             }
         }
+    }
+
+    /// Writes the chunk the background copy read once every unit up to its snapshot is applied
+    /// (see [`backfill`]), takes the unit held for it, and starts reading the next chunk.
+    async fn backfill_step(&mut self) -> crate::Result<()> {
+        if self.backfill.due(&self.read) {
+            self.scheduler.drain().await?;
+            let applied = self.scheduler.watermark().low().clone();
+            let held = self.backfill.write(&applied).await?;
+            self.saved = applied;
+            self.saved_at = Instant::now();
+            if let Some(unit) = held {
+                self.take(unit).await?;
+            }
+        }
+        self.backfill.start_next().await
     }
 
     /// The recorded cutover position, once the saved checkpoint has reached it.
@@ -541,7 +581,13 @@ impl<'a> Loop<'a> {
         if let Some(ddl) = txn.ddl.take() {
             self.run_ddl(&ddl).await?;
         }
-        let mode = self.txn_mode(&txn.end);
+        let mut mode = self.txn_mode(&txn.end);
+        if mode == Mode::Exact
+            && txn.changes.iter().any(|c| self.backfill.copies(&c.database, &c.table))
+        {
+            // The table's rows are being copied: changes may find them missing (see [`backfill`]).
+            mode = Mode::Upsert;
+        }
         self.read = txn.end.clone();
         let seq = self.scheduler.register(txn.end.clone(), txn.timestamp);
         let done_before = self.applied_above.remove(&checkpoint::applied_key(&txn.end))

@@ -342,7 +342,7 @@ impl Reader {
                 Some(Unit::Txn(Txn { ddl, changes, end, timestamp }))
             }
             Decoded::Query { schema, sql, session } if self.current.is_some() => {
-                if self.filter.ddl(&schema, &sql) == DdlDecision::Apply {
+                if self.ddl_decision(&schema, &sql) == DdlDecision::Apply {
                     let end = self.position.clone();
                     self.current_ddl = Some(self.routed(Ddl {
                         schema,
@@ -358,7 +358,7 @@ impl Reader {
             Decoded::Query { schema, sql, session } => {
                 let end = self.commit_position();
                 let empty = |end| Unit::Txn(Txn { ddl: None, changes: Vec::new(), end, timestamp });
-                Some(match self.filter.ddl(&schema, &sql) {
+                Some(match self.ddl_decision(&schema, &sql) {
                     DdlDecision::Apply => Unit::Ddl(self.routed(Ddl {
                         schema,
                         sql,
@@ -380,6 +380,15 @@ impl Reader {
             }
             _ => None,
         })
+    }
+
+    /// What to do with a statement; DDL of a table added to the selection that its target
+    /// table, created later from the source's definition, already holds is ignored.
+    fn ddl_decision(&self, schema: &str, sql: &str) -> DdlDecision {
+        if self.filter.precedes_creation(schema, sql, &self.position) {
+            return DdlDecision::Ignore;
+        }
+        self.filter.ddl(schema, sql)
     }
 
     /// The statement as it runs on the target under `spec.routes`: in the routed database, or

@@ -6,7 +6,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ::kube::Api;
+use ferry_crds::Selection;
 use ferry_crds::job::{MigrationJob, MigrationJobStatus};
+use tokio_util::sync::CancellationToken;
 
 use crate::config::{CutoverSettings, JobConfig};
 use crate::report::StatusReporter;
@@ -31,13 +33,21 @@ impl Acted {
     }
 }
 
-/// Watches for requests until dropped; cutover requests only when the job replicates.
+/// What to cancel when the job's selection is edited: `edited` says so, `run` stops the run.
+pub struct OnEdit {
+    pub edited: CancellationToken,
+    pub run: CancellationToken,
+}
+
+/// Watches for requests until dropped; cutover requests only when the job replicates. Stops the
+/// run once the job's objects, routes or filters differ from the run's.
 pub async fn watch(
     api: Api<MigrationJob>,
     name: String,
     config: JobConfig,
     reporter: Arc<StatusReporter>,
     mut acted: Acted,
+    on_edit: OnEdit,
 ) {
     loop {
         tokio::time::sleep(POLL).await;
@@ -48,6 +58,11 @@ pub async fn watch(
                 continue;
             }
         };
+        if !on_edit.edited.is_cancelled() && Selection::of(&spec) != config.selection {
+            tracing::info!("spec.objects, routes or filters changed: stopping at a checkpoint");
+            on_edit.edited.cancel();
+            on_edit.run.cancel();
+        }
         let verify = spec.verify.and_then(|v| v.request);
         if let Some(request) = verify.filter(|r| Some(r) != acted.verify.as_ref()) {
             acted.verify = Some(request.clone());

@@ -76,9 +76,32 @@ enum SetupError {
 }
 
 /// Runs the job until it completes, fails, or SIGTERM asks it to stop (the checkpoint is kept).
-/// Exit codes: 0 completed or stopped, 1 failed (retryable), 3 failed (not retryable).
+/// Exit codes: 0 completed or stopped, 1 failed (retryable), 3 failed (not retryable). An edit of
+/// the job's `objects`, `routes` or `filters` stops the run at a checkpoint and starts it again
+/// with the new spec, which copies the tables the edit added (see
+/// [`crate::incremental::backfill`]).
 pub async fn run(args: Args) -> crate::Result<ExitCode> {
-    let (config, job, api) = match setup(&args).await {
+    let signals = CancellationToken::new();
+    // SIGTERM (pod deletion: pause, restart, job deletion) stops the job at a checkpoint.
+    engine::stop_on_signals(signals.clone());
+    loop {
+        let edited = CancellationToken::new();
+        let code = run_once(&args, &signals, &edited).await?;
+        if !edited.is_cancelled() || signals.is_cancelled() {
+            return Ok(code);
+        }
+        tracing::info!("the job's selection changed: running it again with the new spec");
+    }
+}
+
+/// One run with the spec as it is now; `edited` is cancelled (and the run stopped) when the
+/// selection changes.
+async fn run_once(
+    args: &Args,
+    signals: &CancellationToken,
+    edited: &CancellationToken,
+) -> crate::Result<ExitCode> {
+    let (config, job, api) = match setup(args).await {
         Ok(parts) => parts,
         Err(e) => {
             tracing::error!(job = %format!("{}/{}", args.namespace, args.job), "{e}");
@@ -95,11 +118,16 @@ pub async fn run(args: Args) -> crate::Result<ExitCode> {
     let reporter = Arc::new(
         StatusReporter::new(vec![Box::new(sink)], args.status_interval).with_status(previous),
     );
-    let cancel = CancellationToken::new();
-    // SIGTERM (pod deletion: pause, restart, job deletion) stops the job at a checkpoint.
-    engine::stop_on_signals(cancel.clone());
-    let requests =
-        super::requests::watch(api, args.job.clone(), config.clone(), reporter.clone(), acted);
+    let cancel = signals.child_token();
+    let on_edit = super::requests::OnEdit { edited: edited.clone(), run: cancel.clone() };
+    let requests = super::requests::watch(
+        api,
+        args.job.clone(),
+        config.clone(),
+        reporter.clone(),
+        acted,
+        on_edit,
+    );
     let ctx = JobContext { config, reporter, cancel };
     let result = tokio::select! {
         result = engine::run(&ctx) => result,

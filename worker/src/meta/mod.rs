@@ -3,12 +3,14 @@
 //! - [`schema`]: the tables, the schema version and the forward migrations ([`ensure`]);
 //! - [`full`]: the copy's snapshot, chunk plan, tables' read positions and deferred indexes;
 //! - [`incremental`]: the replication watermark and the transactions applied above it;
+//! - [`backfill`]: the selection replication runs under and the tables added to it being copied;
 //! - [`jobs`]: the registry that gives each job its checkpoint key.
 //!
 //! Every row is keyed by the job's checkpoint key (its Kubernetes UID, or the id `ferry migrate`
 //! registered for its manifest), so jobs may share a target and a job recreated under an old
 //! name starts fresh.
 
+pub mod backfill;
 pub mod full;
 pub mod incremental;
 pub mod jobs;

@@ -12,6 +12,7 @@ mod support;
 mod binlog_decode;
 mod cutover;
 mod ddl_corpus;
+mod edits;
 mod full_and_incremental;
 mod full_kill;
 mod full_tidb;
