@@ -34,6 +34,7 @@ mod mysql_binlog;
 mod mysql_failover;
 mod mysql_live_binlog;
 mod network_faults;
+mod objects;
 mod no_silent_damage;
 mod precheck_cli;
 mod precheck_privileges;
