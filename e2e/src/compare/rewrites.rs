@@ -174,11 +174,12 @@ fn without_enclosing_parentheses(text: &str) -> &str {
 /// set introducers (TiDB adds `_utf8mb4` to literals). What a view returns is compared too, row
 /// by row, so a change of meaning still shows.
 pub fn canonical_view(text: &str, database: &str, source: Flavour, target: Flavour) -> String {
-    let text = canonical_text(text, database, source, target);
     if source == target {
-        return text;
+        return text.to_string();
     }
-    without_qualifiers(&text.replace(['(', ')'], "")).replace("_utf8mb4'", "'")
+    let text = without_qualifiers(&text.to_ascii_lowercase().replace('`', ""));
+    let text = canonical_text(&text, database, source, target);
+    text.replace(['(', ')'], "").replace("_utf8mb4'", "'")
 }
 
 /// `t.id` as `id` (not `1.5`), outside string literals.

@@ -149,7 +149,7 @@ async fn view(
 ) -> crate::Result<View> {
     refuse_routed_view(selection, &db, &name)?;
     if selection.has_routes() {
-        let create = super::schema::show_create(conn, &db, &name, "VIEW").await?;
+        let create = super::schema::show_create_view(conn, &db, &name).await?;
         if let Some(why) = view_refusal(selection, &db, &create) {
             return Err(FullError::Selection(why).into());
         }

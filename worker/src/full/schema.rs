@@ -119,6 +119,14 @@ pub(super) async fn show_create(
     Ok(row.and_then(|r| r.get::<String, _>(1)).unwrap_or_default())
 }
 
+/// SHOW CREATE VIEW in the view's own database, so the server leaves the names of that database
+/// unqualified (its compact format, as mysqldump reads it): a database route then moves the
+/// view with the tables it reads.
+pub(super) async fn show_create_view(source: &mut Conn, db: &str, name: &str) -> crate::Result<String> {
+    source.query_drop(format!("USE {}", quote_ident(db))).await.sql("USE on the source")?;
+    show_create(source, db, name, "VIEW").await
+}
+
 /// Creates the views in their target databases, without their DEFINER (the source's account may
 /// not exist on the target: the target's user becomes the definer, which the documentation
 /// explains for `SQL SECURITY DEFINER` views).
@@ -134,7 +142,7 @@ async fn create_views(
         let mut last_error = None;
         for view in &views {
             let (db, name) = (&view.db, &view.name);
-            let create = without_definer(&show_create(source, db, name, "VIEW").await?);
+            let create = without_definer(&show_create_view(source, db, name).await?);
             let create = rewrites.apply(&qualified(db, name), &create);
             target
                 .query_drop(format!("USE {}", quote_ident(&view.target_db)))

@@ -175,3 +175,57 @@ async fn routines_are_migrated_on_request_and_triggers_never_fire_twice() {
     assert!(log.contains("stored program statement not replicated"), "{log}");
     assert!(interrupt(&mut ferry).success(), "{}", setup.last_log());
 }
+
+/// The rows `view` returns on `server`, as `id|label` lines.
+async fn view_rows(server: &impl SqlServer, view: &str) -> Vec<String> {
+    let sql = format!("SELECT CONCAT_WS('|', id, label) FROM {view} ORDER BY id");
+    server.query_strings(&sql).await.expect("read the view").into_iter().flatten().collect()
+}
+
+/// Under a database route (`app` -> `shop`), a view reading its own database's tables moves with
+/// them, in the copy and in replication; a view reading `app` from another database would read
+/// a schema the target does not have: the copy refuses it, and so does replication, each naming
+/// the view and the table.
+#[tokio::test(flavor = "multi_thread")]
+async fn views_move_with_a_database_route_or_are_refused() {
+    let mut setup = Setup::start().await;
+    setup
+        .source
+        .exec(
+            "CREATE DATABASE app; CREATE DATABASE crm; \
+             CREATE TABLE app.t (id INT PRIMARY KEY, label VARCHAR(20)); \
+             INSERT INTO app.t VALUES (1, 'one'), (2, 'two'); \
+             CREATE VIEW app.v AS SELECT id, label FROM app.t WHERE id > 1; \
+             CREATE VIEW crm.reads_app AS SELECT id, label FROM app.t",
+        )
+        .await
+        .expect("source schema");
+    let spec = "  objects:\n    databases: [app, crm]\n  routes:\n  - from: {database: app}\n    \
+                to: {database: shop}\n";
+    let manifest = setup.write_manifest("FullAndIncremental", spec);
+    let (ok, log) = setup.run(&manifest, &[], &[]);
+    assert!(!ok, "the copy accepted a view reading a routed database:\n{log}");
+    assert!(log.contains("view `crm`.`reads_app` reads `app`.`t`"), "{log}");
+
+    setup.source.exec("DROP VIEW crm.reads_app").await.expect("drop the view");
+    let mut ferry = setup.spawn(&manifest, &[], &[]);
+    let incremental = |s: &serde_json::Value| s["stage"] == "Incremental";
+    setup.wait_status("Incremental", Duration::from_secs(120), incremental).await;
+    assert_eq!(view_rows(&setup.target, "shop.v").await, ["2|two"], "{}", setup.last_log());
+
+    setup
+        .source
+        .exec(
+            "USE app; CREATE VIEW v2 AS SELECT id, label FROM t WHERE id <> 2; \
+             INSERT INTO t VALUES (3, 'three'); \
+             CREATE VIEW crm.bad AS SELECT id, label FROM app.t",
+        )
+        .await
+        .expect("changes on the source");
+    let exit = support::wait_exit(&mut ferry, Duration::from_secs(60));
+    let log = setup.last_log();
+    assert!(!exit.success(), "replication accepted a view reading a routed database:\n{log}");
+    assert!(log.contains("view `crm`.`bad` reads `app`.`t`"), "{log}");
+    assert_eq!(view_rows(&setup.target, "shop.v2").await, ["1|one", "3|three"], "{log}");
+    assert_eq!(view_rows(&setup.target, "shop.v").await, ["2|two", "3|three"], "{log}");
+}
