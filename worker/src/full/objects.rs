@@ -8,8 +8,8 @@ use mysql_async::Conn;
 use mysql_async::prelude::Queryable;
 
 use super::FullError;
-use crate::incremental::programs::{ProgramKind, view_refusal};
 use crate::error::SqlContext;
+use crate::incremental::programs::{ProgramKind, view_refusal};
 use crate::sql::literal::Render;
 use crate::sql::quote_str;
 

@@ -44,7 +44,10 @@ pub async fn copy(
         }
         let (sql_mode, create) = show_create(source, routine).await?;
         let create = rewrites.apply(&name, &without_definer(&create));
-        target.query_drop(format!("USE {}", quote_ident(&routine.db))).await.sql("USE on the target")?;
+        target
+            .query_drop(format!("USE {}", quote_ident(&routine.db)))
+            .await
+            .sql("USE on the target")?;
         target
             .query_drop(format!("SET SESSION sql_mode = {}", quote_str(&sql_mode)))
             .await
@@ -69,7 +72,8 @@ async fn show_create(source: &mut Conn, routine: &Routine) -> crate::Result<(Str
         .query_first(format!("SHOW CREATE {kind} {name}"))
         .await
         .sql(format!("SHOW CREATE {kind} {name} on the source"))?;
-    let row = row.ok_or_else(|| FullError::Selection(format!("{kind} {name} is gone from the source")))?;
+    let row =
+        row.ok_or_else(|| FullError::Selection(format!("{kind} {name} is gone from the source")))?;
     let sql_mode: Option<String> = row.get(1);
     let create: Option<Option<String>> = row.get(2);
     match create.flatten() {

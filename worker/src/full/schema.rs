@@ -10,9 +10,9 @@ use mysql_async::Conn;
 use mysql_async::prelude::Queryable;
 
 use super::objects::{Objects, View};
-use crate::incremental::programs::without_definer;
 use crate::error::SqlContext;
 use crate::flavor::Version;
+use crate::incremental::programs::without_definer;
 use crate::rewrite::Rewrites;
 use crate::sql::{qualified, quote_ident, quote_str};
 
@@ -122,7 +122,11 @@ pub(super) async fn show_create(
 /// SHOW CREATE VIEW in the view's own database, so the server leaves the names of that database
 /// unqualified (its compact format, as mysqldump reads it): a database route then moves the
 /// view with the tables it reads.
-pub(super) async fn show_create_view(source: &mut Conn, db: &str, name: &str) -> crate::Result<String> {
+pub(super) async fn show_create_view(
+    source: &mut Conn,
+    db: &str,
+    name: &str,
+) -> crate::Result<String> {
     source.query_drop(format!("USE {}", quote_ident(db))).await.sql("USE on the source")?;
     show_create(source, db, name, "VIEW").await
 }
@@ -183,5 +187,4 @@ mod tests {
             "CREATE TABLE `all``orders` (\n  `id` int)"
         );
     }
-
 }

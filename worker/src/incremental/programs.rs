@@ -285,10 +285,7 @@ mod tests {
             .iter()
             .map(|(db, table, to_db, to_table)| Route {
                 from: ObjectPattern { database: db.to_string(), table: table.map(String::from) },
-                to: RouteTarget {
-                    database: to_db.to_string(),
-                    table: to_table.map(String::from),
-                },
+                to: RouteTarget { database: to_db.to_string(), table: to_table.map(String::from) },
             })
             .collect();
         let objects = ObjectSelection { routines, ..Default::default() };
@@ -305,7 +302,10 @@ mod tests {
             p(ProgramKind::Procedure, "app", "p")
         );
         assert_eq!(
-            program_ddl("x", "create or replace definer='a b'@'%' function o.f() returns int return 1"),
+            program_ddl(
+                "x",
+                "create or replace definer='a b'@'%' function o.f() returns int return 1"
+            ),
             p(ProgramKind::Function, "o", "f")
         );
         assert_eq!(
@@ -325,8 +325,14 @@ mod tests {
         let create = |sql| program_ddl("app", sql).expect("a program").decision(&routed(&[], true));
         assert_eq!(create("CREATE PROCEDURE p() SELECT 1"), DdlDecision::Apply);
         assert_eq!(create("DROP FUNCTION f"), DdlDecision::Apply);
-        assert_eq!(create("CREATE TRIGGER t BEFORE INSERT ON x FOR EACH ROW SET @a = 1"), DdlDecision::Ignore);
-        assert_eq!(create("CREATE EVENT e ON SCHEDULE EVERY 1 DAY DO SELECT 1"), DdlDecision::Ignore);
+        assert_eq!(
+            create("CREATE TRIGGER t BEFORE INSERT ON x FOR EACH ROW SET @a = 1"),
+            DdlDecision::Ignore
+        );
+        assert_eq!(
+            create("CREATE EVENT e ON SCHEDULE EVERY 1 DAY DO SELECT 1"),
+            DdlDecision::Ignore
+        );
         assert_eq!(create("DROP PROCEDURE mysql.p"), DdlDecision::Ignore);
         let off = program_ddl("app", "DROP FUNCTION f").expect("a program");
         assert_eq!(off.decision(&routed(&[], false)), DdlDecision::Ignore);

@@ -23,11 +23,9 @@ async fn names(setup: &Setup, sql: &str) -> (Vec<String>, Vec<String>) {
 
 /// The views of `app` are the same on both sides, and each returns the same rows.
 async fn assert_same_views(setup: &Setup, expected: &[&str]) {
-    let (source, target) = names(
-        setup,
-        "SELECT TABLE_NAME FROM information_schema.VIEWS WHERE TABLE_SCHEMA = 'app'",
-    )
-    .await;
+    let (source, target) =
+        names(setup, "SELECT TABLE_NAME FROM information_schema.VIEWS WHERE TABLE_SCHEMA = 'app'")
+            .await;
     assert_eq!(source, expected, "the source's views");
     assert_eq!(target, expected, "the target's views\n{}", setup.last_log());
     for view in expected {
