@@ -406,6 +406,26 @@ mod tests {
     }
 
     #[test]
+    fn routines_are_migrated_on_request_except_into_tidb() {
+        let source = SourceSchema {
+            programs: vec!["trigger app.t (on app.x)".into(), "procedure app.p".into()],
+            ..Default::default()
+        };
+        let item = programs(&source, false, true);
+        assert_eq!(item.result, CheckResult::Warning);
+        assert_eq!(
+            item.observed.as_deref(),
+            Some("not migrated: trigger app.t (on app.x); created and replicated: procedure app.p")
+        );
+        let only_routines = SourceSchema { programs: vec!["function app.f".into()], ..source };
+        assert_eq!(programs(&only_routines, false, true).result, CheckResult::Pass);
+        assert_eq!(programs(&only_routines, false, false).result, CheckResult::Warning);
+        assert_eq!(programs(&only_routines, true, true).result, CheckResult::Failure);
+        let empty = SourceSchema::default();
+        assert_eq!(programs(&empty, true, true).result, CheckResult::Failure);
+    }
+
+    #[test]
     fn collations_the_target_lacks_fail_unless_tidb_has_a_rewrite() {
         let tidb = target(&[
             ("latin1_bin", "latin1"),
