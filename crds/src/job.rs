@@ -273,6 +273,13 @@ pub struct ObjectSelection {
     /// Applies to objects, routes and filters. System schemas compare without case always.
     #[serde(default = "yes", skip_serializing_if = "is_true")]
     pub case_sensitive: bool,
+    /// Also migrate the stored procedures and functions of the covered databases (default
+    /// false): the copy creates them and their CREATE/ALTER/DROP statements are replicated.
+    /// MariaDB and MySQL targets only (TiDB has none: the precheck fails). Triggers and events
+    /// are never created by Ferry (they would act twice while it replicates): create them after
+    /// cutover.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub routines: bool,
 }
 
 impl Default for ObjectSelection {
@@ -282,6 +289,7 @@ impl Default for ObjectSelection {
             tables: Vec::new(),
             exclude: Vec::new(),
             case_sensitive: true,
+            routines: false,
         }
     }
 }

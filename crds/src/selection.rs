@@ -280,6 +280,7 @@ mod tests {
             tables: tables(tables_),
             exclude: exclude.iter().map(|(d, t)| pattern(d, *t)).collect(),
             case_sensitive: true,
+            routines: false,
         }
     }
 

@@ -168,12 +168,53 @@ fn without_enclosing_parentheses(text: &str) -> &str {
     inner
 }
 
-/// A view's definition re-printed by another kind of server: as [`canonical_text`], and without
-/// parentheses (MariaDB wraps joins in them, TiDB does not). What a view returns is compared
-/// too, row by row, so a change of meaning still shows.
+/// A view's definition re-printed by another kind of server: as [`canonical_text`], without
+/// parentheses (MariaDB wraps joins in them, TiDB does not), table qualifiers (MariaDB
+/// qualifies every column, TiDB keeps a replicated statement's names as written) and character
+/// set introducers (TiDB adds `_utf8mb4` to literals). What a view returns is compared too, row
+/// by row, so a change of meaning still shows.
 pub fn canonical_view(text: &str, database: &str, source: Flavour, target: Flavour) -> String {
-    let text = canonical_text(text, database, source, target);
-    if source == target { text } else { text.replace(['(', ')'], "") }
+    if source == target {
+        return text.to_string();
+    }
+    let text = without_qualifiers(&text.to_ascii_lowercase().replace('`', ""));
+    let text = canonical_text(&text, database, source, target);
+    text.replace(['(', ')'], "").replace("_utf8mb4'", "'")
+}
+
+/// `t.id` as `id` (not `1.5`), outside string literals.
+fn without_qualifiers(text: &str) -> String {
+    let is_word = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == '$';
+    let mut out = String::new();
+    let mut word = String::new();
+    let mut quoted = false;
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\'' {
+            quoted = !quoted;
+        }
+        if !quoted && is_word(c) {
+            word.push(c);
+            continue;
+        }
+        let qualifier = c == '.'
+            && !word.is_empty()
+            && !word.starts_with(|w: char| w.is_ascii_digit())
+            && chars.peek().is_some_and(|n| is_word(*n));
+        if !qualifier {
+            out.push_str(&word);
+            out.push(c);
+        }
+        word.clear();
+    }
+    out.push_str(&word);
+    out
+}
+
+/// A view column's type as every server names it: TiDB says `var_string` where the others say
+/// `varchar` (a string function's result).
+pub fn canonical_view_column_type(column_type: &str) -> String {
+    column_type.replacen("var_string", "varchar", 1)
 }
 
 /// Whether a view's columns are compared in full (nullability, character set, collation,
@@ -212,6 +253,16 @@ pub fn compares_view_options(source: Flavour, target: Flavour) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn view_definitions_without_qualifiers_and_introducers() {
+        let (m, t) = (Flavour::MariaDb, Flavour::TiDb);
+        assert_eq!(
+            canonical_view("select `t`.`id` AS `id`,1.5 AS `x`,'a.b' from `app`.`t`", "app", m, t),
+            canonical_view("SELECT id AS id, 1.5 AS x, _utf8mb4'a.b' FROM t", "app", m, t)
+        );
+        assert_eq!(canonical_view_column_type("var_string(21)"), "varchar(21)");
+    }
 
     #[test]
     fn tidb_collations() {

@@ -166,6 +166,11 @@ fn column_line(c: Column, database: &str, sides: Sides, side: Side) -> String {
 /// [`rw::compares_view_column_details`]).
 fn view_column_line(c: Column, sides: Sides) -> String {
     let column_type = rw::expected_column_type(&c.column_type, sides.source, sides.target);
+    let column_type = if sides.source == sides.target {
+        column_type
+    } else {
+        rw::canonical_view_column_type(&column_type)
+    };
     format!("column {}.{} #{}: {column_type} (a view's)", c.table, c.name, c.ordinal)
 }
 

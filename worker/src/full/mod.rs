@@ -19,6 +19,7 @@ mod indexes;
 mod load_data;
 pub(crate) mod objects;
 mod progress;
+mod routines;
 mod schema;
 mod snapshot;
 

@@ -9,6 +9,7 @@ use mysql_async::prelude::Queryable;
 
 use super::FullError;
 use crate::error::SqlContext;
+use crate::incremental::programs::{ProgramKind, view_refusal};
 use crate::sql::literal::Render;
 use crate::sql::quote_str;
 
@@ -58,13 +59,30 @@ pub struct Database {
     pub target: String,
 }
 
-/// What the job copies: databases, base tables and views (`db`, `name`).
+/// A view of the source and the target database it is created in (its database's route).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct View {
+    pub db: String,
+    pub name: String,
+    pub target_db: String,
+}
+
+/// A stored procedure or function, copied when `spec.objects.routines` asks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Routine {
+    pub db: String,
+    pub name: String,
+    pub kind: ProgramKind,
+}
+
+/// What the job copies: databases, base tables, views and (on request) routines.
 #[derive(Debug, Default)]
 pub struct Objects {
     /// Each target database once, with the source database whose definition it takes.
     pub databases: Vec<Database>,
     pub tables: Vec<Table>,
-    pub views: Vec<(String, String)>,
+    pub views: Vec<View>,
+    pub routines: Vec<Routine>,
 }
 
 /// Schema, name, type, estimated rows and bytes, from information_schema.TABLES.
@@ -98,8 +116,7 @@ pub async fn read(conn: &mut Conn, selection: &Selection) -> crate::Result<Objec
     let mut objects = Objects::default();
     for (db, name, kind, table_rows, data_length) in rows {
         if kind == "VIEW" {
-            refuse_routed_view(selection, &db, &name)?;
-            objects.views.push((db, name));
+            objects.views.push(view(conn, selection, db, name).await?);
         } else if kind == "BASE TABLE" || kind == "SYSTEM VERSIONED" {
             let (columns, not_null) = columns(conn, &db, &name).await?;
             let key = key(conn, &db, &name, &not_null).await?;
@@ -117,7 +134,63 @@ pub async fn read(conn: &mut Conn, selection: &Selection) -> crate::Result<Objec
         }
     }
     objects.databases = target_databases(selection, &schemas, &objects.tables);
+    if selection.objects().routines {
+        objects.routines = routines(conn, selection, &user_schemas).await?;
+    }
     Ok(objects)
+}
+
+/// A selected view, unless `spec.routes` would make it read other objects on the target.
+async fn view(
+    conn: &mut Conn,
+    selection: &Selection,
+    db: String,
+    name: String,
+) -> crate::Result<View> {
+    refuse_routed_view(selection, &db, &name)?;
+    if selection.has_routes() {
+        let create = super::schema::show_create_view(conn, &db, &name).await?;
+        if let Some(why) = view_refusal(selection, &db, &create) {
+            return Err(FullError::Selection(why).into());
+        }
+    }
+    Ok(View { target_db: selection.route(&db, &name).database, db, name })
+}
+
+/// The procedures and functions of the covered databases; one in a database `spec.routes`
+/// renames is refused (its body names objects by their source names).
+async fn routines(
+    conn: &mut Conn,
+    selection: &Selection,
+    user_schemas: &str,
+) -> crate::Result<Vec<Routine>> {
+    let rows: Vec<(String, String, String)> = conn
+        .query(format!(
+            "SELECT ROUTINE_SCHEMA, ROUTINE_NAME, ROUTINE_TYPE FROM information_schema.ROUTINES \
+             WHERE ROUTINE_SCHEMA {user_schemas} AND ROUTINE_TYPE IN ('PROCEDURE', 'FUNCTION') \
+             ORDER BY ROUTINE_SCHEMA, ROUTINE_TYPE, ROUTINE_NAME"
+        ))
+        .await
+        .sql("list the source's procedures and functions")?;
+    let mut routines = Vec::new();
+    for (db, name, kind) in rows {
+        if !selection.may_cover_database(&db) {
+            continue;
+        }
+        let kind = if kind == "PROCEDURE" { ProgramKind::Procedure } else { ProgramKind::Function };
+        let to = selection.route_database(&db);
+        if to != db {
+            return Err(FullError::Selection(format!(
+                "{} `{db}`.`{name}` is in database `{db}`, which spec.routes renames to `{to}`, \
+                 and Ferry does not rewrite the bodies of routines: unset \
+                 spec.objects.routines and create the routines on the target yourself",
+                kind.name()
+            ))
+            .into());
+        }
+        routines.push(Routine { db, name, kind });
+    }
+    Ok(routines)
 }
 
 /// Target tables that more than one selected source table lands in.
@@ -160,16 +233,16 @@ fn target_databases(selection: &Selection, schemas: &[String], tables: &[Table])
     databases
 }
 
-/// A view's definition names the source's tables by their source names, which a route changes
-/// on the target: Ferry does not rewrite view definitions.
+/// A view keeps its name: a route may move it to another database whole, but a route renaming
+/// it or merging it with others' (shards) is refused, as Ferry does not rewrite view statements.
 fn refuse_routed_view(selection: &Selection, db: &str, name: &str) -> Result<(), FullError> {
-    if !selection.is_routed(db, name) {
+    if selection.route(db, name).table == name && !selection.is_merged(db, name) {
         return Ok(());
     }
     Err(FullError::Selection(format!(
-        "view `{db}`.`{name}` is routed by spec.routes, but Ferry does not rewrite view \
-         definitions, which name source tables: add {{database: {db}, table: {name}}} to \
-         spec.objects.exclude and create the view on the target yourself"
+        "view `{db}`.`{name}` is renamed or merged by spec.routes, but Ferry does not rewrite \
+         view definitions: add {{database: {db}, table: {name}}} to spec.objects.exclude and \
+         create the view on the target yourself"
     )))
 }
 

@@ -1,5 +1,6 @@
 //! Creates the selected databases, tables and views on the target from the source's own
-//! definitions (SHOW CREATE), keeping whatever already exists there. Views come after tables,
+//! definitions (SHOW CREATE), keeping whatever already exists there. Routines (on request) and
+//! then views come after tables,
 //! and a view that depends on another view is retried once that one exists. The definitions go
 //! through the rewrite table of [`crate::rewrite`] for the target, as replicated DDL does.
 
@@ -8,9 +9,10 @@ use std::collections::HashSet;
 use mysql_async::Conn;
 use mysql_async::prelude::Queryable;
 
-use super::objects::Objects;
+use super::objects::{Objects, View};
 use crate::error::SqlContext;
 use crate::flavor::Version;
+use crate::incremental::programs::without_definer;
 use crate::rewrite::Rewrites;
 use crate::sql::{qualified, quote_ident, quote_str};
 
@@ -60,9 +62,14 @@ pub async fn copy(
             .await
             .sql(format!("create table {} on the target", table.target_qualified()))?;
     }
-    let views: Vec<&(String, String)> =
-        objects.views.iter().filter(|v| !existing.contains(v)).collect();
-    create_views(source, target, views).await
+    // Views may call functions: routines first.
+    super::routines::copy(source, target, &objects.routines, target_flavor, &rewrites).await?;
+    let views: Vec<&View> = objects
+        .views
+        .iter()
+        .filter(|v| !existing.contains(&(v.target_db.clone(), v.name.clone())))
+        .collect();
+    create_views(source, target, &rewrites, views).await
 }
 
 /// SHOW CREATE DATABASE's statement, creating `to` if it does not exist.
@@ -99,7 +106,12 @@ async fn existing(
     Ok(rows.into_iter().collect())
 }
 
-async fn show_create(source: &mut Conn, db: &str, name: &str, kind: &str) -> crate::Result<String> {
+pub(super) async fn show_create(
+    source: &mut Conn,
+    db: &str,
+    name: &str,
+    kind: &str,
+) -> crate::Result<String> {
     let row: Option<mysql_async::Row> = source
         .query_first(format!("SHOW CREATE {kind} {}", qualified(db, name)))
         .await
@@ -107,19 +119,37 @@ async fn show_create(source: &mut Conn, db: &str, name: &str, kind: &str) -> cra
     Ok(row.and_then(|r| r.get::<String, _>(1)).unwrap_or_default())
 }
 
+/// SHOW CREATE VIEW in the view's own database, so the server leaves the names of that database
+/// unqualified (its compact format, as mysqldump reads it): a database route then moves the
+/// view with the tables it reads.
+pub(super) async fn show_create_view(
+    source: &mut Conn,
+    db: &str,
+    name: &str,
+) -> crate::Result<String> {
+    source.query_drop(format!("USE {}", quote_ident(db))).await.sql("USE on the source")?;
+    show_create(source, db, name, "VIEW").await
+}
+
+/// Creates the views in their target databases, without their DEFINER (the source's account may
+/// not exist on the target: the target's user becomes the definer, which the documentation
+/// explains for `SQL SECURITY DEFINER` views).
 async fn create_views(
     source: &mut Conn,
     target: &mut Conn,
-    mut views: Vec<&(String, String)>,
+    rewrites: &Rewrites,
+    mut views: Vec<&View>,
 ) -> crate::Result<()> {
     // A view may read another view: create those that can be, until none is left or stuck.
     while !views.is_empty() {
         let mut failed = Vec::new();
         let mut last_error = None;
         for view in &views {
-            let create = without_definer(&show_create(source, &view.0, &view.1, "VIEW").await?);
+            let (db, name) = (&view.db, &view.name);
+            let create = without_definer(&show_create_view(source, db, name).await?);
+            let create = rewrites.apply(&qualified(db, name), &create);
             target
-                .query_drop(format!("USE {}", quote_ident(&view.0)))
+                .query_drop(format!("USE {}", quote_ident(&view.target_db)))
                 .await
                 .sql("USE on the target")?;
             if let Err(error) = target.query_drop(create).await {
@@ -128,7 +158,7 @@ async fn create_views(
             }
         }
         if failed.len() == views.len() {
-            let (db, name) = failed[0];
+            let View { db, name, .. } = failed[0];
             if let Some(error) = last_error {
                 return Err(error).sql(format!("create view `{db}`.`{name}` on the target"));
             }
@@ -136,14 +166,6 @@ async fn create_views(
         views = failed;
     }
     Ok(())
-}
-
-/// The definer names a source account the target may not have; the target's user defines it.
-fn without_definer(create: &str) -> String {
-    let Some(start) = create.find("DEFINER=") else { return create.to_string() };
-    let rest = &create[start..];
-    let end = rest.find(" SQL SECURITY").or_else(|| rest.find(" VIEW")).unwrap_or(rest.len());
-    format!("{}{}", &create[..start], rest[end..].trim_start())
 }
 
 #[cfg(test)]
@@ -163,15 +185,6 @@ mod tests {
         assert_eq!(
             create_table_as("CREATE TABLE `orders` (\n  `id` int)", "orders", "all`orders"),
             "CREATE TABLE `all``orders` (\n  `id` int)"
-        );
-    }
-
-    #[test]
-    fn definers_are_dropped() {
-        let create = "CREATE ALGORITHM=UNDEFINED DEFINER=`root`@`localhost` SQL SECURITY DEFINER VIEW `v` AS select 1";
-        assert_eq!(
-            without_definer(create),
-            "CREATE ALGORITHM=UNDEFINED SQL SECURITY DEFINER VIEW `v` AS select 1"
         );
     }
 }

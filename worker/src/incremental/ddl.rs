@@ -15,6 +15,7 @@ use mysql_async::prelude::Queryable;
 use super::IncrementalError;
 use super::apply::Mode;
 use super::filter::redacted;
+use super::programs::{alter_view_as_create, without_definer};
 use super::stream::Ddl;
 use crate::engine::JobContext;
 use crate::error::SqlContext;
@@ -178,8 +179,13 @@ impl DdlApplier {
                 a.statements.clone()
             }
             None => {
-                let sql = without_start_transaction(&ddl.sql);
-                let adapted = setup.rewrites.apply(&position, sql);
+                let mut sql = without_definer(without_start_transaction(&ddl.sql));
+                if setup.target == Flavor::TiDb
+                    && let Some(create) = alter_view_as_create(&sql)
+                {
+                    sql = create;
+                }
+                let adapted = setup.rewrites.apply(&position, &sql);
                 tracing::info!(%position, sql = %adapted, "applying DDL");
                 vec![adapted]
             }
@@ -225,10 +231,11 @@ async fn run_all(
     Ok(None)
 }
 
-/// Errors that say a statement already took effect (it ran before an abrupt stop).
+/// Errors that say a statement already took effect (it ran before an abrupt stop); 1304, 1305
+/// and 4092 are about routines and views.
 fn already_done(e: &mysql_async::Error) -> bool {
     matches!(e, mysql_async::Error::Server(s)
-        if matches!(s.code, 1007 | 1008 | 1050 | 1051 | 1054 | 1060 | 1061 | 1091 | 1146))
+        if matches!(s.code, 1007 | 1008 | 1050 | 1051 | 1054 | 1060 | 1061 | 1091 | 1146 | 1304 | 1305 | 4092))
 }
 
 fn rejected(position: &str, sql: &str, e: mysql_async::Error) -> crate::Error {

@@ -97,6 +97,9 @@ impl Filter {
 
     /// What to do with a statement from the binlog.
     pub fn ddl(&self, default_schema: &str, sql: &str) -> DdlDecision {
+        if let Some(program) = super::programs::program_ddl(default_schema, sql) {
+            return program.decision(&self.selection);
+        }
         let Some(objects) = ddl_objects(default_schema, sql) else {
             return DdlDecision::Ignore;
         };
@@ -134,6 +137,9 @@ impl Filter {
     /// unqualified), `Err(why)` when routes make it impossible to replay as written.
     pub fn ddl_route(&self, default_schema: &str, sql: &str) -> Result<Option<String>, String> {
         let rules = &self.selection;
+        if let Some(why) = super::programs::route_refusal(rules, default_schema, sql) {
+            return Err(why);
+        }
         let objects = ddl_objects(default_schema, sql).unwrap_or_default();
         let routed = |o: &Object| match o {
             Object::Database(d) => rules.route_database(d) != *d,
@@ -262,7 +268,9 @@ pub fn ddl_objects(default_schema: &str, sql: &str) -> Option<Vec<Object>> {
     match t.word()?.as_str() {
         "CREATE" => {
             t.skip_words(&["OR", "REPLACE"]);
+            super::programs::skip_view_options(&mut t);
             match t.word()?.as_str() {
+                "VIEW" => Some(vec![table(&mut t)?]),
                 "TABLE" => {
                     t.skip_words(&["IF", "NOT", "EXISTS"]);
                     let mut objects = vec![table(&mut t)?];
@@ -282,7 +290,7 @@ pub fn ddl_objects(default_schema: &str, sql: &str) -> Option<Vec<Object>> {
             }
         }
         "DROP" => match t.word()?.as_str() {
-            "TABLE" => {
+            "TABLE" | "VIEW" => {
                 t.skip_words(&["IF", "EXISTS"]);
                 let mut objects = vec![table(&mut t)?];
                 while t.eat(",") {
@@ -299,8 +307,11 @@ pub fn ddl_objects(default_schema: &str, sql: &str) -> Option<Vec<Object>> {
         },
         "ALTER" => {
             t.skip_words(&["ONLINE", "IGNORE"]);
-            if t.word()? != "TABLE" {
-                return None;
+            super::programs::skip_view_options(&mut t);
+            match t.word()?.as_str() {
+                "VIEW" => return Some(vec![table(&mut t)?]),
+                "TABLE" => {}
+                _ => return None,
             }
             t.skip_words(&["IF", "EXISTS"]);
             let mut objects = vec![table(&mut t)?];
@@ -442,7 +453,7 @@ fn index_target(t: &mut Tokens<'_>, default_schema: &str) -> Option<Vec<Object>>
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-enum Token {
+pub(super) enum Token {
     /// A bare word, upper-cased.
     Word(String),
     /// A backquoted identifier, unquoted.
@@ -450,7 +461,7 @@ enum Token {
     Punct(char),
 }
 
-fn tokenize(sql: &str) -> Vec<Token> {
+pub(super) fn tokenize(sql: &str) -> Vec<Token> {
     let chars: Vec<char> = sql.chars().collect();
     let mut tokens = Vec::new();
     let mut i = 0;
@@ -538,26 +549,26 @@ fn double_quoted(chars: &[char], at: usize) -> Option<(String, usize)> {
     None
 }
 
-struct Tokens<'a> {
-    tokens: &'a [Token],
-    at: usize,
+pub(super) struct Tokens<'a> {
+    pub(super) tokens: &'a [Token],
+    pub(super) at: usize,
 }
 
 impl Tokens<'_> {
-    fn peek_word(&self) -> Option<String> {
+    pub(super) fn peek_word(&self) -> Option<String> {
         match self.tokens.get(self.at)? {
             Token::Word(w) => Some(w.to_ascii_uppercase()),
             _ => None,
         }
     }
 
-    fn word(&mut self) -> Option<String> {
+    pub(super) fn word(&mut self) -> Option<String> {
         let w = self.peek_word()?;
         self.at += 1;
         Some(w)
     }
 
-    fn skip_words(&mut self, words: &[&str]) {
+    pub(super) fn skip_words(&mut self, words: &[&str]) {
         while let Some(w) = self.peek_word() {
             if !words.contains(&w.as_str()) {
                 return;
@@ -566,7 +577,7 @@ impl Tokens<'_> {
         }
     }
 
-    fn eat(&mut self, punct: &str) -> bool {
+    pub(super) fn eat(&mut self, punct: &str) -> bool {
         let matches =
             matches!(self.tokens.get(self.at), Some(Token::Punct(c)) if punct.starts_with(*c));
         if matches {
@@ -575,12 +586,12 @@ impl Tokens<'_> {
         matches
     }
 
-    fn find_word(&self, word: &str) -> Option<usize> {
+    pub(super) fn find_word(&self, word: &str) -> Option<usize> {
         (self.at..self.tokens.len())
             .find(|&i| matches!(&self.tokens[i], Token::Word(w) if w.eq_ignore_ascii_case(word)))
     }
 
-    fn ident(&mut self) -> Option<String> {
+    pub(super) fn ident(&mut self) -> Option<String> {
         let name = match self.tokens.get(self.at)? {
             Token::Word(w) | Token::Quoted(w) => w.clone(),
             Token::Punct(_) => return None,
@@ -590,7 +601,7 @@ impl Tokens<'_> {
     }
 
     /// `db.table` or `table` (in the default schema).
-    fn name(&mut self, default_schema: &str) -> Option<Object> {
+    pub(super) fn name(&mut self, default_schema: &str) -> Option<Object> {
         let first = self.ident()?;
         if self.eat(".") {
             let table = self.ident()?;

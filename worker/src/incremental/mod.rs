@@ -22,6 +22,7 @@ pub mod key;
 pub mod lag;
 pub mod mapping;
 pub mod parallel;
+pub mod programs;
 pub mod schema;
 pub mod stream;
 pub mod watermark;

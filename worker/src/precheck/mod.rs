@@ -418,7 +418,7 @@ async fn cross_items(
     let mut items = vec![
         limits::distinct_servers(&source.server, target_server),
         objects::collations(&source.schema, target, tidb),
-        objects::programs(&source.schema, tidb),
+        objects::programs(&source.schema, tidb, config.selection.objects().routines),
     ];
     items.extend(source::invisible_columns_item(source, target_server.version.flavor));
     let rules = &config.selection;

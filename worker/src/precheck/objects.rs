@@ -195,21 +195,44 @@ pub fn non_transactional_tables(schema: &SourceSchema) -> PrecheckItem {
     )
 }
 
-/// Triggers, stored procedures and functions, events and sequences of the selected schemas: Ferry
-/// copies tables and views only, so each is named with what to do about it on this kind of target.
-pub fn programs(source: &SourceSchema, tidb: bool) -> PrecheckItem {
+/// Triggers, stored procedures and functions, events and sequences of the selected schemas, each
+/// named with what happens to it on this kind of target. Procedures and functions are copied and
+/// replicated to MariaDB and MySQL when `spec.objects.routines` asks; TiDB has none of them.
+pub fn programs(source: &SourceSchema, tidb: bool, routines: bool) -> PrecheckItem {
     const NAME: &str = "triggers_routines_events";
+    let is_routine = |p: &&String| p.starts_with("procedure ") || p.starts_with("function ");
+    if tidb && routines {
+        return failure(
+            NAME,
+            "spec.objects.routines is set and the target is TiDB",
+            "TiDB has no stored procedures or functions, so Ferry cannot create them there.",
+            "Unset spec.objects.routines and move the routines' logic into the application.",
+        );
+    }
     if source.programs.is_empty() {
         return pass(NAME, "none in the selected schemas (that the source user may see)");
     }
-    let observed = format!("not migrated: {}", list(&source.programs));
+    let (migrated, others): (Vec<&String>, Vec<&String>) =
+        source.programs.iter().partition(|p| routines && is_routine(p));
+    let mut observed = String::new();
+    if !others.is_empty() {
+        observed = format!("not migrated: {}", list(&others));
+    }
+    if !migrated.is_empty() {
+        let sep = if observed.is_empty() { "" } else { "; " };
+        observed.push_str(&format!("{sep}created and replicated: {}", list(&migrated)));
+    }
+    if others.is_empty() {
+        return pass(NAME, observed);
+    }
     if tidb {
         return warning(
             NAME,
             observed,
             "TiDB does not support triggers, stored procedures, stored functions or events, so \
              Ferry does not create them; whatever they do on the source will not happen on the \
-             target after cutover. Sequences are not created either.",
+             target after cutover, and the application must not rely on them there. Sequences \
+             are not created either.",
             "Before cutover, move their logic into the application (events: into a scheduler \
              such as a Kubernetes CronJob); create each sequence on TiDB with `CREATE SEQUENCE` \
              starting above the source's current value.",
@@ -218,13 +241,15 @@ pub fn programs(source: &SourceSchema, tidb: bool) -> PrecheckItem {
     warning(
         NAME,
         observed,
-        "Ferry does not create them on the target: while it replicates, a trigger there would \
-         fire again for row changes whose effects the binlog already carries, and an event would \
-         run on both servers. Sequences are not created either.",
-        "After cutover, create them on the target from the source's definitions, for example \
-         `mariadb-dump --no-data --no-create-info --triggers --routines --events DB` (mysqldump \
-         for MySQL) applied to the target; create each sequence with `CREATE SEQUENCE` starting \
-         above the source's current value.",
+        "Ferry never creates triggers or events on the target: while it replicates, a trigger \
+         there would fire again for row changes whose effects the binlog already carries, and an \
+         event would run on both servers. Procedures and functions are created (and their \
+         changes replicated) only when spec.objects.routines is true. Sequences are not created.",
+        "Set spec.objects.routines: true to have procedures and functions migrated. After \
+         cutover, create the triggers and events on the target from the source's definitions, \
+         for example `mariadb-dump --no-data --no-create-info --skip-routines --triggers \
+         --events DB` (mysqldump for MySQL) applied to the target; create each sequence with \
+         `CREATE SEQUENCE` starting above the source's current value.",
     )
 }
 
@@ -378,6 +403,26 @@ mod tests {
             }],
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn routines_are_migrated_on_request_except_into_tidb() {
+        let source = SourceSchema {
+            programs: vec!["trigger app.t (on app.x)".into(), "procedure app.p".into()],
+            ..Default::default()
+        };
+        let item = programs(&source, false, true);
+        assert_eq!(item.result, CheckResult::Warning);
+        assert_eq!(
+            item.observed.as_deref(),
+            Some("not migrated: trigger app.t (on app.x); created and replicated: procedure app.p")
+        );
+        let only_routines = SourceSchema { programs: vec!["function app.f".into()], ..source };
+        assert_eq!(programs(&only_routines, false, true).result, CheckResult::Pass);
+        assert_eq!(programs(&only_routines, false, false).result, CheckResult::Warning);
+        assert_eq!(programs(&only_routines, true, true).result, CheckResult::Failure);
+        let empty = SourceSchema::default();
+        assert_eq!(programs(&empty, true, true).result, CheckResult::Failure);
     }
 
     #[test]
