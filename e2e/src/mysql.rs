@@ -374,6 +374,6 @@ impl SqlServer for MySql {
         MySql::port(self)
     }
     fn opts_for(&self, user: &str, password: &str) -> mysql_async::Opts {
-        crate::tidb::loopback_opts(self.port(), user, password)
+        crate::ports::loopback_opts(self.port(), user, password)
     }
 }
