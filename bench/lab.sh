@@ -6,15 +6,15 @@ free_port() {
     python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
 
-# The ferry-lab binary, built on first use ($FERRY_LAB overrides).
-ferry_lab() {
+# The path of the ferry-lab binary, built on first use ($FERRY_LAB overrides).
+ferry_lab_path() {
     if [ -z "${FERRY_LAB:-}" ]; then
         local root
         root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
         (cd "$root" && cargo build -q -p ferry-e2e --bin ferry-lab >&2) || return 1
         FERRY_LAB=${CARGO_TARGET_DIR:-$root/target}/debug/ferry-lab
     fi
-    "$FERRY_LAB" "$@"
+    echo "$FERRY_LAB"
 }
 
 # lab_server KIND DIR [ferry-lab options...]: runs `ferry-lab KIND` in the background with its
@@ -23,9 +23,13 @@ ferry_lab() {
 lab_server() {
     local kind=$1 dir=$2
     shift 2
+    local lab
+    lab=$(ferry_lab_path) || return 1
+    FERRY_LAB=$lab
     mkdir -p "$dir"
     rm -f "$dir/address"
-    ferry_lab "$kind" --dir "$dir" --ready-file "$dir/address" "$@" >"$dir/ferry-lab.log" 2>&1 &
+    # Started directly, so that its pid is ferry-lab's own: SIGTERM to it stops the server.
+    "$lab" "$kind" --dir "$dir" --ready-file "$dir/address" "$@" >"$dir/ferry-lab.log" 2>&1 &
     local pid=$!
     echo "$pid" >"$dir/server.pid"
     for _ in $(seq 1 "${TRIES:-240}"); do
@@ -43,5 +47,12 @@ stop_lab_server() {
     local pid
     pid=$(cat "$1/server.pid" 2>/dev/null) || return 0
     kill "$pid" 2>/dev/null || true
+    # `wait` only knows this shell's children; poll for the others.
     wait "$pid" 2>/dev/null || true
+    for _ in $(seq 1 60); do
+        kill -0 "$pid" 2>/dev/null || return 0
+        sleep 0.5
+    done
+    echo "ferry-lab (pid $pid) did not stop within 30 s" >&2
+    return 1
 }
