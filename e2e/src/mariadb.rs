@@ -66,14 +66,7 @@ impl MariaDb {
 
     /// Starts a server as `options` say, retrying on another port if the chosen one was taken.
     pub async fn start(options: MariaDbOptions) -> Result<Self> {
-        let mut last_error = None;
-        for _ in 0..options.placement.attempts() {
-            match Self::start_once(&options).await {
-                Ok(server) => return Ok(server),
-                Err(e) => last_error = Some(e),
-            }
-        }
-        Err(last_error.expect("at least one attempt"))
+        options.placement.start(async || Self::start_once(&options).await).await
     }
 
     async fn start_once(options: &MariaDbOptions) -> Result<Self> {

@@ -23,9 +23,21 @@ pub struct Placement {
 }
 
 impl Placement {
-    /// How many starts to try: a fixed port is not changed on a race.
-    pub(crate) fn attempts(&self) -> usize {
-        if self.port.is_some() { 1 } else { START_ATTEMPTS }
+    /// Runs `start_once` until a server starts: on a free port up to three times (another
+    /// process may take the port first), on a fixed one once.
+    pub(crate) async fn start<T>(
+        &self,
+        mut start_once: impl AsyncFnMut() -> crate::Result<T>,
+    ) -> crate::Result<T> {
+        let attempts = if self.port.is_some() { 1 } else { START_ATTEMPTS };
+        let mut last_error = None;
+        for _ in 0..attempts {
+            match start_once().await {
+                Ok(server) => return Ok(server),
+                Err(e) => last_error = Some(e),
+            }
+        }
+        Err(last_error.expect("at least one attempt"))
     }
 
     /// The server's new directory, named `prefix` and random characters.

@@ -58,14 +58,7 @@ impl TiDb {
     /// Starts a server where `placement` says.
     pub async fn start_at(placement: &Placement) -> Result<Self> {
         let binary = go_tool("tidb-server", TIDB_VERSION)?;
-        let mut last_error = None;
-        for _ in 0..placement.attempts() {
-            match Self::start_once(&binary, placement).await {
-                Ok(server) => return Ok(server),
-                Err(e) => last_error = Some(e),
-            }
-        }
-        Err(last_error.expect("at least one attempt"))
+        placement.start(async || Self::start_once(&binary, placement).await).await
     }
 
     async fn start_once(binary: &Path, placement: &Placement) -> Result<Self> {

@@ -102,7 +102,7 @@ async fn ferry_lab_runs_one_server_where_a_script_says() -> anyhow::Result<()> {
     let sql = "SELECT CONCAT_WS(',', @@log_bin, @@binlog_format, @@max_connections)";
     let settings: Option<String> =
         mysql_async::prelude::Queryable::query_first(&mut conn, sql).await?;
-    assert_eq!(settings.as_deref(), Some("1,ROW,77"));
+    assert_eq!(settings.as_deref(), Some("ON,ROW,77"));
     conn.disconnect().await?;
     let server_dirs = || std::fs::read_dir(dir.path()).map(|d| d.flatten().count());
     assert_eq!(server_dirs()?, 2, "the address file and the server's directory");
