@@ -82,14 +82,17 @@ async fn ferry_lab_runs_one_server_where_a_script_says() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let ready = dir.path().join("address");
     let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-    let mut lab = std::process::Command::new(env!("CARGO_BIN_EXE_ferry-lab"))
+    let lab = std::process::Command::new(env!("CARGO_BIN_EXE_ferry-lab"))
         .args(["mariadb", "--role", "source", "--port", &port.to_string(), "--dir"])
         .arg(dir.path())
         .arg("--ready-file")
         .arg(&ready)
         .args(["--", "--max-connections=77"])
         .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
         .spawn()?;
+    let mut lab = KillOnDrop(lab);
+    let lab = &mut lab.0;
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
     while !ready.exists() {
         assert!(lab.try_wait()?.is_none(), "ferry-lab mariadb exited before the server answered");
@@ -114,4 +117,14 @@ async fn ferry_lab_runs_one_server_where_a_script_says() -> anyhow::Result<()> {
     assert_eq!(server_dirs()?, 1, "the server's directory is removed");
     assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_err(), "port {port} answers");
     Ok(())
+}
+
+/// A child process killed when a failing assertion unwinds past it.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
