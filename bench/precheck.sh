@@ -30,33 +30,22 @@ if [[ -z "${FERRY:-}" ]]; then
     FERRY="${CARGO_TARGET_DIR:-$ROOT/target}/release/ferry"
 fi
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+# shellcheck source=bench/lab.sh
+. "$ROOT/bench/lab.sh"
 
-# start NAME PORT EXTRA_ARGS...: a server from a fresh data directory, ready when this returns.
+# start NAME ROLE EXTRA_ARGS...: a server started by ferry-lab as the tests start it, in
+# $WORK/NAME (its HOST:PORT in $WORK/NAME/address), ready when this returns.
 start() {
-    local name=$1 port=$2; shift 2
-    local dir="$WORK/$name"
-    mkdir -p "$dir/binlog"
-    mariadb-install-db --no-defaults --datadir="$dir/data" --auth-root-authentication-method=normal \
-        --skip-test-db --user=root >"$dir/install.log" 2>&1
-    /usr/sbin/mariadbd --no-defaults --datadir="$dir/data" --socket="$dir/sock" \
-        --pid-file="$dir/pid" --port="$port" --bind-address=127.0.0.1 --user=root \
-        --skip-name-resolve --innodb-buffer-pool-size=256M --innodb-flush-log-at-trx-commit=0 \
-        --max-connections=500 "$@" >"$dir/error.log" 2>&1 &
-    PIDS+=($!)
-    for _ in $(seq 1 300); do
-        mariadb -h127.0.0.1 -P"$port" -uroot -e 'SELECT 1' >/dev/null 2>&1 && return 0
-        sleep 0.2
-    done
-    echo "$name did not start; see $dir/error.log" >&2
-    exit 1
+    local name=$1 role=$2; shift 2
+    lab_server mariadb "$WORK/$name" --role "$role" -- --innodb-buffer-pool-size=256M \
+        --innodb-flush-log-at-trx-commit=0 "$@" || exit 1
+    PIDS+=("$(cat "$WORK/$name/server.pid")")
 }
 
-SRC_PORT=$(free_port)
-start source "$SRC_PORT" --log-bin="$WORK/source/binlog/mysql-bin" --server-id=1 \
-    --binlog-format=ROW --binlog-row-image=FULL --expire-logs-days=7
-DST_PORT=$(free_port)
-start target "$DST_PORT" --skip-log-bin
+start source source --server-id=1
+start target target
+SRC_PORT=$(cut -d: -f2 "$WORK/source/address")
+DST_PORT=$(cut -d: -f2 "$WORK/target/address")
 
 # The schema: TABLES tables spread over SCHEMAS schemas.
 schema_sql() {

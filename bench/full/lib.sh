@@ -1,62 +1,29 @@
 # Shell helpers shared by bench/full-copy*.sh and dev/quickstart.sh: throwaway MariaDB (and TiDB) servers in
 # a directory of their own (own datadir, socket and port; root without a password over TCP),
-# the way the test harness (e2e/src/mariadb.rs) starts them. Source this file.
+# started by the test harness's `ferry-lab` (bench/lab.sh) as the tests start them. Source this file.
 
-# A free TCP port on 127.0.0.1.
-free_port() {
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
+# shellcheck source=bench/lab.sh
+. "$(dirname "${BASH_SOURCE[0]}")/../lab.sh"
 
-# Waits up to TRIES half-seconds for the server on PORT to answer, then creates the `ferry` user;
-# else prints the last lines of its LOGS and fails. Usage: await_server PORT TRIES WHAT LOGS...
-await_server() {
-    local port=$1 tries=$2 what=$3
-    shift 3
-    for _ in $(seq 1 "$tries"); do
-        if mariadb -h127.0.0.1 -P"$port" -uroot -e 'SELECT 1' >/dev/null 2>&1; then
-            mariadb -h127.0.0.1 -P"$port" -uroot -e \
-                "CREATE USER ferry@'%' IDENTIFIED BY 'ferry-pw'; GRANT ALL ON *.* TO ferry@'%'"
-            return 0
-        fi
-        sleep 0.5
-    done
-    echo "$what did not start; its log:" >&2
-    tail -20 "$@" >&2
-    return 1
+# create_ferry_user PORT: the user `ferry` (password ferry-pw, every privilege) on the server.
+create_ferry_user() {
+    mariadb -h127.0.0.1 -P"$1" -uroot -e \
+        "CREATE USER ferry@'%' IDENTIFIED BY 'ferry-pw'; GRANT ALL ON *.* TO ferry@'%'"
 }
 
 # start_mariadb DIR PORT ROLE [extra mariadbd args...]; ROLE is source (binlog on) or target.
 start_mariadb() {
     local dir=$1 port=$2 role=$3
     shift 3
-    mkdir -p "$dir/data" "$dir/binlog"
-    mariadb-install-db --no-defaults --datadir="$dir/data" --user=root \
-        --auth-root-authentication-method=normal --skip-test-db >"$dir/install.log" 2>&1 || {
-        cat "$dir/install.log" >&2
-        return 1
-    }
-    local role_args=(--skip-log-bin)
-    if [ "$role" = source ]; then
-        role_args=(--log-bin="$dir/binlog/mysql-bin" --server-id="$port" --binlog-format=ROW
-            --binlog-row-image=FULL)
-    fi
-    /usr/sbin/mariadbd --no-defaults --datadir="$dir/data" --socket="$dir/mysqld.sock" \
-        --pid-file="$dir/mysqld.pid" --port="$port" --bind-address=127.0.0.1 --user=root \
-        --skip-name-resolve --innodb-flush-log-at-trx-commit=2 --max-connections=500 \
-        --character-set-server=utf8mb4 --collation-server=utf8mb4_general_ci \
-        --secure-file-priv="" --log-error="$dir/error.log" "${role_args[@]}" "$@" \
-        >"$dir/stdout.log" 2>&1 &
-    echo $! >"$dir/server.pid"
-    await_server "$port" 120 "MariaDB in $dir" "$dir/error.log"
+    # MariaDB's own buffer pool and redo log sizes, as these benchmarks always measured with
+    # (the tests' servers are smaller).
+    TRIES=120 lab_server mariadb "$dir" --port "$port" --role "$role" -- \
+        --innodb-buffer-pool-size=128M --innodb-log-file-size=96M "$@" &&
+        create_ferry_user "$port"
 }
 
 # stop_mariadb DIR: stops the server started in DIR.
-stop_mariadb() {
-    local pid
-    pid=$(cat "$1/server.pid" 2>/dev/null) || return 0
-    kill "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-}
+stop_mariadb() { stop_lab_server "$1"; }
 
 # write_job FILE SOURCE_PORT TARGET_PORT DATABASE [MODE]: a manifest for `ferry migrate`.
 write_job() {
@@ -113,28 +80,14 @@ ANALYZE TABLE wide;
 SQL
 }
 
-# start_tidb DIR BINARY PORT: a TiDB server on the embedded unistore engine (no PD, no TiKV), the
-# way the test harness (e2e/src/tidb.rs) starts it; its status port is written to DIR/status-port.
+# start_tidb DIR BINARY PORT: a TiDB server on the embedded unistore engine (no PD, no TiKV),
+# started by ferry-lab as the tests start it (BINARY is the harness's tidb-server; kept for the
+# callers).
 start_tidb() {
-    local dir=$1 binary=$2 port=$3 status
-    status=$(free_port)
-    mkdir -p "$dir/tmp"
-    echo "$status" >"$dir/status-port"
-    cat >"$dir/tidb.toml" <<TOML
-tmp-storage-path = "$dir/tmp"
-[log]
-slow-query-file = "$dir/slow.log"
-[log.file]
-filename = "$dir/tidb.log"
-[performance]
-force-init-stats = false
-TOML
-    "$binary" -store unistore -path "$dir/data" -host 127.0.0.1 -P "$port" \
-        -status "$status" -status-host 127.0.0.1 -socket "$dir/tidb.sock" \
-        -config "$dir/tidb.toml" -L warn >"$dir/stderr.log" 2>&1 &
-    echo $! >"$dir/server.pid"
-    await_server "$port" 240 "TiDB in $dir" "$dir/tidb.log" "$dir/stderr.log"
+    local dir=$1 port=$3
+    TRIES=240 lab_server tidb "$dir" --port "$port" --status-port-file "$dir/status-port" &&
+        create_ferry_user "$port"
 }
 
 # stop_tidb DIR: stops the server started in DIR.
-stop_tidb() { stop_mariadb "$1"; }
+stop_tidb() { stop_lab_server "$1"; }

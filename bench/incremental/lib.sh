@@ -2,29 +2,24 @@
 
 log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+# shellcheck source=bench/lab.sh
+. "$(dirname "${BASH_SOURCE[0]}")/../lab.sh"
 
 port() { cat "$WORK/$1/port"; }
 
-# start_server NAME SERVER_ID ARGS...: a throwaway mariadbd in $WORK/NAME.
+# start_server NAME SERVER_ID ARGS...: a throwaway MariaDB in $WORK/NAME, started by ferry-lab
+# (bench/lab.sh) as the tests start it, with the benchmark's settings on top; its port in
+# $WORK/NAME/port.
 start_server() {
   local name=$1 id=$2; shift 2
   local dir="$WORK/$name"
   mkdir -p "$dir"
   free_port >"$dir/port"
-  # Each install gets its own tmpdir: three bootstraps sharing /tmp failed now and then.
-  mariadb-install-db --no-defaults --datadir="$dir/data" --auth-root-authentication-method=normal \
-    --skip-test-db --tmpdir="$dir" >"$dir/install.log" 2>&1
-  mariadbd --no-defaults --datadir="$dir/data" --port="$(port "$name")" --bind-address=127.0.0.1 \
-    --socket="$dir/sock" --pid-file="$dir/pid" --log-error="$dir/error.log" --server-id="$id" \
-    --innodb-buffer-pool-size=1G --innodb-flush-log-at-trx-commit=2 --sync-binlog=0 \
-    --max-connections=500 --user=root "$@" &
-  echo $! >"$dir/server.pid"
-  for _ in $(seq 1 300); do
-    mariadb -uroot -h127.0.0.1 -P"$(port "$name")" -e 'SELECT 1' >/dev/null 2>&1 && return 0
-    sleep 0.2
-  done
-  log "$name did not start:"; cat "$dir/error.log" >&2; return 1
+  # A server given a binary log is a source (ROW, FULL images); the others are targets.
+  local role=target
+  [[ " $* " == *" --log-bin"* ]] && role=source
+  TRIES=150 lab_server mariadb "$dir" --port "$(port "$name")" --role "$role" -- --server-id="$id" \
+    --innodb-buffer-pool-size=1G --innodb-flush-log-at-trx-commit=2 --sync-binlog=0 "$@"
 }
 
 sql() { mariadb -uroot -h127.0.0.1 -P"$(port "$1")" -N -B -e "$2"; }

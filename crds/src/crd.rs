@@ -1,6 +1,6 @@
 //! The CustomResourceDefinitions. Their rules (CEL validation with messages, patterns, bounds,
 //! list-map markers) are declared on the fields and types with `#[x_kube(...)]` and
-//! `#[schemars(...)]`; one is added here, see [`migration_job`].
+//! `#[schemars(...)]`; this module holds the patterns they share and writes the YAML.
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::CustomResourceExt;
@@ -48,40 +48,29 @@ pub fn migration_source() -> CustomResourceDefinition {
     MigrationSource::crd()
 }
 
-/// The MigrationJob CRD. The GTID pattern of `spec.incremental.start.gtidSet` is added here:
-/// `BinlogPosition` also types the positions the worker reports in the status, which the pattern
-/// must not constrain, and an attribute can only go on the type's field.
+/// The MigrationJob CRD.
 pub fn migration_job() -> CustomResourceDefinition {
-    let mut crd = MigrationJob::crd();
-    patch_schema(&mut crd, |root| {
-        let start = child(root, &["spec", "incremental", "start", "gtidSet"]);
-        set(start, "pattern", json!(gtid_set_pattern()));
-    });
-    crd
+    MigrationJob::crd()
 }
 
-fn patch_schema(crd: &mut CustomResourceDefinition, patch: impl FnOnce(&mut Value)) {
-    let version = &mut crd.spec.versions[0];
-    let schema = version
-        .schema
-        .as_mut()
-        .and_then(|s| s.open_api_v3_schema.as_mut())
-        .expect("kube generates a schema for every version");
-    let mut root = serde_json::to_value(&*schema).expect("schema serializes");
-    patch(&mut root);
-    *schema = serde_json::from_value(root).expect("patched schema deserializes");
-}
-
-/// The schema node of a nested property; panics on a path the types do not have, which a test
-/// catches at once.
-fn child<'a>(node: &'a mut Value, path: &[&str]) -> &'a mut Value {
-    path.iter().fold(node, |node, name| {
-        node.get_mut("properties")
-            .and_then(|p| p.get_mut(*name))
-            .unwrap_or_else(|| panic!("schema has no property {name}"))
-    })
-}
-
-fn set(node: &mut Value, key: &str, value: Value) {
-    node.as_object_mut().expect("schema node is an object").insert(key.to_string(), value);
+/// Puts [`gtid_set_pattern`] on the `gtidSet` property of a start position's schema (the
+/// `#[schemars(transform)]` of `spec.incremental.start`), wherever its generated schema nests
+/// the properties (a nullable object, or one alternative of a union).
+pub fn gtid_set_pattern_on_start(schema: &mut schemars::Schema) {
+    fn visit(node: &mut Value, found: &mut bool) {
+        if let Some(gtid) = node.pointer_mut("/properties/gtidSet").and_then(Value::as_object_mut) {
+            gtid.insert("pattern".into(), json!(gtid_set_pattern()));
+            *found = true;
+        }
+        match node {
+            Value::Object(map) => map.values_mut().for_each(|v| visit(v, found)),
+            Value::Array(items) => items.iter_mut().for_each(|v| visit(v, found)),
+            _ => {}
+        }
+    }
+    let mut found = false;
+    let mut root = schema.as_value().clone();
+    visit(&mut root, &mut found);
+    assert!(found, "the start position's schema has no gtidSet property: {root}");
+    *schema = schemars::Schema::try_from(root).expect("a schema stays a schema");
 }

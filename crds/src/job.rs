@@ -224,6 +224,9 @@ pub struct IncrementalSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[x_kube(validation = Rule::new("(has(self.file) && has(self.pos)) != has(self.gtidSet)")
         .message("start needs either file and pos, or gtidSet, not both"))]
+    // The GTID set pattern is this field's alone: `BinlogPosition` also types the positions
+    // the worker reports in the status, which it must not constrain.
+    #[schemars(transform = crate::crd::gtid_set_pattern_on_start)]
     pub start: Option<BinlogPosition>,
 }
 

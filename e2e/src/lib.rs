@@ -28,6 +28,7 @@ pub use fault::{FaultProxy, Faults};
 pub use manifest::JobManifest;
 pub use mariadb::{MariaDb, MariaDbOptions, Role};
 pub use mysql::{MySql, MySqlOptions};
+pub use ports::Placement;
 pub use source::{Source, SourceKind};
 pub use tidb::{SqlServer, TIDB_VERSION, Target, TargetKind, TiDb, start_target};
 

@@ -7,8 +7,9 @@ use std::time::Duration;
 
 use crate::SqlServer;
 
+use crate::ports::Placement;
 use crate::ready::Starting;
-use crate::{HarnessError, Result, io_err, ports::free_port};
+use crate::{HarnessError, Result, io_err};
 
 /// What a server is for; decides its binlog settings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,11 +26,14 @@ pub enum Role {
 pub struct MariaDbOptions {
     pub role: Role,
     pub extra_args: Vec<String>,
+    /// Where the server runs; default: a free port in a new directory under the system's
+    /// temporary directory.
+    pub placement: Placement,
 }
 
 impl MariaDbOptions {
     pub fn new(role: Role) -> Self {
-        Self { role, extra_args: Vec::new() }
+        Self { role, extra_args: Vec::new(), placement: Placement::default() }
     }
 
     pub fn arg(mut self, arg: impl Into<String>) -> Self {
@@ -48,7 +52,6 @@ pub struct MariaDb {
 }
 
 const START_TIMEOUT: Duration = Duration::from_secs(60);
-const START_ATTEMPTS: usize = 3;
 
 impl MariaDb {
     /// A source server: binlog on in ROW format with full row images.
@@ -63,24 +66,14 @@ impl MariaDb {
 
     /// Starts a server as `options` say, retrying on another port if the chosen one was taken.
     pub async fn start(options: MariaDbOptions) -> Result<Self> {
-        let mut last_error = None;
-        for _ in 0..START_ATTEMPTS {
-            match Self::start_once(&options).await {
-                Ok(server) => return Ok(server),
-                Err(e) => last_error = Some(e),
-            }
-        }
-        Err(last_error.expect("at least one attempt"))
+        options.placement.start(async || Self::start_once(&options).await).await
     }
 
     async fn start_once(options: &MariaDbOptions) -> Result<Self> {
-        let dir = tempfile::Builder::new()
-            .prefix("ferry-mariadb-")
-            .tempdir()
-            .map_err(io_err("create server directory"))?;
+        let dir = options.placement.directory("ferry-mariadb-")?;
         let data = dir.path().join("data");
         copy_dir(template_datadir()?, &data)?;
-        let port = free_port().map_err(io_err("find a free port"))?;
+        let port = options.placement.port()?;
         let child = spawn(dir.path(), port, options)?;
         let mut server = Self { child, dir, port, role: options.role, options: options.clone() };
         server.wait_ready().await?;

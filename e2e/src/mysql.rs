@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use mysql_async::prelude::Queryable;
 
 use crate::mariadb::{MariaDbOptions, Role, copy_dir};
+use crate::ports::Placement;
 use crate::ready::Starting;
 use crate::{HarnessError, Result, SqlServer, io_err, ports::free_port};
 
@@ -25,7 +26,6 @@ use crate::{HarnessError, Result, SqlServer, io_err, ports::free_port};
 pub type MySqlOptions = MariaDbOptions;
 
 const START_TIMEOUT: Duration = Duration::from_secs(90);
-const START_ATTEMPTS: usize = 3;
 
 /// A running MySQL server in the chroot.
 pub struct MySql {
@@ -50,14 +50,7 @@ impl MySql {
 
     /// Starts a server as `options` say, retrying on another port if the chosen one was taken.
     pub async fn start(options: MySqlOptions) -> Result<Self> {
-        let mut last_error = None;
-        for _ in 0..START_ATTEMPTS {
-            match Self::start_once(&options).await {
-                Ok(server) => return Ok(server),
-                Err(e) => last_error = Some(e),
-            }
-        }
-        Err(last_error.expect("at least one attempt"))
+        Placement::default().start(async || Self::start_once(&options).await).await
     }
 
     async fn start_once(options: &MySqlOptions) -> Result<Self> {
@@ -374,6 +367,6 @@ impl SqlServer for MySql {
         MySql::port(self)
     }
     fn opts_for(&self, user: &str, password: &str) -> mysql_async::Opts {
-        crate::tidb::loopback_opts(self.port(), user, password)
+        crate::ports::loopback_opts(self.port(), user, password)
     }
 }

@@ -7,7 +7,8 @@ use std::time::{Duration, Instant};
 use mysql_async::Conn;
 use mysql_async::prelude::Queryable;
 
-use crate::{HarnessError, Result, tidb::loopback_opts};
+use crate::ports::loopback_opts;
+use crate::{HarnessError, Result};
 
 /// A server process that was just spawned and is not known to answer yet.
 pub(crate) struct Starting<'a> {
@@ -20,12 +21,34 @@ pub(crate) struct Starting<'a> {
 
 impl Starting<'_> {
     /// Waits until root can log in on the port and the server reports a `@@datadir` that
-    /// `is_ours` accepts. Another test's server may take the port between `free_port` and our
-    /// bind: then ours fails to bind and exits, which ends the wait with an error (and `start`
-    /// tries another port) instead of declaring the other server ready.
+    /// `is_ours` accepts (MariaDB, MySQL, TiDB).
     pub async fn wait_until_ours(
         self,
         is_ours: impl Fn(&str) -> bool,
+        log: impl Fn() -> String,
+    ) -> Result<()> {
+        let port = self.port;
+        self.wait_until(async || datadir(port).await.is_some_and(|d| is_ours(&d)), log).await
+    }
+
+    /// Waits until `answers` (a health check on the port) succeeds and the socket listening on
+    /// the port is our process's, for servers that cannot name their data directory (etcd).
+    pub async fn wait_until_own_socket_answers(
+        self,
+        answers: impl AsyncFn() -> bool,
+        log: impl Fn() -> String,
+    ) -> Result<()> {
+        let (pid, port) = (self.child.id(), self.port);
+        self.wait_until(async || listens_on(pid, port) && answers().await, log).await
+    }
+
+    /// The one readiness loop: `ready` must confirm that the server answering is ours.
+    /// Another test's server may take the port between `free_port` and our bind: then ours
+    /// fails to bind and exits, which ends the wait with an error (and `start` tries another
+    /// port) instead of declaring the other server ready.
+    async fn wait_until(
+        self,
+        ready: impl AsyncFn() -> bool,
         log: impl Fn() -> String,
     ) -> Result<()> {
         let deadline = Instant::now() + self.timeout;
@@ -37,7 +60,7 @@ impl Starting<'_> {
                     log()
                 )));
             }
-            if datadir(self.port).await.is_some_and(|d| is_ours(&d)) {
+            if ready().await {
                 return Ok(());
             }
             if Instant::now() > deadline {
@@ -51,6 +74,28 @@ impl Starting<'_> {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
+}
+
+/// Whether process `pid` holds the socket listening on loopback `port` (from `/proc/net/tcp*`
+/// and the process's descriptors).
+fn listens_on(pid: u32, port: u16) -> bool {
+    let wanted = format!(":{port:04X}");
+    let mut inodes = Vec::new();
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let text = std::fs::read_to_string(table).unwrap_or_default();
+        for line in text.lines().skip(1) {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            // local_address, state 0A (LISTEN), inode.
+            if fields.len() > 9 && fields[1].ends_with(&wanted) && fields[3] == "0A" {
+                inodes.push(format!("socket:[{}]", fields[9]));
+            }
+        }
+    }
+    let Ok(descriptors) = std::fs::read_dir(format!("/proc/{pid}/fd")) else { return false };
+    descriptors.flatten().any(|fd| {
+        std::fs::read_link(fd.path())
+            .is_ok_and(|target| inodes.iter().any(|i| target.as_os_str() == i.as_str()))
+    })
 }
 
 /// The `@@datadir` of the server answering on `port` as root, if one does.

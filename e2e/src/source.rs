@@ -23,10 +23,10 @@ impl SourceKind {
 
     /// The MigrationSource `spec.type` that declares a server of this kind: MariaDB, or MySQL
     /// run by its user (`SelfManaged`).
-    pub fn manifest_type(self) -> &'static str {
+    pub fn source_type(self) -> ferry_crds::source::SourceType {
         match self {
-            SourceKind::MariaDb => "MariaDB",
-            SourceKind::MySql => "SelfManaged",
+            SourceKind::MariaDb => ferry_crds::source::SourceType::MariaDB,
+            SourceKind::MySql => ferry_crds::source::SourceType::SelfManaged,
         }
     }
 

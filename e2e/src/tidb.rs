@@ -14,8 +14,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use mysql_async::prelude::Queryable;
-use mysql_async::{Conn, Opts, OptsBuilder};
+use mysql_async::{Conn, Opts};
 
+use crate::ports::{Placement, loopback_opts};
 use crate::ready::Starting;
 use crate::{HarnessError, MariaDb, MySql, Result, io_err, ports::free_port};
 
@@ -24,7 +25,6 @@ use crate::{HarnessError, MariaDb, MySql, Result, io_err, ports::free_port};
 pub const TIDB_VERSION: &str = "v1.1.0-beta.0.20260413061245-ae18096e0237";
 
 const START_TIMEOUT: Duration = Duration::from_secs(120);
-const START_ATTEMPTS: usize = 3;
 
 /// The path of a binary built by `dev/build-go-tools.sh`, or an error saying how to build it.
 pub fn go_tool(name: &str, version: &str) -> Result<PathBuf> {
@@ -52,24 +52,19 @@ pub struct TiDb {
 impl TiDb {
     /// Starts a server, retrying on other ports if the chosen ones were taken.
     pub async fn start() -> Result<Self> {
-        let binary = go_tool("tidb-server", TIDB_VERSION)?;
-        let mut last_error = None;
-        for _ in 0..START_ATTEMPTS {
-            match Self::start_once(&binary).await {
-                Ok(server) => return Ok(server),
-                Err(e) => last_error = Some(e),
-            }
-        }
-        Err(last_error.expect("at least one attempt"))
+        Self::start_at(&Placement::default()).await
     }
 
-    async fn start_once(binary: &Path) -> Result<Self> {
+    /// Starts a server where `placement` says.
+    pub async fn start_at(placement: &Placement) -> Result<Self> {
+        let binary = go_tool("tidb-server", TIDB_VERSION)?;
+        placement.start(async || Self::start_once(&binary, placement).await).await
+    }
+
+    async fn start_once(binary: &Path, placement: &Placement) -> Result<Self> {
         let started = Instant::now();
-        let dir = tempfile::Builder::new()
-            .prefix("ferry-tidb-")
-            .tempdir()
-            .map_err(io_err("create server directory"))?;
-        let port = free_port().map_err(io_err("find a free port"))?;
+        let dir = placement.directory("ferry-tidb-")?;
+        let port = placement.port()?;
         let status_port = free_port().map_err(io_err("find a free port"))?;
         write_config(dir.path())?;
         let child = spawn(binary, dir.path(), port, status_port)?;
@@ -287,17 +282,6 @@ pub trait SqlServer: Send + Sync {
         let (opts, sql) = (self.opts(), create_user_sql(user, password, privileges));
         async move { exec_with(opts, &sql).await }
     }
-}
-
-/// TCP connection options to a harness server (never its socket).
-pub(crate) fn loopback_opts(port: u16, user: &str, password: &str) -> Opts {
-    OptsBuilder::default()
-        .ip_or_hostname("127.0.0.1")
-        .tcp_port(port)
-        .user(Some(user))
-        .pass(Some(password))
-        .prefer_socket(false)
-        .into()
 }
 
 impl SqlServer for MariaDb {

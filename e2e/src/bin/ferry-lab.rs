@@ -45,6 +45,41 @@ enum Command {
     /// Print `export` lines for a running lab's kubeconfig, kubectl and servers, for
     /// `eval "$(ferry-lab env)"`.
     Env,
+    /// Run one MariaDB server the way the tests start it, until SIGTERM or Ctrl-C.
+    Mariadb(ServerArgs),
+    /// Run one TiDB server (unistore) the way the tests start it, until SIGTERM or Ctrl-C.
+    Tidb(ServerArgs),
+}
+
+/// One server for a script (the benchmarks, dev/quickstart.sh): it prints `HOST:PORT` once the
+/// server answers, and writes it to `--ready-file` too.
+#[derive(clap::Args)]
+struct ServerArgs {
+    /// The port to listen on (loopback); default: a free one.
+    #[arg(long)]
+    port: Option<u16>,
+    /// `source` (binary log on, ROW, FULL images) or `target`; MariaDB only.
+    #[arg(long, value_enum, default_value = "target")]
+    role: ServerRole,
+    /// The directory the server's own directory (data, logs) is made in, removed on exit.
+    #[arg(long)]
+    dir: Option<PathBuf>,
+    /// A file to write `HOST:PORT` to once the server answers.
+    #[arg(long)]
+    ready_file: Option<PathBuf>,
+    /// A file to write TiDB's status port to (TiDB only).
+    #[arg(long)]
+    status_port_file: Option<PathBuf>,
+    /// More server arguments, after the harness's own (MariaDB only), e.g.
+    /// `-- --innodb-buffer-pool-size=1G`.
+    #[arg(last = true)]
+    server_args: Vec<String>,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum ServerRole {
+    Source,
+    Target,
 }
 
 #[derive(clap::Args)]
@@ -226,7 +261,62 @@ fn main() -> anyhow::Result<()> {
         Command::Down => down(&lab),
         Command::Status => status(&lab),
         Command::Env => env(&lab),
+        Command::Mariadb(args) => serve(args, Server::MariaDb),
+        Command::Tidb(args) => serve(args, Server::TiDb),
     }
+}
+
+enum Server {
+    MariaDb,
+    TiDb,
+}
+
+/// Starts one server, announces its address, and keeps it until SIGTERM or SIGINT.
+fn serve(args: ServerArgs, kind: Server) -> anyhow::Result<()> {
+    let placement = ferry_e2e::Placement { port: args.port, parent: args.dir.clone() };
+    let runtime = tokio::runtime::Runtime::new().context("start the async runtime")?;
+    runtime.block_on(async {
+        let mut terminate =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        let (server, address): (Box<dyn std::any::Any>, String) = match kind {
+            Server::MariaDb => {
+                let role = match args.role {
+                    ServerRole::Source => ferry_e2e::Role::Source,
+                    ServerRole::Target => ferry_e2e::Role::Target,
+                };
+                let mut options = ferry_e2e::MariaDbOptions::new(role);
+                options.extra_args = args.server_args.clone();
+                options.placement = placement;
+                let server = MariaDb::start(options).await.context("start MariaDB")?;
+                let address = format!("{}:{}", server.host(), server.port());
+                (Box::new(server), address)
+            }
+            Server::TiDb => {
+                if !args.server_args.is_empty() {
+                    bail!("tidb takes no server arguments: {:?}", args.server_args);
+                }
+                let server = TiDb::start_at(&placement).await.context("start TiDB")?;
+                if let Some(file) = &args.status_port_file {
+                    std::fs::write(file, format!("{}\n", server.status_port()))
+                        .with_context(|| format!("write {}", file.display()))?;
+                }
+                let address = format!("{}:{}", server.host(), server.port());
+                (Box::new(server), address)
+            }
+        };
+        if let Some(file) = &args.ready_file {
+            std::fs::write(file, format!("{address}\n"))
+                .with_context(|| format!("write {}", file.display()))?;
+        }
+        println!("{address}");
+        tokio::select! {
+            _ = terminate.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+        // Dropping the handle stops the server and removes its directory.
+        drop(server);
+        Ok(())
+    })
 }
 
 fn up(lab: &Lab, args: UpArgs) -> anyhow::Result<()> {

@@ -20,6 +20,7 @@ use kube::{Client, Config};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::certs::{ADMIN_USER, Pki};
+use crate::ready::Starting;
 use crate::{HarnessError, Result, io_err, ports::free_port};
 
 /// The `k8s.io/kubernetes` version `dev/build-go-tools.sh` builds (its `KUBE_VERSION`; a test
@@ -469,23 +470,15 @@ pub(crate) fn write_kubeconfig(path: &Path, port: u16, ca: &Path, user: User<'_>
     std::fs::write(path, yaml).map_err(io_err(format!("write {}", path.display())))
 }
 
+/// Waits until the etcd we started (not another test's on the same port) reports itself healthy.
 async fn wait_etcd(etcd: &mut Process, port: u16) -> Result<()> {
-    let deadline = Instant::now() + START_TIMEOUT;
-    loop {
-        etcd.check_alive()?;
-        if let Ok(body) = http_get(port, "/health").await
-            && body.contains("\"health\":\"true\"")
-        {
-            return Ok(());
-        }
-        if Instant::now() > deadline {
-            return Err(HarnessError::Start(format!(
-                "etcd not healthy within {START_TIMEOUT:?}; its log:\n{}",
-                etcd.log_tail()
-            )));
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let log = etcd.log.clone();
+    let starting =
+        Starting { program: "etcd", child: &mut etcd.child, port, timeout: START_TIMEOUT };
+    let healthy = async || {
+        http_get(port, "/health").await.is_ok_and(|body| body.contains("\"health\":\"true\""))
+    };
+    starting.wait_until_own_socket_answers(healthy, || tail(&log, 6000)).await
 }
 
 /// A plain HTTP/1.0 GET on loopback, for etcd's health endpoint.

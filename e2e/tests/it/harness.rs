@@ -73,3 +73,58 @@ async fn a_dropped_server_stops_and_leaves_no_directory() -> anyhow::Result<()> 
     );
     Ok(())
 }
+
+/// `ferry-lab mariadb`, as the benchmark scripts use it (bench/lab.sh): a source on the port
+/// and under the directory given, with the extra server arguments on top of the role's, its
+/// address written once it answers; SIGTERM stops it and removes its directory.
+#[tokio::test]
+async fn ferry_lab_runs_one_server_where_a_script_says() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let ready = dir.path().join("address");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let lab = std::process::Command::new(env!("CARGO_BIN_EXE_ferry-lab"))
+        .args(["mariadb", "--role", "source", "--port", &port.to_string(), "--dir"])
+        .arg(dir.path())
+        .arg("--ready-file")
+        .arg(&ready)
+        .args(["--", "--max-connections=77"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()?;
+    let mut lab = KillOnDrop(lab);
+    let lab = &mut lab.0;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while !ready.exists() {
+        assert!(lab.try_wait()?.is_none(), "ferry-lab mariadb exited before the server answered");
+        assert!(std::time::Instant::now() < deadline, "no address within 120 s");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    assert_eq!(std::fs::read_to_string(&ready)?.trim(), format!("127.0.0.1:{port}"));
+    let url = format!("mysql://root@127.0.0.1:{port}");
+    let mut conn = mysql_async::Conn::new(mysql_async::Opts::from_url(&url)?).await?;
+    let sql = "SELECT CONCAT_WS(',', @@log_bin, @@binlog_format, @@max_connections)";
+    let settings: Option<String> =
+        mysql_async::prelude::Queryable::query_first(&mut conn, sql).await?;
+    assert_eq!(settings.as_deref(), Some("ON,ROW,77"));
+    conn.disconnect().await?;
+    let server_dirs = || std::fs::read_dir(dir.path()).map(|d| d.flatten().count());
+    assert_eq!(server_dirs()?, 2, "the address file and the server's directory");
+
+    // SAFETY: kill(2) on our own child, not yet reaped.
+    unsafe { libc::kill(lab.id() as libc::pid_t, libc::SIGTERM) };
+    let status = lab.wait()?;
+    assert!(status.success(), "ferry-lab mariadb ended with {status}");
+    assert_eq!(server_dirs()?, 1, "the server's directory is removed");
+    assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_err(), "port {port} answers");
+    Ok(())
+}
+
+/// A child process killed when a failing assertion unwinds past it.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}

@@ -22,12 +22,14 @@ use cluster::{
     Cluster, Install, ONE_CLUSTER_AT_A_TIME, OPERATOR_NAMESPACE, create_secret, job_object, phase,
     reason, source_object, wait_for,
 };
-use ferry_crds::cutover::CutoverState;
+use ferry_crds::cutover::{CutoverSpec, CutoverState};
+use ferry_crds::job::MigrationMode::{Full, FullAndIncremental};
+use ferry_crds::job::Tier::{Medium, Small};
 use ferry_crds::job::{MigrationJob, Phase, Stage};
 use ferry_crds::source::{MigrationSource, SourceType};
 use ferry_crds::verification::VerificationState;
-use ferry_e2e::SqlServer;
 use ferry_e2e::{ExternalServer, MariaDb, MySql, TiDb};
+use ferry_e2e::{SqlServer, manifest};
 use k8s_openapi::api::authentication::v1::TokenRequest;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Pod, Secret, ServiceAccount};
@@ -167,7 +169,7 @@ async fn operator_from_deploy_reconciles_sources_jobs_and_rbac() -> anyhow::Resu
     create_secret(&client, namespace, "source", "src-pw").await?;
     create_secret(&client, namespace, "target", "dst-pw").await?;
     let sources: Api<MigrationSource> = Api::namespaced(client.clone(), namespace);
-    sources.create(&PostParams::default(), &source_object(source.port())?).await?;
+    sources.create(&PostParams::default(), &source_object(source.port())).await?;
     let src = wait_for(
         "the MigrationSource becomes Ready",
         STEP,
@@ -187,7 +189,7 @@ async fn operator_from_deploy_reconciles_sources_jobs_and_rbac() -> anyhow::Resu
 
     // A job whose target Secret does not exist waits, saying which Secret is missing.
     let jobs: Api<MigrationJob> = Api::namespaced(client.clone(), namespace);
-    let mut broken = job_object("broken", "Full", "small", target.port())?;
+    let mut broken = job_object("broken", Full, Small, target.port());
     broken.spec.target.password_secret_ref.name = "no-such-secret".into();
     jobs.create(&PostParams::default(), &broken).await?;
     let job = cluster
@@ -200,19 +202,8 @@ async fn operator_from_deploy_reconciles_sources_jobs_and_rbac() -> anyhow::Resu
     assert!(cluster.worker_pods(namespace, "broken").await?.is_empty());
 
     // A Full job into TiDB: the worker is sized by the medium tier and completes the copy.
-    jobs.create(&PostParams::default(), &job_object("copy", "Full", "medium", target.port())?)
-        .await?;
-    let job = cluster
-        .wait_job((namespace, "copy"), "job copy completes", STEP, |j| {
-            matches!(phase(j), Some(Phase::Completed | Phase::Failed))
-        })
-        .await?;
-    assert_eq!(
-        phase(&job),
-        Some(Phase::Completed),
-        "{}",
-        cluster.describe(namespace, "copy").await
-    );
+    let job =
+        cluster.run_job(namespace, &job_object("copy", Full, Medium, target.port()), STEP).await?;
     assert_eq!(job.status.as_ref().and_then(|s| s.stage), Some(Stage::Completed));
     // `kubectl wait --for=condition=Completed` gates on this condition.
     let conditions = job.status.as_ref().map(|s| s.conditions.clone()).unwrap_or_default();
@@ -252,13 +243,17 @@ async fn mysql_source_replicates(
         .await?;
     create_secret(&client, namespace, "source", "mysql-pw").await?;
     create_secret(&client, namespace, "target", "dst-pw").await?;
-    let mut source = source_object(mysql.port())?;
+    let mut source = source_object(mysql.port());
     source.spec.source_type = SourceType::SelfManaged;
     let sources: Api<MigrationSource> = Api::namespaced(client.clone(), namespace);
     sources.create(&PostParams::default(), &source).await?;
-    let mut job = job_object("replicate", "FullAndIncremental", "small", target.port())?;
-    job.spec.objects = serde_json::from_value(json!({"databases": ["orders"]}))?;
-    job.spec.cutover = serde_json::from_value(json!({"caughtUpLag": "5s", "caughtUpFor": "2s"}))?;
+    let mut job = job_object("replicate", FullAndIncremental, Small, target.port());
+    job.spec.objects = Some(manifest::only_databases(&["orders"]));
+    job.spec.cutover = Some(CutoverSpec {
+        caught_up_lag: "5s".into(),
+        caught_up_for: "2s".into(),
+        ..CutoverSpec::default()
+    });
     let jobs: Api<MigrationJob> = Api::namespaced(client.clone(), namespace);
     jobs.create(&PostParams::default(), &job).await?;
 

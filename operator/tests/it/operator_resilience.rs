@@ -15,6 +15,8 @@ use cluster::{
     Cluster, Install, ONE_CLUSTER_AT_A_TIME, OPERATOR_NAMESPACE, create_secret, job_object,
     local_pid, metric, operator_pods, phase, process_ended, reason, source_object, wait_for,
 };
+use ferry_crds::job::MigrationMode::Full;
+use ferry_crds::job::Tier::Small;
 use ferry_crds::job::{MigrationJob, Phase};
 use ferry_crds::source::MigrationSource;
 use ferry_e2e::{MariaDb, SqlServer};
@@ -55,7 +57,7 @@ async fn ready_source(
     create_secret(&cluster.client, namespace, "source", "src-pw").await?;
     create_secret(&cluster.client, namespace, "target", "dst-pw").await?;
     let sources: Api<MigrationSource> = Api::namespaced(cluster.client.clone(), namespace);
-    sources.create(&PostParams::default(), &source_object(source.port())?).await?;
+    sources.create(&PostParams::default(), &source_object(source.port())).await?;
     wait_for(
         "the MigrationSource becomes Ready",
         STEP,
@@ -245,19 +247,10 @@ async fn leader_failover_on_sigkill_and_quick_handover_on_sigterm() -> anyhow::R
 
     // The new leader runs a job created after the failover: its worker is sized by the tier,
     // the copy completes, and the operator's events name the new leader as their reporter.
-    let jobs: Api<MigrationJob> = Api::namespaced(client.clone(), namespace);
-    jobs.create(
-        &PostParams::default(),
-        &job_object("after-failover", "Full", "small", target.port())?,
-    )
-    .await?;
-    let key = (namespace, "after-failover");
-    let job = cluster
-        .wait_job(key, "the new leader runs a new job to the end", STEP, |j| {
-            matches!(phase(j), Some(Phase::Completed | Phase::Failed))
-        })
+    // The new leader runs it to the end.
+    cluster
+        .run_job(namespace, &job_object("after-failover", Full, Small, target.port()), STEP)
         .await?;
-    assert_eq!(phase(&job), Some(Phase::Completed), "{}", cluster.describe(key.0, key.1).await);
     let workers = cluster.worker_pods(namespace, "after-failover").await?;
     let container = &workers.first().and_then(|p| p.spec.as_ref()).context("worker")?.containers[0];
     let limits = container.resources.as_ref().and_then(|r| r.limits.clone()).context("limits")?;
@@ -333,17 +326,10 @@ async fn job_limit_holds_a_job_back_until_the_first_is_deleted() -> anyhow::Resu
     let namespace = "limited";
     ready_source(&cluster, namespace, &source).await?;
     let jobs: Api<MigrationJob> = Api::namespaced(client.clone(), namespace);
-    jobs.create(&PostParams::default(), &job_object("first", "Full", "small", target.port())?)
-        .await?;
-    cluster
-        .wait_job((namespace, "first"), "the first job completes", STEP, |j| {
-            phase(j) == Some(Phase::Completed)
-        })
-        .await?;
+    cluster.run_job(namespace, &job_object("first", Full, Small, target.port()), STEP).await?;
 
     // A finished job still counts: the second waits, saying why.
-    jobs.create(&PostParams::default(), &job_object("second", "Full", "small", target.port())?)
-        .await?;
+    jobs.create(&PostParams::default(), &job_object("second", Full, Small, target.port())).await?;
     let key = (namespace, "second");
     let job = cluster
         .wait_job(key, "the second job is held back by the limit", STEP, |j| {
@@ -418,12 +404,7 @@ async fn job_limit_holds_a_job_back_until_the_first_is_deleted() -> anyhow::Resu
     .await?;
     eprintln!("the second job's worker came {:?} after the first job was gone", freed.elapsed());
     assert_eq!(checkpoint_rows(&target, &first_uid).await?, 0, "deletion left the checkpoints");
-    let job = cluster
-        .wait_job(key, "the second job ends", STEP, |j| {
-            matches!(phase(j), Some(Phase::Completed | Phase::Failed))
-        })
-        .await?;
-    assert_eq!(phase(&job), Some(Phase::Completed), "{}", cluster.describe(key.0, key.1).await);
+    cluster.wait_completed(key, STEP).await?;
     completed_job_metrics(&cluster, &leader, namespace, "second").await?;
 
     // A job created again under a deleted job's name is a new job: it copies again (into a
@@ -437,19 +418,7 @@ async fn job_limit_holds_a_job_back_until_the_first_is_deleted() -> anyhow::Resu
         async || cluster.describe(namespace, "second").await,
     )
     .await?;
-    jobs.create(&PostParams::default(), &job_object("first", "Full", "small", target.port())?)
-        .await?;
-    let job = cluster
-        .wait_job((namespace, "first"), "the new first job ends", STEP, |j| {
-            matches!(phase(j), Some(Phase::Completed | Phase::Failed))
-        })
-        .await?;
-    assert_eq!(
-        phase(&job),
-        Some(Phase::Completed),
-        "{}",
-        cluster.describe(namespace, "first").await
-    );
+    cluster.run_job(namespace, &job_object("first", Full, Small, target.port()), STEP).await?;
     let copied = target.query_strings("SELECT COUNT(*) FROM shop.items").await?;
     assert_eq!(copied, [Some("3".to_string())], "the new job copied afresh");
     Ok(())
@@ -485,7 +454,7 @@ async fn fixing_the_secret_rechecks_the_source_at_once() -> anyhow::Result<()> {
     cluster.create_namespace(namespace).await?;
     create_secret(&client, namespace, "source", WRONG).await?;
     let sources: Api<MigrationSource> = Api::namespaced(client.clone(), namespace);
-    sources.create(&PostParams::default(), &source_object(source.port())?).await?;
+    sources.create(&PostParams::default(), &source_object(source.port())).await?;
     let describe = async || format!("{:#?}", sources.get("src").await.ok().and_then(|s| s.status));
 
     let refused = wait_for(

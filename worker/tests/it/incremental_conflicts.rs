@@ -8,7 +8,7 @@ use ferry_e2e::{SourceKind, SqlServer, TargetKind};
 use std::time::Duration;
 
 use mysql_async::prelude::Queryable;
-use support::{Setup, interrupt, wait_exit};
+use support::{Replicating, Setup, interrupt, wait_exit};
 
 /// The collation is spelled out: MySQL's default (utf8mb4_0900_ai_ci) is not MariaDB's.
 const TABLES: &str = "CREATE DATABASE app CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci; \
@@ -25,13 +25,9 @@ async fn a_duplicate_key_from_mysql_fails_the_job_and_overwriting_replaces_the_r
 }
 
 async fn duplicate_key_then_overwrite(source: SourceKind) {
-    let mut setup = Setup::start_with_source(source, TargetKind::MariaDb).await;
-    setup.both(TABLES).await;
-    let start = setup.source_head().await;
-    let manifest = setup.incremental_manifest(&start, "");
-    let mut ferry = setup.spawn(&manifest, &[], &[]);
-    setup.source.exec("INSERT INTO app.items VALUES (1, 'first', NULL)").await.unwrap();
-    setup.wait_caught_up(&mut ferry, Duration::from_secs(60)).await;
+    let mut job = Setup::replicating(source, TargetKind::MariaDb, TABLES, "").await;
+    job.catch_up_with("INSERT INTO app.items VALUES (1, 'first', NULL)").await;
+    let Replicating { mut setup, start, mut ferry, .. } = job;
 
     setup.target.exec("INSERT INTO app.items VALUES (100, 'target', NULL)").await.unwrap();
     setup.source.exec("INSERT INTO app.items VALUES (100, 'source', 1)").await.unwrap();
@@ -67,13 +63,10 @@ async fn safe_mode_after_an_abrupt_stop_of_a_mysql_job_replaces_rows_and_shows_i
 }
 
 async fn safe_mode_after_an_abrupt_stop(source: SourceKind) {
-    let mut setup = Setup::start_with_source(source, TargetKind::MariaDb).await;
-    setup.both(TABLES).await;
-    let start = setup.source_head().await;
-    let manifest = setup.incremental_manifest(&start, "  safeModeDuration: 10m");
-    let mut ferry = setup.spawn(&manifest, &[], &[]);
-    setup.source.exec("INSERT INTO app.items VALUES (1, 'a', NULL), (2, 'b', NULL)").await.unwrap();
-    setup.wait_caught_up(&mut ferry, Duration::from_secs(60)).await;
+    let safe_mode = "  safeModeDuration: 10m";
+    let mut job = Setup::replicating(source, TargetKind::MariaDb, TABLES, safe_mode).await;
+    job.catch_up_with("INSERT INTO app.items VALUES (1, 'a', NULL), (2, 'b', NULL)").await;
+    let Replicating { mut setup, manifest, mut ferry, .. } = job;
     ferry.kill().expect("SIGKILL");
     wait_exit(&mut ferry, Duration::from_secs(10));
 
@@ -111,13 +104,9 @@ async fn a_purged_mysql_binlog_asks_for_a_new_full_migration() {
 }
 
 async fn purged_binlog(source: SourceKind) {
-    let mut setup = Setup::start_with_source(source, TargetKind::MariaDb).await;
-    setup.both(TABLES).await;
-    let start = setup.source_head().await;
-    let manifest = setup.incremental_manifest(&start, "");
-    let mut ferry = setup.spawn(&manifest, &[], &[]);
-    setup.source.exec("INSERT INTO app.items VALUES (1, 'a', NULL)").await.unwrap();
-    setup.wait_caught_up(&mut ferry, Duration::from_secs(60)).await;
+    let mut job = Setup::replicating(source, TargetKind::MariaDb, TABLES, "").await;
+    job.catch_up_with("INSERT INTO app.items VALUES (1, 'a', NULL)").await;
+    let Replicating { mut setup, start, manifest, mut ferry } = job;
     assert!(interrupt(&mut ferry).success(), "{}", setup.last_log());
 
     setup

@@ -7,8 +7,8 @@ use crate::support;
 use std::process::Child;
 use std::time::Duration;
 
-use ferry_e2e::SqlServer;
-use support::{Setup, interrupt, wait_exit};
+use ferry_e2e::{SourceKind, SqlServer, TargetKind};
+use support::{Replicating, Setup, interrupt, wait_exit};
 
 const TABLES: &str = "CREATE DATABASE app; \
     CREATE TABLE app.items (id INT PRIMARY KEY, v VARCHAR(20), parent INT);";
@@ -31,13 +31,9 @@ fn binlog_order(position: &str) -> (String, u64) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn overwriting_replaces_the_conflicts_at_the_failure_position_only() {
-    let mut setup = Setup::start().await;
-    setup.both(TABLES).await;
-    let start = setup.source_head().await;
-    let manifest = setup.incremental_manifest(&start, "");
-    let mut ferry = setup.spawn(&manifest, &[], &[]);
-    setup.source.exec("INSERT INTO app.items VALUES (1, 'first', NULL)").await.unwrap();
-    setup.wait_caught_up(&mut ferry, Duration::from_secs(60)).await;
+    let mut job = Setup::replicating(SourceKind::MariaDb, TargetKind::MariaDb, TABLES, "").await;
+    job.catch_up_with("INSERT INTO app.items VALUES (1, 'first', NULL)").await;
+    let Replicating { mut setup, start, manifest, mut ferry } = job;
 
     // Two conflicting rows in one source transaction.
     setup

@@ -11,12 +11,14 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail, ensure};
-use ferry_crds::job::{MigrationJob, Phase};
-use ferry_crds::source::MigrationSource;
+use ferry_crds::job::{MigrationJob, MigrationMode, Phase, Tier};
+use ferry_crds::source::{MigrationSource, SourceType};
 use ferry_e2e::kube_harness::{
     ControlPlane, KUBE_VERSION, LocalBinaries, NodeAgent, NodeAgentOptions, go_tool,
 };
+use ferry_e2e::manifest;
 use k8s_openapi::api::core::v1::{Namespace, Pod, Secret};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Api, ListParams, LogParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, Config, ResourceExt};
@@ -185,7 +187,10 @@ impl Cluster {
     pub async fn create_namespace(&self, name: &str) -> anyhow::Result<()> {
         let namespaces: Api<Namespace> = Api::all(self.client.clone());
         if namespaces.get_opt(name).await?.is_none() {
-            let namespace = serde_json::from_value(json!({"metadata": {"name": name}}))?;
+            let namespace = Namespace {
+                metadata: ObjectMeta { name: Some(name.into()), ..ObjectMeta::default() },
+                ..Namespace::default()
+            };
             namespaces.create(&PostParams::default(), &namespace).await?;
         }
         Ok(())
@@ -223,6 +228,37 @@ impl Cluster {
 
     pub async fn job(&self, namespace: &str, name: &str) -> anyhow::Result<Option<MigrationJob>> {
         Ok(Api::<MigrationJob>::namespaced(self.client.clone(), namespace).get_opt(name).await?)
+    }
+
+    /// Creates `job` in `namespace` and waits until it ends; fails unless it completed.
+    pub async fn run_job(
+        &self,
+        namespace: &str,
+        job: &MigrationJob,
+        timeout: Duration,
+    ) -> anyhow::Result<MigrationJob> {
+        let jobs: Api<MigrationJob> = Api::namespaced(self.client.clone(), namespace);
+        jobs.create(&PostParams::default(), job).await?;
+        self.wait_completed((namespace, &job.name_any()), timeout).await
+    }
+
+    /// Waits until the job ends; fails unless it completed.
+    pub async fn wait_completed(
+        &self,
+        (namespace, name): (&str, &str),
+        timeout: Duration,
+    ) -> anyhow::Result<MigrationJob> {
+        let ended = self
+            .wait_job((namespace, name), &format!("job {name} ends"), timeout, |j| {
+                matches!(phase(j), Some(Phase::Completed | Phase::Failed))
+            })
+            .await?;
+        ensure!(
+            phase(&ended) == Some(Phase::Completed),
+            "job {name} failed\n{}",
+            self.describe(namespace, name).await
+        );
+        Ok(ended)
     }
 
     /// Waits until the job satisfies `done`.
@@ -362,45 +398,22 @@ pub async fn create_secret(
     name: &str,
     password: &str,
 ) -> anyhow::Result<()> {
-    let secret: Secret = serde_json::from_value(json!({
-        "apiVersion": "v1", "kind": "Secret", "metadata": {"name": name},
-        "stringData": {"password": password},
-    }))?;
     Api::<Secret>::namespaced(client.clone(), namespace)
-        .create(&PostParams::default(), &secret)
+        .create(&PostParams::default(), &manifest::password_secret(name, password))
         .await?;
     Ok(())
 }
 
 /// MigrationSource `src`: MariaDB on this host's `port`, user `ferry`, password in Secret `source`.
-pub fn source_object(port: u16) -> anyhow::Result<MigrationSource> {
-    Ok(serde_json::from_value(json!({
-        "apiVersion": "ferry.dev/v1alpha1", "kind": "MigrationSource",
-        "metadata": {"name": "src"},
-        "spec": {"type": "MariaDB", "host": "127.0.0.1", "port": port, "user": "ferry",
-                 "passwordSecretRef": {"name": "source", "key": "password"}},
-    }))?)
+pub fn source_object(port: u16) -> MigrationSource {
+    manifest::source("src", SourceType::MariaDB, port, "ferry", "source")
 }
 
 /// MigrationJob `name` copying database `shop` from `src` into this host's `target_port` as
 /// user `ferry`, password in Secret `target`.
-pub fn job_object(
-    name: &str,
-    mode: &str,
-    tier: &str,
-    target_port: u16,
-) -> anyhow::Result<MigrationJob> {
-    Ok(serde_json::from_value(json!({
-        "apiVersion": "ferry.dev/v1alpha1", "kind": "MigrationJob",
-        "metadata": {"name": name},
-        "spec": {
-            "sourceRef": {"name": "src"},
-            "target": {"host": "127.0.0.1", "port": target_port, "user": "ferry",
-                       "passwordSecretRef": {"name": "target", "key": "password"}},
-            "mode": mode, "tier": tier,
-            "objects": {"databases": ["shop"]},
-        },
-    }))?)
+pub fn job_object(name: &str, mode: MigrationMode, tier: Tier, target_port: u16) -> MigrationJob {
+    let target = manifest::target(target_port, "ferry", "target");
+    manifest::job_of_databases(name, "src", target, mode, tier, &["shop"])
 }
 
 /// Prepares a source and a target for the Full jobs of the tests: user `ferry` on the source

@@ -349,6 +349,42 @@ impl Setup {
     }
 }
 
+/// A job replicating database `app` with `ferry migrate` in Incremental mode, started at the
+/// source's head.
+pub struct Replicating {
+    pub setup: Setup,
+    /// The source's position the job started at.
+    pub start: (String, u64),
+    pub manifest: PathBuf,
+    pub ferry: Child,
+}
+
+impl Setup {
+    /// A source of `source` kind and a target of `target` kind, `tables` created on both, and
+    /// `ferry migrate` replicating from the source's head with the spec lines `extra`.
+    pub async fn replicating(
+        source: SourceKind,
+        target: TargetKind,
+        tables: &str,
+        extra: &str,
+    ) -> Replicating {
+        let mut setup = Setup::start_with_source(source, target).await;
+        setup.both(tables).await;
+        let start = setup.source_head().await;
+        let manifest = setup.incremental_manifest(&start, extra);
+        let ferry = setup.spawn(&manifest, &[], &[]);
+        Replicating { setup, start, manifest, ferry }
+    }
+}
+
+impl Replicating {
+    /// Runs `sql` on the source and waits (a minute at most) until the job has applied it.
+    pub async fn catch_up_with(&mut self, sql: &str) {
+        self.setup.source.exec(sql).await.expect("source write");
+        self.setup.wait_caught_up(&mut self.ferry, Duration::from_secs(60)).await;
+    }
+}
+
 /// The position a conflict's error names (`... in the source transactions up to FILE:POS. ...`).
 pub fn failure_position(message: &str) -> String {
     let after = message.split_once("up to ").map(|(_, rest)| rest).unwrap_or_default();
