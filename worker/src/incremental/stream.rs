@@ -11,6 +11,7 @@ use super::IncrementalError;
 use super::event::{Decoded, Decoder, RowChange, RowKind};
 use super::filter::{DdlDecision, Filter, Object, dml_tables, redacted};
 use super::gtid::GtidState;
+use super::online_ddl;
 use crate::config::Endpoint;
 use crate::error::SqlContext;
 use crate::flavor::{self, Version};
@@ -23,6 +24,16 @@ pub enum Unit {
     Txn(Txn),
     /// A DDL statement to apply alone.
     Ddl(Ddl),
+    /// A statement of an online schema-change tool on a selected table (see [`online_ddl`]).
+    OnlineDdl(OnlineDdl),
+}
+
+/// A step of an online schema change, applied alone like DDL.
+#[derive(Debug)]
+pub struct OnlineDdl {
+    pub step: online_ddl::Step,
+    pub end: Position,
+    pub timestamp: u32,
 }
 
 #[derive(Debug)]
@@ -37,7 +48,7 @@ pub struct Txn {
     pub timestamp: u32,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Ddl {
     pub schema: String,
     pub sql: String,
@@ -55,13 +66,14 @@ impl Unit {
         match self {
             Unit::Txn(t) => &t.end,
             Unit::Ddl(d) => &d.end,
+            Unit::OnlineDdl(o) => &o.end,
         }
     }
 
     pub fn rows(&self) -> usize {
         match self {
             Unit::Txn(t) => t.changes.iter().map(|c| c.rows.len()).sum(),
-            Unit::Ddl(_) => 0,
+            Unit::Ddl(_) | Unit::OnlineDdl(_) => 0,
         }
     }
 }
@@ -358,6 +370,12 @@ impl Reader {
             Decoded::Query { schema, sql, session } => {
                 let end = self.commit_position();
                 let empty = |end| Unit::Txn(Txn { ddl: None, changes: Vec::new(), end, timestamp });
+                let ddl = Ddl { schema, sql, session, end: end.clone(), timestamp, refused: None };
+                let ddl = match self.online_ddl(ddl) {
+                    Ok(unit) => return Ok(Some(unit.unwrap_or_else(|| empty(end)))),
+                    Err(ddl) => ddl,
+                };
+                let Ddl { schema, sql, session, end, .. } = ddl;
                 Some(match self.filter.ddl(&schema, &sql) {
                     DdlDecision::Apply => Unit::Ddl(self.routed(Ddl {
                         schema,
@@ -380,6 +398,25 @@ impl Reader {
             }
             _ => None,
         })
+    }
+
+    /// A statement of an online schema-change tool on a selected table: its step (`None`: the
+    /// tool's bookkeeping, nothing to do); `Err` gives back any other statement.
+    fn online_ddl(&self, ddl: Ddl) -> Result<Option<Unit>, Ddl> {
+        let step = match online_ddl::classify(&self.filter, &ddl.schema, &ddl.sql) {
+            online_ddl::Kind::NotTool => return Err(ddl),
+            online_ddl::Kind::Ignore => {
+                tracing::debug!(sql = %redacted(&ddl.sql, 160), "online schema-change tool's bookkeeping ignored");
+                return Ok(None);
+            }
+            online_ddl::Kind::Reset(tables) => online_ddl::Step::Reset(tables),
+            online_ddl::Kind::Record { table, alter } => {
+                let alter = Ddl { schema: table.database.clone(), sql: alter, ..ddl.clone() };
+                online_ddl::Step::Record { table, alter: self.routed(alter) }
+            }
+            online_ddl::Kind::Swap(table) => online_ddl::Step::Swap { table, rename: ddl.clone() },
+        };
+        Ok(Some(Unit::OnlineDdl(OnlineDdl { step, end: ddl.end, timestamp: ddl.timestamp })))
     }
 
     /// The statement as it runs on the target under `spec.routes`: in the routed database, or
