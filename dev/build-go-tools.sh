@@ -45,7 +45,11 @@ PROMETHEUS_VERSION="v0.316.0"
 PROMTOOL_GO_TOOLCHAIN="go1.26.8"
 PROMTOOL_GO_TOOLCHAIN_SHA256="30c2b1bf7dcc88d3eb0a1364e47ddd9128edb3110a30e8a0ef61cd5856b31de7"
 # gh-ost: the newest release the module proxy serves (v1.1.7 and the v1.1.5 and earlier tags are
-# refused with 403). Built with TiDB's Go.
+# refused with 403). Built with TiDB's Go. v1.1.6 runs neither against MySQL 8.4 and later (it
+# reads SHOW SLAVE STATUS and SHOW MASTER STATUS, which they removed) nor against MariaDB 10.11
+# (its connections set transaction_isolation, a variable MariaDB has only from 11.1 on): the
+# binary is built with that one connection option spelled tx_isolation, MariaDB's older name,
+# and named gh-ost-<version>-mariadb. The tests run it against MariaDB 10.11.
 GH_OST_VERSION="v1.1.6"
 
 CACHE_DIR="${FERRY_CACHE_DIR:-$HOME/.cache/ferry}"
@@ -218,7 +222,7 @@ build_promtool() {
 # gh-ost from its module zip, built as the main module (`go install mod@version` would ask the
 # proxy for the version list, which it refuses).
 build_gh_ost() {
-    local out="$BIN_DIR/gh-ost-$GH_OST_VERSION"
+    local out="$BIN_DIR/gh-ost-$GH_OST_VERSION-mariadb"
     if [[ -x "$out" ]]; then log "gh-ost present: $out"; return 0; fi
     GO="$(go_toolchain "$GO_TOOLCHAIN" "$GO_TOOLCHAIN_SHA256")"
     local start work
@@ -227,6 +231,11 @@ build_gh_ost() {
     CLEANUP+=("$work")
     fetch_module github.com/github/gh-ost "$GH_OST_VERSION" "$work/gh-ost"
     cd "$work/gh-ost"
+    sed -i 's/"transaction_isolation=%q"/"tx_isolation=%q"/' go/mysql/connection.go
+    grep -q '"tx_isolation=%q"' go/mysql/connection.go || {
+        echo "build-go-tools: gh-ost's connection options moved; update the MariaDB patch" >&2
+        exit 1
+    }
     log "building gh-ost"
     GOTOOLCHAIN=local nice -n 5 "$GO" build -ldflags "-s -w -X main.AppVersion=$GH_OST_VERSION" \
         -o "$out.tmp" ./go/cmd/gh-ost

@@ -35,6 +35,7 @@ mod mysql_failover;
 mod mysql_live_binlog;
 mod network_faults;
 mod no_silent_damage;
+mod online_ddl;
 mod precheck_cli;
 mod precheck_privileges;
 mod precheck_schema;
