@@ -627,7 +627,7 @@ impl<'a> Loop<'a> {
 
     /// A step of an online schema change, alone like DDL (see [`online_ddl`]): records kept in
     /// `ferry_meta`, the recorded ALTERs run at the tool's swap; then the checkpoint.
-    async fn online_ddl(&mut self, unit: stream::OnlineDdl) -> crate::Result<()> {
+    async fn online_ddl(&mut self, unit: Box<stream::OnlineDdl>) -> crate::Result<()> {
         use online_ddl::Step;
         self.scheduler.drain().await?;
         let mut records = online_ddl::Records { conn: &mut self.control.conn, job: &self.job };

@@ -25,7 +25,7 @@ pub enum Unit {
     /// A DDL statement to apply alone.
     Ddl(Ddl),
     /// A statement of an online schema-change tool on a selected table (see [`online_ddl`]).
-    OnlineDdl(OnlineDdl),
+    OnlineDdl(Box<OnlineDdl>),
 }
 
 /// A step of an online schema change, applied alone like DDL.
@@ -370,11 +370,10 @@ impl Reader {
             Decoded::Query { schema, sql, session } => {
                 let end = self.commit_position();
                 let empty = |end| Unit::Txn(Txn { ddl: None, changes: Vec::new(), end, timestamp });
-                let ddl = Ddl { schema, sql, session, end: end.clone(), timestamp, refused: None };
-                let ddl = match self.online_ddl(ddl) {
-                    Ok(unit) => return Ok(Some(unit.unwrap_or_else(|| empty(end)))),
-                    Err(ddl) => ddl,
-                };
+                let ddl = Ddl { schema, sql, session, end, timestamp, refused: None };
+                if let Some(unit) = self.online_ddl(&ddl) {
+                    return Ok(Some(unit));
+                }
                 let Ddl { schema, sql, session, end, .. } = ddl;
                 Some(match self.filter.ddl(&schema, &sql) {
                     DdlDecision::Apply => Unit::Ddl(self.routed(Ddl {
@@ -400,14 +399,15 @@ impl Reader {
         })
     }
 
-    /// A statement of an online schema-change tool on a selected table: its step (`None`: the
-    /// tool's bookkeeping, nothing to do); `Err` gives back any other statement.
-    fn online_ddl(&self, ddl: Ddl) -> Result<Option<Unit>, Ddl> {
+    /// The unit of a statement of an online schema-change tool on a selected table (an empty
+    /// transaction for the tool's bookkeeping); `None` for any other statement.
+    fn online_ddl(&self, ddl: &Ddl) -> Option<Unit> {
         let step = match online_ddl::classify(&self.filter, &ddl.schema, &ddl.sql) {
-            online_ddl::Kind::NotTool => return Err(ddl),
+            online_ddl::Kind::NotTool => return None,
             online_ddl::Kind::Ignore => {
                 tracing::debug!(sql = %redacted(&ddl.sql, 160), "online schema-change tool's bookkeeping ignored");
-                return Ok(None);
+                let (end, timestamp) = (ddl.end.clone(), ddl.timestamp);
+                return Some(Unit::Txn(Txn { ddl: None, changes: Vec::new(), end, timestamp }));
             }
             online_ddl::Kind::Reset(tables) => online_ddl::Step::Reset(tables),
             online_ddl::Kind::Record { table, alter } => {
@@ -416,7 +416,8 @@ impl Reader {
             }
             online_ddl::Kind::Swap(table) => online_ddl::Step::Swap { table, rename: ddl.clone() },
         };
-        Ok(Some(Unit::OnlineDdl(OnlineDdl { step, end: ddl.end, timestamp: ddl.timestamp })))
+        let (end, timestamp) = (ddl.end.clone(), ddl.timestamp);
+        Some(Unit::OnlineDdl(Box::new(OnlineDdl { step, end, timestamp })))
     }
 
     /// The statement as it runs on the target under `spec.routes`: in the routed database, or
