@@ -89,6 +89,9 @@ async fn online_change(tool: Tool, target: TargetKind, objects: &str) {
     setup.wait_caught_up(&mut ferry, Duration::from_secs(60)).await;
     let log = setup.last_log();
     assert!(log.contains("applying its ALTER"), "the swap was not applied:\n{output}\n{log}");
+    if tool == Tool::GhOst {
+        assert!(!log.contains("recorded the ALTER"), "the restart read the ALTER again:\n{log}");
+    }
     let tables =
         "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = 'app' ORDER BY 1";
     let on_target = setup.target.query_strings(tables).await.unwrap();
@@ -144,16 +147,24 @@ async fn write_load(mut conn: mysql_async::Conn, stop: Arc<AtomicBool>) -> u64 {
     committed
 }
 
-/// Waits until the job recorded the ALTER of the shadow table.
+/// Waits until the job recorded the ALTER of the shadow table and its checkpoint passed it (a
+/// restart then does not read the ALTER again: only the record holds it).
 async fn wait_recorded(setup: &Setup, ferry: &mut std::process::Child) {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let count = setup
-            .target
-            .query_strings("SELECT COUNT(*) FROM ferry_meta.online_ddl WHERE swapped_file IS NULL")
+        let mut conn = setup.target.conn().await.expect("target conn");
+        let recorded: Option<(String, u64)> = conn
+            .query_first(
+                "SELECT binlog_file, binlog_pos FROM ferry_meta.online_ddl \
+                 WHERE swapped_file IS NULL",
+            )
             .await
-            .unwrap_or_default();
-        if count.first().cloned().flatten().is_some_and(|c| c != "0") {
+            .ok()
+            .flatten();
+        let checkpoint = setup.checkpoint().await.map(|(file, pos, _)| (file, pos));
+        if let (Some(recorded), Some(checkpoint)) = (recorded, checkpoint)
+            && checkpoint >= recorded
+        {
             return;
         }
         if let Ok(Some(status)) = ferry.try_wait() {
