@@ -1,9 +1,10 @@
 //! Online schema-change tools really running against a MariaDB source (pt-osc also against MySQL
 //! 9.7) under write load, while a FullAndIncremental job replicates it: pt-online-schema-change
-//! (Debian's percona-toolkit) and gh-ost (built by dev/build-go-tools.sh). The shadow tables' rows never reach the target; at
-//! the tool's swap the target's table gets the ALTER, so schema and data end equal to the
-//! source's. The gh-ost runs hold the swap back (`--postpone-cut-over-flag-file`) and restart
-//! Ferry abruptly in between: the recorded ALTER must survive it.
+//! (Debian's percona-toolkit) and gh-ost (built by dev/build-go-tools.sh). The shadow tables' rows
+//! never reach the target; at the tool's swap the target's table gets the ALTER, so schema and
+//! data end equal to the source's. The gh-ost runs hold the swap back
+//! (`--postpone-cut-over-flag-file`) and restart Ferry abruptly in between: the recorded ALTER
+//! must survive it.
 
 use crate::support;
 
