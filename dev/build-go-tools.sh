@@ -3,10 +3,12 @@
 #   tidb-server                                  (github.com/pingcap/tidb/cmd/tidb-server)
 #   kube-apiserver, kube-controller-manager      (k8s.io/kubernetes/cmd/...)
 #   kubectl                                      (for people using ferry-lab; tests use kube-rs)
+#   gh-ost                                       (github.com/github/gh-ost/go/cmd/gh-ost: the
+#                                                 online schema-change tests run it for real)
 # into ${FERRY_CACHE_DIR:-~/.cache/ferry}/bin/<name>-<version>. A binary that is already there
 # is not built again, so a second run costs nothing.
 #
-# Usage: dev/build-go-tools.sh [tidb|kube|promtool|lightning|all]   (default: all; lightning,
+# Usage: dev/build-go-tools.sh [tidb|kube|promtool|gh-ost|lightning|all]   (default: all; lightning,
 # TiDB Lightning for bench/full-copy.sh's TiDB peer, is built only when asked for)
 #
 # Needs: network access to the Go module proxy, curl, unzip, sed and sha256sum. No Go: the Go
@@ -42,6 +44,13 @@ KUBE_VERSION="v1.34.4"
 PROMETHEUS_VERSION="v0.316.0"
 PROMTOOL_GO_TOOLCHAIN="go1.26.8"
 PROMTOOL_GO_TOOLCHAIN_SHA256="30c2b1bf7dcc88d3eb0a1364e47ddd9128edb3110a30e8a0ef61cd5856b31de7"
+# gh-ost: the newest release the module proxy serves (v1.1.7 and the v1.1.5 and earlier tags are
+# refused with 403). Built with TiDB's Go. v1.1.6 runs neither against MySQL 8.4 and later (it
+# reads SHOW SLAVE STATUS and SHOW MASTER STATUS, which they removed) nor against MariaDB 10.11
+# (its connections set transaction_isolation, a variable MariaDB has only from 11.1 on): the
+# binary is built with that one connection option spelled tx_isolation, MariaDB's older name,
+# and named gh-ost-<version>-mariadb. The tests run it against MariaDB 10.11.
+GH_OST_VERSION="v1.1.6"
 
 CACHE_DIR="${FERRY_CACHE_DIR:-$HOME/.cache/ferry}"
 BIN_DIR="$CACHE_DIR/bin"
@@ -210,15 +219,42 @@ build_promtool() {
     report promtool "$out" "$start"
 }
 
+# gh-ost from its module zip, built as the main module (`go install mod@version` would ask the
+# proxy for the version list, which it refuses).
+build_gh_ost() {
+    local out="$BIN_DIR/gh-ost-$GH_OST_VERSION-mariadb"
+    if [[ -x "$out" ]]; then log "gh-ost present: $out"; return 0; fi
+    GO="$(go_toolchain "$GO_TOOLCHAIN" "$GO_TOOLCHAIN_SHA256")"
+    local start work
+    start=$(date +%s)
+    work="$(mktemp -d -t ferry-gh-ost-build.XXXXXX)"
+    CLEANUP+=("$work")
+    fetch_module github.com/github/gh-ost "$GH_OST_VERSION" "$work/gh-ost"
+    cd "$work/gh-ost"
+    sed -i 's/"transaction_isolation=%q"/"tx_isolation=%q"/' go/mysql/connection.go
+    grep -q '"tx_isolation=%q"' go/mysql/connection.go || {
+        echo "build-go-tools: gh-ost's connection options moved; update the MariaDB patch" >&2
+        exit 1
+    }
+    log "building gh-ost"
+    GOTOOLCHAIN=local nice -n 5 "$GO" build -ldflags "-s -w -X main.AppVersion=$GH_OST_VERSION" \
+        -o "$out.tmp" ./go/cmd/gh-ost
+    mv "$out.tmp" "$out"
+    cd /
+    rm -rf "$work"
+    report gh-ost "$out" "$start"
+}
+
 # All work happens in main, so editing this file while it runs cannot change what runs.
 main() {
     case "${1:-all}" in
         tidb) build_tidb ;;
         kube) build_kube ;;
         promtool) build_promtool ;;
+        gh-ost) build_gh_ost ;;
         lightning) build_lightning ;;
-        all) build_tidb; build_kube; build_promtool ;;
-        *) echo "usage: $0 [tidb|kube|promtool|lightning|all]" >&2; exit 2 ;;
+        all) build_tidb; build_kube; build_promtool; build_gh_ost ;;
+        *) echo "usage: $0 [tidb|kube|promtool|gh-ost|lightning|all]" >&2; exit 2 ;;
     esac
 }
 main "$@"; exit  # on one line: bash has read all it runs before main starts

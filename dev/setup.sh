@@ -7,6 +7,7 @@ cd "$(dirname "$0")/.."
 APT_PACKAGES=(
   mariadb-server mariadb-client   # source and target servers the tests start
   mydumper sysbench               # peers and load generators for the benchmarks
+  percona-toolkit                 # pt-online-schema-change, run by the online schema-change tests
   etcd-server                     # the Kubernetes control plane's store
   lua5.4                          # tests the ArgoCD health check
   openssl ca-certificates curl unzip  # TLS test certificates; Go toolchain from the module proxy

@@ -9,7 +9,11 @@
 //!   does; system schemas are never covered, whatever the rules say;
 //! - a table lands where the first matching table route (`from.table` set) sends it, else where
 //!   the first matching database route sends its database, else under its own names;
-//! - an event is dropped when a filter whose `match` covers its table ignores its type.
+//! - an event is dropped when a filter whose `match` covers its table ignores its type;
+//! - the tables online schema-change tools make beside a table `t` (gh-ost's `_t_gho`, `_t_ghc`
+//!   and `_t_del`, pt-online-schema-change's `_t_new` and `_t_old`; see [`tool_table`]) are never
+//!   covered, as in DM's online-ddl support, unless a `tables` rule names one exactly: replication
+//!   applies the tool's change to `t` itself at the tool's swap.
 //!
 //! Names compare exactly unless `objects.caseSensitive` is false; system schema names always
 //! compare without case.
@@ -36,6 +40,34 @@ pub fn is_system_schema(database: &str) -> bool {
 /// Whether `name` contains a wildcard, so that it is a pattern rather than one name.
 pub fn is_pattern(name: &str) -> bool {
     name.contains(['*', '?'])
+}
+
+/// What an online schema-change tool's table is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ToolTable {
+    /// The copy of the table the tool alters, then swaps in: gh-ost's `_t_gho`,
+    /// pt-online-schema-change's `_t_new`.
+    Shadow,
+    /// Its bookkeeping: gh-ost's changelog `_t_ghc`, the table swapped out (`_t_del`, `_t_old`).
+    Other,
+}
+
+const TOOL_SUFFIXES: [(&str, ToolTable); 5] = [
+    ("_gho", ToolTable::Shadow),
+    ("_new", ToolTable::Shadow),
+    ("_ghc", ToolTable::Other),
+    ("_del", ToolTable::Other),
+    ("_old", ToolTable::Other),
+];
+
+/// Whether `name` is a table gh-ost or pt-online-schema-change makes for another table, and
+/// which: `_t_gho` is `(Shadow, "t")`. The names are the tools' defaults.
+pub fn tool_table(name: &str) -> Option<(ToolTable, &str)> {
+    let inner = name.strip_prefix('_')?;
+    TOOL_SUFFIXES.iter().find_map(|(suffix, kind)| {
+        let table = inner.strip_suffix(suffix)?;
+        (!table.is_empty()).then_some((*kind, table))
+    })
 }
 
 /// Whether `name` matches `pattern` (`*` any run of characters, `?` one character).
@@ -148,11 +180,21 @@ impl Selection {
         if is_system_schema(database) || self.excluded(database, Some(table)) {
             return false;
         }
+        if tool_table(table).is_some() && !self.names_table_exactly(database, table) {
+            return false;
+        }
         self.includes_everything()
             || self.objects.databases.iter().any(|d| self.name_matches(d, database))
             || self.objects.tables.iter().any(|t| {
                 self.name_matches(&t.database, database) && self.name_matches(&t.table, table)
             })
+    }
+
+    /// Whether a `tables` rule names `database`.`table` without wildcards.
+    fn names_table_exactly(&self, database: &str, table: &str) -> bool {
+        self.exact_tables()
+            .iter()
+            .any(|(d, t)| self.same_name(d, database) && self.same_name(t, table))
     }
 
     /// Whether the job covers `database` as a whole: tables created in it later included, and
@@ -383,6 +425,26 @@ mod tests {
             );
             assert_eq!(selection.database(database), as_database, "{database}: {objects:?}");
         }
+    }
+
+    #[test]
+    fn tool_tables_are_covered_only_when_named_exactly() {
+        let selection = Selection::new(
+            Some(objects(&["app"], &[("crm", "_keep_old"), ("crm", "_t*")], &[])),
+            vec![],
+            vec![],
+        );
+        for name in ["_t_gho", "_t_ghc", "_t_del", "_t_new", "_t_old", "_a_b_gho"] {
+            assert!(!selection.table("app", name), "{name}");
+        }
+        for name in ["t_gho", "__gho", "_t_gh", "_new_t", "_t"] {
+            assert!(selection.table("app", name), "{name}");
+        }
+        assert!(selection.table("crm", "_keep_old"), "named exactly");
+        assert!(!selection.table("crm", "_t_new"), "matched by a pattern only");
+        assert_eq!(tool_table("_a_b_gho"), Some((ToolTable::Shadow, "a_b")));
+        assert_eq!(tool_table("_t_del"), Some((ToolTable::Other, "t")));
+        assert_eq!(tool_table("__gho"), None);
     }
 
     #[test]

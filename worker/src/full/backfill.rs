@@ -80,7 +80,8 @@ pub async fn create_targets(
             databases.push(Database { source: t.db.clone(), target: t.target.database.clone() });
         }
     }
-    let objects = Objects { databases, tables: tables.to_vec(), views: Vec::new() };
+    let objects =
+        Objects { databases, tables: tables.to_vec(), views: Vec::new(), routines: Vec::new() };
     schema::copy(job, source, target, &objects).await?;
     for t in tables {
         indexes::build(target, job, &t.target.database, &t.target.table).await?;

@@ -21,6 +21,7 @@ pub mod json;
 pub mod key;
 pub mod lag;
 pub mod mapping;
+pub mod online_ddl;
 pub mod parallel;
 pub mod programs;
 pub mod schema;
@@ -577,6 +578,7 @@ impl<'a> Loop<'a> {
     async fn take(&mut self, unit: Unit) -> crate::Result<()> {
         let mut txn = match unit {
             Unit::Ddl(ddl) => return self.apply_ddl(ddl).await,
+            Unit::OnlineDdl(step) => return self.online_ddl(step).await,
             Unit::Txn(txn) => txn,
         };
         if let Some(ddl) = txn.ddl.take() {
@@ -666,6 +668,36 @@ impl<'a> Loop<'a> {
         self.run_ddl(&ddl).await?;
         self.read = ddl.end.clone();
         let seq = self.scheduler.register(ddl.end, ddl.timestamp);
+        self.scheduler.skip(seq);
+        self.save_checkpoint().await
+    }
+
+    /// A step of an online schema change, alone like DDL (see [`online_ddl`]): records kept in
+    /// `ferry_meta`, the recorded ALTERs run at the tool's swap; then the checkpoint.
+    async fn online_ddl(&mut self, unit: Box<stream::OnlineDdl>) -> crate::Result<()> {
+        use online_ddl::Step;
+        self.scheduler.drain().await?;
+        let mut records = online_ddl::Records { conn: &mut self.control.conn, job: &self.job };
+        match &unit.step {
+            Step::Reset(tables) => records.reset(tables).await?,
+            Step::Record { table, alter } => records.record(table, alter).await?,
+            Step::Swap { table, rename } => {
+                let pending = records.pending(table, &unit.end).await?;
+                let alters = pending.unwrap_or_else(|| {
+                    let why = online_ddl::unrecorded_swap(table);
+                    vec![stream::Ddl { refused: Some(why), ..rename.clone() }]
+                });
+                for alter in &alters {
+                    tracing::info!(database = %table.database, table = %table.table, sql = %alter.sql, "online schema change swapped in on the source: applying its ALTER");
+                    self.run_ddl(alter).await?;
+                }
+                let mut records =
+                    online_ddl::Records { conn: &mut self.control.conn, job: &self.job };
+                records.swapped(table, &unit.end).await?;
+            }
+        }
+        self.read = unit.end.clone();
+        let seq = self.scheduler.register(unit.end, unit.timestamp);
         self.scheduler.skip(seq);
         self.save_checkpoint().await
     }

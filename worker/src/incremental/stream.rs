@@ -11,6 +11,7 @@ use super::IncrementalError;
 use super::event::{Decoded, Decoder, RowChange, RowKind};
 use super::filter::{DdlDecision, Filter, Object, dml_tables, redacted};
 use super::gtid::GtidState;
+use super::online_ddl;
 use crate::config::Endpoint;
 use crate::error::SqlContext;
 use crate::flavor::{self, Version};
@@ -23,6 +24,16 @@ pub enum Unit {
     Txn(Txn),
     /// A DDL statement to apply alone.
     Ddl(Ddl),
+    /// A statement of an online schema-change tool on a selected table (see [`online_ddl`]).
+    OnlineDdl(Box<OnlineDdl>),
+}
+
+/// A step of an online schema change, applied alone like DDL.
+#[derive(Debug)]
+pub struct OnlineDdl {
+    pub step: online_ddl::Step,
+    pub end: Position,
+    pub timestamp: u32,
 }
 
 #[derive(Debug)]
@@ -37,7 +48,7 @@ pub struct Txn {
     pub timestamp: u32,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Ddl {
     pub schema: String,
     pub sql: String,
@@ -55,13 +66,14 @@ impl Unit {
         match self {
             Unit::Txn(t) => &t.end,
             Unit::Ddl(d) => &d.end,
+            Unit::OnlineDdl(o) => &o.end,
         }
     }
 
     pub fn rows(&self) -> usize {
         match self {
             Unit::Txn(t) => t.changes.iter().map(|c| c.rows.len()).sum(),
-            Unit::Ddl(_) => 0,
+            Unit::Ddl(_) | Unit::OnlineDdl(_) => 0,
         }
     }
 }
@@ -358,6 +370,11 @@ impl Reader {
             Decoded::Query { schema, sql, session } => {
                 let end = self.commit_position();
                 let empty = |end| Unit::Txn(Txn { ddl: None, changes: Vec::new(), end, timestamp });
+                let ddl = Ddl { schema, sql, session, end, timestamp, refused: None };
+                if let Some(unit) = self.online_ddl(&ddl) {
+                    return Ok(Some(unit));
+                }
+                let Ddl { schema, sql, session, end, .. } = ddl;
                 Some(match self.ddl_decision(&schema, &sql) {
                     DdlDecision::Apply => Unit::Ddl(self.routed(Ddl {
                         schema,
@@ -389,6 +406,27 @@ impl Reader {
             return DdlDecision::Ignore;
         }
         self.filter.ddl(schema, sql)
+    }
+
+    /// The unit of a statement of an online schema-change tool on a selected table (an empty
+    /// transaction for the tool's bookkeeping); `None` for any other statement.
+    fn online_ddl(&self, ddl: &Ddl) -> Option<Unit> {
+        let step = match online_ddl::classify(&self.filter, &ddl.schema, &ddl.sql) {
+            online_ddl::Kind::NotTool => return None,
+            online_ddl::Kind::Ignore => {
+                tracing::debug!(sql = %redacted(&ddl.sql, 160), "online schema-change tool's bookkeeping ignored");
+                let (end, timestamp) = (ddl.end.clone(), ddl.timestamp);
+                return Some(Unit::Txn(Txn { ddl: None, changes: Vec::new(), end, timestamp }));
+            }
+            online_ddl::Kind::Reset(tables) => online_ddl::Step::Reset(tables),
+            online_ddl::Kind::Record { table, alter } => {
+                let alter = Ddl { schema: table.database.clone(), sql: alter, ..ddl.clone() };
+                online_ddl::Step::Record { table, alter: self.routed(alter) }
+            }
+            online_ddl::Kind::Swap(table) => online_ddl::Step::Swap { table, rename: ddl.clone() },
+        };
+        let (end, timestamp) = (ddl.end.clone(), ddl.timestamp);
+        Some(Unit::OnlineDdl(Box::new(OnlineDdl { step, end, timestamp })))
     }
 
     /// The statement as it runs on the target under `spec.routes`: in the routed database, or

@@ -38,6 +38,7 @@ const MIGRATIONS: &[Migration] = &[
     |conn| Box::pin(version_3(conn)),
     |conn| Box::pin(version_4(conn)),
     |conn| Box::pin(version_5(conn)),
+    |conn| Box::pin(version_6(conn)),
 ];
 
 /// The version this Ferry reads and writes.
@@ -106,6 +107,7 @@ pub const KEYED_TABLES: &[&str] = &[
     "cutover",
     "selection",
     "backfill_tables",
+    "online_ddl",
 ];
 
 /// The tables of version 1, by name; replication's first, so that a job that only replicates
@@ -188,6 +190,13 @@ async fn version_5(conn: &mut Conn) -> crate::Result<()> {
         conn.query_drop(*create).await.sql(format!("create ferry_meta.{table} on the target"))?;
     }
     Ok(())
+}
+
+/// Version 6: the ALTERs of online schema-change tools recorded until the tool's swap
+/// (`incremental::online_ddl`).
+async fn version_6(conn: &mut Conn) -> crate::Result<()> {
+    let create = crate::incremental::online_ddl::CREATE;
+    conn.query_drop(create).await.sql("create ferry_meta.online_ddl on the target")
 }
 
 /// Upgrades `ferry_meta` tables created by versions whose `job` column held 255 characters,

@@ -37,6 +37,7 @@ mod mysql_live_binlog;
 mod network_faults;
 mod no_silent_damage;
 mod objects;
+mod online_ddl;
 mod precheck_cli;
 mod precheck_privileges;
 mod precheck_schema;
