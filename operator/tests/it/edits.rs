@@ -11,7 +11,7 @@ use std::time::Duration;
 use cluster::{
     Cluster, ONE_CLUSTER_AT_A_TIME, create_secret, job_object, phase, source_object, wait_for,
 };
-use ferry_crds::job::{MigrationJob, Phase, Stage};
+use ferry_crds::job::{MigrationJob, MigrationMode, Phase, Stage, Tier};
 use ferry_crds::source::MigrationSource;
 use ferry_e2e::{MariaDb, SqlServer};
 use kube::api::{Api, Patch, PatchParams, PostParams};
@@ -37,8 +37,9 @@ async fn an_edit_of_objects_copies_the_added_table_while_replicating() -> anyhow
     create_secret(&client, namespace, "source", "src-pw").await?;
     create_secret(&client, namespace, "target", "dst-pw").await?;
     let sources: Api<MigrationSource> = Api::namespaced(client.clone(), namespace);
-    sources.create(&PostParams::default(), &source_object(source.port())?).await?;
-    let mut job = job_object("edited", "FullAndIncremental", "small", target.port())?;
+    sources.create(&PostParams::default(), &source_object(source.port())).await?;
+    let mut job =
+        job_object("edited", MigrationMode::FullAndIncremental, Tier::Small, target.port());
     job.spec.objects =
         serde_json::from_value(json!({"tables": [{"database": "shop", "table": "items"}]}))?;
     let jobs: Api<MigrationJob> = Api::namespaced(client.clone(), namespace);

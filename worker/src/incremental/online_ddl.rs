@@ -396,6 +396,7 @@ mod tests {
                 .collect(),
             exclude: vec![],
             case_sensitive: true,
+            routines: false,
         };
         Filter::new(Selection::new(Some(objects), vec![], vec![]))
     }
