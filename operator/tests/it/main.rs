@@ -10,4 +10,6 @@ mod cluster;
 mod image;
 mod operator_e2e;
 mod operator_resilience;
+mod plugin;
 mod source_readiness;
+mod watch_namespaces;

@@ -8,6 +8,7 @@ use std::time::Duration;
 use ::kube::Api;
 use ferry_crds::job::{MigrationJob, MigrationJobStatus};
 
+use super::ObservedGeneration;
 use crate::config::{CutoverSettings, JobConfig};
 use crate::report::StatusReporter;
 
@@ -36,18 +37,24 @@ pub async fn watch(
     api: Api<MigrationJob>,
     name: String,
     config: JobConfig,
-    reporter: Arc<StatusReporter>,
+    (reporter, generation): (Arc<StatusReporter>, ObservedGeneration),
     mut acted: Acted,
 ) {
     loop {
         tokio::time::sleep(POLL).await;
-        let spec = match api.get(&name).await {
-            Ok(job) => job.spec,
+        let (spec, read) = match api.get(&name).await {
+            Ok(job) => (job.spec, job.metadata.generation),
             Err(e) => {
                 tracing::warn!(error = %e, "cannot read the MigrationJob for requests");
                 continue;
             }
         };
+        // The requests of this spec are acted on from here: what the worker reports while
+        // doing so is about this generation. Published at once, so that `kubectl wait` on a
+        // worker condition after an edit need not wait for the next progress report.
+        if generation.observed(read) {
+            reporter.publish().await;
+        }
         let verify = spec.verify.and_then(|v| v.request);
         if let Some(request) = verify.filter(|r| Some(r) != acted.verify.as_ref()) {
             acted.verify = Some(request.clone());

@@ -12,7 +12,7 @@ use ferry_crds::source::MigrationSource;
 use ferry_crds::{SecretKeyRef, TlsConfig};
 use tokio_util::sync::CancellationToken;
 
-use super::{DEFAULT_SECRETS_DIR, EXIT_NOT_RETRYABLE, KubeSink, SECRETS_DIR_ENV};
+use super::{DEFAULT_SECRETS_DIR, EXIT_NOT_RETRYABLE, KubeSink, ObservedGeneration, SECRETS_DIR_ENV};
 use crate::config::{JobConfig, Owner, parse_duration};
 use crate::engine::{self, JobContext, Outcome};
 use crate::manifest::{Manifest, Secret};
@@ -91,7 +91,8 @@ pub async fn run(args: Args) -> crate::Result<ExitCode> {
     let mut previous = job.status.clone().unwrap_or_default();
     previous.last_error = None;
     let acted = super::requests::Acted::from_status(&previous);
-    let sink = KubeSink::new(api.clone(), args.job.clone());
+    let generation = ObservedGeneration::new(job.metadata.generation);
+    let sink = KubeSink::new(api.clone(), args.job.clone(), generation.clone());
     let reporter = Arc::new(
         StatusReporter::new(vec![Box::new(sink)], args.status_interval).with_status(previous),
     );
@@ -99,7 +100,7 @@ pub async fn run(args: Args) -> crate::Result<ExitCode> {
     // SIGTERM (pod deletion: pause, restart, job deletion) stops the job at a checkpoint.
     engine::stop_on_signals(cancel.clone());
     let requests =
-        super::requests::watch(api, args.job.clone(), config.clone(), reporter.clone(), acted);
+        super::requests::watch(api, args.job.clone(), config.clone(), (reporter.clone(), generation), acted);
     let ctx = JobContext { config, reporter, cancel };
     let result = tokio::select! {
         result = engine::run(&ctx) => result,
