@@ -342,7 +342,10 @@ fn watched_namespaces_get_roles_instead_of_a_cluster_role() -> anyhow::Result<()
         };
         let (role, binding) = (in_it("Role"), in_it("RoleBinding"));
         assert_eq!(&role["rules"], cluster_rules, "the ClusterRole's rules, in {namespace}");
-        assert_eq!(binding["roleRef"], json!({"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name(&role)}));
+        assert_eq!(
+            binding["roleRef"],
+            json!({"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name(&role)})
+        );
         assert_eq!(binding["subjects"][0]["namespace"], NAMESPACE);
     }
     let args = args(find(&docs, "Deployment", None));

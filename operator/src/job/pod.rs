@@ -456,7 +456,10 @@ mod tests {
         let pull: Vec<_> = spec.image_pull_secrets.iter().flatten().map(|s| &s.name).collect();
         assert_eq!(pull, ["registry"]);
         let selector = spec.node_selector.clone().unwrap_or_default();
-        assert_eq!(selector, BTreeMap::from([("pool".into(), "migrations".into()), ("zone".into(), "b".into())]));
+        assert_eq!(
+            selector,
+            BTreeMap::from([("pool".into(), "migrations".into()), ("zone".into(), "b".into())])
+        );
         assert_eq!(spec.tolerations.as_ref().map(Vec::len), Some(1));
         assert!(spec.affinity.as_ref().and_then(|a| a.node_affinity.as_ref()).is_some());
         assert_eq!(spec.priority_class_name.as_deref(), Some("urgent"));
@@ -467,15 +470,20 @@ mod tests {
         assert_eq!(annotations[ATTEMPT_ANNOTATION], "1", "the operator's annotation wins");
         assert_eq!(annotations["owner"], "shop");
         // Without any template the pod has none of these fields.
-        let plain = worker_pod(&super::tests::job(Tier::Small), &[], &new, &super::tests::settings());
+        let plain =
+            worker_pod(&super::tests::job(Tier::Small), &[], &new, &super::tests::settings());
         let spec = plain.spec.expect("spec");
-        assert_eq!((spec.image_pull_secrets, spec.node_selector, spec.tolerations), (None, None, None));
+        assert_eq!(
+            (spec.image_pull_secrets, spec.node_selector, spec.tolerations),
+            (None, None, None)
+        );
         assert_eq!((spec.affinity, spec.priority_class_name), (None, None));
     }
 
     #[test]
     fn a_template_file_with_a_misspelled_field_is_refused() {
-        let path = std::env::temp_dir().join(format!("ferry-worker-pod-{}.yaml", std::process::id()));
+        let path =
+            std::env::temp_dir().join(format!("ferry-worker-pod-{}.yaml", std::process::id()));
         std::fs::write(&path, "nodeSelector: {pool: a}\ntoleration: []\n").expect("write");
         let error = load_template(&path).expect_err("misspelled").to_string();
         assert!(error.contains("unknown field `toleration`"), "{error}");

@@ -44,8 +44,7 @@ struct SourceContext {
 pub async fn run(shared: Arc<Context>, shutdown: CancellationToken) {
     let scope = shared.settings.scope.clone();
     let ctx = Arc::new(SourceContext { shared, checks: SourceChecks::default() });
-    scope::run_each(&scope, shutdown, |namespace, stop| run_in(ctx.clone(), stop, namespace))
-        .await;
+    scope::run_each(&scope, shutdown, |namespace, stop| run_in(ctx.clone(), stop, namespace)).await;
 }
 
 /// The controller for the sources of `namespace` (`None`: every namespace).

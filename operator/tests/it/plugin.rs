@@ -49,7 +49,8 @@ impl<'a> Kubectl<'a> {
             .env("KUBECONFIG", self.cluster.kubeconfig())
             .output()
             .with_context(|| format!("run kubectl {args:?}"))?;
-        let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        let (stdout, stderr) =
+            (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
         ensure!(out.status.success(), "kubectl {args:?}: {stdout}{stderr}");
         Ok(stdout.into_owned())
     }
@@ -128,7 +129,9 @@ async fn kubectl_ferry_shows_and_controls_a_replicating_job() -> anyhow::Result<
     let paused = cluster.job(NAMESPACE, JOB).await?.context("the job")?;
     assert!(paused.spec.paused);
     assert_eq!(condition_generation(&paused, "Paused"), paused.metadata.generation);
-    cluster.wait_job((NAMESPACE, JOB), "the worker is gone", STEP, |j| phase(j) == Some(Phase::Paused)).await?;
+    cluster
+        .wait_job((NAMESPACE, JOB), "the worker is gone", STEP, |j| phase(j) == Some(Phase::Paused))
+        .await?;
     assert!(cluster.worker_pods(NAMESPACE, JOB).await?.is_empty(), "no worker while paused");
 
     // Resume: replication runs again.
@@ -149,11 +152,15 @@ async fn kubectl_ferry_shows_and_controls_a_replicating_job() -> anyhow::Result<
         .wait_job((NAMESPACE, JOB), "the restart request is acted on", STEP, |j| {
             let status = j.status.as_ref();
             j.spec.restart_request.is_some()
-                && status.and_then(|s| s.last_restart_request.as_ref()) == j.spec.restart_request.as_ref()
+                && status.and_then(|s| s.last_restart_request.as_ref())
+                    == j.spec.restart_request.as_ref()
                 && phase(j) == Some(Phase::Running)
         })
         .await?;
-    assert_ne!(restarted.status.and_then(|s| s.worker_pod), running.status.and_then(|s| s.worker_pod));
+    assert_ne!(
+        restarted.status.and_then(|s| s.worker_pod),
+        running.status.and_then(|s| s.worker_pod)
+    );
 
     // Verify: the worker compares source and target and reports Verified.
     kubectl.ferry("verify")?;

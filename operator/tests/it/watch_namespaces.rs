@@ -16,7 +16,7 @@ use cluster::{
 };
 use ferry_crds::job::{MigrationJob, Phase};
 use ferry_crds::source::MigrationSource;
-use ferry_e2e::{MariaDb, SqlServer};
+use ferry_e2e::MariaDb;
 use kube::api::{Api, PostParams};
 use kube::{Client, ResourceExt};
 use serde_json::json;
@@ -139,7 +139,10 @@ async fn kubectl_wait(
     let args = ["wait", condition, &timeout, "-n", namespace, target.as_str()];
     match cluster.kubectl(&args) {
         Ok(out) => Ok(out),
-        Err(e) => anyhow::bail!("kubectl wait {condition}: {e}\n{}", cluster.describe(namespace, job).await),
+        Err(e) => anyhow::bail!(
+            "kubectl wait {condition}: {e}\n{}",
+            cluster.describe(namespace, job).await
+        ),
     }
 }
 

@@ -251,4 +251,25 @@ mod tests {
         assert!(text.contains("fix: set ROW"), "{text}");
         assert!(text.is_ascii(), "{text}");
     }
+
+    /// The krew manifest installs this binary under the name `main` recognizes as the plugin,
+    /// at the workspace's version.
+    #[test]
+    fn the_krew_manifest_installs_the_binary_as_kubectl_ferry() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/krew/ferry.yaml");
+        let text = std::fs::read_to_string(path).expect("deploy/krew/ferry.yaml");
+        let manifest: serde_json::Value = serde_yaml::from_str(&text).expect("YAML");
+        assert_eq!(manifest["kind"], "Plugin");
+        assert_eq!(manifest["metadata"]["name"], "ferry");
+        let version = format!("v{}", env!("CARGO_PKG_VERSION"));
+        assert_eq!(manifest["spec"]["version"], version.as_str());
+        let platforms = manifest["spec"]["platforms"].as_array().expect("platforms");
+        assert!(!platforms.is_empty());
+        for platform in platforms {
+            assert_eq!(platform["bin"], "kubectl-ferry", "{platform}");
+            assert_eq!(platform["files"][0], json!({"from": "ferry", "to": "kubectl-ferry"}));
+            let uri = platform["uri"].as_str().unwrap_or_default();
+            assert!(uri.contains(&format!("/{version}/")), "{uri}");
+        }
+    }
 }

@@ -12,7 +12,9 @@ use ferry_crds::source::MigrationSource;
 use ferry_crds::{SecretKeyRef, TlsConfig};
 use tokio_util::sync::CancellationToken;
 
-use super::{DEFAULT_SECRETS_DIR, EXIT_NOT_RETRYABLE, KubeSink, ObservedGeneration, SECRETS_DIR_ENV};
+use super::{
+    DEFAULT_SECRETS_DIR, EXIT_NOT_RETRYABLE, KubeSink, ObservedGeneration, SECRETS_DIR_ENV,
+};
 use crate::config::{JobConfig, Owner, parse_duration};
 use crate::engine::{self, JobContext, Outcome};
 use crate::manifest::{Manifest, Secret};
@@ -99,8 +101,13 @@ pub async fn run(args: Args) -> crate::Result<ExitCode> {
     let cancel = CancellationToken::new();
     // SIGTERM (pod deletion: pause, restart, job deletion) stops the job at a checkpoint.
     engine::stop_on_signals(cancel.clone());
-    let requests =
-        super::requests::watch(api, args.job.clone(), config.clone(), (reporter.clone(), generation), acted);
+    let requests = super::requests::watch(
+        api,
+        args.job.clone(),
+        config.clone(),
+        (reporter.clone(), generation),
+        acted,
+    );
     let ctx = JobContext { config, reporter, cancel };
     let result = tokio::select! {
         result = engine::run(&ctx) => result,
