@@ -7,11 +7,12 @@
 use crate::cluster;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{Context as _, ensure};
-use cluster::{Cluster, ONE_CLUSTER_AT_A_TIME, create_secret, job_object, phase, source_object};
+use cluster::{
+    Cluster, ONE_CLUSTER_AT_A_TIME, create_secret, job_object, phase, source_object, wait_for,
+};
 use ferry_crds::job::{MigrationJob, Phase, Stage};
 use ferry_crds::source::MigrationSource;
 use ferry_e2e::MariaDb;
@@ -40,24 +41,26 @@ impl<'a> Kubectl<'a> {
         Ok(Self { cluster, plugins })
     }
 
-    /// `kubectl ARGS` (`kubectl ferry ...` runs the plugin); its standard output.
-    fn run(&self, args: &[&str]) -> anyhow::Result<String> {
+    /// `kubectl ARGS` (`kubectl ferry ...` runs the plugin); its standard output. Run without
+    /// blocking: the node agent runs pods on this test's runtime meanwhile.
+    async fn run(&self, args: &[&str]) -> anyhow::Result<String> {
         let path = std::env::var("PATH").unwrap_or_default();
-        let out = Command::new(self.cluster.kubectl_path())
+        let out = tokio::process::Command::new(self.cluster.kubectl_path())
             .args(args)
             .env("PATH", format!("{}:{path}", self.plugins.display()))
             .env("KUBECONFIG", self.cluster.kubeconfig())
             .output()
+            .await
             .with_context(|| format!("run kubectl {args:?}"))?;
-        let (stdout, stderr) =
-            (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
         ensure!(out.status.success(), "kubectl {args:?}: {stdout}{stderr}");
         Ok(stdout.into_owned())
     }
 
     /// `kubectl ferry COMMAND sync -n plugin`.
-    fn ferry(&self, command: &str) -> anyhow::Result<String> {
-        self.run(&["ferry", command, JOB, "-n", NAMESPACE])
+    async fn ferry(&self, command: &str) -> anyhow::Result<String> {
+        self.run(&["ferry", command, JOB, "-n", NAMESPACE]).await
     }
 
     /// `kubectl wait --for=condition=...` on the job, its output.
@@ -65,7 +68,7 @@ impl<'a> Kubectl<'a> {
         let timeout = format!("--timeout={}s", STEP.as_secs());
         let target = format!("migrationjob/{JOB}");
         let args = ["wait", condition, &timeout, "-n", NAMESPACE, &target];
-        match self.run(&args) {
+        match self.run(&args).await {
             Ok(out) => Ok(out),
             Err(e) => anyhow::bail!("{e}\n{}", self.cluster.describe(NAMESPACE, JOB).await),
         }
@@ -105,7 +108,7 @@ async fn kubectl_ferry_shows_and_controls_a_replicating_job() -> anyhow::Result<
     // What a cutover script waits for: replication caught up.
     kubectl.wait("--for=condition=Ready").await?;
     kubectl.wait("--for=condition=CaughtUp").await?;
-    let status = kubectl.ferry("status")?;
+    let status = kubectl.ferry("status").await?;
     for expected in [
         "MigrationJob plugin/sync: stage Incremental, phase Running",
         "CaughtUp=True",
@@ -117,14 +120,15 @@ async fn kubectl_ferry_shows_and_controls_a_replicating_job() -> anyhow::Result<
         assert!(status.contains(expected), "no {expected:?} in kubectl ferry status:\n{status}");
     }
     // The same command as `ferry kubectl`, with the kubeconfig given as a flag.
-    let out = Command::new(ferry_binary())
+    let out = tokio::process::Command::new(ferry_binary())
         .args(["kubectl", "status", JOB, "-n", NAMESPACE, "--kubeconfig"])
         .arg(cluster.kubeconfig())
-        .output()?;
+        .output()
+        .await?;
     assert!(String::from_utf8_lossy(&out.stdout).contains("stage Incremental"), "{out:?}");
 
     // Pause: the worker stops and the Paused condition is about the paused spec.
-    assert!(kubectl.ferry("pause")?.contains("paused"));
+    assert!(kubectl.ferry("pause").await?.contains("paused"));
     kubectl.wait("--for=condition=Paused").await?;
     let paused = cluster.job(NAMESPACE, JOB).await?.context("the job")?;
     assert!(paused.spec.paused);
@@ -135,7 +139,7 @@ async fn kubectl_ferry_shows_and_controls_a_replicating_job() -> anyhow::Result<
     assert!(cluster.worker_pods(NAMESPACE, JOB).await?.is_empty(), "no worker while paused");
 
     // Resume: replication runs again.
-    assert!(kubectl.ferry("resume")?.contains("resumed"));
+    assert!(kubectl.ferry("resume").await?.contains("resumed"));
     kubectl.wait("--for=condition=Paused=false").await?;
     let running = cluster
         .wait_job((NAMESPACE, JOB), "the job replicates again", STEP, |j| {
@@ -146,28 +150,43 @@ async fn kubectl_ferry_shows_and_controls_a_replicating_job() -> anyhow::Result<
     assert!(!running.spec.paused);
     assert_eq!(condition_generation(&running, "Ready"), running.metadata.generation);
 
-    // Restart: a new worker for the request the plugin wrote.
-    kubectl.ferry("restart")?;
-    let restarted = cluster
+    // Restart: a new worker pod (same name, attempt 1 again) for the request the plugin wrote.
+    let before = worker_uid(&cluster).await?;
+    kubectl.ferry("restart").await?;
+    cluster
         .wait_job((NAMESPACE, JOB), "the restart request is acted on", STEP, |j| {
             let status = j.status.as_ref();
             j.spec.restart_request.is_some()
                 && status.and_then(|s| s.last_restart_request.as_ref())
                     == j.spec.restart_request.as_ref()
-                && phase(j) == Some(Phase::Running)
         })
         .await?;
-    assert_ne!(
-        restarted.status.and_then(|s| s.worker_pod),
-        running.status.and_then(|s| s.worker_pod)
-    );
+    wait_for(
+        "a new worker pod runs the restarted job",
+        STEP,
+        || async {
+            let uid = worker_uid(&cluster).await?;
+            let job = cluster.job(NAMESPACE, JOB).await?;
+            let running = job.as_ref().and_then(phase) == Some(Phase::Running);
+            Ok((running && uid.is_some() && uid != before).then_some(()))
+        },
+        async || cluster.describe(NAMESPACE, JOB).await,
+    )
+    .await?;
 
     // Verify: the worker compares source and target and reports Verified.
-    kubectl.ferry("verify")?;
+    kubectl.ferry("verify").await?;
     kubectl.wait("--for=condition=Verified").await?;
     let verified = cluster.job(NAMESPACE, JOB).await?.context("the job")?;
     assert_eq!(condition_generation(&verified, "Verified"), verified.metadata.generation);
     Ok(())
+}
+
+/// The UID of the job's worker pod, if one exists.
+async fn worker_uid(cluster: &Cluster) -> anyhow::Result<Option<String>> {
+    let pods = cluster.worker_pods(NAMESPACE, JOB).await?;
+    let live = pods.into_iter().find(|p| p.metadata.deletion_timestamp.is_none());
+    Ok(live.and_then(|p| p.metadata.uid))
 }
 
 fn condition_generation(job: &MigrationJob, type_: &str) -> Option<i64> {

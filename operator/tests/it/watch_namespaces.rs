@@ -127,7 +127,8 @@ async fn create_job(
     Ok(())
 }
 
-/// `kubectl wait` on a condition of a job, as a user gating a pipeline on it would.
+/// `kubectl wait` on a condition of a job, as a user gating a pipeline on it would. Run
+/// without blocking: the node agent runs pods on this test's runtime meanwhile.
 async fn kubectl_wait(
     cluster: &Cluster,
     namespace: &str,
@@ -136,14 +137,19 @@ async fn kubectl_wait(
 ) -> anyhow::Result<String> {
     let target = format!("migrationjob/{job}");
     let timeout = format!("--timeout={}s", STEP.as_secs());
-    let args = ["wait", condition, &timeout, "-n", namespace, target.as_str()];
-    match cluster.kubectl(&args) {
-        Ok(out) => Ok(out),
-        Err(e) => anyhow::bail!(
-            "kubectl wait {condition}: {e}\n{}",
+    let out = tokio::process::Command::new(cluster.kubectl_path())
+        .arg(format!("--kubeconfig={}", cluster.kubeconfig().display()))
+        .args(["wait", condition, &timeout, "-n", namespace, target.as_str()])
+        .output()
+        .await?;
+    if !out.status.success() {
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        anyhow::bail!(
+            "kubectl wait {condition}: {stderr}\n{}",
             cluster.describe(namespace, job).await
-        ),
+        );
     }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 /// Each condition, the operator's and the worker's, says which generation it describes.
@@ -170,7 +176,8 @@ async fn worker_pod_follows_the_template(cluster: &Cluster) -> anyhow::Result<()
     assert_eq!(selector, json!({"pool": "migrations", "zone": "b"}));
     let tolerations: Vec<_> =
         spec.tolerations.iter().flatten().filter_map(|t| t.key.as_deref()).collect();
-    assert_eq!(tolerations, ["dedicated", "spot"]);
+    // The chart's, then the job's; the API's DefaultTolerationSeconds adds its own after them.
+    assert_eq!(tolerations[..2], ["dedicated", "spot"], "{tolerations:?}");
     let affinity = serde_json::to_value(&spec.affinity)?;
     let weight = &affinity["nodeAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"][0];
     assert_eq!(weight["weight"], 10, "{affinity}");
