@@ -51,6 +51,19 @@ pub fn set_condition(
     });
 }
 
+/// Records on every condition the `metadata.generation` of the spec its writer has acted on, as
+/// Kubernetes' own conditions do: a client tells a condition about the current spec from one
+/// about an older spec (`kubectl wait` after an edit) by comparing it with the generation.
+/// `None` (a writer that has not read the job) leaves the conditions as they are.
+pub fn observe_generation(conditions: &mut [Condition], generation: Option<i64>) {
+    if generation.is_none() {
+        return;
+    }
+    for condition in conditions {
+        condition.observed_generation = generation;
+    }
+}
+
 fn now() -> Time {
     Time(k8s_openapi::jiff::Timestamp::now())
 }

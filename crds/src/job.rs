@@ -10,6 +10,7 @@ use crate::crd::{DISPLAY_NAME_PATTERN, DURATION_PATTERN};
 use crate::cutover::{CutoverSpec, CutoverStatus};
 use crate::source::default_port;
 use crate::verification::{VerificationStatus, VerifySpec};
+use crate::worker_pod::WorkerPodTemplate;
 
 /// A migration from one MigrationSource into a MySQL-compatible target (TiDB or MySQL/MariaDB).
 #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
@@ -82,6 +83,12 @@ pub struct MigrationJobSpec {
     /// Size of the worker: small, medium, large or xlarge. Sets its CPU, memory and concurrency.
     #[serde(default)]
     pub tier: Tier,
+    /// Scheduling and metadata of the worker pod (image pull secrets, node selector,
+    /// tolerations, affinity, priority class, annotations, labels), merged over the operator's
+    /// defaults: map entries and list items are added (the job's value wins for a key),
+    /// affinity and priorityClassName replace the defaults'. Applies to the next worker pod.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub worker_pod: Option<WorkerPodTemplate>,
     /// Stop the worker and keep the checkpoint; set back to false to resume.
     #[serde(default)]
     pub paused: bool,

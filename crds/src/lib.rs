@@ -16,6 +16,7 @@ pub mod selection;
 pub mod source;
 pub mod validation;
 pub mod verification;
+pub mod worker_pod;
 
 pub use common::{SecretKeyRef, TlsConfig, TlsMode};
 pub use job::{MigrationJob, MigrationJobSpec, MigrationJobStatus};

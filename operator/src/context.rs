@@ -12,6 +12,7 @@ use crate::health::Health;
 use crate::job::decisions::Backoff;
 use crate::job::pod::PodSettings;
 use crate::metrics::Metrics;
+use crate::scope::WatchScope;
 
 /// Field manager of the operator's server-side applies (the worker uses `ferry-worker`).
 pub const FIELD_MANAGER: &str = "ferry-operator";
@@ -25,6 +26,8 @@ pub struct Settings {
     /// How often a MigrationSource is checked again when nothing changes.
     pub source_recheck: Duration,
     pub backoff: Backoff,
+    /// The namespaces the controllers watch.
+    pub scope: WatchScope,
 }
 
 /// Shared by the reconcilers.

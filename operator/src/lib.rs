@@ -4,7 +4,7 @@
 //! - `job`: the MigrationJob controller, which runs each job's worker pod, sized by its tier,
 //!   following the pure rules in `job::decisions`;
 //! - shared by both: `context` (client, settings, events, metrics), `run` (start and stop),
-//!   `leader` (two replicas stay safe), `metrics` (Prometheus), `health` (readiness), `secrets`,
+//!   `leader` (two replicas stay safe), `scope` (the namespaces watched), `metrics` (Prometheus), `health` (readiness), `secrets`,
 //!   `error`.
 //!
 //! What the operator and its workers agree on (who writes which condition, exit codes, where the
@@ -19,5 +19,6 @@ pub mod job;
 pub mod leader;
 pub mod metrics;
 pub mod run;
+pub mod scope;
 pub mod secrets;
 pub mod source;

@@ -17,6 +17,7 @@ use crate::job::pod::PodSettings;
 use crate::job::tiers::Tiers;
 use crate::leader::{self, LeaseSettings};
 use crate::metrics::{self, Metrics};
+use crate::scope::WatchScope;
 use crate::{job, source};
 
 /// Command-line settings of `ferry-operator`.
@@ -35,6 +36,15 @@ pub struct Options {
     /// YAML file mapping each tier to CPU, memory and concurrency (default: built in).
     #[arg(long, env = "FERRY_TIERS_FILE")]
     pub tiers: Option<PathBuf>,
+    /// YAML file with the scheduling and metadata of every worker pod (imagePullSecrets,
+    /// nodeSelector, tolerations, affinity, priorityClassName, annotations, labels); a job's
+    /// spec.workerPod is merged over it.
+    #[arg(long, env = "FERRY_WORKER_POD_TEMPLATE_FILE")]
+    pub worker_pod_template: Option<PathBuf>,
+    /// Watch only these namespaces (comma-separated), needing RBAC in them only; empty: every
+    /// namespace.
+    #[arg(long, env = "FERRY_WATCH_NAMESPACES", value_delimiter = ',')]
+    pub watch_namespaces: Vec<String>,
     /// Most MigrationJobs that run per namespace.
     #[arg(long, default_value_t = 100)]
     pub max_jobs_per_namespace: usize,
@@ -71,6 +81,8 @@ pub struct Options {
 pub enum RunError {
     #[error(transparent)]
     Tiers(#[from] crate::job::tiers::TiersError),
+    #[error(transparent)]
+    PodTemplate(#[from] crate::job::pod::PodTemplateError),
     #[error("cannot create a Kubernetes client (in-cluster or KUBECONFIG): {0}")]
     Client(#[source] kube::Error),
     #[error("cannot serve metrics on {addr}: {source}")]
@@ -95,6 +107,10 @@ pub async fn run(options: Options) -> Result<(), RunError> {
     let tiers = match &options.tiers {
         Some(path) => Tiers::load(path)?,
         None => Tiers::default(),
+    };
+    let template = match &options.worker_pod_template {
+        Some(path) => crate::job::pod::load_template(path)?,
+        None => Default::default(),
     };
     let client = Client::try_default().await.map_err(RunError::Client)?;
     let shutdown = CancellationToken::new();
@@ -129,6 +145,7 @@ pub async fn run(options: Options) -> Result<(), RunError> {
             image_pull_policy: options.worker_image_pull_policy.clone(),
             tiers,
             status_interval: options.worker_status_interval.clone(),
+            template,
         },
         max_jobs_per_namespace: options.max_jobs_per_namespace,
         source_recheck: Duration::from_secs(options.source_recheck_seconds),
@@ -137,7 +154,9 @@ pub async fn run(options: Options) -> Result<(), RunError> {
             max: Duration::from_secs(options.max_backoff_seconds),
             ..Backoff::default()
         },
+        scope: WatchScope::new(options.watch_namespaces.clone()),
     };
+    tracing::info!(scope = ?settings.scope.watched(), "watching namespaces");
     let ctx = Arc::new(Context::new(
         client.clone(),
         settings,

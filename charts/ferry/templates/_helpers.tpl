@@ -62,3 +62,48 @@ app.kubernetes.io/name: ferry-operator
   concurrency: {{ $tier.concurrency | int }}
 {{- end }}
 {{- end -}}
+
+{{- /* The operator's rules: in a ClusterRole, or in a Role per watched namespace. */ -}}
+{{- define "ferry.operatorRules" -}}
+# Watch the API objects; patch them only to add and remove the finalizer.
+- apiGroups: ["ferry.dev"]
+  resources: ["migrationsources", "migrationjobs"]
+  verbs: ["get", "list", "watch", "patch"]
+- apiGroups: ["ferry.dev"]
+  resources: ["migrationsources/status", "migrationjobs/status"]
+  verbs: ["get", "patch"]
+# Owner references with blockOwnerDeletion on the worker pods and RBAC objects.
+- apiGroups: ["ferry.dev"]
+  resources: ["migrationjobs/finalizers"]
+  verbs: ["update"]
+# Worker pods.
+- apiGroups: [""]
+  resources: ["pods"]
+  verbs: ["get", "list", "watch", "create", "delete"]
+# Check that referenced Secrets exist and connect to sources; recheck when they change.
+- apiGroups: [""]
+  resources: ["secrets"]
+  verbs: ["get", "list", "watch"]
+# The per-job worker identity (applied with server-side apply, hence patch).
+- apiGroups: [""]
+  resources: ["serviceaccounts"]
+  verbs: ["get", "create", "patch"]
+- apiGroups: ["rbac.authorization.k8s.io"]
+  resources: ["roles", "rolebindings"]
+  verbs: ["get", "create", "patch"]
+- apiGroups: ["events.k8s.io"]
+  resources: ["events"]
+  verbs: ["create", "patch"]
+{{- end }}
+
+{{- /* The operator's default worker pod template (--worker-pod-template): the values of
+worker.podTemplate that are set. */ -}}
+{{- define "ferry.workerPodTemplate" -}}
+{{- $set := dict }}
+{{- range $key, $value := .Values.worker.podTemplate }}
+{{- if $value }}
+{{- $_ := set $set $key $value }}
+{{- end }}
+{{- end }}
+{{- toYaml $set }}
+{{- end }}

@@ -116,6 +116,18 @@ fn every_variant_renders_valid_objects() -> anyhow::Result<()> {
         ("no PodDisruptionBudget", &["podDisruptionBudget.enabled=false"]),
         ("dashboard", &["grafanaDashboard.enabled=true", "grafanaDashboard.labels.team=db"]),
         ("PrometheusRule", &["prometheusRule.enabled=true", "prometheusRule.labels.release=p"]),
+        ("watched namespaces", &["watchNamespaces={shop,crm}"]),
+        (
+            "worker pod template",
+            &[
+                "worker.podTemplate.imagePullSecrets[0].name=registry",
+                "worker.podTemplate.nodeSelector.pool=migrations",
+                "worker.podTemplate.tolerations[0].key=dedicated",
+                "worker.podTemplate.tolerations[0].operator=Exists",
+                "worker.podTemplate.priorityClassName=batch",
+                "worker.podTemplate.labels.team=data",
+            ],
+        ),
     ];
     for (what, set) in variants {
         let manifest = template(set)?;
@@ -140,7 +152,10 @@ fn every_variant_renders_valid_objects() -> anyhow::Result<()> {
                 doc["kind"].as_str(),
                 Some("CustomResourceDefinition" | "ClusterRole" | "ClusterRoleBinding")
             );
-            if namespaced {
+            // The operator's Roles in the namespaces it watches.
+            let watched = name(doc) == "ferry-operator"
+                && matches!(doc["kind"].as_str(), Some("Role" | "RoleBinding"));
+            if namespaced && !watched {
                 assert_eq!(doc["metadata"]["namespace"], NAMESPACE, "{what}: {}", name(doc));
             }
         }
@@ -208,6 +223,8 @@ fn bad_values_are_rejected_naming_the_field() {
         (&["leaderElection.leaseName=Not_A_Name"], "/leaderElection/leaseName"),
         (&["serviceMonitor.interval=often"], "/serviceMonitor/interval"),
         (&["crds.install=maybe"], "/crds/install"),
+        (&["watchNamespaces={Shop}"], "/watchNamespaces/0"),
+        (&["worker.podTemplate.nodeSelectors.a=b"], "'nodeSelectors' not allowed"),
         (&["fullnameOverride=Data_Mover"], "/fullnameOverride"),
         (&["podDisruptionBudget.maxUnavailable=some"], "/podDisruptionBudget/maxUnavailable"),
         (&["prometheusRule.enabled=yes"], "/prometheusRule/enabled"),
@@ -302,6 +319,75 @@ fn values_reach_the_operator() -> anyhow::Result<()> {
             .clone()
     };
     assert_ne!(checksum(&default), checksum(&custom), "changed tiers roll the operator pods");
+    Ok(())
+}
+
+/// With `watchNamespaces` the operator gets the ClusterRole's rules as a Role in each watched
+/// namespace and no cluster-wide permission at all (no Secret of another namespace readable);
+/// the flag names the same namespaces.
+#[test]
+fn watched_namespaces_get_roles_instead_of_a_cluster_role() -> anyhow::Result<()> {
+    let cluster_wide = render(&[])?;
+    let cluster_rules = &find(&cluster_wide, "ClusterRole", None)["rules"];
+    let docs = render(&["watchNamespaces={shop,crm}"])?;
+    assert!(all_of(&docs, "ClusterRole").is_empty(), "{:?}", kinds(&docs));
+    assert!(all_of(&docs, "ClusterRoleBinding").is_empty(), "{:?}", kinds(&docs));
+    for namespace in ["shop", "crm"] {
+        let in_it = |kind: &str| {
+            all_of(&docs, kind)
+                .into_iter()
+                .find(|d| d["metadata"]["namespace"] == namespace)
+                .unwrap_or_else(|| panic!("no {kind} in {namespace}"))
+                .clone()
+        };
+        let (role, binding) = (in_it("Role"), in_it("RoleBinding"));
+        assert_eq!(&role["rules"], cluster_rules, "the ClusterRole's rules, in {namespace}");
+        assert_eq!(
+            binding["roleRef"],
+            json!({"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name(&role)})
+        );
+        assert_eq!(binding["subjects"][0]["namespace"], NAMESPACE);
+    }
+    let args = args(find(&docs, "Deployment", None));
+    assert!(args.contains(&"--watch-namespaces=shop,crm".to_string()), "{args:?}");
+    let default_args = self::args(find(&cluster_wide, "Deployment", None));
+    assert!(!default_args.iter().any(|a| a.starts_with("--watch-namespaces")), "{default_args:?}");
+    Ok(())
+}
+
+/// `worker.podTemplate` reaches the operator as its --worker-pod-template file, with only the
+/// fields set (an empty priorityClassName is no priority class); a change rolls the operator.
+#[test]
+fn the_worker_pod_template_reaches_the_operator() -> anyhow::Result<()> {
+    let template_of = |docs: &Docs| -> anyhow::Result<Value> {
+        let map = find(docs, "ConfigMap", Some("ferry-tiers"));
+        let text = map["data"]["worker-pod.yaml"].as_str().unwrap_or_default();
+        Ok(serde_yaml::from_str(text)?)
+    };
+    let default = render(&[])?;
+    assert_eq!(template_of(&default)?, json!({}));
+    let args = args(find(&default, "Deployment", None));
+    assert!(args.contains(&"--worker-pod-template=/etc/ferry/worker-pod.yaml".to_string()));
+    let custom = render(&[
+        "worker.podTemplate.nodeSelector.pool=migrations",
+        "worker.podTemplate.tolerations[0].key=dedicated",
+        "worker.podTemplate.tolerations[0].operator=Exists",
+        "worker.podTemplate.labels.team=data",
+    ])?;
+    assert_eq!(
+        template_of(&custom)?,
+        json!({
+            "nodeSelector": {"pool": "migrations"},
+            "tolerations": [{"key": "dedicated", "operator": "Exists"}],
+            "labels": {"team": "data"},
+        })
+    );
+    let checksum = |docs: &Docs| {
+        find(docs, "Deployment", None)["spec"]["template"]["metadata"]["annotations"]
+            ["checksum/worker-pod"]
+            .clone()
+    };
+    assert_ne!(checksum(&default), checksum(&custom), "a changed template rolls the operator");
     Ok(())
 }
 

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use ferry_crds::contract::{OPERATOR_CONDITIONS, set_condition};
+use ferry_crds::contract::{OPERATOR_CONDITIONS, observe_generation, set_condition};
 use ferry_crds::job::{MigrationJob, MigrationJobStatus, Phase};
 use ferry_crds::source::MigrationSource;
 use ferry_crds::{API_VERSION, SecretKeyRef};
@@ -27,6 +27,7 @@ use super::decisions::{
 use super::pod::{self, ATTEMPT_ANNOTATION, job_secret_refs, newest, observe, selector};
 use crate::context::{Context, FIELD_MANAGER};
 use crate::error::{Error, Result, kube_err};
+use crate::scope;
 use crate::source::secret_refs;
 
 pub const CONTROLLER: &str = "job";
@@ -35,19 +36,26 @@ pub const FINALIZER: &str = "ferry.dev/stop-worker";
 /// Reconcile at least this often, to refresh metrics and catch anything a watch missed.
 const RESYNC: Duration = Duration::from_secs(300);
 
-/// Runs the controller until `shutdown`.
+/// Runs the controller until `shutdown`, once per watched namespace.
 pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
+    let scope = ctx.settings.scope.clone();
+    scope::run_each(&scope, shutdown, |namespace, stop| run_in(ctx.clone(), stop, namespace)).await;
+}
+
+/// The controller for the jobs of `namespace` (`None`: every namespace).
+async fn run_in(ctx: Arc<Context>, shutdown: CancellationToken, namespace: Option<String>) {
     let client = ctx.client.clone();
+    let ns = namespace.as_deref();
     let controller =
-        Controller::new(Api::<MigrationJob>::all(client.clone()), watcher::Config::default());
+        Controller::new(scope::api::<MigrationJob>(&client, ns), watcher::Config::default());
     let by_source = controller.store();
     let by_secret = controller.store();
     let held_back = controller.store();
     let pods = watcher::Config::default().labels("app.kubernetes.io/name=ferry-worker");
     controller
-        .owns(Api::<Pod>::all(client.clone()), pods)
+        .owns(scope::api::<Pod>(&client, ns), pods)
         .watches(
-            Api::<MigrationSource>::all(client.clone()),
+            scope::api::<MigrationSource>(&client, ns),
             watcher::Config::default(),
             move |source| {
                 let (ns, name) = (source.namespace(), source.name_any());
@@ -59,7 +67,7 @@ pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
                     .collect::<Vec<_>>()
             },
         )
-        .watches(Api::<Secret>::all(client), watcher::Config::default(), move |secret| {
+        .watches(scope::api::<Secret>(&client, ns), watcher::Config::default(), move |secret| {
             let (ns, name) = (secret.namespace(), secret.name_any());
             by_secret
                 .state()
@@ -70,7 +78,7 @@ pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
         })
         // A job going away frees a place under the job limit: the jobs it holds back check at
         // once rather than at their next BLOCKED_RECHECK.
-        .watches(Api::<MigrationJob>::all(ctx.client.clone()), watcher::Config::default(), {
+        .watches(scope::api::<MigrationJob>(&client, ns), watcher::Config::default(), {
             move |gone| {
                 if gone.metadata.deletion_timestamp.is_none() {
                     return Vec::new();
@@ -380,6 +388,7 @@ pub fn operator_status(
     let (reason, message) =
         if completed { (d.reason, d.message.clone()) } else { ("NotCompleted", String::new()) };
     set_condition(&mut conditions, "Completed", completed, reason, message);
+    observe_generation(&mut conditions, generation);
     let recorded = match &d.action {
         Do::Create(NewWorker { restart_request: Some(r), .. }) => Some(r.clone()),
         _ => previous.last_restart_request.clone(),
@@ -523,6 +532,8 @@ mod tests {
         assert!(s.conditions.iter().all(|c| c.type_ != "Completed" || c.status == "False"));
         assert_eq!(s.last_restart_request.as_deref(), Some("r1"));
         assert_eq!(s.observed_generation, Some(4));
+        let generations: Vec<_> = s.conditions.iter().map(|c| c.observed_generation).collect();
+        assert_eq!(generations, [Some(4); 4], "every condition says which spec it is about");
         assert_eq!(s.stage, None, "the stage belongs to the worker");
         let d = Decision {
             action: Do::Nothing,

@@ -2,9 +2,11 @@
 //! own MigrationJob and MigrationSource and write its own status, nothing else.
 
 use std::collections::BTreeMap;
+use std::path::Path;
 
 use ferry_crds::contract::{SECRETS_DIR, SECRETS_DIR_ENV};
 use ferry_crds::job::MigrationJob;
+use ferry_crds::worker_pod::WorkerPodTemplate;
 use ferry_crds::{GROUP, SecretKeyRef, TlsConfig};
 use k8s_openapi::api::core::v1::{
     Capabilities, Container, EmptyDirVolumeSource, EnvVar, KeyToPath, Pod, PodSecurityContext,
@@ -38,6 +40,52 @@ pub struct PodSettings {
     pub tiers: Tiers,
     /// `--status-interval` of the worker.
     pub status_interval: String,
+    /// Scheduling and metadata of every worker pod, under each job's `spec.workerPod`.
+    pub template: WorkerPodTemplate,
+}
+
+/// Why a worker pod template file cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum PodTemplateError {
+    #[error("cannot read the worker pod template {path}: {source}")]
+    Read { path: String, source: std::io::Error },
+    #[error(
+        "the worker pod template {path} is not valid: {message}; it takes imagePullSecrets, \
+         nodeSelector, tolerations, affinity, priorityClassName, annotations and labels"
+    )]
+    Invalid { path: String, message: String },
+}
+
+/// The fields of a worker pod template file (a misspelled one is an error, not ignored).
+const TEMPLATE_FIELDS: [&str; 7] = [
+    "imagePullSecrets",
+    "nodeSelector",
+    "tolerations",
+    "affinity",
+    "priorityClassName",
+    "annotations",
+    "labels",
+];
+
+/// Reads the operator's default worker pod template (YAML, the chart's `worker.podTemplate`).
+pub fn load_template(path: &Path) -> Result<WorkerPodTemplate, PodTemplateError> {
+    let shown = path.display().to_string();
+    let text = std::fs::read_to_string(path)
+        .map_err(|source| PodTemplateError::Read { path: shown.clone(), source })?;
+    let invalid = |message: String| PodTemplateError::Invalid { path: shown.clone(), message };
+    let value: serde_yaml::Value =
+        serde_yaml::from_str(&text).map_err(|e| invalid(e.to_string()))?;
+    if value.is_null() {
+        return Ok(WorkerPodTemplate::default());
+    }
+    let keys = value.as_mapping().ok_or_else(|| invalid("not a mapping".into()))?.keys();
+    for key in keys {
+        let key = key.as_str().unwrap_or_default();
+        if !TEMPLATE_FIELDS.contains(&key) {
+            return Err(invalid(format!("unknown field `{key}`")));
+        }
+    }
+    serde_yaml::from_value(value).map_err(|e| invalid(e.to_string()))
 }
 
 /// `<job>-worker-<attempt>`, shortened so that it stays a valid 63-character host name.
@@ -61,6 +109,16 @@ fn labels(job: &MigrationJob) -> BTreeMap<String, String> {
         ("app.kubernetes.io/managed-by".into(), "ferry-operator".into()),
         (JOB_UID_LABEL.into(), job.uid().unwrap_or_default()),
     ])
+}
+
+/// `extra` (a pod template's), then the operator's own entries, which win.
+fn with_extra(
+    extra: &BTreeMap<String, String>,
+    own: BTreeMap<String, String>,
+) -> Option<BTreeMap<String, String>> {
+    let mut all = extra.clone();
+    all.extend(own);
+    Some(all)
 }
 
 /// Name, namespace, labels and the controller reference of an object made for a job: garbage
@@ -89,6 +147,10 @@ pub fn worker_pod(
     settings: &PodSettings,
 ) -> Pod {
     let name = job.name_any();
+    let template = match &job.spec.worker_pod {
+        Some(own) => own.merged_over(&settings.template),
+        None => settings.template.clone(),
+    };
     let annotations = BTreeMap::from([
         (ATTEMPT_ANNOTATION.to_string(), new.attempt.to_string()),
         (FAILURES_ANNOTATION.to_string(), new.failures.to_string()),
@@ -109,12 +171,19 @@ pub fn worker_pod(
         empty_dir: Some(EmptyDirVolumeSource::default()),
         ..Volume::default()
     };
+    let metadata = metadata(job, pod_name(&name, new.attempt));
     Pod {
         metadata: ObjectMeta {
-            annotations: Some(annotations),
-            ..metadata(job, pod_name(&name, new.attempt))
+            annotations: with_extra(&template.annotations, annotations),
+            labels: with_extra(&template.labels, metadata.labels.clone().unwrap_or_default()),
+            ..metadata
         },
         spec: Some(PodSpec {
+            image_pull_secrets: Some(template.image_pull_secrets).filter(|s| !s.is_empty()),
+            node_selector: Some(template.node_selector).filter(|s| !s.is_empty()),
+            tolerations: Some(template.tolerations).filter(|t| !t.is_empty()),
+            affinity: template.affinity,
+            priority_class_name: template.priority_class_name,
             restart_policy: Some("Never".into()),
             service_account_name: Some(service_account_name(&name)),
             automount_service_account_token: Some(true),
@@ -353,7 +422,77 @@ mod tests {
             image_pull_policy: None,
             tiers: Tiers::default(),
             status_interval: "5s".into(),
+            template: WorkerPodTemplate::default(),
         }
+    }
+
+    #[test]
+    fn the_pod_template_is_merged_and_cannot_override_the_operators_metadata() {
+        let mut settings = settings();
+        settings.template = serde_json::from_value(json!({
+            "imagePullSecrets": [{"name": "registry"}],
+            "nodeSelector": {"pool": "migrations"},
+            "tolerations": [{"key": "dedicated", "operator": "Exists", "effect": "NoSchedule"}],
+            "priorityClassName": "batch",
+            "labels": {"team": "data"},
+        }))
+        .expect("defaults");
+        let mut job = job(Tier::Small);
+        job.spec.worker_pod = Some(
+            serde_json::from_value(json!({
+                "nodeSelector": {"zone": "b"},
+                "affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
+                    "nodeSelectorTerms": [{"matchExpressions": [
+                        {"key": "disk", "operator": "In", "values": ["ssd"]}]}]}}},
+                "priorityClassName": "urgent",
+                "annotations": {"ferry.dev/attempt": "99", "owner": "shop"},
+                "labels": {"app.kubernetes.io/name": "mine", "cost": "shop"},
+            }))
+            .expect("job template"),
+        );
+        let new = NewWorker { attempt: 1, failures: 0, restart_request: None };
+        let pod = worker_pod(&job, &[], &new, &settings);
+        let spec = pod.spec.as_ref().expect("spec");
+        let pull: Vec<_> = spec.image_pull_secrets.iter().flatten().map(|s| &s.name).collect();
+        assert_eq!(pull, ["registry"]);
+        let selector = spec.node_selector.clone().unwrap_or_default();
+        assert_eq!(
+            selector,
+            BTreeMap::from([("pool".into(), "migrations".into()), ("zone".into(), "b".into())])
+        );
+        assert_eq!(spec.tolerations.as_ref().map(Vec::len), Some(1));
+        assert!(spec.affinity.as_ref().and_then(|a| a.node_affinity.as_ref()).is_some());
+        assert_eq!(spec.priority_class_name.as_deref(), Some("urgent"));
+        let labels = pod.labels();
+        assert_eq!(labels["app.kubernetes.io/name"], "ferry-worker", "the operator's label wins");
+        assert_eq!((labels["team"].as_str(), labels["cost"].as_str()), ("data", "shop"));
+        let annotations = pod.annotations();
+        assert_eq!(annotations[ATTEMPT_ANNOTATION], "1", "the operator's annotation wins");
+        assert_eq!(annotations["owner"], "shop");
+        // Without any template the pod has none of these fields.
+        let plain =
+            worker_pod(&super::tests::job(Tier::Small), &[], &new, &super::tests::settings());
+        let spec = plain.spec.expect("spec");
+        assert_eq!(
+            (spec.image_pull_secrets, spec.node_selector, spec.tolerations),
+            (None, None, None)
+        );
+        assert_eq!((spec.affinity, spec.priority_class_name), (None, None));
+    }
+
+    #[test]
+    fn a_template_file_with_a_misspelled_field_is_refused() {
+        let path =
+            std::env::temp_dir().join(format!("ferry-worker-pod-{}.yaml", std::process::id()));
+        std::fs::write(&path, "nodeSelector: {pool: a}\ntoleration: []\n").expect("write");
+        let error = load_template(&path).expect_err("misspelled").to_string();
+        assert!(error.contains("unknown field `toleration`"), "{error}");
+        std::fs::write(&path, "nodeSelector: {pool: a}\npriorityClassName: low\n").expect("write");
+        let template = load_template(&path).expect("valid");
+        assert_eq!(template.priority_class_name.as_deref(), Some("low"));
+        std::fs::write(&path, "{}\n").expect("write");
+        assert_eq!(load_template(&path).expect("empty"), WorkerPodTemplate::default());
+        std::fs::remove_file(&path).expect("remove");
     }
 
     #[test]

@@ -27,6 +27,7 @@ use super::secret_refs;
 use crate::context::{Context, FIELD_MANAGER};
 use crate::error::{Error, Result, kube_err};
 use crate::events::EventKind;
+use crate::scope;
 use crate::secrets::Loaded;
 
 pub const CONTROLLER: &str = "source";
@@ -38,11 +39,19 @@ struct SourceContext {
     checks: SourceChecks,
 }
 
-/// Runs the controller until `shutdown`.
+/// Runs the controller until `shutdown`, once per watched namespace (sharing the record of
+/// checks).
 pub async fn run(shared: Arc<Context>, shutdown: CancellationToken) {
-    let sources: Api<MigrationSource> = Api::all(shared.client.clone());
-    let secrets: Api<Secret> = Api::all(shared.client.clone());
+    let scope = shared.settings.scope.clone();
     let ctx = Arc::new(SourceContext { shared, checks: SourceChecks::default() });
+    scope::run_each(&scope, shutdown, |namespace, stop| run_in(ctx.clone(), stop, namespace)).await;
+}
+
+/// The controller for the sources of `namespace` (`None`: every namespace).
+async fn run_in(ctx: Arc<SourceContext>, shutdown: CancellationToken, namespace: Option<String>) {
+    let client = &ctx.shared.client;
+    let sources: Api<MigrationSource> = scope::api(client, namespace.as_deref());
+    let secrets: Api<Secret> = scope::api(client, namespace.as_deref());
     let controller = Controller::new(sources, watcher::Config::default());
     let store = controller.store();
     controller

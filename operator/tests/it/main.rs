@@ -11,4 +11,6 @@ mod edits;
 mod image;
 mod operator_e2e;
 mod operator_resilience;
+mod plugin;
 mod source_readiness;
+mod watch_namespaces;

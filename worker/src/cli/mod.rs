@@ -2,6 +2,7 @@
 
 mod binlog;
 mod cutover;
+mod kubectl;
 mod migrate;
 mod precheck;
 mod reset;
@@ -85,6 +86,8 @@ enum Command {
     Cutover(cutover::Args),
     /// Run a MigrationJob inside its worker pod, reporting into the MigrationJob status.
     Worker(crate::kube::Args),
+    /// Status and control of MigrationJobs in a cluster (also installed as `kubectl ferry`).
+    Kubectl(kubectl::Args),
     /// Work with binlog files.
     Binlog {
         #[command(subcommand)]
@@ -100,6 +103,9 @@ enum Command {
 /// Parses the arguments, runs the command and turns its result into the exit code:
 /// 0 success, 1 failure (the reason on standard error), 2 bad usage.
 pub async fn main() -> ExitCode {
+    if invoked_as_kubectl_plugin() {
+        return kubectl::main_as_plugin().await;
+    }
     let cli = Cli::parse();
     crate::logging::init(matches!(cli.log_format, LogFormat::Json));
     let result = match cli.command {
@@ -111,6 +117,7 @@ pub async fn main() -> ExitCode {
         Command::Cutover(args) => cutover::run(args).await,
         Command::Binlog { command } => binlog::run(command).await,
         Command::Worker(args) => crate::kube::run(args).await,
+        Command::Kubectl(args) => Ok(kubectl::finish(kubectl::run(args).await)),
         Command::Completion { shell } => {
             use clap::CommandFactory as _;
             clap_complete::generate(shell, &mut Cli::command(), "ferry", &mut std::io::stdout());
@@ -124,4 +131,11 @@ pub async fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Whether this binary runs as `kubectl-ferry` (kubectl runs plugins by that file name).
+fn invoked_as_kubectl_plugin() -> bool {
+    let program = std::env::args_os().next().map(PathBuf::from);
+    let name = program.as_deref().and_then(|p| p.file_name()).and_then(|n| n.to_str());
+    name.is_some_and(|n| n.trim_end_matches(".exe") == "kubectl-ferry")
 }

@@ -16,7 +16,7 @@ mod sink;
 mod verification;
 mod worker;
 
-pub use sink::{KubeSink, worker_fields};
+pub use sink::{KubeSink, ObservedGeneration, worker_fields};
 pub use worker::{Args, run, secret_file};
 
 /// Field manager of the worker's server-side applies.

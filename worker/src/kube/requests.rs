@@ -10,6 +10,7 @@ use ferry_crds::Selection;
 use ferry_crds::job::{MigrationJob, MigrationJobStatus};
 use tokio_util::sync::CancellationToken;
 
+use super::ObservedGeneration;
 use crate::config::{CutoverSettings, JobConfig};
 use crate::report::StatusReporter;
 
@@ -45,14 +46,14 @@ pub async fn watch(
     api: Api<MigrationJob>,
     name: String,
     config: JobConfig,
-    reporter: Arc<StatusReporter>,
+    (reporter, generation): (Arc<StatusReporter>, ObservedGeneration),
     mut acted: Acted,
     on_edit: OnEdit,
 ) {
     loop {
         tokio::time::sleep(POLL).await;
-        let spec = match api.get(&name).await {
-            Ok(job) => job.spec,
+        let (spec, read) = match api.get(&name).await {
+            Ok(job) => (job.spec, job.metadata.generation),
             Err(e) => {
                 tracing::warn!(error = %e, "cannot read the MigrationJob for requests");
                 continue;
@@ -62,6 +63,12 @@ pub async fn watch(
             tracing::info!("spec.objects, routes or filters changed: stopping at a checkpoint");
             on_edit.edited.cancel();
             on_edit.run.cancel();
+        }
+        // The requests of this spec are acted on from here: what the worker reports while
+        // doing so is about this generation. Published at once, so that `kubectl wait` on a
+        // worker condition after an edit need not wait for the next progress report.
+        if generation.observed(read) {
+            reporter.publish().await;
         }
         let verify = spec.verify.and_then(|v| v.request);
         if let Some(request) = verify.filter(|r| Some(r) != acted.verify.as_ref()) {

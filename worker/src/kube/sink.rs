@@ -4,7 +4,11 @@
 // `::kube` is the crate; `crate::kube` is this module's parent.
 use ::kube::Api;
 use ::kube::api::{Patch, PatchParams};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+
 use ferry_crds::API_VERSION;
+use ferry_crds::contract::observe_generation;
 use ferry_crds::job::{MigrationJob, MigrationJobStatus};
 use futures::future::BoxFuture;
 use serde_json::json;
@@ -17,25 +21,57 @@ use crate::report::StatusSink;
 pub struct KubeSink {
     api: Api<MigrationJob>,
     name: String,
+    generation: ObservedGeneration,
 }
 
 impl KubeSink {
-    pub fn new(api: Api<MigrationJob>, name: impl Into<String>) -> Self {
-        Self { api, name: name.into() }
+    /// `generation`: the job's `metadata.generation` the worker has acted on, written on each
+    /// of its conditions.
+    pub fn new(
+        api: Api<MigrationJob>,
+        name: impl Into<String>,
+        generation: ObservedGeneration,
+    ) -> Self {
+        Self { api, name: name.into(), generation }
     }
 }
 
-/// The fields of `status` the worker owns (see the module documentation of `kube`).
-pub fn worker_fields(status: &MigrationJobStatus) -> MigrationJobStatus {
+/// The newest `metadata.generation` of its MigrationJob the worker has read and acted on
+/// (requests included); shared by the request watcher, which updates it, and the sink.
+#[derive(Clone, Debug, Default)]
+pub struct ObservedGeneration(Arc<AtomicI64>);
+
+impl ObservedGeneration {
+    pub fn new(generation: Option<i64>) -> Self {
+        let this = Self::default();
+        this.observed(generation);
+        this
+    }
+
+    /// The worker acts on the spec of `generation` (never goes back); whether that is newer.
+    pub fn observed(&self, generation: Option<i64>) -> bool {
+        generation.is_some_and(|g| self.0.fetch_max(g, Ordering::Relaxed) < g)
+    }
+
+    pub fn get(&self) -> Option<i64> {
+        Some(self.0.load(Ordering::Relaxed)).filter(|g| *g > 0)
+    }
+}
+
+/// The fields of `status` the worker owns (see the module documentation of `kube`), its
+/// conditions marked with `generation`.
+pub fn worker_fields(status: &MigrationJobStatus, generation: Option<i64>) -> MigrationJobStatus {
+    let mut conditions: Vec<_> = status
+        .conditions
+        .iter()
+        .filter(|c| !OPERATOR_CONDITIONS.contains(&c.type_.as_str()))
+        .cloned()
+        .collect();
+    observe_generation(&mut conditions, generation);
     MigrationJobStatus {
         stage: status.stage,
         phase: None,
-        conditions: status
-            .conditions
-            .iter()
-            .filter(|c| !OPERATOR_CONDITIONS.contains(&c.type_.as_str()))
-            .cloned()
-            .collect(),
+        conditions,
         precheck: status.precheck.clone(),
         full: status.full.clone(),
         incremental: status.incremental.clone(),
@@ -57,7 +93,7 @@ impl StatusSink for KubeSink {
                 "apiVersion": API_VERSION,
                 "kind": "MigrationJob",
                 "metadata": { "name": self.name },
-                "status": worker_fields(status),
+                "status": worker_fields(status, self.generation.get()),
             });
             // Forced: the worker is the only writer of these fields; a conflict can only come
             // from a person editing the status by hand.
@@ -91,7 +127,7 @@ mod tests {
         set_condition(&mut status.conditions, "Ready", false, "Failed", "x");
         set_condition(&mut status.conditions, "Failed", true, "Error", "x");
         set_condition(&mut status.conditions, "Prechecked", true, "Passed", "ok");
-        let sent = worker_fields(&status);
+        let sent = worker_fields(&status, Some(7));
         assert_eq!(sent.stage, Some(Stage::Full));
         assert_eq!(sent.position.as_deref(), Some("mysql-bin.000001:4"));
         assert_eq!(sent.phase, None);
@@ -100,5 +136,17 @@ mod tests {
         assert_eq!(sent.observed_generation, None);
         let types: Vec<&str> = sent.conditions.iter().map(|c| c.type_.as_str()).collect();
         assert_eq!(types, ["Prechecked"]);
+        assert_eq!(sent.conditions[0].observed_generation, Some(7));
+    }
+
+    #[test]
+    fn the_observed_generation_only_moves_forward() {
+        let generation = ObservedGeneration::new(None);
+        assert_eq!(generation.get(), None);
+        assert!(generation.observed(Some(3)));
+        assert!(!generation.observed(Some(2)));
+        assert!(!generation.observed(Some(3)));
+        assert!(!generation.observed(None));
+        assert_eq!(generation.get(), Some(3));
     }
 }

@@ -12,7 +12,9 @@ use ferry_crds::source::MigrationSource;
 use ferry_crds::{SecretKeyRef, TlsConfig};
 use tokio_util::sync::CancellationToken;
 
-use super::{DEFAULT_SECRETS_DIR, EXIT_NOT_RETRYABLE, KubeSink, SECRETS_DIR_ENV};
+use super::{
+    DEFAULT_SECRETS_DIR, EXIT_NOT_RETRYABLE, KubeSink, ObservedGeneration, SECRETS_DIR_ENV,
+};
 use crate::config::{JobConfig, Owner, parse_duration};
 use crate::engine::{self, JobContext, Outcome};
 use crate::manifest::{Manifest, Secret};
@@ -114,7 +116,8 @@ async fn run_once(
     let mut previous = job.status.clone().unwrap_or_default();
     previous.last_error = None;
     let acted = super::requests::Acted::from_status(&previous);
-    let sink = KubeSink::new(api.clone(), args.job.clone());
+    let generation = ObservedGeneration::new(job.metadata.generation);
+    let sink = KubeSink::new(api.clone(), args.job.clone(), generation.clone());
     let reporter = Arc::new(
         StatusReporter::new(vec![Box::new(sink)], args.status_interval).with_status(previous),
     );
@@ -124,7 +127,7 @@ async fn run_once(
         api,
         args.job.clone(),
         config.clone(),
-        reporter.clone(),
+        (reporter.clone(), generation),
         acted,
         on_edit,
     );

@@ -106,6 +106,10 @@ impl Cluster {
                 cluster.kustomize_install(Some(replicas), &args)?
             }
             Install::Helm(set) => {
+                // The chart puts a Role in each watched namespace: they must exist first.
+                for namespace in watched_namespaces(&set) {
+                    cluster.create_namespace(&namespace).await?;
+                }
                 ferry_e2e::kube_harness::install::helm_install(&cluster.kubeconfig, &set)?
             }
         }
@@ -156,6 +160,11 @@ impl Cluster {
 
     pub fn kubeconfig(&self) -> &Path {
         &self.kubeconfig
+    }
+
+    /// The kubectl binary the cluster is driven with.
+    pub fn kubectl_path(&self) -> &Path {
+        &self.kubectl
     }
 
     /// Runs kubectl on the cluster from the repository root and returns its output.
@@ -288,6 +297,12 @@ impl Cluster {
         let prefix = format!("{job}-worker-");
         Ok(all.into_iter().filter(|p| p.name_any().starts_with(&prefix)).collect())
     }
+}
+
+/// The namespaces of a `watchNamespaces={a,b}` chart value among `set`.
+fn watched_namespaces(set: &[String]) -> Vec<String> {
+    let list = set.iter().find_map(|v| v.strip_prefix("watchNamespaces={")?.strip_suffix('}'));
+    list.map(|l| l.split(',').map(String::from).collect()).unwrap_or_default()
 }
 
 /// The last `max` characters of `text`.
