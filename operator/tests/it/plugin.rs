@@ -13,7 +13,7 @@ use anyhow::{Context as _, ensure};
 use cluster::{
     Cluster, ONE_CLUSTER_AT_A_TIME, create_secret, job_object, phase, source_object, wait_for,
 };
-use ferry_crds::job::{MigrationJob, Phase, Stage};
+use ferry_crds::job::{MigrationJob, MigrationMode, Phase, Stage, Tier};
 use ferry_crds::source::MigrationSource;
 use ferry_e2e::MariaDb;
 use kube::api::{Api, PostParams};
@@ -99,9 +99,9 @@ async fn kubectl_ferry_shows_and_controls_a_replicating_job() -> anyhow::Result<
     create_secret(&client, NAMESPACE, "source", "src-pw").await?;
     create_secret(&client, NAMESPACE, "target", "dst-pw").await?;
     let sources: Api<MigrationSource> = Api::namespaced(client.clone(), NAMESPACE);
-    sources.create(&PostParams::default(), &source_object(source.port())?).await?;
+    sources.create(&PostParams::default(), &source_object(source.port())).await?;
     let jobs: Api<MigrationJob> = Api::namespaced(client.clone(), NAMESPACE);
-    let job = job_object(JOB, "FullAndIncremental", "small", target.port())?;
+    let job = job_object(JOB, MigrationMode::FullAndIncremental, Tier::Small, target.port());
     jobs.create(&PostParams::default(), &job).await?;
     let kubectl = Kubectl::new(&cluster)?;
 

@@ -14,7 +14,7 @@ use cluster::{
     Cluster, Install, ONE_CLUSTER_AT_A_TIME, OPERATOR_NAMESPACE, create_secret, job_object, phase,
     source_object,
 };
-use ferry_crds::job::{MigrationJob, Phase};
+use ferry_crds::job::{MigrationJob, MigrationMode, Phase, Tier};
 use ferry_crds::source::MigrationSource;
 use ferry_e2e::MariaDb;
 use kube::api::{Api, PostParams};
@@ -119,8 +119,8 @@ async fn create_job(
     create_secret(client, namespace, "source", "src-pw").await?;
     create_secret(client, namespace, "target", "dst-pw").await?;
     let sources: Api<MigrationSource> = Api::namespaced(client.clone(), namespace);
-    sources.create(&PostParams::default(), &source_object(source_port)?).await?;
-    let mut job = job_object(name, "Full", "small", target_port)?;
+    sources.create(&PostParams::default(), &source_object(source_port)).await?;
+    let mut job = job_object(name, MigrationMode::Full, Tier::Small, target_port);
     job.spec.worker_pod = worker_pod.map(serde_json::from_value).transpose()?;
     let jobs: Api<MigrationJob> = Api::namespaced(client.clone(), namespace);
     jobs.create(&PostParams::default(), &job).await?;
