@@ -81,6 +81,11 @@ pub enum IncrementalError {
     Stream { at: String, source: mysql_async::Error },
     #[error("the source closed the binlog stream at {at}")]
     StreamEnded { at: String },
+    #[error(
+        "the binlog stream from the source sent nothing for {silent:?} at {at}, not even its \
+         heartbeat: the connection is taken as lost"
+    )]
+    StreamSilent { at: String, silent: std::time::Duration },
     #[error("the transaction payload ending at {at} holds more than one transaction")]
     PayloadWithManyTransactions { at: String },
     #[error("the source has no binary log (SHOW MASTER STATUS is empty): enable log_bin")]
@@ -157,7 +162,13 @@ pub enum IncrementalError {
 
 impl IncrementalError {
     pub fn retryable(&self) -> bool {
-        matches!(self, Self::Stream { .. } | Self::StreamEnded { .. } | Self::Reader(_))
+        matches!(
+            self,
+            Self::Stream { .. }
+                | Self::StreamEnded { .. }
+                | Self::StreamSilent { .. }
+                | Self::Reader(_)
+        )
     }
 }
 
