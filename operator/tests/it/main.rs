@@ -7,6 +7,7 @@
 
 mod cluster;
 
+mod faults;
 mod image;
 mod operator_e2e;
 mod operator_resilience;

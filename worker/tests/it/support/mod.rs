@@ -415,3 +415,16 @@ pub fn wait_exit(child: &mut Child, timeout: Duration) -> std::process::ExitStat
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// The scan finds the password in any output file and leaves the manifest alone.
+#[test]
+fn the_credential_scan_finds_a_password_in_any_output_but_the_manifest() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join(MANIFEST_FILE), format!("password: {PASSWORD}\n")).unwrap();
+    std::fs::write(dir.path().join("run-1.log"), "connected to the source\n").unwrap();
+    assert_eq!(files_holding(dir.path(), PASSWORD), None);
+    let status = format!("{{\"message\": \"access denied for ferry:{PASSWORD}\"}}\n");
+    std::fs::write(dir.path().join("status.json"), status).unwrap();
+    let found = files_holding(dir.path(), PASSWORD).expect("the leak is found");
+    assert!(found.contains("status.json"), "{found}");
+}
