@@ -92,7 +92,8 @@ impl FaultProxy {
             half_opened: Arc::default(),
         };
         let (cuts, _) = watch::channel(0);
-        let accept = tokio::spawn(accept_loop(listener, upstream_port, shared.clone(), cuts.clone()));
+        let accept =
+            tokio::spawn(accept_loop(listener, upstream_port, shared.clone(), cuts.clone()));
         Ok(FaultProxy {
             port,
             current: shared.current,
@@ -165,7 +166,12 @@ enum End {
 
 /// Relays both ways until either side closes or the connection is cut; a cut resets both
 /// sockets (zero linger), so each peer sees a reset rather than an orderly close.
-async fn relay(client: TcpStream, upstream: TcpStream, shared: Shared, mut cut: watch::Receiver<u64>) {
+async fn relay(
+    client: TcpStream,
+    upstream: TcpStream,
+    shared: Shared,
+    mut cut: watch::Receiver<u64>,
+) {
     for stream in [&client, &upstream] {
         let _ = stream.set_nodelay(true);
     }

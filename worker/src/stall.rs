@@ -77,7 +77,10 @@ impl StallWatch {
                 ),
             )
         } else {
-            ("Progressing", format!("the {stage} stage progressed within {} s", self.after.as_secs()))
+            (
+                "Progressing",
+                format!("the {stage} stage progressed within {} s", self.after.as_secs()),
+            )
         };
         set_condition(&mut status.conditions, STALLED, stalled, reason, message);
     }

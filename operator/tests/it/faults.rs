@@ -20,7 +20,7 @@ use kube::api::{Api, DeleteParams, PostParams};
 
 const STEP: Duration = Duration::from_secs(180);
 /// Rows in `shop.items`, so that the copy lasts long enough to be interrupted.
-const ROWS: u32 = 60_000;
+const ROWS: u32 = 300_000;
 /// Deletions during replication in the short form.
 const REPLICATION_DELETIONS: u32 = 2;
 
@@ -70,7 +70,9 @@ async fn worker_pods_deleted_at_random_instants_lose_nothing() -> anyhow::Result
     let job = job_object("moving", "FullAndIncremental", "small", target.port())?;
     jobs.create(&PostParams::default(), &job).await?;
     let key = (namespace, "moving");
-    let stage_is = |stage: Stage| move |j: &MigrationJob| j.status.as_ref().and_then(|s| s.stage) == Some(stage);
+    let stage_is = |stage: Stage| {
+        move |j: &MigrationJob| j.status.as_ref().and_then(|s| s.stage) == Some(stage)
+    };
 
     // During the copy: once it runs, at a random instant.
     cluster.wait_job(key, "the copy starts", STEP, stage_is(Stage::Full)).await?;
@@ -103,20 +105,25 @@ async fn worker_pods_deleted_at_random_instants_lose_nothing() -> anyhow::Result
 }
 
 /// Waits for the job's running worker pod, lets it work a random moment, deletes it at once
-/// (grace 0) and waits until a new worker replaces it. Returns the deleted pod's name.
-async fn delete_worker(cluster: &Cluster, namespace: &str, rng: &mut Rng) -> anyhow::Result<String> {
+/// (grace 0) and waits until a new worker (the same name may come back: another uid) runs.
+/// Returns the deleted pod's name.
+async fn delete_worker(
+    cluster: &Cluster,
+    namespace: &str,
+    rng: &mut Rng,
+) -> anyhow::Result<String> {
     let running_worker = || async {
         let pods = cluster.worker_pods(namespace, "moving").await?;
-        Ok(pods.into_iter().find(running).map(|p| p.name_any()))
+        Ok(pods.into_iter().find(running).map(|p| (p.name_any(), p.uid())))
     };
     let describe = async || cluster.describe(namespace, "moving").await;
-    let victim = wait_for("a running worker pod", STEP, running_worker, describe).await?;
+    let (victim, uid) = wait_for("a running worker pod", STEP, running_worker, describe).await?;
     tokio::time::sleep(Duration::from_millis(200 + rng.below(3000))).await;
     let pods: Api<Pod> = Api::namespaced(cluster.client.clone(), namespace);
     pods.delete(&victim, &DeleteParams::default().grace_period(0)).await?;
     let replaced = || async {
         let pods = cluster.worker_pods(namespace, "moving").await?;
-        Ok(pods.iter().any(|p| p.name_any() != victim && running(p)).then_some(()))
+        Ok(pods.iter().any(|p| p.uid() != uid && running(p)).then_some(()))
     };
     wait_for("a new worker pod replaces the deleted one", STEP, replaced, describe).await?;
     Ok(victim)

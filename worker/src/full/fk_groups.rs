@@ -73,7 +73,10 @@ pub async fn recopy_split_groups(
 }
 
 /// The foreign keys between selected tables, as (child, parent).
-async fn foreign_key_links(source: &mut Conn, objects: &Objects) -> crate::Result<Vec<(Name, Name)>> {
+async fn foreign_key_links(
+    source: &mut Conn,
+    objects: &Objects,
+) -> crate::Result<Vec<(Name, Name)>> {
     let selected: BTreeSet<Name> =
         objects.tables.iter().map(|t| (t.db.clone(), t.name.clone())).collect();
     let schemas: BTreeSet<&str> = selected.iter().map(|(db, _)| db.as_str()).collect();
@@ -123,10 +126,10 @@ async fn empty(target: &mut Conn, table: &Table) -> crate::Result<()> {
     target.query_drop(super::copy::target_session()).await.sql("set up a target session")?;
     let sql = format!("DELETE FROM {} LIMIT {DELETE_BATCH}", table.target_qualified());
     loop {
-        target.query_drop(&sql).await.sql(format!(
-            "empty {} on the target to copy it again",
-            table.target_qualified()
-        ))?;
+        target
+            .query_drop(&sql)
+            .await
+            .sql(format!("empty {} on the target to copy it again", table.target_qualified()))?;
         if target.affected_rows() == 0 {
             return Ok(());
         }

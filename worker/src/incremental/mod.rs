@@ -86,6 +86,11 @@ pub enum IncrementalError {
          heartbeat: the connection is taken as lost"
     )]
     StreamSilent { at: String, silent: std::time::Duration },
+    #[error(
+        "the source did not answer within {after:?} while replication read {what}: the \
+         connection is taken as lost"
+    )]
+    SourceSilent { what: &'static str, after: std::time::Duration },
     #[error("the transaction payload ending at {at} holds more than one transaction")]
     PayloadWithManyTransactions { at: String },
     #[error("the source has no binary log (SHOW MASTER STATUS is empty): enable log_bin")]
@@ -160,6 +165,22 @@ pub enum IncrementalError {
     GtidsMissing { server: String, missing: String },
 }
 
+/// How long a metadata query on the source (column names, session settings for DDL) may take:
+/// such queries answer at once, so a connection that answers nothing (half-open) is lost, and
+/// replication restarts from its checkpoint on a new one rather than wait forever.
+pub(crate) const SOURCE_QUERY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Runs a source metadata query within [`SOURCE_QUERY_TIMEOUT`].
+pub(crate) async fn bounded<T>(
+    what: &'static str,
+    query: impl std::future::Future<Output = crate::Result<T>>,
+) -> crate::Result<T> {
+    match tokio::time::timeout(SOURCE_QUERY_TIMEOUT, query).await {
+        Ok(result) => result,
+        Err(_) => Err(IncrementalError::SourceSilent { what, after: SOURCE_QUERY_TIMEOUT }.into()),
+    }
+}
+
 impl IncrementalError {
     pub fn retryable(&self) -> bool {
         matches!(
@@ -167,6 +188,7 @@ impl IncrementalError {
             Self::Stream { .. }
                 | Self::StreamEnded { .. }
                 | Self::StreamSilent { .. }
+                | Self::SourceSilent { .. }
                 | Self::Reader(_)
         )
     }
@@ -587,7 +609,8 @@ impl<'a> Loop<'a> {
                 .ok_or_else(|| IncrementalError::MissingTable {
                 table: crate::sql::qualified(&to.database, &to.table),
             })?;
-            let mapping = self.mappings.get(&mut self.source, &change, logged_at, &schema).await?;
+            let mapping = self.mappings.get(&mut self.source, &change, logged_at, &schema);
+            let mapping = bounded("the source's columns", mapping).await?;
             resolved.push((schema, mapping.apply(change)));
         }
         Ok(resolved)

@@ -51,7 +51,11 @@ async fn a_full_target_is_retried_with_a_clear_error_then_resumed_when_given_spa
         .await;
     let message = retrying(&full).unwrap_or_default();
     assert!(message.contains("bulk"), "the error does not name the full table: {message}");
-    assert!(ferry.try_wait().expect("ferry's state").is_none(), "ferry gave up:\n{}", setup.last_log());
+    assert!(
+        ferry.try_wait().expect("ferry's state").is_none(),
+        "ferry gave up:\n{}",
+        setup.last_log()
+    );
 
     let Target::MariaDb(server) = &mut setup.target else { unreachable!("a MariaDB target") };
     server.restart_with(target_options(LARGE_MAX_MB)).await.expect("restart with more space");
