@@ -177,7 +177,7 @@ async fn run_with_link_faults(seed: u64) {
         target_proxy.set(Faults::default());
     };
     let (committed, ()) =
-        tokio::join!(load::run(&setup.source, 3, Duration::from_secs(30)), faults);
+        tokio::join!(load::run(&setup.source, 3, Duration::from_secs(12)), faults);
     assert!(committed > 100, "seed {seed}: the load committed only {committed} transactions");
     setup.wait_caught_up(&mut ferry, Duration::from_secs(180)).await;
     assert!(interrupt(&mut ferry).success(), "seed {seed}:\n{}", setup.last_log());
