@@ -24,7 +24,7 @@ pub use compare::database_digests;
 pub use compare::{CompareOptions, Flavour, TableDigest, assert_same_tables, compare_databases};
 pub use compare::{quote, table_digest, table_rows};
 pub use external::ExternalServer;
-pub use fault::{FaultProxy, Faults};
+pub use fault::{Direction, FaultProxy, Faults};
 pub use manifest::JobManifest;
 pub use mariadb::{MariaDb, MariaDbOptions, Role};
 pub use mysql::{MySql, MySqlOptions};

@@ -101,6 +101,13 @@ impl MariaDb {
         self.wait_ready().await
     }
 
+    /// Restarts the server with other options (a larger tablespace, say), same port and data.
+    pub async fn restart_with(&mut self, options: MariaDbOptions) -> Result<()> {
+        self.stop().await?;
+        self.options = options;
+        self.restart().await
+    }
+
     async fn wait_ready(&mut self) -> Result<()> {
         let ours = self.dir.path().to_string_lossy().into_owned();
         let log = self.dir.path().join("error.log");

@@ -45,6 +45,14 @@ pub fn transient(error: &mysql_async::Error) -> bool {
     }
 }
 
+/// Whether the server ran out of space: a table is full (1114: its tablespace reached its
+/// maximum size) or the disk is (1021). Whoever runs the server may give it more, after which the
+/// same statement succeeds, so the job retries it within its retry budget, the error (naming
+/// the table) in its status meanwhile, rather than failing at once.
+pub fn out_of_space(error: &mysql_async::Error) -> bool {
+    matches!(error, mysql_async::Error::Server(e) if matches!(e.code, 1021 | 1114))
+}
+
 /// Why a server could not be reached. Messages name the endpoint, never the password.
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectError {

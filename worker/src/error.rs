@@ -43,7 +43,9 @@ impl Error {
             Self::Incremental(e) => e.retryable(),
             Self::Verify(_) => false,
             Self::Cutover(_) => false,
-            Self::Sql { source, .. } => crate::connect::transient(source),
+            Self::Sql { source, .. } => {
+                crate::connect::transient(source) || crate::connect::out_of_space(source)
+            }
             Self::Io { .. } => true,
         }
     }

@@ -23,6 +23,7 @@ pub mod progress;
 pub mod report;
 pub mod rewrite;
 pub mod sql;
+pub mod stall;
 pub mod verify;
 
 pub use error::{Error, Result};

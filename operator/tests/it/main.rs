@@ -8,6 +8,7 @@
 mod cluster;
 
 mod edits;
+mod faults;
 mod image;
 mod operator_e2e;
 mod operator_resilience;

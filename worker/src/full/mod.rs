@@ -9,12 +9,14 @@
 //! others are copied from a new snapshot, and the recorded start position stays the original
 //! one while the new snapshot's position is recorded as where safe mode may end: replaying the
 //! binlog from the original position in safe mode (REPLACE, DELETE + REPLACE) brings the
-//! chunks copied at either snapshot to the same state. A Full-only job that was resumed holds
+//! chunks copied at either snapshot to the same state. Tables linked by foreign keys are
+//! copied again whole when they straddle the two snapshots (see [`fk_groups`]). A Full-only job that was resumed holds
 //! each chunk as of one of the snapshots (see docs/full-copy.md).
 
 pub(crate) mod backfill;
 pub(crate) mod chunk;
 mod copy;
+mod fk_groups;
 mod indexes;
 mod load_data;
 pub(crate) mod objects;
@@ -82,6 +84,9 @@ pub async fn run(ctx: &JobContext) -> crate::Result<BinlogPosition> {
     let mut control = connect(&ctx.config.source, "source").await?;
     let objects = objects::read(&mut control, &ctx.config.selection).await?;
     schema::copy(&job, &mut control, &mut target, &objects).await?;
+    if saved.is_some() {
+        fk_groups::recopy_split_groups(&job, &objects, &mut control, &mut target).await?;
+    }
     drop(control);
 
     let workers = ctx.config.concurrency.max(1);
@@ -231,15 +236,21 @@ async fn copy_all(
     }
     let mut joined = Box::pin(futures::future::join_all(handles));
     let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut stall = crate::stall::StallWatch::new("Full");
     let results = loop {
         tokio::select! {
             results = &mut joined => break results,
             _ = tick.tick() => {
-                ctx.reporter.update(|s| merge(s, progress.report(false)));
+                let marker = progress.marker();
+                ctx.reporter.update(|s| {
+                    merge(s, progress.report(false));
+                    stall.observe(marker, true, std::time::Instant::now(), s);
+                });
                 ctx.reporter.publish_due().await;
             }
         }
     };
+    ctx.reporter.update(|s| stall.observe(String::new(), false, std::time::Instant::now(), s));
     for result in results {
         result.map_err(|e| FullError::Worker(e.to_string()))??;
     }

@@ -51,6 +51,13 @@ impl Progress {
         self.bytes.fetch_sub(bytes, Ordering::Relaxed);
     }
 
+    /// What has been copied, as it changes with every write (see [`crate::stall`]).
+    pub fn marker(&self) -> String {
+        let rows = self.rows.load(Ordering::Relaxed);
+        let bytes = self.bytes.load(Ordering::Relaxed);
+        format!("{rows} rows, {bytes} bytes copied")
+    }
+
     pub fn table_done(&self) {
         self.tables_done.fetch_add(1, Ordering::Relaxed);
     }

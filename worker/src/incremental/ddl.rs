@@ -170,7 +170,7 @@ impl DdlApplier {
             return Err(rejected_with(&position, &ddl.sql, why.clone()));
         }
         if self.setup.is_none() {
-            self.setup = Some(setup(source, target).await?);
+            self.setup = Some(super::bounded("its session settings", setup(source, target)).await?);
         }
         let setup = self.setup.as_ref().expect("set up above");
         let statements = match action {
@@ -337,8 +337,10 @@ async fn session_sql(
         parts.push(format!("sql_mode = {}", quote_str(&names)));
     }
     if let Some(zone) = &session.time_zone {
-        parts
-            .push(format!("time_zone = {}", quote_str(&time_zone(source, zone, timestamp).await?)));
+        parts.push(format!(
+            "time_zone = {}",
+            quote_str(&super::bounded("a time zone", time_zone(source, zone, timestamp)).await?,)
+        ));
     }
     if let Some([_, connection, server]) = session.charset {
         for (variable, id) in [("collation_connection", connection), ("collation_server", server)] {

@@ -24,6 +24,8 @@ use crate::report::set_condition;
 
 /// How often the source head is read and the status refreshed.
 const INTERVAL: Duration = Duration::from_millis(500);
+/// How long reading the source head may take before its connection is dropped.
+const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
 /// Lag above which the `Lagging` condition is set, unless `FERRY_LAG_WARNING_SECONDS` says.
 const LAG_WARNING: Duration = Duration::from_secs(60);
 
@@ -69,6 +71,7 @@ pub struct Monitor<'a> {
     /// Events dropped by `spec.filters`.
     skipped: Option<Arc<super::filter::SkipCounts>>,
     caught_up: CaughtUpTracker,
+    stall: crate::stall::StallWatch,
 }
 
 impl<'a> Monitor<'a> {
@@ -88,6 +91,7 @@ impl<'a> Monitor<'a> {
                 ctx.config.cutover.caught_up_lag,
                 ctx.config.cutover.caught_up_for,
             ),
+            stall: crate::stall::StallWatch::new("Incremental"),
         }
     }
 
@@ -153,7 +157,11 @@ impl<'a> Monitor<'a> {
             tracing::info!(message = %caught_up.message, "replication caught up with the source");
         }
         self.caught_up.announced = caught_up.status;
+        // Behind the source, or unable to tell: the applied position should move.
+        let waiting = lag_bytes != Some(0);
+        let stall = &mut self.stall;
         self.ctx.reporter.update(|s| {
+            stall.observe(position.clone(), waiting, Instant::now(), s);
             s.incremental = Some(status);
             s.position = Some(position);
             let reason = if lagging { "LagAboveBound" } else { "LagWithinBound" };
@@ -182,14 +190,26 @@ impl<'a> Monitor<'a> {
                 }
             },
         };
-        match stream::source_head(&mut conn).await {
+        let read = async {
+            let head = stream::source_head(&mut conn).await;
+            (head, stream::binary_logs(&mut conn).await)
+        };
+        // A connection that answers nothing (half-open) is dropped, not waited on forever.
+        let Ok((head, files)) = tokio::time::timeout(HEAD_TIMEOUT, read).await else {
+            tracing::warn!(
+                timeout_secs = HEAD_TIMEOUT.as_secs(),
+                "the source did not answer for its head position in time; reconnecting"
+            );
+            return;
+        };
+        match head {
             Ok(head) => self.head = Some(head),
             Err(e) => {
                 tracing::warn!(error = %e, "cannot read the source head position");
                 return;
             }
         }
-        if let Ok(files) = stream::binary_logs(&mut conn).await {
+        if let Ok(files) = files {
             self.head_files = files;
         }
         self.source = Some(conn);

@@ -84,6 +84,16 @@ pub enum IncrementalError {
     Stream { at: String, source: mysql_async::Error },
     #[error("the source closed the binlog stream at {at}")]
     StreamEnded { at: String },
+    #[error(
+        "the binlog stream from the source sent nothing for {silent:?} at {at}, not even its \
+         heartbeat: the connection is taken as lost"
+    )]
+    StreamSilent { at: String, silent: std::time::Duration },
+    #[error(
+        "the source did not answer within {after:?} while replication read {what}: the \
+         connection is taken as lost"
+    )]
+    SourceSilent { what: &'static str, after: std::time::Duration },
     #[error("the transaction payload ending at {at} holds more than one transaction")]
     PayloadWithManyTransactions { at: String },
     #[error("the source has no binary log (SHOW MASTER STATUS is empty): enable log_bin")]
@@ -158,9 +168,32 @@ pub enum IncrementalError {
     GtidsMissing { server: String, missing: String },
 }
 
+/// How long a metadata query on the source (column names, session settings for DDL) may take:
+/// such queries answer at once, so a connection that answers nothing (half-open) is lost, and
+/// replication restarts from its checkpoint on a new one rather than wait forever.
+pub(crate) const SOURCE_QUERY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Runs a source metadata query within [`SOURCE_QUERY_TIMEOUT`].
+pub(crate) async fn bounded<T>(
+    what: &'static str,
+    query: impl std::future::Future<Output = crate::Result<T>>,
+) -> crate::Result<T> {
+    match tokio::time::timeout(SOURCE_QUERY_TIMEOUT, query).await {
+        Ok(result) => result,
+        Err(_) => Err(IncrementalError::SourceSilent { what, after: SOURCE_QUERY_TIMEOUT }.into()),
+    }
+}
+
 impl IncrementalError {
     pub fn retryable(&self) -> bool {
-        matches!(self, Self::Stream { .. } | Self::StreamEnded { .. } | Self::Reader(_))
+        matches!(
+            self,
+            Self::Stream { .. }
+                | Self::StreamEnded { .. }
+                | Self::StreamSilent { .. }
+                | Self::SourceSilent { .. }
+                | Self::Reader(_)
+        )
     }
 }
 
@@ -625,7 +658,8 @@ impl<'a> Loop<'a> {
                 .ok_or_else(|| IncrementalError::MissingTable {
                 table: crate::sql::qualified(&to.database, &to.table),
             })?;
-            let mapping = self.mappings.get(&mut self.source, &change, logged_at, &schema).await?;
+            let mapping = self.mappings.get(&mut self.source, &change, logged_at, &schema);
+            let mapping = bounded("the source's columns", mapping).await?;
             resolved.push((schema, mapping.apply(change)));
         }
         Ok(resolved)

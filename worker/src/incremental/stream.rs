@@ -223,6 +223,10 @@ fn describe(p: &Position) -> String {
     }
 }
 
+/// How long the binlog stream may send nothing before it is taken as lost: many heartbeats
+/// (one a second, see [`open`]).
+pub const STREAM_SILENCE: std::time::Duration = std::time::Duration::from_secs(20);
+
 /// Assembles events into units and sends them until the stream ends or the receiver goes away.
 pub struct Reader {
     pub decoder: Decoder,
@@ -259,8 +263,17 @@ impl Reader {
     }
 
     /// Reads the stream into `tx` until it ends, fails or `tx` closes.
+    /// A stream that sends nothing, heartbeats included, for [`STREAM_SILENCE`] is lost (a
+    /// half-open connection: the socket stays up while nothing arrives).
     pub async fn run(mut self, mut stream: BinlogStream, tx: mpsc::Sender<crate::Result<Unit>>) {
-        while let Some(event) = stream.next().await {
+        loop {
+            let Ok(next) = tokio::time::timeout(STREAM_SILENCE, stream.next()).await else {
+                let at = describe(&self.position);
+                let silent = IncrementalError::StreamSilent { at, silent: STREAM_SILENCE };
+                let _ = tx.send(Err(silent.into())).await;
+                return;
+            };
+            let Some(event) = next else { break };
             let result = match event {
                 Ok(event) => self.handle(&event),
                 Err(e) => Err(stream_error(e, &self.position)),

@@ -189,6 +189,17 @@ pub async fn clear_chunks(conn: &mut Conn, job: &str) -> crate::Result<()> {
         .sql("clear ferry_meta.full_chunks on the target")
 }
 
+/// Marks every chunk of a table to copy again (its target rows were deleted).
+pub async fn reset_chunks(conn: &mut Conn, job: &str, db: &str, table: &str) -> crate::Result<()> {
+    conn.exec_drop(
+        "UPDATE ferry_meta.full_chunks SET done = 0, rows_copied = 0, bytes = 0, \
+         read_file = NULL, read_pos = NULL WHERE job = ? AND db = ? AND tbl = ?",
+        (job, db, table),
+    )
+    .await
+    .sql(format!("mark the chunks of `{db}`.`{table}` to copy again in ferry_meta"))
+}
+
 /// A chunk as planned earlier, and whether it is done.
 pub struct SavedChunk {
     pub seq: u32,

@@ -10,8 +10,10 @@ mod precheck_support;
 mod support;
 
 mod binlog_decode;
+mod copy_resume_faults;
 mod cutover;
 mod ddl_corpus;
+mod disk_faults;
 mod edits;
 mod full_and_incremental;
 mod full_kill;

@@ -9,7 +9,7 @@ use crate::support;
 
 use std::time::{Duration, Instant};
 
-use ferry_e2e::{FaultProxy, Faults, SqlServer};
+use ferry_e2e::{Direction, FaultProxy, Faults, SqlServer};
 use support::load::{self, Rng};
 use support::{Setup, interrupt};
 
@@ -36,15 +36,7 @@ async fn run_with_faults(seed: u64) {
     eprintln!("network fault run with FERRY_FAULT_SEED={seed}");
     let mut setup = Setup::start().await;
     setup.source.exec(load::TABLES).await.expect("source tables");
-    setup
-        .source
-        .exec(&format!(
-            "CREATE TABLE app.bulk (id INT PRIMARY KEY, pad VARCHAR(200)); \
-             INSERT INTO app.bulk SELECT seq, REPEAT(CHAR(65 + seq % 26), 150) \
-             FROM app.seq_1_to_{BULK_ROWS}"
-        ))
-        .await
-        .expect("bulk rows");
+    setup.source.exec(&bulk_rows()).await.expect("bulk rows");
     let source_proxy = FaultProxy::start(setup.source.port()).await.expect("source proxy");
     let target_proxy = FaultProxy::start(setup.target.port()).await.expect("target proxy");
     setup.route_through(source_proxy.port(), target_proxy.port());
@@ -113,5 +105,149 @@ impl Chaos {
             }
             self.injected += 1;
         }
+    }
+}
+
+/// Seeds of the slow-link run in CI.
+const LINK_SEEDS: &[u64] = &[0x5eed_0101];
+
+/// Bytes a second each connection gets through either proxy while the copy runs: slow enough
+/// that the copy takes several seconds, and resets land inside its statements and results.
+const COPY_BANDWIDTH: u64 = 3 << 20;
+
+/// How long a fault that needs traffic may wait for it.
+const FAULT_HIT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The copy over bandwidth-limited links, one source connection reset in the middle of a chunk's
+/// result and one target connection in the middle of a multi-row statement; then replication
+/// under the write load with the source's connections made half-open (the socket stays up,
+/// nothing arrives: only deadlines can tell, and Ferry must reconnect), a target connection
+/// reset in the middle of a statement and a bandwidth squeeze. The target must end equal.
+#[tokio::test(flavor = "multi_thread")]
+async fn copy_and_replication_survive_slow_links_byte_resets_and_half_open_streams() {
+    for &seed in LINK_SEEDS {
+        run_with_link_faults(seed).await;
+    }
+    for seed in load::extra_fault_seeds() {
+        run_with_link_faults(seed).await;
+    }
+}
+
+async fn run_with_link_faults(seed: u64) {
+    eprintln!("link fault run with FERRY_FAULT_SEED={seed}");
+    let started = Instant::now();
+    let mut rng = Rng(seed | 1);
+    let mut setup = Setup::start().await;
+    setup.source.exec(load::TABLES).await.expect("source tables");
+    setup.source.exec(&bulk_rows()).await.expect("bulk rows");
+    let source_proxy = FaultProxy::start(setup.source.port()).await.expect("source proxy");
+    let target_proxy = FaultProxy::start(setup.target.port()).await.expect("target proxy");
+    let slow = Faults { bandwidth: Some(COPY_BANDWIDTH), ..Faults::default() };
+    source_proxy.set(slow);
+    target_proxy.set(slow);
+    setup.route_through(source_proxy.port(), target_proxy.port());
+    let manifest = setup.manifest("FullAndIncremental", "    databases: [app]");
+    let envs = [("FERRY_CHUNK_ROWS", "4000")];
+    let mut ferry = setup.spawn(&manifest, &envs, &["--concurrency", "4", "--retries", "30"]);
+
+    let stage = |name: &'static str| move |s: &serde_json::Value| s["stage"] == name;
+    setup.wait_status("the Full stage", Duration::from_secs(60), stage("Full")).await;
+    // Mid-result: a chunk's rows stop part way; mid-statement: a REPLACE is cut part way.
+    let mid_result = (Direction::ToClient, 100_000 + rng.below(400_000));
+    reset_once(&setup, &source_proxy, slow, mid_result).await;
+    let mid_statement = (Direction::ToServer, 100_000 + rng.below(400_000));
+    reset_once(&setup, &target_proxy, slow, mid_statement).await;
+    source_proxy.set(Faults::default());
+    target_proxy.set(Faults::default());
+    setup.wait_status("the Incremental stage", COPY_TIMEOUT, stage("Incremental")).await;
+    let copied = started.elapsed();
+
+    // The half-open stream first, while nothing else restarts the job: the stream is open once
+    // the checkpoint moves, and only its silence deadline ends it.
+    let faults = async {
+        tokio::time::sleep(Duration::from_millis(500 + rng.below(1500))).await;
+        wait_checkpoint_moves(&setup).await;
+        half_open_once(&setup, &source_proxy).await;
+        // The stream's silence deadline, or the bound on the loop's source queries.
+        wait_log(&setup, "is taken as lost", Duration::from_secs(90)).await;
+        let tiny = (Direction::ToServer, 200 + rng.below(5_000));
+        reset_once(&setup, &target_proxy, Faults::default(), tiny).await;
+        target_proxy.set(Faults { bandwidth: Some(20_000), ..Faults::default() });
+        tokio::time::sleep(Duration::from_millis(1000 + rng.below(2000))).await;
+        target_proxy.set(Faults::default());
+    };
+    let (committed, ()) =
+        tokio::join!(load::run(&setup.source, 3, Duration::from_secs(12)), faults);
+    assert!(committed > 100, "seed {seed}: the load committed only {committed} transactions");
+    setup.wait_caught_up(&mut ferry, Duration::from_secs(180)).await;
+    assert!(interrupt(&mut ferry).success(), "seed {seed}:\n{}", setup.last_log());
+    setup.assert_same("app").await;
+    eprintln!(
+        "seed {seed}: byte resets source {} target {}, half-open source connections {}, copy \
+         done after {copied:?}, {committed} transactions, equal after {:?}",
+        source_proxy.byte_resets(),
+        target_proxy.byte_resets(),
+        source_proxy.half_opened(),
+        started.elapsed()
+    );
+}
+
+/// `BULK_ROWS` rows in `app.bulk`, filled on the source itself.
+fn bulk_rows() -> String {
+    format!(
+        "CREATE TABLE app.bulk (id INT PRIMARY KEY, pad VARCHAR(200)); \
+         INSERT INTO app.bulk SELECT seq, REPEAT(CHAR(65 + seq % 26), 150) \
+         FROM app.seq_1_to_{BULK_ROWS}"
+    )
+}
+
+/// Sets a reset after some bytes one way on top of `base`, waits until a connection is reset by
+/// it, and puts `base` back.
+async fn reset_once(setup: &Setup, proxy: &FaultProxy, base: Faults, after: (Direction, u64)) {
+    let before = proxy.byte_resets();
+    proxy.set(Faults { reset_after: Some(after), ..base });
+    let deadline = Instant::now() + FAULT_HIT_TIMEOUT;
+    while proxy.byte_resets() == before {
+        assert!(
+            Instant::now() < deadline,
+            "no connection carried {after:?} bytes within {FAULT_HIT_TIMEOUT:?}:\n{}",
+            setup.last_log()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    proxy.set(base);
+}
+
+/// Makes the source's connections that receive anything for a moment half-open: the binlog
+/// stream (a heartbeat a second at least) among them, and the replication loop's own source
+/// connection when it reads column names then.
+async fn half_open_once(setup: &Setup, proxy: &FaultProxy) {
+    proxy.set(Faults { half_open: Some(Direction::ToClient), ..Faults::default() });
+    let deadline = Instant::now() + FAULT_HIT_TIMEOUT;
+    while proxy.half_opened() == 0 {
+        assert!(Instant::now() < deadline, "no source traffic to stop:\n{}", setup.last_log());
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // Past a heartbeat, so that the stream is among them.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    proxy.set(Faults::default());
+}
+
+/// Waits until the replication checkpoint on the target moves: the binlog stream delivers.
+async fn wait_checkpoint_moves(setup: &Setup) {
+    let first = setup.checkpoint().await;
+    let deadline = Instant::now() + FAULT_HIT_TIMEOUT;
+    while setup.checkpoint().await == first {
+        assert!(Instant::now() < deadline, "the checkpoint never moved:\n{}", setup.last_log());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Waits until Ferry's log says `what`.
+async fn wait_log(setup: &Setup, what: &str, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    while !setup.last_log().contains(what) {
+        assert!(Instant::now() < deadline, "the log never said {what:?}:\n{}", setup.last_log());
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }

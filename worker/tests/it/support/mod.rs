@@ -7,7 +7,7 @@ pub mod load;
 pub mod mysql_binlog;
 
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use ferry_e2e::{JobManifest, Source, SourceKind, SqlServer, Target, TargetKind};
@@ -54,6 +54,10 @@ pub const INTEGERS: &[(&str, i128, i128)] = &[
 ];
 
 pub const PASSWORD: &str = "s3cret-pw";
+/// The manifest the tests write (YAML files in the test directory hold [`PASSWORD`]; every other
+/// file there is Ferry's output).
+const MANIFEST_FILE: &str = "job.yaml";
+
 /// SQL for the checkpoint key `ferry migrate` registered for job `default/job` (see
 /// `ferry_meta.jobs`).
 pub const JOB_KEY: &str =
@@ -66,6 +70,37 @@ pub struct Setup {
     runs: usize,
     /// Ports the manifests name instead of the servers' (fault proxies in between).
     route: Option<(u16, u16)>,
+}
+
+/// No credential in any output: every file a test's Ferry runs left (stderr logs, stdout, the
+/// status with its conditions and errors, reports) is scanned for the password when the test's
+/// setup goes away, so every `ferry migrate` a worker test runs passes through this check.
+impl Drop for Setup {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            return;
+        }
+        if let Some(leak) = files_holding(self.dir.path(), PASSWORD) {
+            panic!("the password appears in Ferry's output {leak}");
+        }
+    }
+}
+
+/// The first file under `dir` (the manifest aside) that contains `secret`, with the line.
+fn files_holding(dir: &std::path::Path, secret: &str) -> Option<String> {
+    let entries = std::fs::read_dir(dir).ok()?;
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let manifest = path.extension().is_some_and(|e| e == "yaml" || e == "yml");
+        if manifest || !path.is_file() {
+            continue;
+        }
+        let text = String::from_utf8_lossy(&std::fs::read(&path).unwrap_or_default()).into_owned();
+        if let Some(line) = text.lines().find(|l| l.contains(secret)) {
+            return Some(format!("{}: {line}", path.display()));
+        }
+    }
+    None
 }
 
 impl Setup {
@@ -153,7 +188,7 @@ impl Setup {
             spec,
         }
         .yaml();
-        let path = self.dir.path().join("job.yaml");
+        let path = self.dir.path().join(MANIFEST_FILE);
         std::fs::write(&path, yaml).expect("write manifest");
         path
     }
@@ -167,6 +202,9 @@ impl Setup {
         self.runs += 1;
         let log = std::fs::File::create(self.dir.path().join(format!("run-{}.log", self.runs)))
             .expect("log file");
+        let stdout =
+            std::fs::File::create(self.dir.path().join(format!("run-{}.stdout", self.runs)))
+                .expect("stdout file");
         Command::new(env!("CARGO_BIN_EXE_ferry"))
             .args(["migrate", "-f"])
             .arg(manifest)
@@ -176,7 +214,7 @@ impl Setup {
             // A test may raise FERRY_LOG through `envs`.
             .env("FERRY_LOG", "info")
             .envs(envs.iter().copied())
-            .stdout(Stdio::null())
+            .stdout(stdout)
             .stderr(log)
             .spawn()
             .expect("run ferry")
@@ -412,4 +450,17 @@ pub fn wait_exit(child: &mut Child, timeout: Duration) -> std::process::ExitStat
         }
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// The scan finds the password in any output file and leaves the manifest alone.
+#[test]
+fn the_credential_scan_finds_a_password_in_any_output_but_the_manifest() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join(MANIFEST_FILE), format!("password: {PASSWORD}\n")).unwrap();
+    std::fs::write(dir.path().join("run-1.log"), "connected to the source\n").unwrap();
+    assert_eq!(files_holding(dir.path(), PASSWORD), None);
+    let status = format!("{{\"message\": \"access denied for ferry:{PASSWORD}\"}}\n");
+    std::fs::write(dir.path().join("status.json"), status).unwrap();
+    let found = files_holding(dir.path(), PASSWORD).expect("the leak is found");
+    assert!(found.contains("status.json"), "{found}");
 }
