@@ -142,9 +142,9 @@ pub fn foreign_keys(mode: MigrationMode, schema: &SourceSchema) -> PrecheckItem 
     let outside = names(&|f| f.references_unselected);
     let mut observed = format!("{} foreign key(s)", fks.len());
     let mut reason = String::from(
-        "Ferry copies tables in parallel and applies changes with foreign_key_checks = 0 in its \
-         own sessions, so child rows may arrive before their parents; the constraints are \
-         created on the target but not checked for migrated rows.",
+        "Ferry copies tables in parallel with foreign_key_checks = 0 in its own sessions, so \
+         child rows may arrive before their parents; the constraints are created on the target \
+         but not checked for copied rows. Replication applies changes with the checks on.",
     );
     if !outside.is_empty() {
         observed.push_str(&format!("; referencing tables outside the job: {}", list(&outside)));
@@ -157,15 +157,16 @@ pub fn foreign_keys(mode: MigrationMode, schema: &SourceSchema) -> PrecheckItem 
         observed.push_str(&format!("; with ON DELETE/UPDATE actions: {}", list(&cascading)));
         reason.push_str(
             " The binary log holds only the parent row's change, not the child rows a CASCADE or \
-             SET NULL action changed, so those child changes are not replicated.",
+             SET NULL action changed: the target's own constraint makes those changes when \
+             replication applies the parent's, so the child tables must be migrated too and \
+             their keys must exist on the target.",
         );
     }
     warning(
         NAME,
         observed,
         reason,
-        "Select the referenced tables too; for cascading actions, check the child tables after \
-         cutover or move the cascade into the application.",
+        "Select the referenced tables too, and for cascading actions the child tables.",
     )
 }
 
