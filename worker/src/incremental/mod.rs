@@ -23,6 +23,7 @@ pub mod mapping;
 pub mod parallel;
 pub mod schema;
 pub mod stream;
+pub mod validation;
 pub mod watermark;
 
 use std::collections::HashSet;
@@ -228,6 +229,8 @@ pub async fn run(ctx: &JobContext, start: Option<BinlogPosition>) -> crate::Resu
     state.copy_safe_until = copy_safe_until;
     state.applied_above = applied_above;
     state.share_progress();
+    let (hook, validator) = validation::start(ctx, state.progress.clone());
+    state.validation = hook;
     let mut monitor = lag::Monitor::new(ctx, state.progress.clone());
     checkpoint::advance(&mut state.control.conn, &job, &start, true).await?;
     checkpoint::record_source_server(&mut state.control.conn, &job, &server.id).await?;
@@ -250,6 +253,9 @@ pub async fn run(ctx: &JobContext, start: Option<BinlogPosition>) -> crate::Resu
         () = monitor.run() => unreachable!("the monitor runs until replication stops"),
     };
     reader_task.abort();
+    if let Some(validator) = validator {
+        validator.abort();
+    }
     if let Ok(Err(panic)) = tokio::time::timeout(Duration::from_secs(5), reader_task).await
         && panic.is_panic()
     {
@@ -440,6 +446,8 @@ struct Loop<'a> {
     overwrite_until: Option<Position>,
     /// What the status shows, for the [`lag::Monitor`].
     progress: lag::SharedProgress,
+    /// Hands changed rows to continuous validation, when on.
+    validation: validation::Hook,
 }
 
 impl<'a> Loop<'a> {
@@ -468,6 +476,7 @@ impl<'a> Loop<'a> {
             copy_safe_until: None,
             overwrite_until: overwrite_until(ctx),
             progress: Default::default(),
+            validation: Default::default(),
         }
     }
 
@@ -555,6 +564,7 @@ impl<'a> Loop<'a> {
         let changes = self.resolve(txn).await?;
         let keys = causality::txn_keys(changes.iter().map(|(s, c)| (s, c)));
         let end = self.read.clone();
+        self.validation.changed(&end, &changes);
         self.scheduler.dispatch(Work { seq, end, changes, mode }, keys).await
     }
 
@@ -638,6 +648,7 @@ impl<'a> Loop<'a> {
         self.ddl.apply(self.ctx, conn, &mut self.source, ddl, mode).await?;
         self.schemas.clear();
         self.mappings.clear();
+        self.validation.schema_changed();
         Ok(())
     }
 

@@ -37,6 +37,7 @@ const MIGRATIONS: &[Migration] = &[
     |conn| Box::pin(version_2(conn)),
     |conn| Box::pin(version_3(conn)),
     |conn| Box::pin(version_4(conn)),
+    |conn| Box::pin(version_5(conn)),
 ];
 
 /// The version this Ferry reads and writes.
@@ -103,6 +104,7 @@ pub const KEYED_TABLES: &[&str] = &[
     "full_tables",
     "full_indexes",
     "cutover",
+    "verified_tables",
 ];
 
 /// The tables of version 1, by name; replication's first, so that a job that only replicates
@@ -176,6 +178,14 @@ async fn version_3(conn: &mut Conn) -> crate::Result<()> {
 /// Version 4: the cutover a user recorded (`ferry cutover`, `spec.cutover.request`).
 async fn version_4(conn: &mut Conn) -> crate::Result<()> {
     conn.query_drop(crate::cutover::CREATE).await.sql("create ferry_meta.cutover on the target")
+}
+
+/// Version 5: the tables a verify found equal, and at which source position, so that a
+/// cutover compares only the tables changed since (`verify::changed`).
+async fn version_5(conn: &mut Conn) -> crate::Result<()> {
+    conn.query_drop(crate::verify::changed::CREATE)
+        .await
+        .sql("create ferry_meta.verified_tables on the target")
 }
 
 /// Upgrades `ferry_meta` tables created by versions whose `job` column held 255 characters,

@@ -11,6 +11,7 @@ mod support;
 
 mod binlog_decode;
 mod cutover;
+mod cutover_scope;
 mod ddl_corpus;
 mod full_and_incremental;
 mod full_kill;
@@ -43,4 +44,5 @@ mod selection;
 mod server_restarts;
 mod tls;
 mod validate_cli;
+mod validation;
 mod verify;
