@@ -574,7 +574,7 @@ fn in_key_order(subject: &Subject, key: BinlogKey) -> Option<Key> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::incremental::event::RowKind;
+    use crate::incremental::event::{Image, RowKind};
     use crate::incremental::schema::{ColumnInfo, Fold};
     use mysql_async::Value;
 
@@ -600,13 +600,11 @@ mod tests {
         })
     }
 
-    fn image(v: i64, id: i64) -> Option<Vec<super::super::event::Cell>> {
+    fn image(v: i64, id: i64) -> Option<Image> {
         Some(vec![Some(Value::Int(v)), Some(Value::Int(id))])
     }
 
-    fn change(
-        rows: Vec<(Option<Vec<super::super::event::Cell>>, Option<Vec<super::super::event::Cell>>)>,
-    ) -> RowChange {
+    fn change(rows: Vec<(Option<Image>, Option<Image>)>) -> RowChange {
         RowChange {
             database: "app".into(),
             table: "t".into(),

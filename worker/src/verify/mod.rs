@@ -143,7 +143,7 @@ pub async fn run_reporting(
     let target_pool = pool(&config.target, "target", options.concurrency)?;
     let mut report = Report {
         position: position.map(|(file, pos)| format!("{file}:{pos}")),
-        notes: notes,
+        notes,
         ..Report::default()
     };
     let mut done = Progress {
