@@ -3,7 +3,7 @@
 //! sides take these from here, so neither can drift from the other.
 //!
 //! Status fields have one writer each. The worker owns what only it can know (`stage`,
-//! `precheck`, `full`, `incremental`, `cutover`, `verification`, `position`, `lastError` and
+//! `precheck`, `full`, `incremental`, `cutover`, `verification`, `validation`, `position`, `lastError` and
 //! conditions such as `Prechecked`, `CaughtUp` and `Verified`); the operator owns `phase`, `workerPod`, `lastRestartRequest`,
 //! `observedGeneration` and the conditions in [`OPERATOR_CONDITIONS`].
 

@@ -9,7 +9,7 @@ use crate::common::{SecretKeyRef, TlsConfig};
 use crate::crd::{DISPLAY_NAME_PATTERN, DURATION_PATTERN};
 use crate::cutover::{CutoverSpec, CutoverStatus};
 use crate::source::default_port;
-use crate::verification::{VerificationStatus, VerifySpec};
+use crate::verification::{ValidationSpec, ValidationStatus, VerificationStatus, VerifySpec};
 use crate::worker_pod::WorkerPodTemplate;
 
 /// A migration from one MigrationSource into a MySQL-compatible target (TiDB or MySQL/MariaDB).
@@ -124,6 +124,10 @@ pub struct MigrationJobSpec {
     /// Verification on request: compare every selected table of source and target.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub verify: Option<VerifySpec>,
+    /// Continuous validation: rows replication changes are compared on source and target
+    /// some seconds after they are applied. Replicating modes only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub validation: Option<ValidationSpec>,
 }
 
 /// What to do with the replicated DDL statement at one binlog position.
@@ -475,6 +479,9 @@ pub struct MigrationJobStatus {
     /// The last verification requested by `spec.verify.request`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub verification: Option<VerificationStatus>,
+    /// What continuous validation (`spec.validation.continuous`) found since the worker started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub validation: Option<ValidationStatus>,
     /// Binlog position the target has reached, as `file:pos`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub position: Option<String>,

@@ -8,6 +8,7 @@ use ferry_crds::TlsMode;
 use ferry_crds::cutover::CutoverSpec;
 use ferry_crds::job::{BinlogPosition, DdlErrorAction, MigrationMode, Tier};
 use ferry_crds::source::SourceType;
+use ferry_crds::verification::ValidationSpec;
 
 pub use crate::meta::jobs::Owner;
 
@@ -41,6 +42,26 @@ pub struct JobConfig {
     pub ddl_error_policy: Vec<DdlErrorAction>,
     /// When replication counts as caught up, and how a cutover waits.
     pub cutover: CutoverSettings,
+    /// Continuous validation of the rows replication changes (`spec.validation`); None: off.
+    pub validation: Option<ValidationSettings>,
+}
+
+/// `spec.validation` of a job that validates continuously.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ValidationSettings {
+    /// How long after a change is applied its row is compared.
+    pub delay: Duration,
+}
+
+impl ValidationSettings {
+    /// The settings when `spec.validation.continuous` is on; the schema's pattern admits only
+    /// parseable durations.
+    pub fn from_spec(spec: Option<&ValidationSpec>) -> Option<Self> {
+        let spec = spec.filter(|s| s.continuous)?;
+        let delay = parse_duration(&spec.delay)
+            .expect("the schema pattern admits only parseable durations");
+        Some(Self { delay })
+    }
 }
 
 /// `spec.cutover` with its durations parsed (defaults when absent).

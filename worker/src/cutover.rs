@@ -3,8 +3,9 @@
 //!
 //! [`run`] checks that the source is no longer written (read_only on, or its binlog still for a
 //! grace time), reads the source's final position, waits until the job's checkpoint on the
-//! target has applied it, verifies every selected table ([`crate::verify`]), checks that the
-//! source did not move meanwhile, and only then records the final position in
+//! target has applied it, verifies the selected tables changed since an earlier verify found
+//! them equal (all of them without one: [`crate::verify::changed`]), checks that the source did
+//! not move meanwhile, and only then records the final position in
 //! `ferry_meta.cutover`. The replicating process (`ferry migrate` or the worker pod) looks for
 //! that row next to its checkpoint ([`requested`]); once its checkpoint is at the position it
 //! stops, completes the job at that position and marks the row done ([`acknowledge`]). The
@@ -123,8 +124,17 @@ pub async fn run(
         let timeout = options.timeout;
         return Err(CutoverError::NotApplied { position: at, applied, timeout }.into());
     }
-    progress(CutoverState::Verifying, &format!("verifying every selected table at {at}"));
-    let report = verify::run(config, &options.verify).await?;
+    let left = deadline.saturating_duration_since(Instant::now());
+    let scope = verify::changed::scope(config, &mut source, &mut target, &position, left).await?;
+    let what = match &scope.tables {
+        None => format!("every selected table ({})", scope.reason),
+        Some(tables) => format!("{} tables: {}", tables.len(), scope.reason),
+    };
+    tracing::info!(job = %job, position = %at, scope = %what, "final verify");
+    progress(CutoverState::Verifying, &format!("verifying {what} at {at}"));
+    let options = verify::Options { only: scope.tables.clone(), ..options.verify.clone() };
+    let mut report = verify::run(config, &options).await?;
+    report.notes.push(format!("compared {what}"));
     let now = stream::source_head(&mut source).await?;
     if (&now.file, now.pos) != (&position.file, position.pos) {
         return Err(CutoverError::WrittenDuring { from: at, to: describe(&now) }.into());

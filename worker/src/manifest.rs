@@ -300,6 +300,7 @@ impl Manifest {
             overwrite_conflicts_at: spec.overwrite_conflicts_at.clone(),
             ddl_error_policy: spec.ddl_error_policy.clone(),
             cutover: crate::config::CutoverSettings::from_spec(spec.cutover.as_ref()),
+            validation: crate::config::ValidationSettings::from_spec(spec.validation.as_ref()),
         })
     }
 }

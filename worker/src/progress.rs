@@ -96,8 +96,11 @@ pub fn describe(status: &MigrationJobStatus, elapsed: Duration) -> String {
                 inc.lag_bytes.map(|b| format!(", {} behind", bytes(b))).unwrap_or_default();
             let dropped = inc.skipped_events.as_ref().map(|s| s.total()).filter(|n| *n > 0);
             let dropped = dropped.map(|n| format!("; Filtered: {n} events")).unwrap_or_default();
+            let validated = status.validation.as_ref().map_or(String::new(), |v| {
+                format!("; Validated: {} rows, {} mismatched", v.rows_checked, v.mismatched)
+            });
             format!(
-                "Applied: {applied}; Lag: {}s{behind}; Rate: {} rows/s{dropped}; {time}",
+                "Applied: {applied}; Lag: {}s{behind}; Rate: {} rows/s{dropped}{validated}; {time}",
                 inc.lag_seconds.unwrap_or(0),
                 inc.rows_per_second.unwrap_or(0),
             )

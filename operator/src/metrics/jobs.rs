@@ -24,6 +24,8 @@ struct JobSample {
     apply_rows_per_second: Option<i64>,
     copied_rows: Option<i64>,
     copied_bytes: Option<i64>,
+    validated_rows: Option<i64>,
+    validation_mismatches: Option<i64>,
 }
 
 /// The jobs' last reports, by `(namespace, name)`.
@@ -55,6 +57,8 @@ impl JobCollector {
             apply_rows_per_second: incremental.and_then(|i| i.rows_per_second),
             copied_rows: status.full.as_ref().map(|f| f.rows),
             copied_bytes: status.full.as_ref().map(|f| f.bytes),
+            validated_rows: status.validation.as_ref().map(|v| v.rows_checked),
+            validation_mismatches: status.validation.as_ref().map(|v| v.mismatched),
         };
         self.with(|jobs| jobs.insert((namespace.into(), name.into()), sample));
     }
@@ -72,7 +76,7 @@ struct PerJob {
     value: fn(&JobSample) -> Option<i64>,
 }
 
-const PER_JOB: [PerJob; 5] = [
+const PER_JOB: [PerJob; 7] = [
     PerJob {
         name: "ferry_job_lag_seconds",
         help: "Replication lag the worker reported: seconds between the newest applied event's \
@@ -106,6 +110,20 @@ const PER_JOB: [PerJob; 5] = [
                when the copy restarts",
         counter: true,
         value: |j| j.copied_bytes,
+    },
+    PerJob {
+        name: "ferry_job_validated_rows",
+        help: "Rows continuous validation (spec.validation) compared and found equal since the \
+               worker started",
+        counter: true,
+        value: |j| j.validated_rows,
+    },
+    PerJob {
+        name: "ferry_job_validation_mismatches",
+        help: "Rows continuous validation found different on the target while the source held \
+               still, since the worker started",
+        counter: true,
+        value: |j| j.validation_mismatches,
     },
 ];
 

@@ -39,6 +39,7 @@ fn job(source_type: SourceType, source: &impl SqlServer, target: &impl SqlServer
         overwrite_conflicts_at: None,
         ddl_error_policy: Vec::new(),
         cutover: ferry_worker::config::CutoverSettings::from_spec(None),
+        validation: None,
     }
 }
 

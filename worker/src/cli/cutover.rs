@@ -52,6 +52,7 @@ pub async fn run(args: Args) -> crate::Result<ExitCode> {
             // The source is no longer written: a row that differs cannot be in flight.
             settle_timeout: Duration::from_secs(5),
             catch_up_timeout: timeout,
+            only: None,
         },
     };
     let done = cutover::run(&config, &options, |_, step| eprintln!("cutover: {step}")).await?;

@@ -45,6 +45,11 @@ pub struct Args {
     /// `spec.overwriteConflictsAt`.
     #[arg(long = "overwrite-conflicts-at", value_name = "FILE:POS", value_parser = position)]
     overwrite_conflicts_at: Option<String>,
+    /// Compare every row replication changes on source and target some seconds after it is
+    /// applied, counting the rows that differ in the status (`validation`). Same as
+    /// `spec.validation.continuous: true`, whose `delay` it takes (default 5s).
+    #[arg(long)]
+    validate_continuously: bool,
 }
 
 fn position(text: &str) -> Result<String, String> {
@@ -65,6 +70,11 @@ pub async fn run(args: Args) -> crate::Result<ExitCode> {
     config.ddl_error_policy.extend(ddl_actions(&args)?);
     if let Some(position) = &args.overwrite_conflicts_at {
         config.overwrite_conflicts_at = Some(position.clone());
+    }
+    if args.validate_continuously && config.validation.is_none() {
+        config.validation = crate::config::ValidationSettings::from_spec(Some(
+            &ferry_crds::verification::ValidationSpec { continuous: true, ..Default::default() },
+        ));
     }
     identify_with_retries(&mut config, args.retries).await?;
     let mut sinks: Vec<Box<dyn StatusSink>> = vec![Box::new(ConsoleSink::new())];

@@ -35,6 +35,7 @@ pub async fn run(args: Args) -> crate::Result<ExitCode> {
         concurrency: args.concurrency.unwrap_or(config.concurrency).max(1),
         settle_timeout: Duration::from_secs(args.settle_timeout),
         catch_up_timeout: Duration::from_secs(args.catch_up_timeout),
+        only: None,
     };
     let report = verify::run(&config, &options).await?;
     if let Some(path) = &args.fix_sql {

@@ -26,6 +26,7 @@ pub mod parallel;
 pub mod programs;
 pub mod schema;
 pub mod stream;
+pub mod validation;
 pub mod watermark;
 
 use std::collections::HashSet;
@@ -265,6 +266,8 @@ pub async fn run(ctx: &JobContext, start: Option<BinlogPosition>) -> crate::Resu
     state.copy_safe_until = copy_safe_until;
     state.applied_above = applied_above;
     state.share_progress();
+    let (hook, validator) = validation::start(ctx, state.progress.clone());
+    state.validation = hook;
     let mut monitor = lag::Monitor::new(ctx, state.progress.clone());
     checkpoint::advance(&mut state.control.conn, &job, &start, true).await?;
     checkpoint::record_source_server(&mut state.control.conn, &job, &server.id).await?;
@@ -289,6 +292,9 @@ pub async fn run(ctx: &JobContext, start: Option<BinlogPosition>) -> crate::Resu
         () = monitor.run() => unreachable!("the monitor runs until replication stops"),
     };
     reader_task.abort();
+    if let Some(validator) = validator {
+        validator.abort();
+    }
     if let Ok(Err(panic)) = tokio::time::timeout(Duration::from_secs(5), reader_task).await
         && panic.is_panic()
     {
@@ -483,6 +489,8 @@ struct Loop<'a> {
     progress: lag::SharedProgress,
     /// The copy of tables added to the selection while replicating.
     backfill: backfill::Backfill,
+    /// Hands changed rows to continuous validation, when on.
+    validation: validation::Hook,
 }
 
 impl<'a> Loop<'a> {
@@ -513,6 +521,7 @@ impl<'a> Loop<'a> {
             overwrite_until: overwrite_until(ctx),
             progress: Default::default(),
             backfill,
+            validation: Default::default(),
         }
     }
 
@@ -637,6 +646,7 @@ impl<'a> Loop<'a> {
         let changes = self.resolve(txn).await?;
         let keys = causality::txn_keys(changes.iter().map(|(s, c)| (s, c)));
         let end = self.read.clone();
+        self.validation.changed(&end, &changes);
         self.scheduler.dispatch(Work { seq, end, changes, mode }, keys).await
     }
 
@@ -751,6 +761,7 @@ impl<'a> Loop<'a> {
         self.ddl.apply(self.ctx, conn, &mut self.source, ddl, mode).await?;
         self.schemas.clear();
         self.mappings.clear();
+        self.validation.schema_changed();
         Ok(())
     }
 

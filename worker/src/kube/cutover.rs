@@ -25,6 +25,7 @@ pub async fn run_request(config: &JobConfig, reporter: &StatusReporter, request:
             concurrency: config.concurrency.max(1),
             settle_timeout: Duration::from_secs(5),
             catch_up_timeout: config.cutover.timeout,
+            only: None,
         },
     };
     let set = |state: CutoverState, position: Option<String>, message: String| {

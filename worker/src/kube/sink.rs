@@ -77,6 +77,7 @@ pub fn worker_fields(status: &MigrationJobStatus, generation: Option<i64>) -> Mi
         incremental: status.incremental.clone(),
         cutover: status.cutover.clone(),
         verification: status.verification.clone(),
+        validation: status.validation.clone(),
         position: status.position.clone(),
         last_error: status.last_error.clone(),
         ddl_handled: status.ddl_handled.clone(),

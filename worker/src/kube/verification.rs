@@ -39,6 +39,7 @@ pub async fn run_request(config: &JobConfig, reporter: &StatusReporter, request:
         concurrency: config.concurrency.max(1),
         settle_timeout: Duration::from_secs(60),
         catch_up_timeout: Duration::from_secs(120),
+        only: None,
     };
     let progress = |p: &verify::Progress| {
         reporter.update(|s| {

@@ -39,6 +39,7 @@ const MIGRATIONS: &[Migration] = &[
     |conn| Box::pin(version_4(conn)),
     |conn| Box::pin(version_5(conn)),
     |conn| Box::pin(version_6(conn)),
+    |conn| Box::pin(version_7(conn)),
 ];
 
 /// The version this Ferry reads and writes.
@@ -108,6 +109,7 @@ pub const KEYED_TABLES: &[&str] = &[
     "selection",
     "backfill_tables",
     "online_ddl",
+    "verified_tables",
 ];
 
 /// The tables of version 1, by name; replication's first, so that a job that only replicates
@@ -197,6 +199,14 @@ async fn version_5(conn: &mut Conn) -> crate::Result<()> {
 async fn version_6(conn: &mut Conn) -> crate::Result<()> {
     let create = crate::incremental::online_ddl::CREATE;
     conn.query_drop(create).await.sql("create ferry_meta.online_ddl on the target")
+}
+
+/// Version 7: the tables a verify found equal, and at which source position, so that a
+/// cutover compares only the tables changed since (`verify::changed`).
+async fn version_7(conn: &mut Conn) -> crate::Result<()> {
+    conn.query_drop(crate::verify::changed::CREATE)
+        .await
+        .sql("create ferry_meta.verified_tables on the target")
 }
 
 /// Upgrades `ferry_meta` tables created by versions whose `job` column held 255 characters,

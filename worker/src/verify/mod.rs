@@ -17,6 +17,7 @@
 //! into line is not. A real difference never disappears by being read again, so none is missed.
 
 mod canon;
+pub mod changed;
 pub mod report;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -49,10 +50,12 @@ pub struct Options {
     pub settle_timeout: Duration,
     /// How long to wait for the target to apply the source up to a position.
     pub catch_up_timeout: Duration,
+    /// Compare only these tables (source names); None: every selected table.
+    pub only: Option<BTreeSet<changed::TableName>>,
 }
 
 /// Session settings of every verify connection: TIMESTAMP in UTC, text in utf8mb4, as the copy.
-const SESSION: &str = "SET time_zone = '+00:00', NAMES utf8mb4";
+pub(crate) const SESSION: &str = "SET time_zone = '+00:00', NAMES utf8mb4";
 
 /// A key's literals (SQL text, in key column order); for a table without a key, its row hash.
 pub(crate) type Key = Vec<String>;
@@ -64,7 +67,7 @@ pub(crate) struct Seen {
     pub count: u64,
 }
 
-type Rows = BTreeMap<Key, Seen>;
+pub(crate) type Rows = BTreeMap<Key, Seen>;
 
 /// One table being compared.
 pub(crate) struct Subject {
@@ -123,11 +126,24 @@ pub async fn run_reporting(
     // Only for the report: a source without a binary log, or a user who may not read it,
     // is compared all the same.
     let position = flavor::binlog_status(&mut source, &source_version).await.ok().flatten();
-    let selected = objects::read(&mut source, &config.selection).await?;
+    let mut notes = Vec::new();
+    let mut selected = objects::read(&mut source, &config.selection).await?;
+    if let Some(only) = &options.only {
+        let all = selected.tables.len();
+        selected.tables.retain(|t| only.contains(&(t.db.clone(), t.name.clone())));
+        let skipped = all - selected.tables.len();
+        if skipped > 0 {
+            notes.push(format!(
+                "{skipped} of {all} selected tables not compared again: unchanged since an \
+                 earlier verify found them equal"
+            ));
+        }
+    }
     let source_pool = pool(&config.source, "source", options.concurrency)?;
     let target_pool = pool(&config.target, "target", options.concurrency)?;
     let mut report = Report {
         position: position.map(|(file, pos)| format!("{file}:{pos}")),
+        notes,
         ..Report::default()
     };
     let mut done = Progress {
@@ -144,34 +160,21 @@ pub async fn run_reporting(
         ));
     }
     let mut subjects = Vec::new();
+    let flavors = (source_version.flavor, target_version.flavor);
     for table in selected.tables {
-        if table.merged {
-            let problem = format!(
-                "merged with other tables into {} by spec.routes: verify compares one source \
-                 table with one target table, so merged shards are not compared",
-                table.target_qualified()
-            );
-            tracing::warn!(table = %table.qualified(), problem = %problem, "table cannot be compared");
-            report.tables.push(TableReport::problem(&table, problem));
-            continue;
-        }
-        let target_columns = server_columns(&mut target, &table, Side::Target).await?;
-        if let Some(problem) = missing_on_target(&table, &target_columns) {
-            tracing::warn!(table = %table.qualified(), problem = %problem, "table cannot be compared");
-            report.tables.push(TableReport::problem(&table, problem));
-            done.tables_done += 1;
-            progress(&done);
-            continue;
-        }
-        let source_columns = server_columns(&mut source, &table, Side::Source).await?;
-        let flavors = (source_version.flavor, target_version.flavor);
-        let shape = RowShape::new(&table, flavors, &source_columns, &target_columns);
-        let key_renders = table
-            .key
-            .iter()
-            .map(|k| table.column(k).map_or(Render::Quoted, |c| c.render))
-            .collect();
-        let subject = Arc::new(Subject { table, shape, key_renders });
+        let merged = table.merged;
+        let subject = match subject(table, &mut source, &mut target, flavors).await? {
+            Ok(subject) => subject,
+            Err((table, problem)) => {
+                tracing::warn!(table = %table.qualified(), problem = %problem, "table cannot be compared");
+                report.tables.push(TableReport::problem(&table, problem));
+                if !merged {
+                    done.tables_done += 1;
+                    progress(&done);
+                }
+                continue;
+            }
+        };
         let work = plan(&subject, &mut source).await?;
         subjects.push((subject, work));
     }
@@ -198,10 +201,40 @@ pub async fn run_reporting(
     source_pool.disconnect().await.sql("close the source connections")?;
     target_pool.disconnect().await.sql("close the target connections")?;
     report.equal = report.tables.iter().all(TableReport::is_equal);
+    // A verify stands without the record: a later cutover then compares these tables again.
+    if let Err(error) = changed::record(&mut source, &mut target, &config.key, &report).await {
+        tracing::warn!(error = %error, "cannot record the tables verified equal");
+    }
     Ok(report)
 }
 
-async fn session(endpoint: &Endpoint, role: &'static str) -> crate::Result<Conn> {
+/// How `table` is compared (its columns on both servers, its key), or why it cannot be.
+pub(crate) async fn subject(
+    table: Table,
+    source: &mut Conn,
+    target: &mut Conn,
+    flavors: (flavor::Flavor, flavor::Flavor),
+) -> crate::Result<Result<Arc<Subject>, (Table, String)>> {
+    if table.merged {
+        let problem = format!(
+            "merged with other tables into {} by spec.routes: verify compares one source \
+             table with one target table, so merged shards are not compared",
+            table.target_qualified()
+        );
+        return Ok(Err((table, problem)));
+    }
+    let target_columns = server_columns(target, &table, Side::Target).await?;
+    if let Some(problem) = missing_on_target(&table, &target_columns) {
+        return Ok(Err((table, problem)));
+    }
+    let source_columns = server_columns(source, &table, Side::Source).await?;
+    let shape = RowShape::new(&table, flavors, &source_columns, &target_columns);
+    let key_renders =
+        table.key.iter().map(|k| table.column(k).map_or(Render::Quoted, |c| c.render)).collect();
+    Ok(Ok(Arc::new(Subject { table, shape, key_renders })))
+}
+
+pub(crate) async fn session(endpoint: &Endpoint, role: &'static str) -> crate::Result<Conn> {
     let mut conn = connect(endpoint, role).await?;
     conn.query_drop(SESSION).await.sql(format!("set up a {role} session"))?;
     Ok(conn)
@@ -524,7 +557,7 @@ pub(crate) struct Difference {
     pub target: Option<Seen>,
 }
 
-fn differences(source: &Rows, target: &Rows) -> Vec<Difference> {
+pub(crate) fn differences(source: &Rows, target: &Rows) -> Vec<Difference> {
     let keys: BTreeSet<&Key> = source.keys().chain(target.keys()).collect();
     keys.into_iter()
         .filter_map(|key| {
@@ -595,7 +628,7 @@ async fn settle(
 }
 
 /// The rows of `keys` on one server, in batches.
-async fn lookup(
+pub(crate) async fn lookup(
     conn: &mut Conn,
     subject: &Subject,
     keys: &[Key],
@@ -715,6 +748,8 @@ pub enum VerifyError {
          job runs and is not lagging, or give it longer with --catch-up-timeout"
     )]
     NotCaughtUp { job: String, position: String, applied: Option<String>, timeout: Duration },
+    #[error("cannot read the source's binlog since the last verification: {0}")]
+    BinlogScan(String),
     #[error("cannot write {path}: {source}")]
     Write { path: String, source: std::io::Error },
 }

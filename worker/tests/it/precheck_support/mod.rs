@@ -37,6 +37,7 @@ pub fn config(source: &impl SqlServer, target: &impl SqlServer, mode: MigrationM
         overwrite_conflicts_at: None,
         ddl_error_policy: Vec::new(),
         cutover: ferry_worker::config::CutoverSettings::from_spec(None),
+        validation: None,
     }
 }
 
