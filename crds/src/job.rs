@@ -225,6 +225,18 @@ pub struct IncrementalSpec {
     #[x_kube(validation = Rule::new("(has(self.file) && has(self.pos)) != has(self.gtidSet)")
         .message("start needs either file and pos, or gtidSet, not both"))]
     pub start: Option<BinlogPosition>,
+    /// While catching up a backlog, a target transaction applies up to this many row changes of
+    /// queued source transactions at once (a source transaction is never split); `1` applies
+    /// transaction at a time. Default 8000.
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "mergeRows")]
+    #[schemars(range(min = 1))]
+    pub merge_rows: Option<u32>,
+    /// The byte bound of such a merged target transaction's row images, kept well under the
+    /// target's transaction size limit (TiDB's `txn-total-size-limit`, 100 MiB by default,
+    /// counts indexes too). Default 16 MiB.
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "mergeBytes")]
+    #[schemars(range(min = 1))]
+    pub merge_bytes: Option<u64>,
 }
 
 /// A position in the source's binary log.

@@ -32,6 +32,9 @@ pub struct JobConfig {
     /// Connections used to copy and to apply in parallel.
     pub concurrency: usize,
     pub safe_mode_duration: Duration,
+    /// How much of a backlog one target transaction may apply (`spec.incremental.mergeRows`
+    /// and `mergeBytes`).
+    pub merge: MergeLimits,
     /// Incremental mode: where to start (absent: the source's current position).
     pub incremental_start: Option<BinlogPosition>,
     /// Replace the target rows that conflict with the source's in the source transactions up to
@@ -41,6 +44,35 @@ pub struct JobConfig {
     pub ddl_error_policy: Vec<DdlErrorAction>,
     /// When replication counts as caught up, and how a cutover waits.
     pub cutover: CutoverSettings,
+}
+
+/// The bounds of a target transaction that merges queued source transactions while catching up.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MergeLimits {
+    /// Row changes, at most (a source transaction is never split, so one larger than this
+    /// still goes whole, alone).
+    pub rows: usize,
+    /// Bytes of row images, at most (the same way).
+    pub bytes: usize,
+}
+
+impl MergeLimits {
+    /// `spec.incremental`'s bounds, defaults where absent.
+    pub fn from_spec(spec: Option<&ferry_crds::job::IncrementalSpec>) -> Self {
+        let default = Self::default();
+        let rows = spec.and_then(|s| s.merge_rows).map_or(default.rows, |r| r as usize);
+        let bytes = spec.and_then(|s| s.merge_bytes).map_or(default.bytes, |b| b as usize);
+        Self { rows: rows.max(1), bytes: bytes.max(1) }
+    }
+}
+
+impl Default for MergeLimits {
+    /// 8000 rows keep a target transaction short (a retry after a deadlock redoes little) while
+    /// making commits rare; 16 MiB of images stays well under TiDB's 100 MiB transaction limit,
+    /// which counts index entries as well.
+    fn default() -> Self {
+        Self { rows: 8000, bytes: 16 << 20 }
+    }
 }
 
 /// `spec.cutover` with its durations parsed (defaults when absent).
