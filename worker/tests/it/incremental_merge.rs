@@ -101,6 +101,7 @@ async fn merged_catch_up(kind: TargetKind) {
     let log = setup.last_log();
     let source = logged_count(&log, "source_transactions").expect("merge counts in the log");
     let target = logged_count(&log, "target_transactions").expect("merge counts in the log");
+    eprintln!("{kind:?}: {source} source transactions in {target} target transactions");
     assert!(source >= written / 2, "only {source} of about {written} transactions applied");
     // Transaction at a time, both would be equal.
     assert!(
