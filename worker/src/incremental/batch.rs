@@ -176,7 +176,13 @@ fn net_rows_without_key(ops: Vec<Op>, steps: &mut Vec<Step>) {
         for _ in count..0 {
             let before = Some(image.clone());
             let kind = RowKind::Delete;
-            let op = Op { schema: schema.clone(), kind, before, after: None, no_foreign_key_checks: false };
+            let op = Op {
+                schema: schema.clone(),
+                kind,
+                before,
+                after: None,
+                no_foreign_key_checks: false,
+            };
             steps.push(Step::Row(op));
         }
         inserts.extend((0..count).map(|_| image.clone()));
@@ -509,7 +515,10 @@ mod tests {
                 Step::Text { .. } => None,
             })
             .collect();
-        assert_eq!(deleted, vec![image("b", 1).unwrap(), image("d", 1).unwrap(), image("d", 1).unwrap()]);
+        assert_eq!(
+            deleted,
+            vec![image("b", 1).unwrap(), image("d", 1).unwrap(), image("d", 1).unwrap()]
+        );
         // Safe mode replays changes the target may hold: row by row, in source order.
         assert_eq!(plan(ops, Mode::Upsert).len(), 10);
     }

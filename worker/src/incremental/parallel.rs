@@ -47,9 +47,11 @@ impl Work {
 
     /// About the bytes of the row images (a value's length, 8 for numbers).
     fn bytes(&self) -> usize {
-        let cells = self.changes.iter().flat_map(|(_, c)| &c.rows).flat_map(|(b, a)| {
-            [b, a].into_iter().flatten().flat_map(|image| image.iter())
-        });
+        let cells = self
+            .changes
+            .iter()
+            .flat_map(|(_, c)| &c.rows)
+            .flat_map(|(b, a)| [b, a].into_iter().flatten().flat_map(|image| image.iter()));
         cells
             .map(|cell| match cell {
                 Some(mysql_async::Value::Bytes(bytes)) => bytes.len() + 2,
@@ -61,7 +63,12 @@ impl Work {
 
 enum Report {
     /// One target transaction committed: the source transactions it applied.
-    Applied { worker: usize, seqs: Vec<u64>, rows: u64, overwritten: u64 },
+    Applied {
+        worker: usize,
+        seqs: Vec<u64>,
+        rows: u64,
+        overwritten: u64,
+    },
     Failed(crate::Error),
 }
 
