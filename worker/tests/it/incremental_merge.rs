@@ -40,7 +40,7 @@ fn burst_round(r: u64) -> String {
         r % 7,
         (r + 3) % 7,
     );
-    if r % 3 == 0 {
+    if r.is_multiple_of(3) {
         sql.push_str(&format!("DELETE FROM app.burst WHERE id = {r};"));
     }
     if s1 != s2 {
