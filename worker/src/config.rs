@@ -60,9 +60,14 @@ impl MergeLimits {
     /// `spec.incremental`'s bounds, defaults where absent.
     pub fn from_spec(spec: Option<&ferry_crds::job::IncrementalSpec>) -> Self {
         let default = Self::default();
-        let rows = spec.and_then(|s| s.merge_rows).map_or(default.rows, |r| r as usize);
-        let bytes = spec.and_then(|s| s.merge_bytes).map_or(default.bytes, |b| b as usize);
-        Self { rows: rows.max(1), bytes: bytes.max(1) }
+        // The schema admits 1 and more only.
+        let bound = |value: Option<i64>, default: usize| {
+            value.map_or(default, |v| usize::try_from(v).unwrap_or(1).max(1))
+        };
+        Self {
+            rows: bound(spec.and_then(|s| s.merge_rows), default.rows),
+            bytes: bound(spec.and_then(|s| s.merge_bytes), default.bytes),
+        }
     }
 }
 
