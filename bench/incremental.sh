@@ -8,7 +8,8 @@
 #
 # Usage: bench/incremental.sh            (env: TABLES, TABLE_SIZE, SUSTAIN_SECONDS, BACKLOG_TXNS,
 #                                          THREADS, WORKERS, NATIVE_THREADS (default WORKERS;
-#                                          0 = the replica's single SQL thread), FERRY;
+#                                          0 = the replica's single SQL thread), FERRY,
+#                                          MERGE_ROWS (spec.incremental.mergeRows; 1 = no merging);
 #                                          PERF=FILE writes a profile of Ferry's catch-up to FILE)
 set -euo pipefail
 
@@ -32,8 +33,8 @@ source "$HERE/incremental/lib.sh"
 trap cleanup EXIT
 
 if [[ -z "$FERRY" ]]; then
-  (cd "$ROOT" && cargo build --release -p ferry-worker --bin ferry >&2)
-  FERRY="$ROOT/target/release/ferry"
+  (cd "$ROOT" && cargo build --release --locked --bin ferry >&2)
+  FERRY="${CARGO_TARGET_DIR:-$ROOT/target}/release/ferry"
 fi
 
 log "work dir $WORK"
@@ -87,6 +88,7 @@ wait_ferry "$P2_FILE" "$P2_POS" 3600
 T1=$(date +%s.%N)
 stop_ferry
 FERRY_SECONDS=$(echo "$T1 - $T0" | bc -l)
+MERGED=$(grep -o 'source_transactions=[0-9]* target_transactions=[0-9]*' "$WORK/ferry.log" | tail -1 || true)
 PEAK_RSS_KB=$(awk -F: '/Maximum resident set size/ {gsub(/ /,"",$2); print $2}' "$WORK/ferry-time.txt")
 FERRY_CPU=$(awk -F: '/(User|System) time/ {cpu += $2} END {print cpu}' "$WORK/ferry-time.txt")
 if [[ -n "${PERF:-}" ]]; then
@@ -114,6 +116,7 @@ printf '(a) source sustained %s txn/s (%.0f row changes/s); Ferry applied %s row
 printf '(b) backlog %s row changes: Ferry %.1f s (%.0f rows/s), native replica %.1f s (%.0f rows/s), ratio Ferry/native %.2f; Ferry CPU %.1f s, peak RSS %s MiB; same data: %s\n' \
   "$ROWS" "$FERRY_SECONDS" "$FERRY_RATE" "$NATIVE_SECONDS" "$NATIVE_RATE" \
   "$(echo "$FERRY_RATE / $NATIVE_RATE" | bc -l)" "$FERRY_CPU" "$((PEAK_RSS_KB / 1024))" "$SAME"
+printf '(b) Ferry merged %s (mergeRows %s)\n' "${MERGED:-?}" "${MERGE_ROWS:-default}"
 if [ "$SAME" != yes ]; then
   log "the target differs from the native replica: the benchmark result is void"
   exit 1

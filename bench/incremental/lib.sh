@@ -1,4 +1,5 @@
-# Helpers for bench/incremental.sh (sourced; uses WORK, TABLES, TABLE_SIZE, THREADS, WORKERS, FERRY).
+# Helpers for bench/incremental.sh (sourced; uses WORK, TABLES, TABLE_SIZE, THREADS, WORKERS, FERRY,
+# MERGE_ROWS).
 
 log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 
@@ -61,7 +62,7 @@ spec:
   sourceRef: {name: src}
   target: {host: 127.0.0.1, port: $(port target), user: ferry, passwordSecretRef: {name: creds, key: password}}
   mode: Incremental
-  incremental: {start: {file: $1, pos: $2}}
+  incremental: {start: {file: $1, pos: $2}${MERGE_ROWS:+, mergeRows: $MERGE_ROWS}}
   objects: {databases: [sbtest]}
 EOF
 }
@@ -88,7 +89,8 @@ stop_ferry() {
 }
 
 checkpoint() {
-  sql target "SELECT binlog_file, binlog_pos FROM ferry_meta.incremental_checkpoint WHERE job='default/bench'" 2>/dev/null || true
+  sql target "SELECT binlog_file, binlog_pos FROM ferry_meta.incremental_checkpoint WHERE job = \
+    (SELECT id FROM ferry_meta.jobs WHERE owner = 'cli' AND name = 'default/bench')" 2>/dev/null || true
 }
 
 # wait_ferry FILE POS TIMEOUT_SECONDS

@@ -239,6 +239,19 @@ pub struct IncrementalSpec {
     // the worker reports in the status, which it must not constrain.
     #[schemars(transform = crate::crd::gtid_set_pattern_on_start)]
     pub start: Option<BinlogPosition>,
+    /// While catching up a backlog, a target transaction applies up to this many row changes of
+    /// queued source transactions at once (a source transaction is never split); `1` applies
+    /// transaction at a time. Default 8000.
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "mergeRows")]
+    #[schemars(range(min = 1))]
+    pub merge_rows: Option<i64>,
+    /// While catching up a backlog, the bytes of row images one target transaction applies at
+    /// most (a source transaction is never split), kept well under the target's transaction
+    /// size limit (TiDB's `txn-total-size-limit`, 100 MiB by default, counts indexes too).
+    /// Default 16 MiB.
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "mergeBytes")]
+    #[schemars(range(min = 1))]
+    pub merge_bytes: Option<i64>,
 }
 
 /// A position in the source's binary log.

@@ -33,6 +33,9 @@ pub struct JobConfig {
     /// Connections used to copy and to apply in parallel.
     pub concurrency: usize,
     pub safe_mode_duration: Duration,
+    /// How much of a backlog one target transaction may apply (`spec.incremental.mergeRows`
+    /// and `mergeBytes`).
+    pub merge: MergeLimits,
     /// Incremental mode: where to start (absent: the source's current position).
     pub incremental_start: Option<BinlogPosition>,
     /// Replace the target rows that conflict with the source's in the source transactions up to
@@ -61,6 +64,40 @@ impl ValidationSettings {
         let delay = parse_duration(&spec.delay)
             .expect("the schema pattern admits only parseable durations");
         Some(Self { delay })
+    }
+}
+
+/// The bounds of a target transaction that merges queued source transactions while catching up.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MergeLimits {
+    /// Row changes, at most (a source transaction is never split, so one larger than this
+    /// still goes whole, alone).
+    pub rows: usize,
+    /// Bytes of row images, at most (the same way).
+    pub bytes: usize,
+}
+
+impl MergeLimits {
+    /// `spec.incremental`'s bounds, defaults where absent.
+    pub fn from_spec(spec: Option<&ferry_crds::job::IncrementalSpec>) -> Self {
+        let default = Self::default();
+        // The schema admits 1 and more only.
+        let bound = |value: Option<i64>, default: usize| {
+            value.map_or(default, |v| usize::try_from(v).unwrap_or(1).max(1))
+        };
+        Self {
+            rows: bound(spec.and_then(|s| s.merge_rows), default.rows),
+            bytes: bound(spec.and_then(|s| s.merge_bytes), default.bytes),
+        }
+    }
+}
+
+impl Default for MergeLimits {
+    /// 8000 rows keep a target transaction short (a retry after a deadlock redoes little) while
+    /// making commits rare; 16 MiB of images stays well under TiDB's 100 MiB transaction limit,
+    /// which counts index entries as well.
+    fn default() -> Self {
+        Self { rows: 8000, bytes: 16 << 20 }
     }
 }
 

@@ -297,6 +297,7 @@ impl Manifest {
             safe_mode_duration: parse_duration(&spec.safe_mode_duration)
                 .expect("the schema pattern admits only parseable durations"),
             incremental_start: spec.incremental.as_ref().and_then(|i| i.start.clone()),
+            merge: crate::config::MergeLimits::from_spec(spec.incremental.as_ref()),
             overwrite_conflicts_at: spec.overwrite_conflicts_at.clone(),
             ddl_error_policy: spec.ddl_error_policy.clone(),
             cutover: crate::config::CutoverSettings::from_spec(spec.cutover.as_ref()),

@@ -35,6 +35,7 @@ fn job(source_type: SourceType, source: &impl SqlServer, target: &impl SqlServer
         tier: Tier::Small,
         concurrency: Tier::Small.default_concurrency(),
         safe_mode_duration: std::time::Duration::from_secs(60),
+        merge: Default::default(),
         incremental_start: None,
         overwrite_conflicts_at: None,
         ddl_error_policy: Vec::new(),

@@ -15,7 +15,7 @@ use super::event::{Cell, RowKind};
 use super::schema::{ColumnInfo, TableSchema};
 use crate::error::SqlContext;
 use crate::sql::literal::{self, latin1_text};
-use crate::sql::quote_ident;
+use crate::sql::{MAX_STATEMENT, quote_ident};
 
 /// How INSERT and UPDATE are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -180,28 +180,57 @@ impl Applier {
         Err(IncrementalError::RowMissing { table: schema.name(), change, row }.into())
     }
 
-    /// Runs one multi-row statement of [`super::batch`]; a DELETE must find all its rows in
-    /// exact mode (see [`Self::require_found`]).
-    pub async fn exec_text(
-        &mut self,
-        schema: &TableSchema,
-        sql: &[u8],
-        expect_rows: Option<usize>,
-    ) -> crate::Result<()> {
+    /// Runs `statements` in as few round trips as the packet size allows: several statements
+    /// per `COM_QUERY` (multi-statement packets), each packet at most about [`MAX_STATEMENT`]
+    /// bytes. A failing statement stops its packet on the server and is reported with its table
+    /// (a duplicate key is a conflict); so is a DELETE in exact mode that found fewer rows than
+    /// it names, after its packet ran (a packet with such a DELETE must not hold the COMMIT).
+    pub async fn exec_packets(&mut self, statements: &[Statement<'_>]) -> crate::Result<()> {
         self.set_foreign_key_checks(true).await?;
-        let result = self.conn.query_drop(sql).await;
-        self.result(schema, result)?;
-        match expect_rows {
-            Some(rows) if self.conn.affected_rows() < rows as u64 => {
-                Err(IncrementalError::RowMissing {
-                    table: schema.name(),
-                    change: "deleted",
-                    row: format!("one of {rows} rows ({} found)", self.conn.affected_rows()),
-                }
-                .into())
-            }
-            _ => Ok(()),
+        let mut rest = statements;
+        while !rest.is_empty() {
+            let mut size = 0;
+            let count = rest
+                .iter()
+                .take_while(|s| {
+                    size += s.sql.len() + 1;
+                    size <= MAX_STATEMENT
+                })
+                .count()
+                .max(1);
+            let (packet, after) = rest.split_at(count);
+            self.exec_packet(packet).await?;
+            rest = after;
         }
+        Ok(())
+    }
+
+    async fn exec_packet(&mut self, statements: &[Statement<'_>]) -> crate::Result<()> {
+        let mut packet = Vec::with_capacity(statements.iter().map(|s| s.sql.len() + 1).sum());
+        for (n, statement) in statements.iter().enumerate() {
+            if n > 0 {
+                packet.push(b';');
+            }
+            packet.extend_from_slice(statement.sql);
+        }
+        let mut result = match self.conn.query_iter(packet).await {
+            Ok(result) => result,
+            Err(e) => return Err(statements[0].error(e)),
+        };
+        // The server answers each statement in turn. Reading past a statement's OK fetches the
+        // next answer, whose error surfaces on the read after it; so a statement's affected
+        // rows are taken first and its error is the one that reading past it meets.
+        let mut missing = None;
+        for statement in statements {
+            let affected = result.affected_rows();
+            if let Err(e) = result.collect::<mysql_async::Row>().await {
+                return Err(statement.error(e));
+            }
+            if missing.is_none() {
+                missing = statement.missing_rows(affected);
+            }
+        }
+        missing.map_or(Ok(()), Err)
     }
 
     /// A key-changing update in safe mode. The UPDATE itself moves the row and cascades to
@@ -258,13 +287,57 @@ impl Applier {
         schema: &TableSchema,
         result: Result<(), mysql_async::Error>,
     ) -> crate::Result<()> {
-        match result {
-            Ok(()) => Ok(()),
-            Err(mysql_async::Error::Server(e)) if e.code == 1062 => {
-                Err(IncrementalError::Conflict { table: schema.name(), message: e.message }.into())
-            }
-            Err(e) => Err(e).sql(format!("apply a row change to {}", schema.name())),
+        result.map_err(|e| change_error(schema, e))
+    }
+}
+
+/// A row change's failure: a duplicate key is a conflict.
+fn change_error(schema: &TableSchema, error: mysql_async::Error) -> crate::Error {
+    match error {
+        mysql_async::Error::Server(e) if e.code == 1062 => {
+            IncrementalError::Conflict { table: schema.name(), message: e.message }.into()
         }
+        source => crate::Error::Sql {
+            context: format!("apply a row change to {}", schema.name()),
+            source,
+        },
+    }
+}
+
+/// One statement of a multi-statement packet ([`Applier::exec_packets`]).
+pub struct Statement<'a> {
+    pub sql: &'a [u8],
+    /// The table whose rows it changes (none for transaction control and checkpoints).
+    pub schema: Option<&'a TableSchema>,
+    /// A DELETE in exact mode must find this many rows.
+    pub expect_rows: Option<usize>,
+    /// What it does, for errors of statements without a table.
+    pub what: &'static str,
+}
+
+impl<'a> Statement<'a> {
+    /// A statement that changes no table's rows: `what` it does names its errors.
+    pub fn control(sql: &'a [u8], what: &'static str) -> Self {
+        Self { sql, schema: None, expect_rows: None, what }
+    }
+
+    fn error(&self, error: mysql_async::Error) -> crate::Error {
+        match self.schema {
+            Some(schema) => change_error(schema, error),
+            None => crate::Error::Sql { context: self.what.into(), source: error },
+        }
+    }
+
+    fn missing_rows(&self, affected: u64) -> Option<crate::Error> {
+        let (Some(rows), Some(schema)) = (self.expect_rows, self.schema) else { return None };
+        (affected < rows as u64).then(|| {
+            IncrementalError::RowMissing {
+                table: schema.name(),
+                change: "deleted",
+                row: format!("one of {rows} rows ({affected} found)"),
+            }
+            .into()
+        })
     }
 }
 

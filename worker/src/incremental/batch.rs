@@ -10,8 +10,9 @@
 //! before key and an insert of its after image: key-changing updates, chains of updates and
 //! unique-key swaps between rows all end as on the source, whatever order the rows had in the
 //! batch, and a key that was first inserted still fails on a target row that holds it (a
-//! conflict). Everything else goes row by row in source order ([`Step::Row`]): tables without a
-//! key (duplicates must be changed once), tables with foreign keys (a DELETE + INSERT of a parent
+//! conflict). Tables without a key net their whole rows in exact mode (see
+//! [`net_rows_without_key`]). Everything else goes row by row in source order ([`Step::Row`]):
+//! tables without a key in safe mode, tables with foreign keys (a DELETE + INSERT of a parent
 //! would cascade, and parents and children must change in the source's order), and images
 //! without every column. A batch whose keys differ only in ways the collation may ignore
 //! (case, trailing spaces) also goes row by row, so the net effect never merges or splits a row
@@ -68,6 +69,12 @@ impl Op {
         self.schema.key.is_some() && !self.schema.foreign && self.full_images()
     }
 
+    /// Whether the change of a table without a row key can join its table's net effect: the
+    /// table is a multiset of whole rows, so an insert and a delete of the same image cancel.
+    fn nettable_without_key(&self) -> bool {
+        self.schema.key.is_none() && !self.schema.foreign && self.full_images()
+    }
+
     fn full_images(&self) -> bool {
         [&self.before, &self.after].into_iter().flatten().all(|image| {
             image.len() == self.schema.columns.len() && image.iter().all(Option::is_some)
@@ -91,8 +98,9 @@ pub fn plan(ops: Vec<Op>, mode: Mode) -> Vec<Step> {
     if mode == Mode::Overwrite {
         return ops.into_iter().map(Step::Row).collect();
     }
-    // Each table's slot, in order of first appearance, and whether all its changes batch.
-    let mut batchable: Vec<bool> = Vec::new();
+    // Each table's slot, in order of first appearance, and whether all its changes batch: by
+    // key, or (exact mode only: safe mode replays what the target may hold) as whole rows.
+    let mut batchable: Vec<(bool, bool)> = Vec::new();
     let slots: Vec<usize> = {
         let mut slot_of: HashMap<(&str, &str), usize> = HashMap::new();
         ops.iter()
@@ -101,9 +109,10 @@ pub fn plan(ops: Vec<Op>, mode: Mode) -> Vec<Step> {
                 let table = (op.schema.database.as_str(), op.schema.table.as_str());
                 let slot = *slot_of.entry(table).or_insert(next);
                 if slot == batchable.len() {
-                    batchable.push(true);
+                    batchable.push((true, mode == Mode::Exact));
                 }
-                batchable[slot] &= op.batchable();
+                batchable[slot].0 &= op.batchable();
+                batchable[slot].1 &= op.nettable_without_key();
                 slot
             })
             .collect()
@@ -111,7 +120,7 @@ pub fn plan(ops: Vec<Op>, mode: Mode) -> Vec<Step> {
     let mut table_ops: Vec<Vec<Op>> = batchable.iter().map(|_| Vec::new()).collect();
     let mut rows = Vec::new();
     for (op, slot) in ops.into_iter().zip(slots) {
-        if batchable[slot] {
+        if batchable[slot].0 || batchable[slot].1 {
             table_ops[slot].push(op);
         } else {
             rows.push(Step::Row(op));
@@ -119,6 +128,10 @@ pub fn plan(ops: Vec<Op>, mode: Mode) -> Vec<Step> {
     }
     let mut steps = Vec::new();
     for ops in table_ops.into_iter().filter(|ops| !ops.is_empty()) {
+        if ops[0].schema.key.is_none() {
+            net_rows_without_key(ops, &mut steps);
+            continue;
+        }
         match net_effect(&ops) {
             Some(net) => statements(&ops[0].schema, &net, mode, &mut steps),
             None => steps.extend(ops.into_iter().map(Step::Row)),
@@ -126,6 +139,56 @@ pub fn plan(ops: Vec<Op>, mode: Mode) -> Vec<Step> {
     }
     steps.extend(rows);
     steps
+}
+
+/// A table without a row key holds a multiset of rows: each image's inserts less its deletes
+/// is what the changes did to it. Images inserted and deleted within the batch cancel; the rest
+/// are deleted one by one (by the whole image, `LIMIT 1`, as on the row path, and each must be
+/// found) and then inserted by one multi-row INSERT. Deleting first never meets a unique value
+/// that the source had not freed, since every delete is of a row that existed before.
+fn net_rows_without_key(ops: Vec<Op>, steps: &mut Vec<Step>) {
+    let schema = ops[0].schema.clone();
+    let mut order: Vec<Vec<u8>> = Vec::new();
+    // Per image: inserts less deletes, and the image.
+    let mut counts: HashMap<Vec<u8>, (i64, Image)> = HashMap::new();
+    for op in ops {
+        for (image, delta) in [(op.before, -1), (op.after, 1)] {
+            let Some(image) = image else { continue };
+            let mut exact = Vec::new();
+            for (value, column) in image.iter().zip(&schema.columns) {
+                if let Some(value) = value {
+                    literal::push_binlog(&mut exact, value, column.convert_charset.as_deref());
+                }
+                exact.push(0);
+            }
+            match counts.get_mut(&exact) {
+                Some((count, _)) => *count += delta,
+                None => {
+                    order.push(exact.clone());
+                    counts.insert(exact, (delta, image));
+                }
+            }
+        }
+    }
+    let mut inserts: Vec<Image> = Vec::new();
+    for key in order {
+        let Some((count, image)) = counts.remove(&key) else { continue };
+        for _ in count..0 {
+            let before = Some(image.clone());
+            let kind = RowKind::Delete;
+            let op = Op {
+                schema: schema.clone(),
+                kind,
+                before,
+                after: None,
+                no_foreign_key_checks: false,
+            };
+            steps.push(Step::Row(op));
+        }
+        inserts.extend((0..count).map(|_| image.clone()));
+    }
+    let inserts: Vec<&Image> = inserts.iter().collect();
+    insert_rows(&schema, &inserts, Verb::Insert, steps);
 }
 
 /// The net effect of a table's changes on the rows they touch.
@@ -411,6 +474,53 @@ mod tests {
                 "INSERT INTO `d`.`t` (`id`,`v`) VALUES ('a',2),('c',1),('d',5)",
             ]
         );
+    }
+
+    #[test]
+    fn rows_without_key_cancel_and_the_rest_is_deleted_then_inserted() {
+        let mut keyless = (*schema(false)).clone();
+        keyless.key = None;
+        keyless.unique_keys.clear();
+        let s = Arc::new(keyless);
+        let ops = vec![
+            // Inserted twice, deleted once: one insert is left.
+            op(&s, RowKind::Insert, None, image("a", 1)),
+            op(&s, RowKind::Insert, None, image("a", 1)),
+            op(&s, RowKind::Delete, image("a", 1), None),
+            // An existing row updated twice: its first image deleted, its last inserted.
+            op(&s, RowKind::Update, image("b", 1), image("b", 2)),
+            op(&s, RowKind::Update, image("b", 2), image("b", 3)),
+            // Inserted then updated then deleted: nothing.
+            op(&s, RowKind::Insert, None, image("c", 1)),
+            op(&s, RowKind::Update, image("c", 1), image("c", 2)),
+            op(&s, RowKind::Delete, image("c", 2), None),
+            // Two existing duplicates deleted: two deletes.
+            op(&s, RowKind::Delete, image("d", 1), None),
+            op(&s, RowKind::Delete, image("d", 1), None),
+        ];
+        assert_eq!(
+            sql(&plan(ops.clone(), Mode::Exact)),
+            vec![
+                "row Delete",
+                "row Delete",
+                "row Delete",
+                "INSERT INTO `d`.`t` (`id`,`v`) VALUES ('a',1),('b',3)",
+            ]
+        );
+        let steps = plan(ops.clone(), Mode::Exact);
+        let deleted: Vec<_> = steps
+            .iter()
+            .filter_map(|s| match s {
+                Step::Row(op) => op.before.clone(),
+                Step::Text { .. } => None,
+            })
+            .collect();
+        assert_eq!(
+            deleted,
+            vec![image("b", 1).unwrap(), image("d", 1).unwrap(), image("d", 1).unwrap()]
+        );
+        // Safe mode replays changes the target may hold: row by row, in source order.
+        assert_eq!(plan(ops, Mode::Upsert).len(), 10);
     }
 
     #[test]

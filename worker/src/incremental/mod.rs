@@ -261,7 +261,9 @@ pub async fn run(ctx: &JobContext, start: Option<BinlogPosition>) -> crate::Resu
         "starting binlog replication"
     );
     let control = Applier::new(target).await?;
-    let scheduler = Scheduler::start(&ctx.config.target, &job, workers, start.clone()).await?;
+    let scheduler =
+        Scheduler::start(&ctx.config.target, &job, workers, start.clone(), ctx.config.merge)
+            .await?;
     let mut state = Loop::new(ctx, control, scheduler, source, start.clone(), safe_until, backfill);
     state.copy_safe_until = copy_safe_until;
     state.applied_above = applied_above;
@@ -310,6 +312,12 @@ pub async fn run(ctx: &JobContext, start: Option<BinlogPosition>) -> crate::Resu
     }
     let ended = result?;
     state.scheduler.drain().await?;
+    let merged = state.scheduler.merged;
+    tracing::info!(
+        source_transactions = merged.source_transactions,
+        target_transactions = merged.target_transactions,
+        "replication stopped; source transactions applied in target transactions"
+    );
     let applied = state.scheduler.watermark().low().clone();
     checkpoint::advance(&mut state.control.conn, &job, &applied, false).await?;
     state.share_progress();

@@ -1,8 +1,11 @@
 //! The parallel apply: a scheduler hands source transactions to N workers, each with its own
 //! target connection, keeping transactions that share a conflict key ([`super::causality`]) on
-//! one worker, in source order. A worker groups the transactions waiting in its queue into one
-//! target transaction (statements planned by [`super::batch`]) and commits with it the list of
-//! source transactions it applied ([`checkpoint::record_applied`]). The scheduler tracks
+//! one worker, in source order. A worker merges the transactions waiting in its queue, up to
+//! [`MergeLimits`], into one target transaction (statements planned by [`super::batch`], which
+//! collapses the changes of each row into their net effect) and commits with it the list of
+//! source transactions it applied ([`checkpoint::record_applied`]). While caught up a queue
+//! holds one transaction at a time, so each is committed as soon as it arrives: merging only
+//! happens while a backlog waits, and lag stays low. The scheduler tracks
 //! the low watermark ([`super::watermark`]); DDL waits until every worker is idle ([`Scheduler::drain`]).
 
 use std::collections::HashMap;
@@ -14,18 +17,16 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use super::IncrementalError;
-use super::apply::{Applier, Mode};
+use super::apply::{Applier, Mode, Statement};
 use super::batch::{self, Op, Step};
 use super::causality::{Key, Tracker};
 use super::event::RowChange;
 use super::schema::TableSchema;
 use super::watermark::Watermark;
-use crate::config::Endpoint;
+use crate::config::{Endpoint, MergeLimits};
 use crate::error::SqlContext;
 use crate::meta::incremental::{self as checkpoint, Position};
 
-/// Row changes per target transaction, at most (source transactions are never split).
-const BATCH_ROWS: usize = 8000;
 /// Transactions queued per worker.
 const QUEUE: usize = 2048;
 /// Attempts of a target transaction that hit a deadlock or a lock wait timeout.
@@ -43,10 +44,31 @@ impl Work {
     fn rows(&self) -> usize {
         self.changes.iter().map(|(_, c)| c.rows.len()).sum()
     }
+
+    /// About the bytes of the row images (a value's length, 8 for numbers).
+    fn bytes(&self) -> usize {
+        let cells = self
+            .changes
+            .iter()
+            .flat_map(|(_, c)| &c.rows)
+            .flat_map(|(b, a)| [b, a].into_iter().flatten().flat_map(|image| image.iter()));
+        cells
+            .map(|cell| match cell {
+                Some(mysql_async::Value::Bytes(bytes)) => bytes.len() + 2,
+                _ => 8,
+            })
+            .sum()
+    }
 }
 
 enum Report {
-    Applied { worker: usize, seqs: Vec<u64>, rows: u64, overwritten: u64 },
+    /// One target transaction committed: the source transactions it applied.
+    Applied {
+        worker: usize,
+        seqs: Vec<u64>,
+        rows: u64,
+        overwritten: u64,
+    },
     Failed(crate::Error),
 }
 
@@ -64,6 +86,16 @@ pub struct Scheduler {
     pub rows_total: u64,
     /// Conflicting target rows overwritten since the start.
     pub overwritten: u64,
+    /// Source transactions applied since the start, and the target transactions that did it.
+    pub merged: Merged,
+}
+
+/// How many source transactions the target transactions applied: more than one each while a
+/// backlog is merged.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Merged {
+    pub source_transactions: u64,
+    pub target_transactions: u64,
 }
 
 impl Scheduler {
@@ -73,6 +105,7 @@ impl Scheduler {
         job: &str,
         workers: usize,
         start: Position,
+        limits: MergeLimits,
     ) -> crate::Result<Self> {
         let (report_tx, reports) = mpsc::unbounded_channel();
         let mut queues = Vec::with_capacity(workers);
@@ -81,7 +114,8 @@ impl Scheduler {
             let conn = crate::connect::connect(target, "target").await?;
             let applier = Applier::new(conn).await?;
             let (tx, rx) = mpsc::channel(QUEUE);
-            let worker = Worker { id, applier, job: job.to_string(), reports: report_tx.clone() };
+            let worker =
+                Worker { id, applier, job: job.to_string(), reports: report_tx.clone(), limits };
             tasks.push(tokio::spawn(worker.run(rx)));
             queues.push(tx);
         }
@@ -95,6 +129,7 @@ impl Scheduler {
             tasks,
             rows_total: 0,
             overwritten: 0,
+            merged: Merged::default(),
         })
     }
 
@@ -145,6 +180,8 @@ impl Scheduler {
             Some(Report::Applied { worker, seqs, rows, overwritten }) => {
                 self.queued[worker] -= seqs.len();
                 self.rows_total += rows;
+                self.merged.source_transactions += seqs.len() as u64;
+                self.merged.target_transactions += 1;
                 self.overwritten += overwritten;
                 for seq in seqs {
                     if let Some(keys) = self.held.remove(&seq) {
@@ -188,6 +225,7 @@ struct Worker {
     applier: Applier,
     job: String,
     reports: mpsc::UnboundedSender<Report>,
+    limits: MergeLimits,
 }
 
 impl Worker {
@@ -203,16 +241,22 @@ impl Worker {
                 },
             };
             let overwrite = first.mode == Mode::Overwrite;
-            let mut rows = first.rows();
+            let (mut rows, mut bytes) = (first.rows(), first.bytes());
             let mut batch = vec![first];
-            while rows < BATCH_ROWS {
-                let Ok(work) = queue.try_recv() else { break };
+            // Only what already waits joins: a worker that is caught up commits each
+            // transaction as it comes.
+            while let Ok(work) = queue.try_recv() {
+                let (more_rows, more_bytes) = (work.rows(), work.bytes());
                 // Overwriting is for its own transactions only: never grouped with others.
-                if (work.mode == Mode::Overwrite) != overwrite {
+                if (work.mode == Mode::Overwrite) != overwrite
+                    || rows + more_rows > self.limits.rows
+                    || bytes + more_bytes > self.limits.bytes
+                {
                     next = Some(work);
                     break;
                 }
-                rows += work.rows();
+                rows += more_rows;
+                bytes += more_bytes;
                 batch.push(work);
             }
             let report = match self.apply(&mut batch).await {
@@ -267,25 +311,52 @@ impl Worker {
         ends: &[&Position],
     ) -> crate::Result<()> {
         self.applier.overwritten = 0;
-        let conn = &mut self.applier.conn;
-        conn.query_drop("BEGIN").await.sql("begin a target transaction")?;
-        let result = async {
-            for step in steps {
-                match step {
-                    Step::Text { schema, sql, expect_rows } => {
-                        self.applier.exec_text(schema, sql, *expect_rows).await?
-                    }
-                    Step::Row(op) => self.applier.apply_row(op, mode).await?,
-                }
-            }
-            checkpoint::record_applied(&mut self.applier.conn, &self.job, self.id, ends).await?;
-            self.applier.conn.query_drop("COMMIT").await.sql("commit a target transaction")
-        }
-        .await;
+        let result = self.statements(steps, mode, ends).await;
         if result.is_err() {
             let _ = self.applier.conn.query_drop("ROLLBACK").await;
         }
         result
+    }
+
+    /// BEGIN, the steps, the checkpoint and COMMIT, the multi-row statements in multi-statement
+    /// packets: one round trip for a transaction of batched tables, unless a DELETE must be
+    /// seen to find its rows before the COMMIT goes.
+    async fn statements(
+        &mut self,
+        steps: &[Step],
+        mode: Mode,
+        ends: &[&Position],
+    ) -> crate::Result<()> {
+        let checkpoint = checkpoint::applied_statement(&self.job, self.id, ends);
+        let mut pending = vec![Statement::control(b"BEGIN", "begin a target transaction")];
+        for step in steps {
+            match step {
+                Step::Text { schema, sql, expect_rows } => pending.push(Statement {
+                    sql,
+                    schema: Some(schema),
+                    expect_rows: *expect_rows,
+                    what: "apply rows",
+                }),
+                Step::Row(op) => {
+                    self.applier.exec_packets(&pending).await?;
+                    pending.clear();
+                    self.applier.apply_row(op, mode).await?;
+                }
+            }
+        }
+        if let Some(sql) = &checkpoint {
+            let what = "record applied transactions in ferry_meta.incremental_applied";
+            pending.push(Statement::control(sql.as_bytes(), what));
+        }
+        let commit_in_packet = pending.iter().all(|s| s.expect_rows.is_none());
+        if commit_in_packet {
+            pending.push(Statement::control(b"COMMIT", "commit a target transaction"));
+        }
+        self.applier.exec_packets(&pending).await?;
+        if !commit_in_packet {
+            self.applier.conn.query_drop("COMMIT").await.sql("commit a target transaction")?;
+        }
+        Ok(())
     }
 }
 

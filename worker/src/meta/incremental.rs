@@ -19,6 +19,7 @@ use mysql_async::Conn;
 use mysql_async::prelude::Queryable;
 
 use crate::error::SqlContext;
+use crate::sql::literal::quote_str;
 
 /// A source position: the next event to read, and the GTID state up to it.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -93,9 +94,16 @@ pub async fn record_applied(
     worker: usize,
     ends: &[&Position],
 ) -> crate::Result<()> {
-    let Some(last) = ends.iter().copied().reduce(|a, b| if after(b, a) { b } else { a }) else {
-        return Ok(());
-    };
+    let Some(sql) = applied_statement(job, worker, ends) else { return Ok(()) };
+    conn.query_drop(sql)
+        .await
+        .sql("record applied transactions in ferry_meta.incremental_applied on the target")
+}
+
+/// The statement of [`record_applied`], as text (it may travel in one packet with the rows it
+/// covers); `None` without transactions.
+pub fn applied_statement(job: &str, worker: usize, ends: &[&Position]) -> Option<String> {
+    let last = ends.iter().copied().reduce(|a, b| if after(b, a) { b } else { a })?;
     // `file:pos`, then `#gtid` when the transaction has one.
     let positions: Vec<String> = ends
         .iter()
@@ -104,13 +112,14 @@ pub async fn record_applied(
             None => format!("{}:{}", p.file, p.pos),
         })
         .collect();
-    conn.exec_drop(
+    Some(format!(
         "INSERT INTO ferry_meta.incremental_applied (job, last_file, last_pos, worker, positions) \
-         VALUES (?, ?, ?, ?, ?)",
-        (job, &last.file, last.pos, worker as u64, positions.join(",")),
-    )
-    .await
-    .sql("record applied transactions in ferry_meta.incremental_applied on the target")
+         VALUES ({}, {}, {}, {worker}, {})",
+        quote_str(job),
+        quote_str(&last.file),
+        last.pos,
+        quote_str(&positions.join(",")),
+    ))
 }
 
 /// The transactions above `watermark` that a worker already applied, by [`applied_key`].

@@ -26,6 +26,7 @@ mod incremental_conflicts;
 mod incremental_exactness;
 mod incremental_fuzz;
 mod incremental_kill_resume;
+mod incremental_merge;
 mod incremental_overwrite;
 mod incremental_parallel;
 mod incremental_reconnect;

@@ -33,6 +33,7 @@ pub fn config(source: &impl SqlServer, target: &impl SqlServer, mode: MigrationM
         tier: Tier::Small,
         concurrency: Tier::Small.default_concurrency(),
         safe_mode_duration: Duration::from_secs(60),
+        merge: Default::default(),
         incremental_start: None,
         overwrite_conflicts_at: None,
         ddl_error_policy: Vec::new(),
