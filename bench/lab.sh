@@ -1,5 +1,5 @@
 # Servers for the benchmark and quick-start scripts, started by the test harness's `ferry-lab`
-# (e2e/src/bin/ferry-lab.rs) exactly as the tests start them. Source this file.
+# (harness/src/bin/ferry-lab.rs) exactly as the tests start them. Source this file.
 
 # A free TCP port on 127.0.0.1.
 free_port() {
@@ -11,7 +11,7 @@ ferry_lab_path() {
     if [ -z "${FERRY_LAB:-}" ]; then
         local root
         root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-        (cd "$root" && cargo build -q -p ferry-e2e --bin ferry-lab >&2) || return 1
+        (cd "$root" && cargo build -q -p ferry-harness --bin ferry-lab >&2) || return 1
         FERRY_LAB=${CARGO_TARGET_DIR:-$root/target}/debug/ferry-lab
     fi
     echo "$FERRY_LAB"

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds a Debian unstable chroot holding MySQL (mysql-server-core, 9.7 in Dec 2026) for the test
-# harness (e2e/src/mysql.rs), into ${FERRY_CACHE_DIR:-~/.cache/ferry}/mysql-root. MySQL needs a
+# harness (harness/src/mysql.rs), into ${FERRY_CACHE_DIR:-~/.cache/ferry}/mysql-root. MySQL needs a
 # newer glibc than Debian 12 has, so it runs unchanged inside this chroot instead of on the host.
 # A chroot that is already complete (its marker file exists) is kept, so a second run costs
 # nothing; a half-built one is removed and built again.

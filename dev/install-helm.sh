@@ -8,7 +8,7 @@
 # integrity hash; the binary is then checked against the SHA-256 below. kubernetes-validate
 # (offline Kubernetes JSON schemas) comes from PyPI into a virtualenv.
 # Safe to run again: what is there already is kept. Versions are pinned here and in
-# e2e/src/tools.rs (a test checks they agree).
+# harness/src/tools.rs (a test checks they agree).
 set -euo pipefail
 
 HELM_VERSION="v4.1.4"

@@ -37,7 +37,7 @@ if ! command -v cargo >/dev/null; then
 fi
 rustup component add rustfmt clippy >/dev/null 2>&1 || true
 
-# helm and kubernetes-validate for the chart tests (e2e/tests/it/helm_chart.rs), cached by version.
+# helm and kubernetes-validate for the chart tests (harness/tests/it/helm_chart.rs), cached by version.
 bash dev/install-helm.sh
 
 # Real MySQL (Debian unstable's, in a chroot: it needs a newer glibc), cached like the Go builds.

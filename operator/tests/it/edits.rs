@@ -13,7 +13,7 @@ use cluster::{
 };
 use ferry_crds::job::{MigrationJob, MigrationMode, Phase, Stage, Tier};
 use ferry_crds::source::MigrationSource;
-use ferry_e2e::{MariaDb, SqlServer};
+use ferry_harness::{MariaDb, SqlServer};
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use serde_json::json;
 
@@ -71,7 +71,8 @@ async fn an_edit_of_objects_copies_the_added_table_while_replicating() -> anyhow
         .await?;
     let same = || async {
         let (mut source_conn, mut target_conn) = (source.conn().await?, target.conn().await?);
-        let same = ferry_e2e::assert_same_tables(&mut source_conn, &mut target_conn, "shop").await;
+        let same =
+            ferry_harness::assert_same_tables(&mut source_conn, &mut target_conn, "shop").await;
         Ok(same.ok())
     };
     wait_for("the added table is copied and replicated", STEP, same, async || {

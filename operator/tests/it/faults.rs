@@ -13,7 +13,7 @@ use cluster::{
 };
 use ferry_crds::job::{MigrationJob, MigrationMode, Stage, Tier};
 use ferry_crds::source::MigrationSource;
-use ferry_e2e::{MariaDb, SqlServer};
+use ferry_harness::{MariaDb, SqlServer};
 use k8s_openapi::api::core::v1::Pod;
 use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, PostParams};
@@ -88,7 +88,7 @@ async fn worker_pods_deleted_at_random_instants_lose_nothing() -> anyhow::Result
     }
     let same = || async {
         let (mut source_conn, mut target_conn) = (source.conn().await?, target.conn().await?);
-        Ok(ferry_e2e::assert_same_tables(&mut source_conn, &mut target_conn, "shop").await.ok())
+        Ok(ferry_harness::assert_same_tables(&mut source_conn, &mut target_conn, "shop").await.ok())
     };
     let started = Instant::now();
     wait_for("the target equals the source", STEP, same, async || {

@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use ferry_e2e::podman::Image;
+use ferry_harness::podman::Image;
 
 #[test]
 fn operator_image_runs_as_non_root_on_a_read_only_root() -> anyhow::Result<()> {

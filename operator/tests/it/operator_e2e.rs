@@ -4,7 +4,7 @@
 //! ServiceAccounts, migrating between real MariaDB and TiDB servers.
 //!
 //! `example_migration_end_to_end` also runs against an existing cluster (the kind suite,
-//! `e2e/kind/run.sh`): set `FERRY_E2E_KUBECONFIG`, `FERRY_E2E_SOURCE_URL` /
+//! `harness/kind/run.sh`): set `FERRY_E2E_KUBECONFIG`, `FERRY_E2E_SOURCE_URL` /
 //! `FERRY_E2E_TARGET_URL` (how this process reaches the servers, `mysql://root:PW@HOST:PORT`),
 //! `FERRY_E2E_TARGET_KIND` and `FERRY_E2E_SOURCE_ADDRESS` / `FERRY_E2E_TARGET_ADDRESS` (how
 //! pods reach them, `HOST:PORT`).
@@ -28,8 +28,8 @@ use ferry_crds::job::Tier::{Medium, Small};
 use ferry_crds::job::{MigrationJob, Phase, Stage};
 use ferry_crds::source::{MigrationSource, SourceType};
 use ferry_crds::verification::VerificationState;
-use ferry_e2e::{ExternalServer, MariaDb, MySql, TiDb};
-use ferry_e2e::{SqlServer, manifest};
+use ferry_harness::{ExternalServer, MariaDb, MySql, TiDb};
+use ferry_harness::{SqlServer, manifest};
 use k8s_openapi::api::authentication::v1::TokenRequest;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Pod, Secret, ServiceAccount};
@@ -84,7 +84,7 @@ async fn example_migration_installed_with_helm() -> anyhow::Result<()> {
     let helm = |args: &[&str]| {
         let mut all = args.to_vec();
         all.extend([kubeconfig.as_str(), "--namespace", OPERATOR_NAMESPACE]);
-        ferry_e2e::chart::helm_run(&all)
+        ferry_harness::chart::helm_run(&all)
     };
     let status: serde_json::Value =
         serde_json::from_str(&helm(&["status", "ferry", "-o", "json"])?)?;
@@ -216,7 +216,7 @@ async fn operator_from_deploy_reconciles_sources_jobs_and_rbac() -> anyhow::Resu
     assert_eq!((limits["cpu"].0.as_str(), limits["memory"].0.as_str()), ("2", "2Gi"), "medium");
     assert!(container.args.clone().unwrap_or_default().join(" ").contains("--concurrency 8"));
     let (mut source_conn, mut target_conn) = (source.conn().await?, target.conn().await?);
-    ferry_e2e::assert_same_tables(&mut source_conn, &mut target_conn, "shop").await?;
+    ferry_harness::assert_same_tables(&mut source_conn, &mut target_conn, "shop").await?;
 
     worker_rbac_is_limited_to_its_job(&cluster, namespace).await?;
     mysql_source_replicates(&cluster, &mysql, &target).await
@@ -276,7 +276,7 @@ async fn mysql_source_replicates(
     let same = || async {
         let (mut source_conn, mut target_conn) = (mysql.conn().await?, target.conn().await?);
         let same =
-            ferry_e2e::assert_same_tables(&mut source_conn, &mut target_conn, "orders").await;
+            ferry_harness::assert_same_tables(&mut source_conn, &mut target_conn, "orders").await;
         Ok(same.ok())
     };
     wait_for("the MySQL source's changes arrive", STEP, same, async || {
@@ -325,7 +325,7 @@ async fn cut_over(
     let cutover = status.cutover.context("status.cutover")?;
     assert_eq!((cutover.request.as_str(), cutover.state), ("cut-1", CutoverState::Completed));
     let (mut source_conn, mut target_conn) = (mysql.conn().await?, target.conn().await?);
-    ferry_e2e::assert_same_tables(&mut source_conn, &mut target_conn, "orders").await?;
+    ferry_harness::assert_same_tables(&mut source_conn, &mut target_conn, "orders").await?;
     Ok(())
 }
 

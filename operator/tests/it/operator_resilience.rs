@@ -19,7 +19,7 @@ use ferry_crds::job::MigrationMode::Full;
 use ferry_crds::job::Tier::Small;
 use ferry_crds::job::{MigrationJob, Phase};
 use ferry_crds::source::MigrationSource;
-use ferry_e2e::{MariaDb, SqlServer};
+use ferry_harness::{MariaDb, SqlServer};
 use futures::StreamExt;
 use k8s_openapi::ByteString;
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
@@ -260,7 +260,7 @@ async fn leader_failover_on_sigkill_and_quick_handover_on_sigterm() -> anyhow::R
     let reporter = created.and_then(|e| e.reporting_instance.as_deref());
     assert_eq!(reporter, Some(second.as_str()), "{events:#?}");
     let (mut source_conn, mut target_conn) = (source.conn().await?, target.conn().await?);
-    ferry_e2e::assert_same_tables(&mut source_conn, &mut target_conn, "shop").await?;
+    ferry_harness::assert_same_tables(&mut source_conn, &mut target_conn, "shop").await?;
 
     // SIGTERM: deleting the leader's pod sends it SIGTERM; it finishes its reconciles and
     // releases the Lease (holderIdentity cleared), which a watch on the Lease sees.

@@ -15,7 +15,7 @@ use cluster::{
 };
 use ferry_crds::job::{MigrationJob, MigrationMode, Phase, Stage, Tier};
 use ferry_crds::source::MigrationSource;
-use ferry_e2e::MariaDb;
+use ferry_harness::MariaDb;
 use kube::api::{Api, PostParams};
 
 const STEP: Duration = Duration::from_secs(120);

@@ -7,7 +7,7 @@
 
 use ferry_crds::job::{CheckResult, MigrationMode, PrecheckItem, Tier};
 use ferry_crds::source::SourceType;
-use ferry_e2e::{MariaDb, MariaDbOptions, MySql, Role, SqlServer};
+use ferry_harness::{MariaDb, MariaDbOptions, MySql, Role, SqlServer};
 use ferry_operator::source::check::{binlog_ready, check};
 use ferry_worker::config::{Endpoint, JobConfig, JobId, Password, TlsMaterial};
 

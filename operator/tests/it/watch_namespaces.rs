@@ -16,7 +16,7 @@ use cluster::{
 };
 use ferry_crds::job::{MigrationJob, MigrationMode, Phase, Tier};
 use ferry_crds::source::MigrationSource;
-use ferry_e2e::MariaDb;
+use ferry_harness::MariaDb;
 use kube::api::{Api, PostParams};
 use kube::{Client, ResourceExt};
 use serde_json::json;

@@ -6,8 +6,8 @@ use crate::support;
 
 use std::path::PathBuf;
 
-use ferry_e2e::MariaDb;
-use ferry_e2e::SqlServer;
+use ferry_harness::MariaDb;
+use ferry_harness::SqlServer;
 use support::decode::{header_lines, row_lines, run};
 
 async fn binlog_with_rows() -> (MariaDb, PathBuf) {

@@ -9,7 +9,7 @@ use crate::support;
 
 use std::time::{Duration, Instant};
 
-use ferry_e2e::SqlServer;
+use ferry_harness::SqlServer;
 use support::{Setup, interrupt};
 
 /// `a_child` sorts first: its one chunk is copied first. `b_filler`, keyless and one chunk, keeps

@@ -9,7 +9,7 @@ use std::path::Path;
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use ferry_e2e::SqlServer;
+use ferry_harness::SqlServer;
 use serde_json::Value;
 use support::Setup;
 

@@ -13,7 +13,7 @@ use crate::support;
 use std::process::Child;
 use std::time::{Duration, Instant};
 
-use ferry_e2e::{CompareOptions, SourceKind, SqlServer, TargetKind};
+use ferry_harness::{CompareOptions, SourceKind, SqlServer, TargetKind};
 use mysql_async::prelude::Queryable;
 use support::Setup;
 
@@ -598,7 +598,7 @@ async fn run_corpus(source_kind: SourceKind, kind: TargetKind, expected_refusals
     let mut s = run.setup.source.conn().await.expect("source conn");
     let mut t = run.setup.target.conn().await.expect("target conn");
     if let Err(e) =
-        ferry_e2e::compare_databases(&mut s, &mut t, "app", CompareOptions::default()).await
+        ferry_harness::compare_databases(&mut s, &mut t, "app", CompareOptions::default()).await
     {
         panic!("{e}\nferry log:\n{}", run.setup.last_log());
     }
@@ -729,7 +729,7 @@ async fn refused_ddl_is_replaced_or_skipped_through_the_cli() {
     let mut s = run.setup.source.conn().await.expect("source conn");
     let mut t = run.setup.target.conn().await.expect("target conn");
     if let Err(e) =
-        ferry_e2e::compare_databases(&mut s, &mut t, "app", CompareOptions::default()).await
+        ferry_harness::compare_databases(&mut s, &mut t, "app", CompareOptions::default()).await
     {
         panic!("{e}\nferry log:\n{}", run.setup.last_log());
     }

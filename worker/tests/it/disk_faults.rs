@@ -7,7 +7,7 @@ use crate::support;
 
 use std::time::{Duration, Instant};
 
-use ferry_e2e::{MariaDb, MariaDbOptions, Role, SourceKind, SqlServer, Target};
+use ferry_harness::{MariaDb, MariaDbOptions, Role, SourceKind, SqlServer, Target};
 use support::load;
 use support::{Setup, interrupt};
 

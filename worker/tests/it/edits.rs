@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use ferry_e2e::{SqlServer, TargetKind};
+use ferry_harness::{SqlServer, TargetKind};
 use mysql_async::prelude::Queryable;
 use support::load::Rng;
 use support::{JOB_KEY, Setup};

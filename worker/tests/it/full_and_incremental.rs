@@ -8,7 +8,7 @@ use crate::support;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use ferry_e2e::{SourceKind, SqlServer, TargetKind};
+use ferry_harness::{SourceKind, SqlServer, TargetKind};
 use support::Setup;
 
 const SCHEMA: &str = "CREATE DATABASE app; \
@@ -57,7 +57,7 @@ async fn wait_until_equal(setup: &Setup) {
     loop {
         let (mut src, mut dst) =
             (setup.source.conn().await.unwrap(), setup.target.conn().await.unwrap());
-        match ferry_e2e::assert_same_tables(&mut src, &mut dst, "app").await {
+        match ferry_harness::assert_same_tables(&mut src, &mut dst, "app").await {
             Ok(()) => return,
             Err(e) if Instant::now() > deadline => panic!("{e}\n{}", setup.last_log()),
             Err(_) => tokio::time::sleep(Duration::from_millis(300)).await,

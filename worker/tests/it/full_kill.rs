@@ -8,7 +8,7 @@ use crate::support;
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
-use ferry_e2e::SqlServer;
+use ferry_harness::SqlServer;
 use support::{CopyPath, Setup};
 
 const CHUNK_ROWS: &str = "1500";

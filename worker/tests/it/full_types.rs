@@ -4,7 +4,7 @@
 
 use crate::support;
 
-use ferry_e2e::{SourceKind, SqlServer, TargetKind};
+use ferry_harness::{SourceKind, SqlServer, TargetKind};
 use support::{CopyPath, Setup};
 
 #[tokio::test(flavor = "multi_thread")]
@@ -163,7 +163,7 @@ async fn without_the_global_lock_the_copy_is_still_exact() {
     assert_eq!(setup.snapshot_method().await.as_deref(), Some("lock-free"));
 
     let mut target = setup.target.conn().await.expect("target conn");
-    let copied = ferry_e2e::table_rows(&mut target, "app", "t").await.expect("target rows");
+    let copied = ferry_harness::table_rows(&mut target, "app", "t").await.expect("target rows");
     assert_eq!(copied.len(), rows_at_start.len());
     assert!(copied == rows_at_start, "the copy is not the source as it was when the copy started");
     assert_ne!(source_rows(&setup).await, rows_at_start, "the writes changed nothing");
@@ -198,7 +198,7 @@ async fn a_target_without_local_infile_gets_statements() {
 
 async fn source_rows(setup: &Setup) -> Vec<String> {
     let mut conn = setup.source.conn().await.expect("source conn");
-    ferry_e2e::table_rows(&mut conn, "app", "t").await.expect("source rows")
+    ferry_harness::table_rows(&mut conn, "app", "t").await.expect("source rows")
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -260,7 +260,7 @@ async fn a_job_without_objects_copies_every_user_database() {
         )
         .await
         .expect("source");
-    let yaml = ferry_e2e::JobManifest {
+    let yaml = ferry_harness::JobManifest {
         source_kind: setup.source.source_kind(),
         name: "job",
         source_port: setup.source.port(),

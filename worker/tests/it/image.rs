@@ -6,8 +6,8 @@ use crate::support;
 use std::path::Path;
 use std::sync::OnceLock;
 
-use ferry_e2e::SqlServer;
-use ferry_e2e::podman::{Image, repo_root};
+use ferry_harness::SqlServer;
+use ferry_harness::podman::{Image, repo_root};
 
 /// Built once for all tests of this file.
 fn image() -> &'static Image {

@@ -3,7 +3,7 @@
 
 use crate::support;
 
-use ferry_e2e::{SourceKind, SqlServer, TargetKind};
+use ferry_harness::{SourceKind, SqlServer, TargetKind};
 
 use std::time::Duration;
 

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use ferry_e2e::SqlServer;
+use ferry_harness::SqlServer;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use support::decode::{row_lines, run};

@@ -10,7 +10,7 @@ use crate::support;
 
 use std::time::{Duration, Instant};
 
-use ferry_e2e::{CompareOptions, SqlServer, TargetKind, compare_databases};
+use ferry_harness::{CompareOptions, SqlServer, TargetKind, compare_databases};
 use rand::rngs::StdRng;
 use rand::seq::IndexedRandom;
 use rand::{Rng, SeedableRng};

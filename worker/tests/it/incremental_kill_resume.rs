@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use ferry_e2e::{SourceKind, SqlServer, TargetKind};
+use ferry_harness::{SourceKind, SqlServer, TargetKind};
 use mysql_async::prelude::Queryable;
 use support::load::{self, Rng};
 use support::{Setup, interrupt, wait_exit};

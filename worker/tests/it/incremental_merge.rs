@@ -8,7 +8,7 @@ use crate::support;
 
 use std::time::Duration;
 
-use ferry_e2e::{SqlServer, TargetKind};
+use ferry_harness::{SqlServer, TargetKind};
 use mysql_async::prelude::Queryable;
 use support::load::{self, Rng};
 use support::{Setup, interrupt, wait_exit};

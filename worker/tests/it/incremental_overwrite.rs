@@ -7,7 +7,7 @@ use crate::support;
 use std::process::Child;
 use std::time::Duration;
 
-use ferry_e2e::{SourceKind, SqlServer, TargetKind};
+use ferry_harness::{SourceKind, SqlServer, TargetKind};
 use support::{Replicating, Setup, interrupt, wait_exit};
 
 const TABLES: &str = "CREATE DATABASE app; \

@@ -5,7 +5,7 @@ use crate::support;
 
 use std::time::Duration;
 
-use ferry_e2e::SqlServer;
+use ferry_harness::SqlServer;
 use support::{Setup, interrupt};
 
 const TABLES: &str = "CREATE DATABASE app; \

@@ -3,7 +3,7 @@
 
 use crate::support;
 
-use ferry_e2e::SqlServer;
+use ferry_harness::SqlServer;
 
 use std::time::Duration;
 

@@ -5,7 +5,7 @@ use crate::support;
 
 use std::time::Duration;
 
-use ferry_e2e::{SqlServer, TargetKind};
+use ferry_harness::{SqlServer, TargetKind};
 use support::{interrupt, load};
 
 #[tokio::test(flavor = "multi_thread")]

@@ -6,7 +6,7 @@ use crate::support;
 
 use std::process::Command;
 
-use ferry_e2e::SqlServer;
+use ferry_harness::SqlServer;
 use support::{JOB_KEY, Setup};
 
 /// The id `ferry migrate` registered for the manifest's job.

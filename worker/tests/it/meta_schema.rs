@@ -3,7 +3,7 @@
 //! through the typed reads, the result is the layout a fresh target gets, the version is
 //! current, and a layout from a newer Ferry is refused.
 
-use ferry_e2e::{SqlServer, TargetKind};
+use ferry_harness::{SqlServer, TargetKind};
 use ferry_worker::meta::jobs::{self, Owner};
 use ferry_worker::meta::{self, CURRENT_VERSION, JOB_KEY_CHARS, MetaError, full, incremental};
 use mysql_async::Conn;

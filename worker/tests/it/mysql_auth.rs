@@ -9,7 +9,7 @@ use crate::support;
 use std::path::{Path, PathBuf};
 
 use ferry_crds::TlsMode;
-use ferry_e2e::{MariaDb, MySql, MySqlOptions, Role, Source, SourceKind, SqlServer, Target};
+use ferry_harness::{MariaDb, MySql, MySqlOptions, Role, Source, SourceKind, SqlServer, Target};
 use ferry_worker::config::{Endpoint, Password, TlsMaterial};
 use ferry_worker::connect::connect;
 use serde::Deserialize;
@@ -24,8 +24,8 @@ const DATA: &str = "CREATE DATABASE app COLLATE utf8mb4_general_ci; \
 async fn serve_tls(source: &Source) -> PathBuf {
     let dir = source.dir().join("tls");
     std::fs::create_dir_all(&dir).expect("certificate directory");
-    ferry_e2e::certs::make_certificates(&dir).expect("test certificates");
-    let chroot = ferry_e2e::mysql::chroot_dir().expect("the MySQL chroot");
+    ferry_harness::certs::make_certificates(&dir).expect("test certificates");
+    let chroot = ferry_harness::mysql::chroot_dir().expect("the MySQL chroot");
     let inside = Path::new("/").join(dir.strip_prefix(chroot).expect("a directory in the chroot"));
     let file = |name: &str| inside.join(name).display().to_string();
     source
@@ -64,7 +64,7 @@ fn with_source_tls(yaml: &str, ca_pem: &str) -> String {
 /// Writes a Full job of `app` as `user` with `password` (the same on both ends), over TLS when
 /// `ca_pem` is given.
 fn full_job(setup: &Setup, user: &str, password: &str, ca_pem: Option<&str>) -> PathBuf {
-    let yaml = ferry_e2e::JobManifest {
+    let yaml = ferry_harness::JobManifest {
         source_kind: setup.source.source_kind(),
         name: "job",
         source_port: setup.source.port(),
@@ -94,7 +94,7 @@ async fn plugin_of(source: &Source, user: &str) -> Vec<Option<String>> {
 #[tokio::test(flavor = "multi_thread")]
 async fn caching_sha2_users_migrate_over_plain_and_tls() {
     let mut setup =
-        Setup::start_with_source(SourceKind::MySql, ferry_e2e::TargetKind::MariaDb).await;
+        Setup::start_with_source(SourceKind::MySql, ferry_harness::TargetKind::MariaDb).await;
     let source = &setup.source;
     let native = "SELECT COUNT(*) FROM information_schema.PLUGINS \
                   WHERE PLUGIN_NAME = 'mysql_native_password'";

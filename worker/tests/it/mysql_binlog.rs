@@ -11,7 +11,7 @@ use crate::support;
 
 use std::path::Path;
 
-use ferry_e2e::{MariaDb, SqlServer};
+use ferry_harness::{MariaDb, SqlServer};
 use ferry_worker::incremental::event::{Decoded, Decoder, RowChange};
 use ferry_worker::incremental::file::BinlogFile;
 use ferry_worker::incremental::filter::Filter;

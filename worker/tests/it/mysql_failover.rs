@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use ferry_e2e::{MySql, MySqlOptions, Role, Source, SqlServer, TargetKind};
+use ferry_harness::{MySql, MySqlOptions, Role, Source, SqlServer, TargetKind};
 use mysql_async::prelude::Queryable;
 use support::{PASSWORD, Setup, interrupt, load};
 
@@ -101,7 +101,7 @@ fn every_log(setup: &Setup) -> String {
 async fn assert_equal(setup: &Setup, server: &MySql) {
     let mut source = server.conn().await.expect("source connection");
     let mut target = setup.target.conn().await.expect("target connection");
-    if let Err(e) = ferry_e2e::assert_same_tables(&mut source, &mut target, "app").await {
+    if let Err(e) = ferry_harness::assert_same_tables(&mut source, &mut target, "app").await {
         panic!("{e}\nferry log:\n{}", setup.last_log());
     }
 }

@@ -10,7 +10,7 @@ use crate::support;
 
 use std::time::{Duration, Instant};
 
-use ferry_e2e::{MariaDb, MySql, MySqlOptions, Role, Source, SqlServer, Target};
+use ferry_harness::{MariaDb, MySql, MySqlOptions, Role, Source, SqlServer, Target};
 use support::Setup;
 
 const SCHEMA: &str = "CREATE DATABASE app COLLATE utf8mb4_general_ci; \

@@ -1,6 +1,6 @@
 //! Network faults between Ferry and its servers while a FullAndIncremental job copies and then
 //! replicates under a write load with DDL, keyless and foreign-key tables: a fault proxy on each
-//! side (see `ferry_e2e::fault`) resets every connection, adds latency or holds all traffic at
+//! side (see `ferry_harness::fault`) resets every connection, adds latency or holds all traffic at
 //! random instants. Every run must end with the target equal to the source. CI runs fixed seeds;
 //! `FERRY_FAULT_RUNS=N` runs N more with seeds from the clock (printed, to replay one with
 //! `FERRY_FAULT_SEED`).
@@ -9,7 +9,7 @@ use crate::support;
 
 use std::time::{Duration, Instant};
 
-use ferry_e2e::{Direction, FaultProxy, Faults, SqlServer};
+use ferry_harness::{Direction, FaultProxy, Faults, SqlServer};
 use support::load::{self, Rng};
 use support::{Setup, interrupt};
 

@@ -8,7 +8,7 @@ use crate::support;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use ferry_e2e::{JobManifest, SqlServer, Target};
+use ferry_harness::{JobManifest, SqlServer, Target};
 use mysql_async::prelude::Queryable;
 use support::{PASSWORD, Setup, wait_exit};
 
@@ -394,7 +394,7 @@ fn bad_input_is_rejected_in_bounded_time_and_memory() {
 /// the source's) passes.
 #[tokio::test(flavor = "multi_thread")]
 async fn invalid_dates_reach_tidb_exactly_and_created_tables_pass_the_precheck() {
-    let mut setup = Setup::start_with(ferry_e2e::TargetKind::TiDb).await;
+    let mut setup = Setup::start_with(ferry_harness::TargetKind::TiDb).await;
     setup
         .source
         .exec(

@@ -6,7 +6,7 @@ use crate::support;
 
 use std::time::Duration;
 
-use ferry_e2e::{SqlServer, TargetKind};
+use ferry_harness::{SqlServer, TargetKind};
 use support::{Setup, interrupt};
 
 /// The names `sql` lists on each server, sorted.

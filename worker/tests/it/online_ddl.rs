@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use ferry_e2e::{SourceKind, SqlServer, TargetKind};
+use ferry_harness::{SourceKind, SqlServer, TargetKind};
 use mysql_async::prelude::Queryable;
 use support::{PASSWORD, Setup, interrupt};
 
@@ -246,7 +246,7 @@ fn pt_osc(port: u16) -> Command {
 }
 
 fn gh_ost(port: u16, dir: &Path) -> Command {
-    let binary = ferry_e2e::cache_dir().join("bin/gh-ost-v1.1.6-mariadb");
+    let binary = ferry_harness::cache_dir().join("bin/gh-ost-v1.1.6-mariadb");
     assert!(binary.exists(), "{} is missing: run dev/build-go-tools.sh gh-ost", binary.display());
     let flag = dir.join("postpone-cut-over");
     std::fs::write(&flag, "").expect("postpone flag");

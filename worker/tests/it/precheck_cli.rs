@@ -5,15 +5,15 @@ use std::path::Path;
 use std::process::Command;
 
 use ferry_crds::job::{CheckResult, MigrationJobStatus, PrecheckItem};
-use ferry_e2e::SqlServer;
-use ferry_e2e::{JobManifest, MariaDb, MariaDbOptions, Role};
+use ferry_harness::SqlServer;
+use ferry_harness::{JobManifest, MariaDb, MariaDbOptions, Role};
 
 type TestResult = Result<(), Box<dyn std::error::Error>>;
 
 fn manifest(source: &MariaDb, target: &MariaDb, mode: &str) -> String {
     let (source_port, target_port) = (source.port(), target.port());
     JobManifest {
-        source_kind: ferry_e2e::SourceKind::MariaDb,
+        source_kind: ferry_harness::SourceKind::MariaDb,
         name: "job",
         source_port,
         target_port,

@@ -5,8 +5,8 @@ use crate::precheck_support;
 
 use ferry_crds::job::{CheckResult, MigrationMode};
 use ferry_crds::source::SourceType;
-use ferry_e2e::SqlServer;
-use ferry_e2e::{MariaDb, MySql};
+use ferry_harness::SqlServer;
+use ferry_harness::{MariaDb, MySql};
 use precheck_support::*;
 
 type TestResult = Result<(), Box<dyn std::error::Error>>;
@@ -162,7 +162,7 @@ async fn a_mysql_user_with_the_reference_privileges_is_told_about_show_view() ->
 #[tokio::test]
 async fn mysql_invisible_columns_warn_for_a_tidb_target() -> TestResult {
     let (source, placeholder, tidb) =
-        tokio::try_join!(MySql::source(), MariaDb::target(), ferry_e2e::TiDb::start())?;
+        tokio::try_join!(MySql::source(), MariaDb::target(), ferry_harness::TiDb::start())?;
     source
         .exec("CREATE DATABASE app; CREATE TABLE app.t (id INT PRIMARY KEY, hidden INT INVISIBLE)")
         .await?;

@@ -5,8 +5,8 @@
 use crate::precheck_support;
 
 use ferry_crds::job::{CheckResult, MigrationMode};
-use ferry_e2e::SqlServer;
-use ferry_e2e::{MariaDb, MariaDbOptions, Role};
+use ferry_harness::SqlServer;
+use ferry_harness::{MariaDb, MariaDbOptions, Role};
 use precheck_support::*;
 
 type TestResult = Result<(), Box<dyn std::error::Error>>;
@@ -132,7 +132,7 @@ async fn too_few_connections_fail_on_either_end() -> TestResult {
 #[tokio::test]
 async fn a_tidb_target_passes_with_collation_rewrites_as_warnings() -> TestResult {
     let (source, placeholder, tidb) =
-        tokio::try_join!(MariaDb::source(), MariaDb::target(), ferry_e2e::TiDb::start())?;
+        tokio::try_join!(MariaDb::source(), MariaDb::target(), ferry_harness::TiDb::start())?;
     source
         .exec(
             "CREATE DATABASE app; CREATE TABLE app.t (id INT PRIMARY KEY, \
@@ -159,7 +159,7 @@ async fn a_tidb_target_passes_with_collation_rewrites_as_warnings() -> TestResul
 #[tokio::test]
 async fn triggers_routines_and_events_are_named_as_not_migrated() -> TestResult {
     let (source, target, tidb) =
-        tokio::try_join!(MariaDb::source(), MariaDb::target(), ferry_e2e::TiDb::start())?;
+        tokio::try_join!(MariaDb::source(), MariaDb::target(), ferry_harness::TiDb::start())?;
     let mut cfg = config(&source, &target, MigrationMode::FullAndIncremental);
     cfg.selection = databases(&["app"]);
     assert_item(&check(&cfg).await, "triggers_routines_events", CheckResult::Pass, "none");
@@ -193,7 +193,7 @@ async fn triggers_routines_and_events_are_named_as_not_migrated() -> TestResult 
 #[tokio::test]
 async fn target_tables_are_compared_and_one_server_is_refused() -> TestResult {
     let (source, target, tidb) =
-        tokio::try_join!(MariaDb::source(), MariaDb::target(), ferry_e2e::TiDb::start())?;
+        tokio::try_join!(MariaDb::source(), MariaDb::target(), ferry_harness::TiDb::start())?;
     let table = "CREATE DATABASE app; CREATE TABLE app.same (id BIGINT UNSIGNED PRIMARY KEY, \
                  name VARCHAR(50) CHARACTER SET utf8mb4, price DECIMAL(10,2), seen DATETIME(3), \
                  kind ENUM('a','b'), data BLOB, day DATE, note TEXT)";

@@ -5,8 +5,8 @@
 use crate::precheck_support;
 
 use ferry_crds::job::{BinlogPosition, CheckResult, MigrationMode};
-use ferry_e2e::SqlServer;
-use ferry_e2e::{MariaDb, MariaDbOptions, Role};
+use ferry_harness::SqlServer;
+use ferry_harness::{MariaDb, MariaDbOptions, Role};
 use precheck_support::*;
 
 type TestResult = Result<(), Box<dyn std::error::Error>>;

@@ -6,7 +6,7 @@ use crate::support;
 
 use std::time::Duration;
 
-use ferry_e2e::SqlServer;
+use ferry_harness::SqlServer;
 use mysql_async::prelude::Queryable;
 use support::Setup;
 

@@ -6,8 +6,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use ferry_crds::TlsMode;
-use ferry_e2e::SqlServer;
-use ferry_e2e::{MariaDb, MariaDbOptions, Role};
+use ferry_harness::SqlServer;
+use ferry_harness::{MariaDb, MariaDbOptions, Role};
 use ferry_worker::config::{Endpoint, Password, TlsMaterial};
 use ferry_worker::connect::{CONNECT_TIMEOUT, ConnectError, connect};
 use mysql_async::prelude::Queryable;
@@ -27,7 +27,7 @@ impl Tls {
     /// A server in `role` (a source writes a binlog) that accepts TLS with the test's CA.
     async fn start_as(role: Role) -> Tls {
         let dir = tempfile::tempdir().expect("tempdir");
-        ferry_e2e::certs::make_certificates(dir.path()).expect("test certificates");
+        ferry_harness::certs::make_certificates(dir.path()).expect("test certificates");
         let file = |name: &str| dir.path().join(name).display().to_string();
         let options = MariaDbOptions::new(role)
             .arg(format!("--ssl-ca={}", file("ca.pem")))
@@ -207,7 +207,7 @@ async fn migrate_copies_and_replicates_over_mutual_tls() {
     source.exec("INSERT INTO app.t VALUES (3, 'replicated')").await.expect("source write");
     loop {
         let (mut src, mut dst) = (source.conn().await.unwrap(), target.conn().await.unwrap());
-        match ferry_e2e::assert_same_tables(&mut src, &mut dst, "app").await {
+        match ferry_harness::assert_same_tables(&mut src, &mut dst, "app").await {
             Ok(()) => break,
             Err(e) if Instant::now() > deadline => panic!("{e}\n{}", ferry_log()),
             Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,

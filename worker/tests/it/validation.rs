@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use ferry_e2e::SqlServer;
+use ferry_harness::SqlServer;
 use serde_json::Value;
 use support::{Setup, load};
 

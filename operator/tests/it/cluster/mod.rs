@@ -2,7 +2,7 @@
 //! plane (etcd, kube-apiserver and kube-controller-manager, real) with its node agent running
 //! the pods as local processes under the RBAC of their ServiceAccounts, Ferry installed from
 //! `deploy/` or with the Helm chart ([`Install`]); or an existing cluster named by
-//! `FERRY_E2E_KUBECONFIG` where Ferry is installed already (the kind suite, `e2e/kind/`).
+//! `FERRY_E2E_KUBECONFIG` where Ferry is installed already (the kind suite, `harness/kind/`).
 
 pub mod scenario;
 
@@ -13,10 +13,10 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, bail, ensure};
 use ferry_crds::job::{MigrationJob, MigrationMode, Phase, Tier};
 use ferry_crds::source::{MigrationSource, SourceType};
-use ferry_e2e::kube_harness::{
+use ferry_harness::kube_harness::{
     ControlPlane, KUBE_VERSION, LocalBinaries, NodeAgent, NodeAgentOptions, go_tool,
 };
-use ferry_e2e::manifest;
+use ferry_harness::manifest;
 use k8s_openapi::api::core::v1::{Namespace, Pod, Secret};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Api, ListParams, LogParams, PostParams};
@@ -25,7 +25,7 @@ use kube::{Client, Config, ResourceExt};
 use serde_json::json;
 
 /// Namespace of the operator in `deploy/` and of the chart's release.
-pub use ferry_e2e::kube_harness::OPERATOR_NAMESPACE;
+pub use ferry_harness::kube_harness::OPERATOR_NAMESPACE;
 
 /// Every test that runs a control plane, operators and workers holds this for its whole run:
 /// one such cluster at a time in the test binary, on small machines.
@@ -43,7 +43,7 @@ pub enum Install {
     /// as a user's kustomize overlay would.
     KustomizeWith { replicas: i32, args: Vec<String> },
     /// `helm install ferry charts/ferry` with these `--set` values on top of the ones the
-    /// harness needs (see `ferry_e2e::kube_harness::install::helm_install`).
+    /// harness needs (see `ferry_harness::kube_harness::install::helm_install`).
     Helm(Vec<String>),
 }
 
@@ -110,7 +110,7 @@ impl Cluster {
                 for namespace in watched_namespaces(&set) {
                     cluster.create_namespace(&namespace).await?;
                 }
-                ferry_e2e::kube_harness::install::helm_install(&cluster.kubeconfig, &set)?
+                ferry_harness::kube_harness::install::helm_install(&cluster.kubeconfig, &set)?
             }
         }
         Ok(cluster)
@@ -315,7 +315,7 @@ fn tail(text: &str, max: usize) -> &str {
 /// The `ferry` binary the worker pods run, built now so that they run the current code. It is
 /// built with the features `cargo test --workspace` (dev/test.sh) uses, so there it is a no-op.
 fn ferry_binary() -> anyhow::Result<PathBuf> {
-    ferry_e2e::workspace::build(Path::new(env!("CARGO")), &repo_root())?;
+    ferry_harness::workspace::build(Path::new(env!("CARGO")), &repo_root())?;
     let dir =
         Path::new(env!("CARGO_BIN_EXE_ferry-operator")).parent().expect("target dir").to_path_buf();
     Ok(dir.join("ferry"))
@@ -435,10 +435,10 @@ pub fn job_object(name: &str, mode: MigrationMode, tier: Tier, target_port: u16)
 /// (password `src-pw`, the privileges a copy needs) with `shop.items`, and on the target
 /// (password `dst-pw`).
 pub async fn prepare_shop(
-    source: &ferry_e2e::MariaDb,
-    target: &impl ferry_e2e::SqlServer,
+    source: &ferry_harness::MariaDb,
+    target: &impl ferry_harness::SqlServer,
 ) -> anyhow::Result<()> {
-    use ferry_e2e::SqlServer;
+    use ferry_harness::SqlServer;
     let privileges = "SELECT, RELOAD, LOCK TABLES, REPLICATION SLAVE, REPLICATION CLIENT";
     source.create_user("ferry", "src-pw", privileges).await?;
     target.create_user("ferry", "dst-pw", "ALL PRIVILEGES").await?;

@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use ferry_crds::job::{MigrationJob, Phase, Stage};
 use ferry_crds::source::MigrationSource;
-use ferry_e2e::SqlServer;
+use ferry_harness::SqlServer;
 use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
 use serde_json::{Value, json};
@@ -84,13 +84,13 @@ async fn wait_same<S: SqlServer, T: SqlServer>(
     // Polls the whole comparison (a matching row count may come before the last update).
     let same = || async {
         let (mut source_conn, mut target_conn) = (source.conn().await?, target.conn().await?);
-        Ok(ferry_e2e::assert_same_tables(&mut source_conn, &mut target_conn, "shop").await.ok())
+        Ok(ferry_harness::assert_same_tables(&mut source_conn, &mut target_conn, "shop").await.ok())
     };
     let waited = wait_for(what, STEP, same, async || cluster.describe(namespace, job).await).await;
     if waited.is_err() {
         // The difference itself says more than "not within".
         let (mut source_conn, mut target_conn) = (source.conn().await?, target.conn().await?);
-        ferry_e2e::assert_same_tables(&mut source_conn, &mut target_conn, "shop").await?;
+        ferry_harness::assert_same_tables(&mut source_conn, &mut target_conn, "shop").await?;
     }
     waited
 }

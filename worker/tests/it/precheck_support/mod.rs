@@ -5,7 +5,7 @@ use std::time::Duration;
 use ferry_crds::Selection;
 use ferry_crds::job::{CheckResult, MigrationMode, PrecheckItem, Tier};
 use ferry_crds::source::SourceType;
-use ferry_e2e::SqlServer;
+use ferry_harness::SqlServer;
 use ferry_worker::config::{Endpoint, JobConfig, JobId, Password, TlsMaterial};
 
 /// An endpoint for a harness server and a user.

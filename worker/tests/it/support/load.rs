@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use ferry_e2e::SqlServer;
+use ferry_harness::SqlServer;
 use mysql_async::prelude::Queryable;
 
 /// The tables, created and seeded on both sides before the job starts. The database's collation
@@ -230,7 +230,7 @@ pub async fn run(source: &impl SqlServer, writers: u64, duration: Duration) -> u
 /// Replicates `run`'s load with four workers into a target of `kind` while it is written, and
 /// waits until the target is equal; returns the still running `ferry migrate`.
 pub async fn replicate_concurrently(
-    kind: ferry_e2e::TargetKind,
+    kind: ferry_harness::TargetKind,
     catch_up: Duration,
 ) -> (super::Setup, std::process::Child) {
     let mut setup = super::Setup::start_with(kind).await;

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
-use ferry_e2e::{JobManifest, Source, SourceKind, SqlServer, Target, TargetKind};
+use ferry_harness::{JobManifest, Source, SourceKind, SqlServer, Target, TargetKind};
 use mysql_async::prelude::Queryable;
 
 /// The copy's two ways of writing rows, each forced through `FERRY_COPY_WRITE` so one test runs
@@ -381,7 +381,7 @@ impl Setup {
     pub async fn assert_same(&self, database: &str) {
         let mut s = self.source.conn().await.expect("source conn");
         let mut t = self.target.conn().await.expect("target conn");
-        if let Err(e) = ferry_e2e::assert_same_tables(&mut s, &mut t, database).await {
+        if let Err(e) = ferry_harness::assert_same_tables(&mut s, &mut t, database).await {
             panic!("{e}\nferry log:\n{}", self.last_log());
         }
     }

@@ -13,7 +13,7 @@
 use std::collections::BTreeSet;
 use std::path::Path;
 
-use ferry_e2e::chart::{self, NAMESPACE, documents, repo_root, template, validate};
+use ferry_harness::chart::{self, NAMESPACE, documents, repo_root, template, validate};
 use serde_json::{Value, json};
 
 type Docs = Vec<Value>;

@@ -379,7 +379,7 @@ impl ControlPlane {
 /// Applies every Ferry CRD and waits until each is Established.
 pub async fn install_crds(client: &Client) -> Result<()> {
     let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    let params = PatchParams::apply("ferry-e2e").force();
+    let params = PatchParams::apply("ferry-harness").force();
     let mut names = Vec::new();
     for crd in ferry_crds::crd::all() {
         let name = crd.metadata.name.clone().unwrap_or_default();

@@ -4,7 +4,7 @@
 
 use std::time::Instant;
 
-use ferry_e2e::{SqlServer, TargetKind, TiDb, start_target};
+use ferry_harness::{SqlServer, TargetKind, TiDb, start_target};
 
 #[tokio::test]
 async fn tidb_answers_sql() -> anyhow::Result<()> {
@@ -67,7 +67,7 @@ async fn a_dropped_tidb_stops_and_leaves_no_directory() -> anyhow::Result<()> {
 
 #[test]
 fn a_missing_binary_names_the_build_script() {
-    let err = ferry_e2e::kube_harness::go_tool("tidb-server", "v0.0.0-not-built")
+    let err = ferry_harness::kube_harness::go_tool("tidb-server", "v0.0.0-not-built")
         .expect_err("no such version is built");
     assert!(err.to_string().contains("dev/build-go-tools.sh"), "{err}");
 }

@@ -17,12 +17,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
-use ferry_e2e::kube_harness::install::{self, LocalBinaries};
-use ferry_e2e::kube_harness::{
+use ferry_harness::kube_harness::install::{self, LocalBinaries};
+use ferry_harness::kube_harness::{
     ControlPlane, KUBE_VERSION, NodeAgent, NodeAgentOptions, OPERATOR_IMAGE, OPERATOR_NAMESPACE,
     WORKER_BINARY, go_tool,
 };
-use ferry_e2e::{MariaDb, SqlServer, TiDb};
+use ferry_harness::{MariaDb, SqlServer, TiDb};
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, Patch, PatchParams};
 
@@ -120,7 +120,7 @@ const SAMPLE: &str = "CREATE DATABASE shop; \
 
 /// The try-out once the lab is up, as `(command, comment)`; `{bin}` is this binary's
 /// directory. README.md's "Try it on Kubernetes without a cluster" shows the same commands
-/// with `target/debug/`, and e2e/tests/it/lab_readme.rs runs them from there and checks that
+/// with `target/debug/`, and harness/tests/it/lab_readme.rs runs them from there and checks that
 /// `up` printed them.
 const NEXT_STEPS: &[(&str, &str)] = &[
     (r#"eval "$({bin}/ferry-lab env)""#, "KUBECONFIG, the lab's kubectl, FERRY_LAB_*"),
@@ -167,7 +167,7 @@ impl Lab {
     fn from_env() -> Self {
         let dir = match std::env::var_os("FERRY_LAB_DIR") {
             Some(dir) => dir.into(),
-            None => ferry_e2e::cache_dir().join("lab"),
+            None => ferry_harness::cache_dir().join("lab"),
         };
         Self { dir }
     }
@@ -273,7 +273,7 @@ enum Server {
 
 /// Starts one server, announces its address, and keeps it until SIGTERM or SIGINT.
 fn serve(args: ServerArgs, kind: Server) -> anyhow::Result<()> {
-    let placement = ferry_e2e::Placement { port: args.port, parent: args.dir.clone() };
+    let placement = ferry_harness::Placement { port: args.port, parent: args.dir.clone() };
     let runtime = tokio::runtime::Runtime::new().context("start the async runtime")?;
     runtime.block_on(async {
         let mut terminate =
@@ -281,10 +281,10 @@ fn serve(args: ServerArgs, kind: Server) -> anyhow::Result<()> {
         let (server, address): (Box<dyn std::any::Any>, String) = match kind {
             Server::MariaDb => {
                 let role = match args.role {
-                    ServerRole::Source => ferry_e2e::Role::Source,
-                    ServerRole::Target => ferry_e2e::Role::Target,
+                    ServerRole::Source => ferry_harness::Role::Source,
+                    ServerRole::Target => ferry_harness::Role::Target,
                 };
-                let mut options = ferry_e2e::MariaDbOptions::new(role);
+                let mut options = ferry_harness::MariaDbOptions::new(role);
                 options.extra_args = args.server_args.clone();
                 options.placement = placement;
                 let server = MariaDb::start(options).await.context("start MariaDB")?;
@@ -436,7 +436,7 @@ async fn start(lab: &Lab, args: &UpArgs) -> anyhow::Result<Running> {
     let options = agent_options(lab, args)?;
     let kubectl = go_tool("kubectl", KUBE_VERSION)?;
     if !args.no_operator {
-        ferry_e2e::chart::helm()?;
+        ferry_harness::chart::helm()?;
     }
     eprintln!("starting MariaDB, TiDB and the control plane...");
     let (source, target, plane) =
@@ -460,7 +460,7 @@ async fn start(lab: &Lab, args: &UpArgs) -> anyhow::Result<Running> {
     Ok(Running { agent, plane, target, source })
 }
 
-async fn start_source() -> ferry_e2e::Result<MariaDb> {
+async fn start_source() -> ferry_harness::Result<MariaDb> {
     let source = MariaDb::source().await?;
     source.exec(SAMPLE).await?;
     let privileges =
@@ -469,7 +469,7 @@ async fn start_source() -> ferry_e2e::Result<MariaDb> {
     Ok(source)
 }
 
-async fn start_target() -> ferry_e2e::Result<TiDb> {
+async fn start_target() -> ferry_harness::Result<TiDb> {
     let target = TiDb::start().await?;
     target.create_user(TARGET_USER, TARGET_PASSWORD, "ALL PRIVILEGES").await?;
     Ok(target)

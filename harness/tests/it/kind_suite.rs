@@ -1,13 +1,13 @@
-//! What `e2e/kind/run.sh` relies on, checked here where no Docker runs: its `helm` command
+//! What `harness/kind/run.sh` relies on, checked here where no Docker runs: its `helm` command
 //! renders with exactly its `--set` values (names the chart's schema knows) into valid objects,
-//! `e2e/kind/databases.yaml` is valid, and the test it runs exists.
+//! `harness/kind/databases.yaml` is valid, and the test it runs exists.
 //!
 //! Needs helm and kubernetes-validate (`dev/setup.sh`); fails, not skips, without them.
 
-use ferry_e2e::chart::{self, documents, repo_root, validate};
+use ferry_harness::chart::{self, documents, repo_root, validate};
 
 fn run_sh() -> String {
-    std::fs::read_to_string(repo_root().join("e2e/kind/run.sh")).expect("e2e/kind/run.sh")
+    std::fs::read_to_string(repo_root().join("harness/kind/run.sh")).expect("harness/kind/run.sh")
 }
 
 /// The words of the shell command starting with `start`, continuation lines joined, quotes
@@ -66,7 +66,7 @@ fn run_sh_helm_values_render_valid_objects() -> anyhow::Result<()> {
 
 #[test]
 fn kind_databases_are_valid() -> anyhow::Result<()> {
-    let text = std::fs::read_to_string(repo_root().join("e2e/kind/databases.yaml"))?;
+    let text = std::fs::read_to_string(repo_root().join("harness/kind/databases.yaml"))?;
     let result = validate(&text, &[])?;
     let docs = documents(&text)?;
     assert_eq!(result.passed.len(), docs.len(), "{result:?}");
@@ -77,7 +77,7 @@ fn kind_databases_are_valid() -> anyhow::Result<()> {
         .collect();
     for service in ["mariadb", "tidb"] {
         assert!(services.contains(&service), "run.sh forwards to service/{service}");
-        assert!(run_sh().contains(&format!("{service}.ferry-e2e-db.svc")));
+        assert!(run_sh().contains(&format!("{service}.ferry-harness-db.svc")));
     }
     Ok(())
 }

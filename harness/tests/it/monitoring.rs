@@ -14,7 +14,7 @@ fn monitoring_dir() -> PathBuf {
 }
 
 fn promtool(args: &[&str]) -> anyhow::Result<String> {
-    let promtool = ferry_e2e::tidb::go_tool("promtool", PROMTOOL_VERSION)?;
+    let promtool = ferry_harness::tidb::go_tool("promtool", PROMTOOL_VERSION)?;
     let output = Command::new(promtool).args(args).current_dir(monitoring_dir()).output()?;
     let text = format!(
         "{}{}",

@@ -1,8 +1,8 @@
 //! The harness against real MariaDB servers: sources write a ROW binlog, targets none, several
 //! run at once, and the table comparison catches a single changed value.
 
-use ferry_e2e::SqlServer;
-use ferry_e2e::{HarnessError, MariaDb, MariaDbOptions, Role, assert_same_tables};
+use ferry_harness::SqlServer;
+use ferry_harness::{HarnessError, MariaDb, MariaDbOptions, Role, assert_same_tables};
 
 const FIXTURE: &str = "CREATE DATABASE shop; \
     CREATE TABLE shop.items (id INT PRIMARY KEY, name VARCHAR(50), price DECIMAL(10,2), note TEXT); \

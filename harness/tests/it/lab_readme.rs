@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail, ensure};
 use ferry_crds::job::{MigrationJob, Phase, Stage};
-use ferry_e2e::kube_harness::LocalBinaries;
+use ferry_harness::kube_harness::LocalBinaries;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ListParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
@@ -401,14 +401,14 @@ fn watch_until_replicating(command: &str, script: &str, lab: &Path) -> anyhow::R
 async fn shop(port: u16) -> anyhow::Result<(u64, String)> {
     let mut conn = connect(port).await?;
     let rows: Option<u64> = conn.query_first("SELECT COUNT(*) FROM shop.customers").await?;
-    let digests = ferry_e2e::database_digests(&mut conn, "shop").await?;
+    let digests = ferry_harness::database_digests(&mut conn, "shop").await?;
     Ok((rows.context("no count")?, format!("{digests:?}")))
 }
 
 /// The binaries' directory, with `ferry` and `ferry-operator` built for the current code. It
 /// builds what `cargo test --workspace` (dev/test.sh) builds, so there it is a no-op.
 fn binaries() -> anyhow::Result<PathBuf> {
-    ferry_e2e::workspace::build(Path::new(env!("CARGO")), &repo_root())?;
+    ferry_harness::workspace::build(Path::new(env!("CARGO")), &repo_root())?;
     let lab = Path::new(env!("CARGO_BIN_EXE_ferry-lab")).canonicalize()?;
     let dir = lab.parent().context("the binaries' directory")?.to_path_buf();
     LocalBinaries::in_dir(&dir)?;
@@ -464,7 +464,7 @@ async fn readme_try_out_runs_as_written() -> anyhow::Result<()> {
             watch_until_replicating(&command, &script, &lab)?;
             // Everything runs now: the lab's processes, the operator's and the worker's.
             family = descendants(up.child.id() as i32);
-            let cache = ferry_e2e::cache_dir();
+            let cache = ferry_harness::cache_dir();
             let allowed = [lab.as_path(), &cache, &bin, Path::new("/usr"), Path::new("/bin")];
             check_paths(family.get(1..).unwrap_or(&[]), &allowed)?;
             checked.push("watch");

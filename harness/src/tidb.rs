@@ -207,7 +207,7 @@ pub enum TargetKind {
     MariaDb,
     /// TiDB (`tidb-server -store unistore`).
     TiDb,
-    /// MySQL 9.7 in its chroot (e2e/src/mysql.rs), binlog off. Not in [`TargetKind::ALL`]: it
+    /// MySQL 9.7 in its chroot (harness/src/mysql.rs), binlog off. Not in [`TargetKind::ALL`]: it
     /// is here as a source kind, and so that any server can be a [`Target`].
     MySql,
 }
@@ -419,7 +419,7 @@ mod tests {
         let script = include_str!("../../dev/build-go-tools.sh");
         assert!(
             script.contains(&format!("TIDB_VERSION=\"{}\"", super::TIDB_VERSION)),
-            "dev/build-go-tools.sh builds another TiDB version than e2e/src/tidb.rs runs"
+            "dev/build-go-tools.sh builds another TiDB version than harness/src/tidb.rs runs"
         );
     }
 }

@@ -2,7 +2,7 @@
 //! it must see is made once on otherwise identical databases and must be reported, and databases
 //! that are the same, or that a TiDB target legitimately rewrote, must compare equal.
 
-use ferry_e2e::{
+use ferry_harness::{
     CompareOptions, HarnessError, MariaDb, SqlServer, TiDb, assert_same_tables, compare_databases,
 };
 use mysql_async::Conn;

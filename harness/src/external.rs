@@ -1,5 +1,5 @@
 //! Servers the tests did not start, named by environment variables: how the kind suite
-//! (`e2e/kind/`) points the same tests at MariaDB and TiDB running inside a cluster, reached
+//! (`harness/kind/`) points the same tests at MariaDB and TiDB running inside a cluster, reached
 //! through `kubectl port-forward`.
 
 use mysql_async::Opts;

@@ -6,7 +6,7 @@
 use std::time::{Duration, Instant};
 
 use ferry_crds::{MigrationJob, MigrationSource};
-use ferry_e2e::kube_harness::{ControlPlane, ControlPlaneOptions, NodeAgent};
+use ferry_harness::kube_harness::{ControlPlane, ControlPlaneOptions, NodeAgent};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Pod, Secret};
 use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};

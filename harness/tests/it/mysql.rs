@@ -4,7 +4,7 @@
 
 use std::time::Instant;
 
-use ferry_e2e::{MySql, SourceKind, SqlServer};
+use ferry_harness::{MySql, SourceKind, SqlServer};
 use mysql_async::prelude::Queryable;
 
 #[tokio::test]
