@@ -480,7 +480,8 @@ async fn a_source_restarted_during_replication_is_retried() {
 
 /// A row the source changes but the target lacks (deleted there behind Ferry's back) stops
 /// replication naming the table and the row, rather than leaving the target silently different:
-/// an UPDATE of a keyless table (applied row by row) and a batched DELETE by primary key.
+/// an UPDATE of a keyless table (netted to the removal of its old row and the insert of its new
+/// one, so the message names the row the update removed) and a batched DELETE by primary key.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_row_missing_on_the_target_stops_replication_naming_it() {
     let cases = [
@@ -489,7 +490,7 @@ async fn a_row_missing_on_the_target_stops_replication_naming_it() {
              INSERT INTO app.log VALUES (1, 'one'), (2, 'two')",
             "DELETE FROM app.log WHERE at = 2",
             "UPDATE app.log SET note = 'second' WHERE at = 2",
-            "the target has no row of `app`.`log` where the source updated at=2, note='two'",
+            "the target has no row of `app`.`log` where the source deleted at=2, note='two'",
         ),
         (
             "CREATE TABLE app.t (id INT PRIMARY KEY, v INT); \
