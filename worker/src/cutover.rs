@@ -249,7 +249,7 @@ async fn record(target: &mut Conn, job: &str, position: &Position) -> crate::Res
 /// The recorded cutover position of `job`, if one was recorded (none when the table does not
 /// exist: no cutover ever ran on this target).
 pub async fn requested(target: &mut Conn, job: &str) -> crate::Result<Option<Position>> {
-    if !table_exists(target).await? {
+    if !crate::meta::schema::has_table(target, "cutover").await? {
         return Ok(None);
     }
     let row: Option<(String, u64, Option<String>)> = target
@@ -265,24 +265,13 @@ pub async fn requested(target: &mut Conn, job: &str) -> crate::Result<Option<Pos
 /// Forgets a cutover recorded for an earlier job of the same key: a job that starts
 /// replicating without a checkpoint is a new one, which no earlier cutover completes.
 pub async fn forget(target: &mut Conn, job: &str) -> crate::Result<()> {
-    if !table_exists(target).await? {
+    if !crate::meta::schema::has_table(target, "cutover").await? {
         return Ok(());
     }
     target
         .exec_drop("DELETE FROM ferry_meta.cutover WHERE job = ?", (job,))
         .await
         .sql("forget an earlier cutover in ferry_meta.cutover on the target")
-}
-
-async fn table_exists(target: &mut Conn) -> crate::Result<bool> {
-    let exists: Option<u64> = target
-        .query_first(
-            "SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = 'ferry_meta' \
-             AND TABLE_NAME = 'cutover'",
-        )
-        .await
-        .sql("look for ferry_meta.cutover on the target")?;
-    Ok(exists.unwrap_or(0) > 0)
 }
 
 /// Marks the cutover of `job` done: the job completed at its position.

@@ -149,6 +149,19 @@ pub async fn ensure(conn: &mut Conn) -> crate::Result<()> {
     Ok(())
 }
 
+/// Whether `ferry_meta.<table>` exists on the target (an older Ferry may not have made it yet).
+pub async fn has_table(conn: &mut Conn, table: &str) -> crate::Result<bool> {
+    let found: Option<u64> = conn
+        .exec_first(
+            "SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = 'ferry_meta' \
+             AND TABLE_NAME = ?",
+            (table,),
+        )
+        .await
+        .sql(format!("look for ferry_meta.{table} on the target"))?;
+    Ok(found.unwrap_or(0) > 0)
+}
+
 /// The recorded version of `ferry_meta`; `None` before [`ensure`] ran with versions.
 pub async fn version(conn: &mut Conn) -> crate::Result<Option<u32>> {
     conn.query_first("SELECT version FROM ferry_meta.schema_version WHERE id = 1")

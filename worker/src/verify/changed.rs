@@ -65,7 +65,7 @@ pub async fn record(
     let Some(at) = report.position.as_deref().and_then(checkpoint::parse_position) else {
         return Ok(());
     };
-    if job.is_empty() || !table_exists(target).await? {
+    if job.is_empty() || !crate::meta::schema::has_table(target, "verified_tables").await? {
         return Ok(());
     }
     let version = Version::read(source).await.sql("read the source version")?;
@@ -83,17 +83,6 @@ pub async fn record(
     Ok(())
 }
 
-async fn table_exists(target: &mut Conn) -> crate::Result<bool> {
-    let exists: Option<u64> = target
-        .query_first(
-            "SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = 'ferry_meta' \
-             AND TABLE_NAME = 'verified_tables'",
-        )
-        .await
-        .sql("look for ferry_meta.verified_tables on the target")?;
-    Ok(exists.unwrap_or(0) > 0)
-}
-
 /// The tables of `config`'s job to compare for a cutover at `to`: those not verified equal
 /// since their last change (see the module documentation). Reading the binlog takes at most
 /// `timeout`; past it, every table is compared.
@@ -104,7 +93,7 @@ pub async fn scope(
     to: &Position,
     timeout: Duration,
 ) -> crate::Result<Scope> {
-    if !table_exists(target).await? {
+    if !crate::meta::schema::has_table(target, "verified_tables").await? {
         return Ok(Scope::all("no earlier verification recorded"));
     }
     let version = Version::read(source).await.sql("read the source version")?;

@@ -678,14 +678,9 @@ impl Live {
         options: &Options,
     ) -> crate::Result<Self> {
         let job = config.key.clone();
-        let has_checkpoint: Option<u64> = target
-            .query_first(
-                "SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = 'ferry_meta' \
-                 AND TABLE_NAME = 'incremental_checkpoint'",
-            )
-            .await
-            .sql("look for the replication checkpoint on the target")?;
-        let replicating = if has_checkpoint.unwrap_or(0) > 0 {
+        let has_checkpoint =
+            crate::meta::schema::has_table(target, "incremental_checkpoint").await?;
+        let replicating = if has_checkpoint {
             checkpoint::load(target, &job).await?.is_some_and(|c| !c.clean)
         } else {
             false
